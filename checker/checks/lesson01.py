@@ -1,0 +1,245 @@
+"""Lesson 1 checks: the lifespan opens one index per process and tools read it through `ctx`.
+
+Every run builds a fresh workspace with random document names, so only code that really
+indexes the folder passes. Expected values are computed here, never by the code under test.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.types import Implementation
+
+from checker.marks import check
+from checker.target import Target
+
+pytestmark = pytest.mark.anyio
+
+MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(4, 9)))
+
+
+@dataclass
+class Workspace:
+    root: Path
+    documents: dict[str, str]  # name -> text, for every file the desk must serve
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.documents)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """A folder of random documents, plus files a desk must ignore (hidden, not text)."""
+    rng = random.Random()
+    root = tmp_path / "workspace"
+    documents: dict[str, str] = {}
+    for _ in range(rng.randint(3, 7)):
+        folder = rng.choice(["", "notes/", f"{_word(rng)}/", "papers/2026/"])
+        name = f"{folder}{_word(rng)}{rng.choice(['.md', '.txt'])}"
+        documents[name] = f"# {_word(rng).title()}\n\n" + " ".join(_word(rng) for _ in range(rng.randint(3, 30)))
+    ignored = {".hidden/secret.md": "no", f"{_word(rng)}.png": "not text", ".draft.md": "no"}
+    for name, text in {**documents, **ignored}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return Workspace(root, documents)
+
+
+def _diff(got: list[str], want: list[str]) -> str:
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    parts = [f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else ""]
+    return "; ".join(p for p in parts if p) or f"same names, but got {got!r}, expected sorted {want!r}"
+
+
+@asynccontextmanager
+async def _spy_on_lifespan(context: Any) -> AsyncIterator[list[Any]]:
+    """Record every DeskState that `open_desk` yields while the block runs."""
+    original = context.open_desk
+    states: list[Any] = []
+
+    @asynccontextmanager
+    async def recording(root: Path) -> AsyncIterator[Any]:
+        async with original(root) as state:
+            states.append(state)
+            yield state
+
+    context.open_desk = recording
+    try:
+        yield states
+    finally:
+        context.open_desk = original
+
+
+async def _desk_info(client: Any) -> dict[str, Any]:
+    result = await client.call_tool("desk_info", {})
+    assert not result.is_error, f"desk_info returned an error: {result.content[0].text if result.content else ''}"
+    assert isinstance(result.structured_content, dict), "desk_info must return a DeskInfo (structured output)"
+    return result.structured_content
+
+
+@check("open_desk indexes every document in the workspace", points=2,
+       hint="Walk the root with scan_documents(), load each with load_document(), and store one row per "
+            "document; hidden folders and non-text files are already skipped for you.")
+async def test_index_matches_workspace(target: Target, workspace: Workspace) -> None:
+    open_desk = target.attr("context", "open_desk")
+    async with open_desk(workspace.root) as state:
+        names = state.document_names()
+    assert names == workspace.names, f"the index does not match the workspace: {_diff(names, workspace.names)}"
+
+
+@check("the index is closed when the lifespan ends, even after an error", points=2,
+       hint="Put the yield inside try/finally and close the connection in the finally block, so an "
+            "exception thrown into the generator still closes it (and still propagates).")
+async def test_index_closed_on_exit(target: Target, workspace: Workspace) -> None:
+    open_desk = target.attr("context", "open_desk")
+    async with open_desk(workspace.root) as state:
+        assert state.is_open, "the index must be open inside the lifespan"
+    assert not state.is_open, "the index is still open after the lifespan ended: close it on the way out"
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with open_desk(workspace.root) as failing:
+            raise Boom("a tool crashed")
+    assert not failing.is_open, "after an exception inside the lifespan the index stayed open: use try/finally"
+
+
+@check("a missing workspace stops startup with a clear StartupError", points=2,
+       hint="Check the root before opening anything and raise StartupError with a message that names the "
+            "folder, so whoever deploys the server knows exactly what to fix.")
+async def test_startup_failure_is_clear(target: Target, tmp_path: Path) -> None:
+    context = target.module("context")
+    missing = tmp_path / f"no-such-folder-{random.randint(1000, 9999)}"
+    try:
+        async with context.open_desk(missing):
+            pass
+    except context.StartupError as exc:
+        assert str(missing) in str(exc), f"the StartupError should name the folder {missing}, but says: {exc}"
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"open_desk raised {type(exc).__name__}: {exc}; raise StartupError instead")
+    else:
+        pytest.fail(f"open_desk started although the workspace {missing} does not exist")
+
+
+@check("tools read the lifespan state through ctx", points=3,
+       hint="Inside a tool, ctx.request_context.lifespan_context is the DeskState that open_desk yielded: "
+            "read the index from it and count requests on it. Never keep the state in a global.")
+async def test_tools_read_lifespan_state(target: Target, workspace: Workspace) -> None:
+    context = target.module("context")
+    async with _spy_on_lifespan(context) as states:
+        async with target.client(context.create_server(workspace.root)) as client:
+            listed = await client.call_tool("list_documents", {})
+            assert not listed.is_error, f"list_documents failed: {listed.content[0].text}"
+            names = (listed.structured_content or {}).get("result")
+            assert names == workspace.names, f"list_documents is wrong: {_diff(names or [], workspace.names)}"
+            infos = [await _desk_info(client) for _ in range(3)]
+    assert len(states) == 1, "expected the lifespan to open exactly one desk for this connection"
+    state = states[0]
+    assert {i["instance_id"] for i in infos} == {state.instance_id}, (
+        "desk_info reports an instance_id that is not the one the lifespan created: take it from the context")
+    assert [i["requests_served"] for i in infos] == [1, 2, 3], (
+        f"requests_served should count 1, 2, 3 over three calls, got {[i['requests_served'] for i in infos]}")
+    assert state.requests_served == 3, "count requests on the shared DeskState itself"
+    assert all(i["documents"] == len(workspace.names) for i in infos), "desk_info.documents should count the index"
+
+
+@check("desk_info reports the request, the protocol era and the client", points=3,
+       hint="ctx.request_id, ctx.protocol_version, ctx.session.client_params (may be None) and "
+            "ctx.client_capabilities describe the current request; they differ between the two eras.")
+async def test_request_context_both_eras(target: Target, workspace: Workspace) -> None:
+    context = target.module("context")
+    server = context.create_server(workspace.root)
+
+    async def sampler(*_: Any) -> Any:
+        raise AssertionError("not used")
+
+    for mode, version in MODES.items():
+        name = f"client-{random.randint(10_000, 99_999)}"
+        can_sample = random.choice([True, False])
+        extra = {"sampling_callback": sampler} if can_sample else {}
+        async with target.client(server, mode=mode, client_info=Implementation(name=name, version="1.0"),
+                                 **extra) as client:
+            first, second = await _desk_info(client), await _desk_info(client)
+        assert first["protocol_version"] == version, (
+            f"with a mode={mode!r} client, protocol_version should be {version}, got {first['protocol_version']!r}")
+        assert first["client_name"] == name, f"client_name should be the client's own name {name!r}, got {first['client_name']!r}"
+        assert first["client_can_sample"] is can_sample, (
+            f"client_can_sample should be {can_sample} for this {mode} client (it "
+            f"{'did' if can_sample else 'did not'} declare sampling)")
+        assert first["request_id"] != second["request_id"], "two requests reported the same request_id: read it from ctx"
+
+
+@check("over HTTP the lifespan runs once for every connection and request", points=3,
+       hint="One server process opens one desk. If instance ids differ between connections, something opens "
+            "the index per request or per connection instead of in the lifespan.")
+async def test_lifespan_once_per_process(target: Target, workspace: Workspace) -> None:
+    context = target.module("context")
+    async with _spy_on_lifespan(context) as states:
+        app = context.create_server(workspace.root).streamable_http_app()
+        infos: list[dict[str, Any]] = []
+
+        async def one_connection(mode: str) -> None:
+            async with target.client(url, mode=mode) as client:
+                infos.append(await _desk_info(client))
+
+        async with target.http(app) as url:
+            for mode in ("auto", "legacy", "auto", "legacy"):
+                await one_connection(mode)
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(one_connection, "auto")
+    assert len(states) == 1, f"the lifespan opened {len(states)} desks for one server process; it should open one"
+    ids = {i["instance_id"] for i in infos}
+    assert len(ids) == 1, f"seven connections saw {len(ids)} different desks; they should all share one"
+    served = sorted(i["requests_served"] for i in infos)
+    assert served == list(range(1, 8)), f"requests_served should run 1..7 across connections, got {served}"
+
+
+@check("a failing tool returns a readable error and the index still closes", points=2,
+       hint="Raise ToolError for a name that is not in the index (the model reads its message); return the "
+            "file's text for names that are.")
+async def test_cleanup_after_failing_tool(target: Target, workspace: Workspace) -> None:
+    context = target.module("context")
+    missing = f"{random.choice(['draft', 'plan', 'memo'])}-{random.randint(100, 999)}.md"
+    name, text = random.choice(sorted(workspace.documents.items()))
+    async with _spy_on_lifespan(context) as states:
+        async with target.client(context.create_server(workspace.root)) as client:
+            bad = await client.call_tool("read_document", {"name": missing})
+            good = await client.call_tool("read_document", {"name": name})
+    body = bad.content[0].text if bad.content else ""
+    assert bad.is_error, f"reading {missing!r}, which does not exist, should be a tool error (is_error=True)"
+    assert missing in body, f"the error should name the missing document {missing!r} so the model can fix it; got {body!r}"
+    assert not good.is_error and good.content[0].text == text, f"read_document({name!r}) should return the file's text"
+    assert states and not states[0].is_open, "after the client disconnected, the index was left open"
+
+
+@check("tools are registered with titles, descriptions and read-only hints; ctx stays hidden", points=3,
+       hint="server.tool(title=..., annotations=ToolAnnotations(read_only_hint=True)) registers a function; "
+            "its docstring becomes the description and a Context parameter never appears in the schema.")
+async def test_tools_registered_well(target: Target, workspace: Workspace) -> None:
+    context = target.module("context")
+    async with target.client(context.create_server(workspace.root)) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    wanted = {"desk_info", "list_documents", "read_document"}
+    assert wanted <= set(tools), f"missing tools: {sorted(wanted - set(tools))}"
+    for name in sorted(wanted):
+        tool = tools[name]
+        props = tool.input_schema.get("properties", {})
+        assert "ctx" not in props and "context" not in props, f"{name} exposes its Context parameter in the schema"
+        assert tool.title, f"{name} needs a human title"
+        assert tool.description, f"{name} needs a description (its docstring)"
+        assert tool.annotations and tool.annotations.read_only_hint, f"{name} only reads: mark it read_only_hint=True"
+    assert tools["read_document"].input_schema.get("required") == ["name"], "read_document takes exactly `name`"

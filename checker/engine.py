@@ -1,0 +1,90 @@
+"""Grade one lesson: start the worker in a child process, bound it in time, read its result.
+
+This side never imports pytest, the SDK or student code, so it starts fast and nothing a
+check does can crash it. All it trusts is the JSON file the worker writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from checker.catalog import read_catalog
+from checker.registry import Course, CourseError, Lesson
+from checker.request import Request
+from checker.results import LessonResult
+
+EDITIONS = ("starter", "solutions")
+
+
+def edition_path(course: Course, against: str) -> tuple[Path, str]:
+    """`starter` (the student's package), `solutions`, or a path to another copy's src/ folder."""
+    if against == "starter":
+        path, name = course.starter, "starter"
+    elif against == "solutions":
+        path, name = course.solutions, "solutions"
+    else:
+        path, name = Path(against).resolve(), against
+    if not (path / course.package).is_dir():
+        raise CourseError(f"no {course.package} package found in {path}")
+    return path, name
+
+
+def _worker_env(course: Course) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"       # load only the plugins the checks need: faster
+    env["PYTHONPYCACHEPREFIX"] = str(course.state_dir / "pycache")  # keep bytecode out of the student's tree
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def run_lesson(course: Course, lesson: Lesson, against: str = "starter",
+               select: list[str] | None = None, jobs: int | None = None,
+               check_timeout: float | None = None) -> LessonResult:
+    """Run `lesson`'s graded checks against an edition and return the result."""
+    if not lesson.available:
+        raise CourseError(f"{lesson.id} ({lesson.title}) is coming soon: it has no checks yet")
+    checks_file = course.checks_file(lesson)
+    if not checks_file.is_file():
+        raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
+    known = {c.id for c in read_catalog(checks_file)}
+    unknown = sorted(set(select or ()) - known)
+    if unknown:
+        raise CourseError(f"{lesson.id} has no check {unknown[0]!r}; its checks are {', '.join(sorted(known))}")
+    edition, edition_name = edition_path(course, against)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
+        request = Request(
+            lesson=lesson.id, title=lesson.title, checks_file=str(checks_file), edition=str(edition),
+            edition_name=edition_name, package=course.package, modules=list(lesson.modules),
+            out=str(Path(tmp) / "result.json"), check_timeout=check_timeout or course.check_timeout,
+            lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
+            output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
+        )
+        request_file = Path(tmp) / "request.json"
+        request_file.write_text(json.dumps(asdict(request)))
+        error = ""
+        try:
+            proc = subprocess.run([sys.executable, "-m", "checker.worker", "--request", str(request_file)],
+                                  cwd=tmp, env=_worker_env(course), stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=course.lesson_timeout + 30)
+            if proc.returncode != 0:
+                error = f"the check runner exited with code {proc.returncode}: {proc.stderr.decode(errors='replace')[-1500:]}"
+        except subprocess.TimeoutExpired:
+            error = f"the lesson did not finish within its limit of {course.lesson_timeout:g} s"
+        out = Path(request.out)
+        if out.is_file():
+            result = LessonResult.from_json(json.loads(out.read_text()))
+        else:
+            result = LessonResult(lesson=lesson.id, title=lesson.title, edition=edition_name,
+                                  error=error or "the check runner produced no result")
+    result.duration = round(time.monotonic() - started, 3)
+    return result
+

@@ -1,0 +1,25 @@
+"""What the engine asks of the worker: one lesson, one edition, the limits. Plain data, cheap to import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Request:
+    """Everything the worker needs, passed as one JSON file (nothing else crosses over)."""
+
+    lesson: str
+    title: str
+    checks_file: str
+    edition: str        # the src/ folder whose package is graded
+    edition_name: str   # "starter", "solutions", or a path, for display
+    package: str
+    modules: list[str]
+    out: str
+    check_timeout: float
+    lesson_timeout: float
+    memory_mb: int
+    output_mb: int
+    jobs: int
+    select: list[str]

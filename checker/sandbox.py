@@ -1,0 +1,171 @@
+"""Run a function in a forked child with wall-time, memory and output limits.
+
+Why fork: the worker process has already paid for importing the SDK and pytest (most of a
+check's cost), and a fork inherits that for free. Each check therefore gets a fresh process —
+a student's infinite loop, `sys.exit`, `os._exit`, crash or output flood ends that child and
+costs that one check — while the parent, which never imports student code, keeps the score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+OUTPUT_TAIL = 1200  # characters of a child's own output shown with its failure
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float
+    memory_mb: int
+    output_mb: int
+
+
+@dataclass
+class ChildOutcome:
+    """What came back from a child: its JSON payload, or why there was none."""
+
+    payload: dict[str, Any] | None
+    problem: str  # "" when the child reported normally
+    output: str   # the tail of what the child printed
+    duration: float
+
+
+@dataclass
+class _Running:
+    key: Any
+    pid: int
+    pipe: int
+    capture: Any
+    started: float
+    buffer: bytearray
+
+
+def _apply_limits(limits: Limits) -> None:
+    mem = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    size = limits.output_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-long write fails with EFBIG instead of killing
+    cpu = int(limits.wall_seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+
+
+def _child(fn: Callable[[], dict[str, Any]], pipe: int, capture_fd: int, limits: Limits) -> None:
+    """Runs in the forked child and never returns."""
+    code = 0
+    try:
+        os.setpgid(0, 0)  # own process group: anything the check spawns is killed with it
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(capture_fd, 1)
+        os.dup2(capture_fd, 2)
+        _apply_limits(limits)
+        payload = fn()
+        data = json.dumps(payload).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(pipe, view):]
+    except BaseException:  # noqa: BLE001 - the parent reports a child that sent nothing
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _tail(capture: Any) -> str:
+    capture.seek(0, os.SEEK_END)
+    size = capture.tell()
+    capture.seek(max(0, size - OUTPUT_TAIL * 4))
+    text = capture.read().decode("utf-8", "replace")
+    return text[-OUTPUT_TAIL:]
+
+
+def _reap(run: _Running) -> int:
+    try:
+        os.killpg(run.pid, signal.SIGKILL)  # leftovers: servers or processes the check started
+    except (ProcessLookupError, PermissionError):
+        pass
+    _, status = os.waitpid(run.pid, 0)
+    return status
+
+
+def _describe_exit(status: int, wall: float, timed_out: bool) -> str:
+    if timed_out:
+        return (f"did not finish within {wall:g} s: look for an infinite loop, or a call that waits "
+                f"for something that never comes")
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU:
+            return "used more CPU time than allowed: look for an infinite loop"
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return f"the process running this check was killed by {name} (out of memory, or a crash)"
+    code = os.WEXITSTATUS(status)
+    return (f"the process running this check ended abruptly with exit code {code}: "
+            f"does the code call sys.exit() or os._exit()?")
+
+
+def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, Any]]]], limits: Limits,
+               jobs: int = 1, deadline: float | None = None) -> dict[Any, ChildOutcome]:
+    """Run each `(key, fn)` in its own fork, at most `jobs` at a time; return outcomes by key.
+
+    `deadline` (a `time.monotonic()` value) bounds the whole batch: tasks not started by then
+    are reported as not run.
+    """
+    queue = list(tasks)
+    running: dict[int, _Running] = {}
+    outcomes: dict[Any, ChildOutcome] = {}
+
+    def finish(run: _Running, timed_out: bool) -> None:
+        os.close(run.pipe)
+        status = _reap(run)
+        elapsed = time.monotonic() - run.started
+        payload = None
+        problem = ""
+        if not timed_out and run.buffer:
+            try:
+                payload = json.loads(run.buffer)
+            except ValueError:
+                problem = "the check's process sent back an unreadable result"
+        if payload is None and not problem:
+            problem = _describe_exit(status, limits.wall_seconds, timed_out)
+        outcomes[run.key] = ChildOutcome(payload, problem, _tail(run.capture), elapsed)
+        run.capture.close()
+
+    while queue or running:
+        while queue and len(running) < max(1, jobs):
+            key, fn = queue.pop(0)
+            if deadline is not None and time.monotonic() >= deadline:
+                outcomes[key] = ChildOutcome(None, "not run: the lesson's time limit was reached", "", 0.0)
+                continue
+            read_end, write_end = os.pipe()
+            capture = tempfile.TemporaryFile()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_end)
+                _child(fn, write_end, capture.fileno(), limits)
+            os.close(write_end)
+            running[read_end] = _Running(key, pid, read_end, capture, time.monotonic(), bytearray())
+        if not running:
+            continue
+        now = time.monotonic()
+        nearest = min(r.started + limits.wall_seconds for r in running.values())
+        ready, _, _ = select.select(list(running), [], [], max(0.0, nearest - now))
+        for fd in ready:
+            run = running[fd]
+            chunk = os.read(fd, 65536)
+            if chunk:
+                run.buffer.extend(chunk)
+            else:
+                finish(running.pop(fd), timed_out=False)
+        now = time.monotonic()
+        for fd in [fd for fd, r in running.items() if now - r.started >= limits.wall_seconds]:
+            finish(running.pop(fd), timed_out=True)
+    return outcomes

@@ -1,0 +1,129 @@
+"""The one door through which checks reach student code: the `target` fixture.
+
+A check never imports the student's package itself. It asks `target` for a module, an
+in-memory client, a stdio client running the package as a real subprocess, or the package's
+ASGI app served by a real uvicorn on a loopback port. Which edition is graded (the student's
+starter, the reference solutions, a submission) is the runner's decision, made before the
+check starts; the check cannot tell and does not need to.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+import pytest
+
+from checker.worker import describe_failure
+
+
+def _warm_imports() -> None:
+    """Import, once in the worker, what every check's client needs, so each fork inherits it.
+
+    The MCP client validates structured tool output with jsonschema, imported on first use.
+    In a Jupyter environment jsonschema finds `rfc3987_syntax`, which builds a parser grammar
+    at import (over a second) only to check the "iri" string format; MCP never turns format
+    checking on, so the checks' processes skip that module.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import jsonschema.validators  # noqa: F401
+    import mcp.client  # noqa: F401
+
+
+_warm_imports()
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Target:
+    """The edition under test, seen only through these methods."""
+
+    def __init__(self, edition: Path, package: str) -> None:
+        self.edition = edition
+        self.package = package
+
+    def module(self, name: str) -> ModuleType:
+        """Import `<package>.<name>`; an import crash fails the check with the student's error."""
+        qualified = f"{self.package}.{name}"
+        try:
+            return importlib.import_module(qualified)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit at import is the student's too
+            pytest.fail(f"importing {qualified} failed: {describe_failure(exc, str(self.edition))}")
+
+    def attr(self, module: str, name: str) -> Any:
+        """A function or class the lesson asks the student to provide, with a clear miss message."""
+        mod = self.module(module)
+        if not hasattr(mod, name):
+            pytest.fail(f"{self.package}/{module}.py has no `{name}`: the lesson asks you to define it")
+        return getattr(mod, name)
+
+    def client(self, server: Any, **kwargs: Any) -> Any:
+        """An in-memory MCP client connected to `server` (no port, no subprocess)."""
+        from mcp import Client
+
+        return Client(server, **kwargs)
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for a subprocess that must import the edition under test."""
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE")}
+        env["PYTHONPATH"] = str(self.edition)
+        env.update(extra or {})
+        return env
+
+    def stdio(self, *args: str, env: dict[str, str] | None = None, errlog: Any = None, **kwargs: Any) -> Any:
+        """A client for `python -m <package> ARGS` as a real stdio subprocess."""
+        from mcp import Client, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+
+        params = StdioServerParameters(command=sys.executable, args=["-m", self.package, *args], env=self.env(env))
+        return Client(stdio_client(params, errlog=errlog if errlog is not None else sys.stderr), **kwargs)
+
+    @asynccontextmanager
+    async def http(self, app: Any, *, path: str = "/mcp") -> AsyncIterator[str]:
+        """Serve an ASGI app with a real uvicorn on a free loopback port; yield the endpoint URL."""
+        import uvicorn
+
+        port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        server = uvicorn.Server(config)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve)
+            with anyio.fail_after(10):
+                while not server.started:
+                    if server.should_exit:
+                        pytest.fail("the HTTP server did not start: its startup (lifespan) failed")
+                    await anyio.sleep(0.01)
+            try:
+                yield f"http://127.0.0.1:{port}{path}"
+            finally:
+                server.should_exit = True
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def target() -> Target:
+    edition = os.environ.get("COURSE_EDITION")
+    if not edition:
+        pytest.fail("no edition selected: run checks through `course check`, not plain pytest")
+    return Target(Path(edition), os.environ.get("COURSE_PACKAGE", "research_desk"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "check(title, points, hint): a graded check")

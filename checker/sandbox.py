@@ -13,6 +13,7 @@ import os
 import resource
 import select
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -69,6 +70,7 @@ def _child(fn: Callable[[], dict[str, Any]], pipe: int, capture_fd: int, limits:
         os.dup2(capture_fd, 1)
         os.dup2(capture_fd, 2)
         _apply_limits(limits)
+        sys.dont_write_bytecode = True  # student code is imported here: leave no __pycache__ in their tree
         payload = fn()
         data = json.dumps(payload).encode()
         view = memoryview(data)

@@ -21,24 +21,62 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel
 
 from checker.worker import describe_failure
 
 
-def _warm_imports() -> None:
+def _warm_up() -> None:
     """Import, once in the worker, what every check's client needs, so each fork inherits it.
 
     The MCP client validates structured tool output with jsonschema, imported on first use.
-    In a Jupyter environment jsonschema finds `rfc3987_syntax`, which builds a parser grammar
-    at import (over a second) only to check the "iri" string format; MCP never turns format
-    checking on, so the checks' processes skip that module.
+    jsonschema, at import, pulls in every optional *format* library it finds; a Jupyter
+    environment has them all, and one (`rfc3987_syntax`) builds a parser grammar for over a
+    second. MCP never enables format checking, so they are hidden during this one import and
+    stay importable afterwards for any code that really uses them.
     """
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
-    import jsonschema.validators  # noqa: F401
+    hidden = [name for name in _FORMAT_LIBRARIES if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(hidden))
+    try:
+        import jsonschema.validators  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
     import mcp.client  # noqa: F401
+    import uvicorn  # noqa: F401
+
+    anyio.run(_sdk_round_trip)
 
 
-_warm_imports()
+async def _sdk_round_trip() -> None:
+    """One in-memory call per protocol era on a throwaway SDK-only server (no student code).
+
+    The first call in a process builds pydantic validators and schema caches (~0.1 s); doing it
+    here, before the worker forks, means no check pays for it again.
+    """
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("warm-up", log_level="WARNING")
+    server.tool()(_echo)
+    for mode in ("auto", "legacy"):
+        async with Client(server, mode=mode) as client:
+            await client.call_tool("echo", {"text": "hi"})
+
+
+class _Echo(BaseModel):
+    text: str
+
+
+async def _echo(text: str, ctx: Context) -> _Echo:
+    return _Echo(text=text)
+
+
+_FORMAT_LIBRARIES = ("fqdn", "rfc3987", "rfc3986_validator", "rfc3987_syntax", "rfc3339_validator",
+                     "webcolors", "jsonpointer", "uri_template", "isoduration")
+_warm_up()
 
 
 def free_port() -> int:

@@ -124,11 +124,13 @@ class ForkPerCheck:
         items = list(session.items)
         if self.request.select:
             items = [i for i in items if check_id(i.name) in self.request.select]
+        # Longest first, so a slow check overlaps the quick ones instead of trailing after them.
+        queue = sorted(items, key=lambda i: -self.request.expected.get(check_id(i.name), 1.0))
         import_error = self._probe_imports() if items else ""
         deadline = self.started + self.request.lesson_timeout
         outcomes: dict[str, ChildOutcome] = {}
         if not import_error:
-            outcomes = run_forked(((item.nodeid, (lambda item=item: self._run_one(item))) for item in items),
+            outcomes = run_forked(((item.nodeid, (lambda item=item: self._run_one(item))) for item in queue),
                                   self._limits(), jobs=self.request.jobs, deadline=deadline)
         for item in items:
             marker = item.get_closest_marker("check")

@@ -1,0 +1,78 @@
+"""The `course` command as a student meets it: exit codes, one-line errors, JSON, hints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import COURSE
+
+
+def course(*args: str, cwd: Path | None = None, state: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COURSE_ROOT=str(COURSE.root), COLUMNS="120")
+    if state is not None:
+        env["COURSE_STATE_DIR"] = str(state)
+    return subprocess.run([sys.executable, "-m", "checker.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or COURSE.root, env=env, timeout=300)
+
+
+def test_list_shows_every_lesson_and_what_is_coming() -> None:
+    proc = course("list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["lessons"]
+    assert [r["id"] for r in rows] == [f"lesson-{n}" for n in range(1, 11)]
+    for row, lesson in zip(rows, COURSE.lessons):
+        assert (row["status"] == "coming soon") == (not lesson.available)
+
+
+def test_bare_course_prints_the_table() -> None:
+    proc = course()
+    assert proc.returncode == 0, proc.stderr
+    assert "lesson-1" in proc.stdout and "lesson-10" in proc.stdout
+
+
+@pytest.mark.parametrize("ref", ["lesson-99", "99", "banana", "lesson-"])
+def test_unknown_lesson_is_one_line_and_exit_2(ref: str) -> None:
+    proc = course("check", ref)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "unknown lesson" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_package_is_bad_usage(tmp_path: Path) -> None:
+    proc = course("check", "1", "--against", str(tmp_path))
+    assert proc.returncode == 2 and "no research_desk package" in proc.stderr
+
+
+def test_unknown_check_id_is_bad_usage() -> None:
+    proc = course("check", "1", "--only", "no_such_check")
+    assert proc.returncode == 2 and "no check 'no_such_check'" in proc.stderr
+
+
+@pytest.mark.parametrize("ref", ["lesson-1", "1", "01"])
+def test_lesson_ids_students_type_all_work(ref: str) -> None:
+    assert COURSE.lesson(ref).id == "lesson-1"
+
+
+def test_hint_for_one_check_and_for_an_unknown_one() -> None:
+    proc = course("hint", "1", "index_matches_workspace")
+    assert proc.returncode == 0 and "scan_documents" in proc.stdout
+    assert course("hint", "1", "nope").returncode == 2
+
+
+def test_check_on_solutions_exits_0_with_json() -> None:
+    proc = course("check", "lesson-1", "--against", "solutions", "--json")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    data = json.loads(proc.stdout)
+    assert data["ok"] and data["failed"] == 0 and data["passed"] == len(data["checks"]) >= 6
+
+
+def test_check_on_starter_exits_1_and_explains_each_failure() -> None:
+    proc = course("check", "lesson-1", "--against", "starter")
+    assert proc.returncode == 1
+    assert proc.stdout.count("✗") >= 6 and "hint:" in proc.stdout and "0 passed" in proc.stdout

@@ -113,23 +113,24 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a lesson's graded checks and explain every failure."""
-    from checker.engine import run_lesson
+    from checker.engine import LessonRun
     from checker.progress import record
 
     course = _course()
     chosen = _lesson(course, lesson)
     try:
-        result = run_lesson(course, chosen, against, select=only, check_timeout=timeout)
+        running = LessonRun(course, chosen, against, select=only, check_timeout=timeout)
     except CourseError as exc:
         _fail_usage(str(exc))
         return
+    from checker.render import lesson_report  # imported while the worker starts, on the other core
+
+    result = running.wait()
     if against == "starter" and not only and not result.error:
         record(course.state_dir, result)
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        from checker.render import lesson_report
-
         out.print(lesson_report(result, show_hints=not no_hints))
     raise typer.Exit(0 if result.ok else 1)
 

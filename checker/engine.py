@@ -44,51 +44,72 @@ def _worker_env(course: Course) -> dict[str, str]:
     return env
 
 
-def run_lesson(course: Course, lesson: Lesson, against: str = "starter",
-               select: list[str] | None = None, jobs: int | None = None,
-               check_timeout: float | None = None) -> LessonResult:
-    """Run `lesson`'s graded checks against an edition and return the result."""
-    if not lesson.available:
-        raise CourseError(f"{lesson.id} ({lesson.title}) is coming soon: it has no checks yet")
-    checks_file = course.checks_file(lesson)
-    if not checks_file.is_file():
-        raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
-    known = {c.id for c in read_catalog(checks_file)}
-    unknown = sorted(set(select or ()) - known)
-    if unknown:
-        raise CourseError(f"{lesson.id} has no check {unknown[0]!r}; its checks are {', '.join(sorted(known))}")
-    edition, edition_name = edition_path(course, against)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
-        request = Request(
+class LessonRun:
+    """One lesson being checked in a worker process; `wait()` gives its result.
+
+    Starting and waiting are separate so a caller can do its own work (the CLI imports its
+    renderer) on the other core while the worker imports the SDK.
+    """
+
+    def __init__(self, course: Course, lesson: Lesson, against: str = "starter",
+                 select: list[str] | None = None, jobs: int | None = None,
+                 check_timeout: float | None = None) -> None:
+        if not lesson.available:
+            raise CourseError(f"{lesson.id} ({lesson.title}) is coming soon: it has no checks yet")
+        checks_file = course.checks_file(lesson)
+        if not checks_file.is_file():
+            raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
+        known = {c.id for c in read_catalog(checks_file)}
+        unknown = sorted(set(select or ()) - known)
+        if unknown:
+            raise CourseError(f"{lesson.id} has no check {unknown[0]!r}; its checks are {', '.join(sorted(known))}")
+        edition, self.edition_name = edition_path(course, against)
+        self.course, self.lesson = course, lesson
+        self.started = time.monotonic()
+        self._tmp = tempfile.TemporaryDirectory(prefix="course-check-")
+        tmp = Path(self._tmp.name)
+        self.request = Request(
             lesson=lesson.id, title=lesson.title, checks_file=str(checks_file), edition=str(edition),
-            edition_name=edition_name, package=course.package, modules=list(lesson.modules),
-            out=str(Path(tmp) / "result.json"), check_timeout=check_timeout or course.check_timeout,
+            edition_name=self.edition_name, package=course.package, modules=list(lesson.modules),
+            out=str(tmp / "result.json"), check_timeout=check_timeout or course.check_timeout,
             lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
             output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
             expected=load_timings(course.state_dir).get(lesson.id, {}),
         )
-        request_file = Path(tmp) / "request.json"
-        request_file.write_text(json.dumps(asdict(request)))
+        request_file = tmp / "request.json"
+        request_file.write_text(json.dumps(asdict(self.request)))
+        self._proc = subprocess.Popen([sys.executable, "-m", "checker.worker", "--request", str(request_file)],
+                                      cwd=tmp, env=_worker_env(course), stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def wait(self) -> LessonResult:
         error = ""
         try:
-            proc = subprocess.run([sys.executable, "-m", "checker.worker", "--request", str(request_file)],
-                                  cwd=tmp, env=_worker_env(course), stdin=subprocess.DEVNULL,
-                                  capture_output=True, timeout=course.lesson_timeout + 30)
-            if proc.returncode != 0:
-                error = f"the check runner exited with code {proc.returncode}: {proc.stderr.decode(errors='replace')[-1500:]}"
+            _, stderr = self._proc.communicate(timeout=self.course.lesson_timeout + 30)
+            if self._proc.returncode != 0:
+                error = f"the check runner exited with code {self._proc.returncode}: {stderr.decode(errors='replace')[-1500:]}"
         except subprocess.TimeoutExpired:
-            error = f"the lesson did not finish within its limit of {course.lesson_timeout:g} s"
-        out = Path(request.out)
+            self._proc.kill()
+            self._proc.communicate()
+            error = f"the lesson did not finish within its limit of {self.course.lesson_timeout:g} s"
+        out = Path(self.request.out)
         if out.is_file():
             result = LessonResult.from_json(json.loads(out.read_text()))
         else:
-            result = LessonResult(lesson=lesson.id, title=lesson.title, edition=edition_name,
+            result = LessonResult(lesson=self.lesson.id, title=self.lesson.title, edition=self.edition_name,
                                   error=error or "the check runner produced no result")
-    result.duration = round(time.monotonic() - started, 3)
-    if result.checks and not result.error:
-        save_timings(course.state_dir, lesson.id, {c.id: c.duration for c in result.checks})
-    return result
+        self._tmp.cleanup()
+        result.duration = round(time.monotonic() - self.started, 3)
+        if result.checks and not result.error:
+            save_timings(self.course.state_dir, self.lesson.id, {c.id: c.duration for c in result.checks})
+        return result
+
+
+def run_lesson(course: Course, lesson: Lesson, against: str = "starter",
+               select: list[str] | None = None, jobs: int | None = None,
+               check_timeout: float | None = None) -> LessonResult:
+    """Run `lesson`'s graded checks against an edition and return the result."""
+    return LessonRun(course, lesson, against, select, jobs, check_timeout).wait()
 
 
 def load_timings(state_dir: Path) -> dict[str, dict[str, float]]:

@@ -178,6 +178,13 @@ def sync_starter(check_only: Annotated[bool, typer.Option("--check", help="Only 
         out.print("the starter is up to date")
 
 
+from checker.instructor_cli import export, grade, release  # noqa: E402 - instructor commands
+
+app.command()(release)
+app.command()(grade)
+app.command()(export)
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

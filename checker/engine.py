@@ -36,12 +36,41 @@ def edition_path(course: Course, against: str) -> tuple[Path, str]:
     return path, name
 
 
-def _worker_env(course: Course) -> dict[str, str]:
+def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"       # load only the plugins the checks need: faster
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("PYTHONPATH", None)
     return env
+
+
+def worker_command(request_files: list[Path]) -> list[str]:
+    """The worker process for one or more requests (several share one SDK import)."""
+    cmd = [sys.executable, "-m", "checker.worker"]
+    for path in request_files:
+        cmd += ["--request", str(path)]
+    return cmd
+
+
+def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: str, out: Path, *,
+                  jobs: int | None = None, select: list[str] | None = None,
+                  check_timeout: float | None = None) -> Request:
+    """Everything a worker needs to check `lesson` against the package in `edition`."""
+    checks_file = course.checks_file(lesson)
+    if not checks_file.is_file():
+        raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
+    known = {c.id for c in read_catalog(checks_file)}
+    unknown = sorted(set(select or ()) - known)
+    if unknown:
+        raise CourseError(f"{lesson.id} has no check {unknown[0]!r}; its checks are {', '.join(sorted(known))}")
+    return Request(
+        lesson=lesson.id, title=lesson.title, checks_file=str(checks_file), edition=str(edition),
+        edition_name=edition_name, package=course.package, modules=list(lesson.modules),
+        out=str(out), check_timeout=check_timeout or course.check_timeout,
+        lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
+        output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
+        expected=load_timings(course.state_dir).get(lesson.id, {}),
+    )
 
 
 class LessonRun:
@@ -56,30 +85,17 @@ class LessonRun:
                  check_timeout: float | None = None) -> None:
         if not lesson.available:
             raise CourseError(f"{lesson.id} ({lesson.title}) is coming soon: it has no checks yet")
-        checks_file = course.checks_file(lesson)
-        if not checks_file.is_file():
-            raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
-        known = {c.id for c in read_catalog(checks_file)}
-        unknown = sorted(set(select or ()) - known)
-        if unknown:
-            raise CourseError(f"{lesson.id} has no check {unknown[0]!r}; its checks are {', '.join(sorted(known))}")
         edition, self.edition_name = edition_path(course, against)
         self.course, self.lesson = course, lesson
         self.started = time.monotonic()
         self._tmp = tempfile.TemporaryDirectory(prefix="course-check-")
         tmp = Path(self._tmp.name)
-        self.request = Request(
-            lesson=lesson.id, title=lesson.title, checks_file=str(checks_file), edition=str(edition),
-            edition_name=self.edition_name, package=course.package, modules=list(lesson.modules),
-            out=str(tmp / "result.json"), check_timeout=check_timeout or course.check_timeout,
-            lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
-            output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
-            expected=load_timings(course.state_dir).get(lesson.id, {}),
-        )
+        self.request = build_request(course, lesson, edition, self.edition_name, tmp / "result.json",
+                                     jobs=jobs, select=select, check_timeout=check_timeout)
         request_file = tmp / "request.json"
         request_file.write_text(json.dumps(asdict(self.request)))
-        self._proc = subprocess.Popen([sys.executable, "-m", "checker.worker", "--request", str(request_file)],
-                                      cwd=tmp, env=_worker_env(course), stdin=subprocess.DEVNULL,
+        self._proc = subprocess.Popen(worker_command([request_file]),
+                                      cwd=tmp, env=worker_env(), stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def wait(self) -> LessonResult:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -24,3 +24,5 @@ class Request:
     jobs: int
     select: list[str]
     expected: dict[str, float]  # check id -> seconds it took last time; the longest start first
+    extra_checks: list[str] = field(default_factory=list)  # instructor-only (hidden) check files
+    sandbox_uid: int | None = None  # grading as root: run checks as uids from here (one per slot)

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 OUTPUT_TAIL = 1200  # characters of a child's own output shown with its failure
@@ -28,6 +29,8 @@ class Limits:
     wall_seconds: float
     memory_mb: int
     output_mb: int
+    sandbox_uid: int | None = None  # if set (grading as root), child k of a batch runs as uid + k
+    max_processes: int = 64         # with a sandbox uid: a fork bomb stops here
 
 
 @dataclass
@@ -43,11 +46,36 @@ class ChildOutcome:
 @dataclass
 class _Running:
     key: Any
+    uid: int | None
     pid: int
     pipe: int
     capture: Any
     started: float
     buffer: bytearray
+
+
+def _drop_privileges(uid: int, limits: Limits) -> None:
+    """Become an unprivileged user that owns nothing of the grader's: no forged result files,
+    no edits to the course, no reading root-only folders, and a process count limit that holds."""
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    scratch = Path(tempfile.gettempdir()) / f"course-sandbox-{uid}"
+    scratch.mkdir(exist_ok=True)
+    os.chdir(scratch)
+    os.environ.update(HOME=str(scratch), USER=f"sandbox{uid}", LOGNAME=f"sandbox{uid}")
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process left running as `uid`: those that escaped the process group too."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
 
 
 def _apply_limits(limits: Limits) -> None:
@@ -60,7 +88,7 @@ def _apply_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 
 
-def _child(fn: Callable[[], dict[str, Any]], pipe: int, capture_fd: int, limits: Limits) -> None:
+def _child(fn: Callable[[], dict[str, Any]], pipe: int, capture_fd: int, limits: Limits, uid: int | None) -> None:
     """Runs in the forked child and never returns."""
     code = 0
     try:
@@ -70,6 +98,8 @@ def _child(fn: Callable[[], dict[str, Any]], pipe: int, capture_fd: int, limits:
         os.dup2(capture_fd, 1)
         os.dup2(capture_fd, 2)
         _apply_limits(limits)
+        if uid is not None:
+            _drop_privileges(uid, limits)
         sys.dont_write_bytecode = True  # student code is imported here: leave no __pycache__ in their tree
         payload = fn()
         data = json.dumps(payload).encode()
@@ -95,6 +125,8 @@ def _reap(run: _Running) -> int:
         os.killpg(run.pid, signal.SIGKILL)  # leftovers: servers or processes the check started
     except (ProcessLookupError, PermissionError):
         pass
+    if run.uid is not None:
+        _kill_uid(run.uid)
     _, status = os.waitpid(run.pid, 0)
     return status
 
@@ -140,7 +172,11 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, Any]]]], limits
             problem = _describe_exit(status, limits.wall_seconds, timed_out)
         outcomes[run.key] = ChildOutcome(payload, problem, _tail(run.capture), elapsed)
         run.capture.close()
+        if run.uid is not None:
+            free_uids.append(run.uid)
 
+    free_uids = ([limits.sandbox_uid + slot for slot in range(max(1, jobs))]
+                 if limits.sandbox_uid is not None else [])
     while queue or running:
         while queue and len(running) < max(1, jobs):
             key, fn = queue.pop(0)
@@ -149,12 +185,13 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, Any]]]], limits
                 continue
             read_end, write_end = os.pipe()
             capture = tempfile.TemporaryFile()
+            uid = free_uids.pop() if free_uids else None
             pid = os.fork()
             if pid == 0:
                 os.close(read_end)
-                _child(fn, write_end, capture.fileno(), limits)
+                _child(fn, write_end, capture.fileno(), limits, uid)
             os.close(write_end)
-            running[read_end] = _Running(key, pid, read_end, capture, time.monotonic(), bytearray())
+            running[read_end] = _Running(key, uid, pid, read_end, capture, time.monotonic(), bytearray())
         if not running:
             continue
         now = time.monotonic()

@@ -117,7 +117,8 @@ class ForkPerCheck:
         return f"importing {', '.join(names)} failed: {outcome.problem}"
 
     def _limits(self) -> Limits:
-        return Limits(self.request.check_timeout, self.request.memory_mb, self.request.output_mb)
+        return Limits(self.request.check_timeout, self.request.memory_mb, self.request.output_mb,
+                      sandbox_uid=self.request.sandbox_uid)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -160,7 +161,7 @@ _FAILURES = pytest.StashKey[list]()
 def _pytest_args(request: Request) -> list[str]:
     checks = Path(request.checks_file)
     return [
-        str(checks), "-c", os.devnull, "--rootdir", str(checks.parent),
+        str(checks), *request.extra_checks, "-c", os.devnull, "--rootdir", str(checks.parent),
         "-s", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnings",
         "-p", "anyio", "-p", "checker.target",
         "-o", "python_files=lesson*.py",
@@ -185,11 +186,8 @@ def grade(request: Request) -> LessonResult:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--request", required=True)
-    args = parser.parse_args()
-    request = Request(**json.loads(Path(args.request).read_text()))
+def grade_and_write(request: Request) -> None:
+    """Grade one request and write its result file atomically (whatever happens)."""
     try:
         result = grade(request)
     except Exception:  # noqa: BLE001 - the engine shows this as a runner error, not a failed check
@@ -199,6 +197,32 @@ def main() -> None:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result.to_json()))
     os.replace(tmp, out)
+
+
+def grade_in_fork(request: Request) -> None:
+    """Grade a request in a fork of this warm process, so lessons never share pytest state."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            grade_and_write(request)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--request", required=True, action="append",
+                        help="a request file; repeat it to grade several lessons with one SDK import")
+    args = parser.parse_args()
+    requests = [Request(**json.loads(Path(path).read_text())) for path in args.request]
+    if len(requests) == 1:
+        grade_and_write(requests[0])
+        return
+    import checker.target  # noqa: F401 - import and warm the SDK once, before the forks
+
+    for request in requests:
+        grade_in_fork(request)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""`course release OUT`: the student edition, ready to push as a template repository.
+
+What a student gets: the starter package, notebooks without outputs, the runner with the
+visible checks, the quiz with its hashed key, and a GitHub Classroom workflow. What they never
+get: `solutions/`, hidden checks, the plain quiz key, the course's own tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+
+from checker.registry import Course, CourseError
+
+# Paths (relative to the course root) a release contains; everything else stays behind.
+INCLUDE = ["README.md", "pyproject.toml", "uv.lock", "course.toml", ".gitignore", "capstone", "checker", "lessons", "quiz"]
+# Instructor-only material inside included folders.
+EXCLUDE_GLOBS = ["checker/checks/hidden/*", "quiz/key.toml", "**/__pycache__/*", "**/*.pyc", "**/.ipynb_checkpoints/*"]
+
+CLASSROOM_WORKFLOW = """\
+# Runs the course's checks on every push; GitHub Classroom reads the job's result.
+name: course checks
+on: [push, workflow_dispatch]
+jobs:
+  check:
+    runs-on: ubuntu-latest
+    timeout-minutes: 30
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.11"
+      - run: python -m pip install uv
+      - name: Check every available lesson
+        run: |
+          status=0
+          for lesson in $(uv run course list --json | python -c "import json,sys; print(' '.join(l['id'] for l in json.load(sys.stdin)['lessons'] if l['status'] != 'coming soon'))"); do
+            uv run course check "$lesson" --no-hints || status=1
+          done
+          exit $status
+"""
+
+
+def _excluded(rel: Path) -> bool:
+    return any(rel.match(pattern) for pattern in EXCLUDE_GLOBS)
+
+
+def _clean_notebook(source: Path, dest: Path) -> None:
+    notebook = nbformat.read(source, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nbformat.write(notebook, dest)
+
+
+def build_release(course: Course, out: Path) -> list[Path]:
+    """Write the student edition into `out` (which must not exist yet); return its files."""
+    if out.exists() and any(out.iterdir()):
+        raise CourseError(f"{out} already exists and is not empty; choose a new folder")
+    if out.resolve().is_relative_to(course.root.resolve()):
+        raise CourseError("write the release outside the course folder")
+    written: list[Path] = []
+    for name in INCLUDE:
+        source = course.root / name
+        if not source.exists():
+            continue
+        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        for path in files:
+            rel = path.relative_to(course.root)
+            if _excluded(rel):
+                continue
+            dest = out / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix == ".ipynb":
+                _clean_notebook(path, dest)
+            else:
+                shutil.copy2(path, dest)
+            written.append(dest)
+    workflow = out / ".github" / "workflows" / "classroom.yml"
+    workflow.parent.mkdir(parents=True, exist_ok=True)
+    workflow.write_text(CLASSROOM_WORKFLOW)
+    written.append(workflow)
+    return written

@@ -144,7 +144,16 @@ def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(me
     chosen = _lesson(course, lesson)
     if not chosen.available:
         _fail_usage(f"{chosen.id} is coming soon: it has no checks yet")
-    catalog = read_catalog(course.checks_file(chosen))
+    if chosen.kind == "quiz":  # lesson 10: each question's hint names the lesson to revisit
+        from checker.quiz.grading import question_hints
+
+        try:
+            catalog = question_hints(course, chosen)
+        except CourseError as exc:
+            _fail_usage(str(exc))
+            return
+    else:
+        catalog = read_catalog(course.checks_file(chosen))
     if check_id:
         picked = [c for c in catalog if c.id == check_id]
         if not picked:
@@ -155,6 +164,24 @@ def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(me
     for info in picked:
         out.print(f"[bold]{info.title}[/] [dim]({info.id}, {info.points} pt)[/]")
         out.print(f"  {info.hint}", markup=False)
+
+
+@app.command()
+def quiz(
+    lesson: Annotated[Optional[str], typer.Option("--lesson", help="Only the questions about this lesson (3, lesson-3).")] = None,
+    redo: Annotated[bool, typer.Option("--redo", help="Ask the questions you have already answered again.")] = False,
+    review: Annotated[bool, typer.Option("--review", help="Ask nothing; score your answers and explain what you missed.")] = False,
+) -> None:
+    """Take the chapter quiz (lesson 10) in the terminal: saved as you go, resumable, reviewed at the end."""
+    from checker.quiz.ui import take_quiz
+
+    course = _course()
+    try:
+        code = take_quiz(course, out, lesson=lesson, redo=redo, review_only=review)
+    except CourseError as exc:
+        _fail_usage(str(exc))
+        return
+    raise typer.Exit(code)
 
 
 @dev_app.command("sync-starter")
@@ -183,6 +210,15 @@ from checker.instructor_cli import export, grade, release  # noqa: E402 - instru
 app.command()(release)
 app.command()(grade)
 app.command()(export)
+
+from checker.student_cli import doctor, next_, open_lesson, reset, solution, watch  # noqa: E402 - student commands
+
+app.command()(watch)
+app.command("open")(open_lesson)
+app.command()(reset)
+app.command()(doctor)
+app.command("next")(next_)
+app.command()(solution)
 
 
 def run() -> None:

@@ -54,12 +54,16 @@ def worker_command(request_files: list[Path]) -> list[str]:
 
 def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: str, out: Path, *,
                   jobs: int | None = None, select: list[str] | None = None,
-                  check_timeout: float | None = None) -> Request:
-    """Everything a worker needs to check `lesson` against the package in `edition`."""
+                  check_timeout: float | None = None, hidden: bool = False) -> Request:
+    """Everything a worker needs to check `lesson` against the package in `edition`.
+
+    `hidden` adds the instructor-only checks, when this copy of the course has them.
+    """
     checks_file = course.checks_file(lesson)
     if not checks_file.is_file():
         raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
-    known = {c.id for c in read_catalog(checks_file)}
+    extra = [course.hidden_checks_file(lesson)] if hidden and course.hidden_checks_file(lesson).is_file() else []
+    known = {c.id for path in (checks_file, *extra) for c in read_catalog(path)}
     unknown = sorted(set(select or ()) - known)
     if unknown:
         raise CourseError(f"{lesson.id} has no check {unknown[0]!r}; its checks are {', '.join(sorted(known))}")
@@ -70,6 +74,7 @@ def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: s
         lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
         output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
         expected=load_timings(course.state_dir).get(lesson.id, {}),
+        extra_checks=[str(path) for path in extra],
     )
 
 
@@ -80,18 +85,28 @@ class LessonRun:
     renderer) on the other core while the worker imports the SDK.
     """
 
+    _quiz: LessonResult | None = None  # a quiz lesson's result, graded without a worker
+
     def __init__(self, course: Course, lesson: Lesson, against: str = "starter",
                  select: list[str] | None = None, jobs: int | None = None,
-                 check_timeout: float | None = None) -> None:
+                 check_timeout: float | None = None, hidden: bool = False) -> None:
         if not lesson.available:
             raise CourseError(f"{lesson.id} ({lesson.title}) is coming soon: it has no checks yet")
+        # BEGIN quiz dispatch (lesson 10): a quiz's answers are data, not code, so they are graded
+        # here, in-process, against the hashed key; one CheckResult per question (checker/quiz/).
+        if lesson.kind == "quiz":
+            from checker.quiz.grading import grade_lesson
+
+            self._quiz = grade_lesson(course, lesson, against, select)
+            return
+        # END quiz dispatch
         edition, self.edition_name = edition_path(course, against)
         self.course, self.lesson = course, lesson
         self.started = time.monotonic()
         self._tmp = tempfile.TemporaryDirectory(prefix="course-check-")
         tmp = Path(self._tmp.name)
         self.request = build_request(course, lesson, edition, self.edition_name, tmp / "result.json",
-                                     jobs=jobs, select=select, check_timeout=check_timeout)
+                                     jobs=jobs, select=select, check_timeout=check_timeout, hidden=hidden)
         request_file = tmp / "request.json"
         request_file.write_text(json.dumps(asdict(self.request)))
         self._proc = subprocess.Popen(worker_command([request_file]),
@@ -99,6 +114,8 @@ class LessonRun:
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def wait(self) -> LessonResult:
+        if self._quiz is not None:  # quiz dispatch (lesson 10), see __init__
+            return self._quiz
         error = ""
         try:
             _, stderr = self._proc.communicate(timeout=self.course.lesson_timeout + 30)
@@ -123,9 +140,9 @@ class LessonRun:
 
 def run_lesson(course: Course, lesson: Lesson, against: str = "starter",
                select: list[str] | None = None, jobs: int | None = None,
-               check_timeout: float | None = None) -> LessonResult:
+               check_timeout: float | None = None, hidden: bool = False) -> LessonResult:
     """Run `lesson`'s graded checks against an edition and return the result."""
-    return LessonRun(course, lesson, against, select, jobs, check_timeout).wait()
+    return LessonRun(course, lesson, against, select, jobs, check_timeout, hidden).wait()
 
 
 def load_timings(state_dir: Path) -> dict[str, dict[str, float]]:

@@ -109,6 +109,7 @@ def _extract_zip(source: Path, dest: Path) -> None:
 
 def unpack(submission: Submission, dest: Path) -> Path:
     """A private copy of the submission under `dest`; returns the folder of the course copy."""
+    dest.mkdir(parents=True, exist_ok=True)
     if submission.source.is_dir():
         _copy_folder(submission.source, dest)
     else:
@@ -125,12 +126,6 @@ def locate_edition(root: Path, course: Course) -> Path:
         if (candidate / course.package).is_dir():
             return candidate
     raise CourseError(f"no {rel}/{course.package} folder in the submission")
-
-
-def hidden_checks(course: Course, lesson: Lesson) -> list[Path]:
-    """Instructor-only checks for a lesson: checker/checks/hidden/<checks stem>_hidden.py."""
-    path = course.checks_dir / "hidden" / f"{Path(lesson.checks).stem}_hidden.py"
-    return [path] if path.is_file() else []
 
 
 def sandbox_problem(course: Course) -> str:
@@ -164,7 +159,8 @@ def sandbox_problem(course: Course) -> str:
 
 
 def grade_submission(course: Course, submission: Submission, lessons: list[Lesson], *,
-                     hidden: bool = True, check_jobs: int = 1, sandbox_uid: int | None = None) -> SubmissionResult:
+                     hidden: bool = True, check_jobs: int = 1, sandbox_uid: int | None = None,
+                     check_timeout: float | None = None) -> SubmissionResult:
     """Grade one submission's lessons with one worker process; never raises for bad submissions.
 
     `sandbox_uid`: run its checks as uids from here up (one per check slot); every worker
@@ -187,8 +183,7 @@ def grade_submission(course: Course, submission: Submission, lessons: list[Lesso
         requests = []
         for lesson in lessons:
             request = build_request(course, lesson, edition, submission.id, results_dir / f"{lesson.id}.json",
-                                    jobs=check_jobs)
-            request.extra_checks = [str(p) for p in hidden_checks(course, lesson)] if hidden else []
+                                    jobs=check_jobs, hidden=hidden, check_timeout=check_timeout)
             request.sandbox_uid = sandbox_uid
             request_file = results_dir / f"{lesson.id}.request.json"
             request_file.write_text(json.dumps(asdict(request)))
@@ -212,7 +207,7 @@ def grade_submission(course: Course, submission: Submission, lessons: list[Lesso
 
 
 def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesson], *, jobs: int,
-              hidden: bool = True, sandbox: bool = True,
+              hidden: bool = True, sandbox: bool = True, check_timeout: float | None = None,
               on_done: Callable[[SubmissionResult], None] | None = None) -> list[SubmissionResult]:
     """Grade every submission, `jobs` at a time (one worker process each), in submission order."""
     results: dict[str, SubmissionResult] = {}
@@ -223,7 +218,7 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
     def one(sub: Submission) -> SubmissionResult:
         uid = uid_ranges.get()
         try:
-            return grade_submission(course, sub, lessons, hidden=hidden, sandbox_uid=uid)
+            return grade_submission(course, sub, lessons, hidden=hidden, sandbox_uid=uid, check_timeout=check_timeout)
         finally:
             uid_ranges.put(uid)
 

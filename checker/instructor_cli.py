@@ -51,6 +51,7 @@ def grade(
     jobs: Annotated[int, typer.Option(help="Submissions graded at once (default: one per core).")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the gradebook and reports.")] = Path("grades"),
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="Skip the instructor-only checks.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds one check may take (default: course.toml).")] = None,
 ) -> None:
     """Grade a folder of submissions in parallel; write CSV, JUnit, Gradescope, feedback and a report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -73,7 +74,7 @@ def grade(
                   TextColumn("eta"), TimeRemainingColumn(), console=err) as progress:
         task = progress.add_task("grading", total=len(found))
         results = grade_all(course, found, chosen, jobs=jobs or (os.cpu_count() or 1), hidden=not no_hidden,
-                            sandbox=not problem, on_done=lambda _: progress.advance(task))
+                            sandbox=not problem, check_timeout=timeout, on_done=lambda _: progress.advance(task))
     write_all(results, out_dir)
     for sub in results:
         status = f"could not be graded: {sub.error}" if sub.error else f"{sub.earned:g}/{sub.available:g}"

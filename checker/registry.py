@@ -64,6 +64,10 @@ class Course:
     def checks_file(self, lesson: Lesson) -> Path:
         return self.checks_dir / lesson.checks
 
+    def hidden_checks_file(self, lesson: Lesson) -> Path:
+        """Instructor-only checks, left out of the student release: hidden/<stem>_hidden.py."""
+        return self.checks_dir / "hidden" / f"{Path(lesson.checks).stem}_hidden.py"
+
     @property
     def state_dir(self) -> Path:
         return self.root / ".course"

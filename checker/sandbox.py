@@ -8,7 +8,6 @@ costs that one check — while the parent, which never imports student code, kee
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import select
@@ -37,7 +36,7 @@ class Limits:
 class ChildOutcome:
     """What came back from a child: its JSON payload, or why there was none."""
 
-    payload: dict[str, Any] | None
+    payload: dict[str, str] | None
     problem: str  # "" when the child reported normally
     output: str   # the tail of what the child printed
     duration: float
@@ -88,7 +87,26 @@ def _apply_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 
 
-def _child(fn: Callable[[], dict[str, Any]], pipe: int, capture_fd: int, limits: Limits, uid: int | None) -> None:
+def encode_payload(payload: dict[str, str]) -> bytes:
+    """A child's result as NUL-separated UTF-8 fields.
+
+    Deliberately not json: student code shares the child process and could patch a Python-level
+    serializer; str.encode and bytes.join are built into the interpreter.
+    """
+    fields: list[str] = []
+    for key, value in payload.items():
+        fields += [str(key), str(value).replace("\0", " ")]
+    return b"\0".join(field.encode("utf-8", "replace") for field in fields)
+
+
+def decode_payload(data: bytes) -> dict[str, str]:
+    fields = data.decode("utf-8", "replace").split("\0")
+    if len(fields) % 2:
+        raise ValueError("odd number of fields")
+    return dict(zip(fields[::2], fields[1::2]))
+
+
+def _child(fn: Callable[[], dict[str, str]], pipe: int, capture_fd: int, limits: Limits, uid: int | None) -> None:
     """Runs in the forked child and never returns."""
     code = 0
     try:
@@ -101,8 +119,7 @@ def _child(fn: Callable[[], dict[str, Any]], pipe: int, capture_fd: int, limits:
         if uid is not None:
             _drop_privileges(uid, limits)
         sys.dont_write_bytecode = True  # student code is imported here: leave no __pycache__ in their tree
-        payload = fn()
-        data = json.dumps(payload).encode()
+        data = encode_payload(fn())
         view = memoryview(data)
         while view:
             view = view[os.write(pipe, view):]
@@ -146,7 +163,7 @@ def _describe_exit(status: int, wall: float, timed_out: bool) -> str:
             f"does the code call sys.exit() or os._exit()?")
 
 
-def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, Any]]]], limits: Limits,
+def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits: Limits,
                jobs: int = 1, deadline: float | None = None) -> dict[Any, ChildOutcome]:
     """Run each `(key, fn)` in its own fork, at most `jobs` at a time; return outcomes by key.
 
@@ -165,7 +182,7 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, Any]]]], limits
         problem = ""
         if not timed_out and run.buffer:
             try:
-                payload = json.loads(run.buffer)
+                payload = decode_payload(bytes(run.buffer))
             except ValueError:
                 problem = "the check's process sent back an unreadable result"
         if payload is None and not problem:

@@ -83,7 +83,7 @@ class ForkPerCheck:
         if report.failed:
             self.collect_errors.append(str(report.longrepr)[-2000:])
 
-    def _run_one(self, item: pytest.Item) -> dict[str, Any]:
+    def _run_one(self, item: pytest.Item) -> dict[str, str]:
         reports = runtestprotocol(item, log=False, nextitem=None)
         failures = item.stash.get(_FAILURES, [])
         for rep in reports:
@@ -103,7 +103,7 @@ class ForkPerCheck:
         if not names:
             return ""
 
-        def probe() -> dict[str, Any]:
+        def probe() -> dict[str, str]:
             for name in names:
                 try:
                     importlib.import_module(name)

@@ -1,0 +1,230 @@
+"""The student's everyday commands: `watch`, `open`, `reset`, `doctor`, `next`, `solution`.
+
+Registered on the main Typer app in `checker.cli`; each command is a thin layer over its own
+module, which does the work and can be tested without a terminal. Exit codes as everywhere:
+0 done, 1 something failed (or was refused, see `solution`), 2 bad usage (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.text import Text
+
+from checker.registry import Course, CourseError, Lesson, load_course
+
+out = Console(highlight=False, soft_wrap=True)  # line-oriented output: let the terminal wrap
+err = Console(stderr=True, highlight=False)
+
+OptionalLesson = Annotated[Optional[str], typer.Argument(help="lesson-3, 3 or 03 (default: the next unfinished one)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _fail(message: str) -> None:
+    err.print(f"course: error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _course() -> Course:
+    try:
+        return load_course()
+    except CourseError as exc:
+        _fail(str(exc))
+        raise
+
+
+def _pick(course: Course, ref: Optional[str]) -> Lesson:
+    """The lesson named, or the first one not passed yet."""
+    from checker.nextstep import first_unfinished
+
+    try:
+        if ref:
+            return course.lesson(ref)
+    except CourseError as exc:
+        _fail(str(exc))
+    lesson = first_unfinished(course)
+    if lesson is None:
+        _fail("every available lesson passes already; name one, e.g. `course open 1`")
+    assert lesson is not None
+    return lesson
+
+
+def watch(
+    lesson: OptionalLesson = None,
+    poll: Annotated[bool, typer.Option("--poll", help="Look for changes every 150 ms instead of using file "
+                                                      "events (network drives, WSL2 Windows drives, containers).")] = False,
+) -> None:
+    """Re-check a lesson every time you save, showing only what changed; moves on when it passes."""
+    from checker.watch import Watcher
+
+    course = _course()
+    chosen = _pick(course, lesson)
+    if not chosen.available or chosen.kind != "code":
+        _fail(f"{chosen.id} has no code checks to watch" + (" yet" if not chosen.available else ""))
+    raise typer.Exit(Watcher(course, chosen, out, poll=poll).run())
+
+
+def open_lesson(
+    lesson: OptionalLesson = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the URL (a remote machine: "
+                                                                  "forward the port with ssh -L).")] = False,
+    port: Annotated[int, typer.Option(help="Port to serve on (default: 8888 if free, else any free port).")] = 0,
+) -> None:
+    """Start JupyterLab on a lesson's notebook, with the course's Python as the kernel."""
+    import webbrowser
+
+    from checker.jupyter import Lab
+
+    course = _course()
+    chosen = _pick(course, lesson)
+    try:
+        lab = Lab(course, chosen, port=port)
+    except CourseError as exc:
+        _fail(str(exc))
+        return
+    try:
+        out.print(f"Starting JupyterLab for {chosen.id} ({chosen.notebook}) …", markup=False)
+        if not lab.wait_ready():
+            err.print(f"course: JupyterLab did not start (exit code {lab.proc.poll()}); see its messages above",
+                      markup=False)
+            raise typer.Exit(1)
+        out.print(f"Open this URL: {lab.url}", markup=False, soft_wrap=True)
+        out.print("Press Ctrl-C to stop the server.", markup=False)
+        if not no_browser:
+            webbrowser.open(lab.url)
+        lab.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        lab.stop()
+
+
+def reset(
+    lesson: Annotated[Optional[str], typer.Argument(help="The lesson whose starter code to restore.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the backups of your files.")] = False,
+    restore: Annotated[Optional[str], typer.Option(metavar="BACKUP", help="Put a backup's files back "
+                                                                          "(a name from --list, or `latest`).")] = None,
+) -> None:
+    """Restore a lesson's starter code, keeping a timestamped backup of your version."""
+    from checker import reset as resets
+
+    course = _course()
+    if sum(bool(x) for x in (lesson, list_, restore)) != 1:
+        _fail("give exactly one of: a LESSON to reset, --list, or --restore BACKUP")
+    try:
+        if list_:
+            backups = resets.list_backups(course)
+            if not backups:
+                out.print("no backups yet: `course reset LESSON` makes one before it changes anything", markup=False)
+            for backup in backups:
+                out.print(f"{backup.name}  ({len(backup.files)} file{'s' if len(backup.files) != 1 else ''}: "
+                          f"{', '.join(backup.files)})", markup=False, soft_wrap=True)
+            return
+        if restore:
+            backup = resets.find_backup(course, restore)
+            _confirm(yes, f"Put back {len(backup.files)} file(s) from {backup.name}? Your current versions are "
+                          "backed up first.")
+            written, saved = resets.restore_backup(course, backup)
+        else:
+            assert lesson is not None
+            chosen = course.lesson(lesson)
+            pending = resets.changed_files(course, chosen)
+            if not pending:
+                out.print(f"{chosen.id}: your files already match the starter; nothing to do", markup=False)
+                return
+            _confirm(yes, f"Replace {', '.join(pending)} (in {course.starter.parent.name}/) with the starter code of "
+                          f"{chosen.id}? Your version is backed up first.")
+            written, saved = resets.reset_lesson(course, chosen)
+    except CourseError as exc:
+        _fail(str(exc))
+        return
+    for rel in written:
+        out.print(f"wrote {course.starter.parent.name}/{rel}", markup=False)
+    if saved is not None:
+        out.print(f"your previous version is in {saved.relative_to(course.root)}; undo with "
+                  f"`course reset --restore {saved.name}`", markup=False, soft_wrap=True)
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _fail("not asking without a terminal: add --yes to confirm")
+    if not typer.confirm(question, default=False):
+        out.print("nothing changed", markup=False)
+        raise typer.Exit(1)
+
+
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check that this machine has what the course needs, and say how to fix what is missing."""
+    from checker.doctor import run_doctor
+
+    findings = run_doctor(_course())
+    failed = any(f.required and not f.ok for f in findings)
+    if as_json:
+        print(json.dumps({"ok": not failed, "findings": [f.to_json() for f in findings]}, indent=2))
+        raise typer.Exit(1 if failed else 0)
+    for f in findings:
+        mark, colour = ("✓", "green") if f.ok else (("✗", "red") if f.required else ("!", "yellow"))
+        out.print(Text.assemble((f" {mark} ", f"bold {colour}"), (f.name, "bold"), (f"  {f.detail}", "dim")))
+        if not f.ok:
+            label = "fix" if f.required else "optional, to enable those checks"
+            out.print(Text.assemble((f"     {label}: ", colour), f.fix))
+    warnings = sum(not f.ok and not f.required for f in findings)
+    if failed:
+        out.print(Text("Something the course needs is missing: run the fix lines above.", style="bold red"))
+    else:
+        out.print(Text("Ready for the course." + (f" ({warnings} optional item(s) missing: the checks that need "
+                                                  "them will be skipped.)" if warnings else ""), style="bold green"))
+    raise typer.Exit(1 if failed else 0)
+
+
+def next_(as_json: JsonOpt = False) -> None:
+    """What to do now: the first lesson not passed, its notebook, and the check to fix next."""
+    from checker.nextstep import next_step
+
+    step = next_step(_course())
+    if as_json:
+        print(json.dumps(step.to_json(), indent=2))
+        return
+    if step.lesson is None:
+        more = f" {step.coming_soon} more lesson(s) are coming soon." if step.coming_soon else ""
+        out.print(Text("Every available lesson passes." + more, style="bold green"))
+        return
+    number = step.lesson.rsplit("-", 1)[1]
+    out.print(Text.assemble(("Next: ", "bold"), (step.lesson, "bold"), f" — {step.title} ({step.status})"))
+    out.print(f"  notebook: {step.notebook}   (course open {number})", markup=False)
+    if step.failing:
+        out.print(Text.assemble("  fix first: ", (step.failing_title, "red"), (f"  ({step.failing})", "dim")))
+        out.print(Text.assemble("  hint: ", (step.hint, "cyan")))
+        out.print(f"  then: course check {number}   (or keep `course watch {number}` running)", markup=False)
+    else:
+        out.print(f"  write the TODO({step.lesson}) parts, then: course check {number}", markup=False)
+
+
+def solution(lesson: Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]) -> None:
+    """Show a lesson's reference solution — only after your code has passed it (exit 1 before)."""
+    from checker.solution import NotYet, solution_files
+
+    course = _course()
+    try:
+        files = solution_files(course, course.lesson(lesson))
+    except NotYet as exc:
+        err.print(f"course: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    except CourseError as exc:
+        _fail(str(exc))
+        return
+    for path in files:
+        out.rule(str(path.relative_to(course.root)))
+        text = path.read_text(encoding="utf-8")
+        if out.is_terminal:
+            out.print(Syntax(text, "python" if path.suffix == ".py" else "text", line_numbers=True))
+        else:
+            out.print(text, markup=False, highlight=False, end="")

@@ -1,0 +1,602 @@
+"""Lesson 2 checks: a tool that borrows the client's model, degrades without it, and asks first.
+
+Every run invents its own passage, reply, model name and word limits, so only code that really
+forwards them passes. The checks play the client with their own callbacks (to see exactly what
+the server asks for) and also drive the student's own sampling callback with fake models. No
+network and no API key anywhere: the real-provider adapters are never called here.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import string
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import MCPDeprecationWarning, MCPError
+from mcp.types import (
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    CallToolResult,
+    CreateMessageRequest,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitResult,
+    ErrorData,
+    ImageContent,
+    InputRequiredResult,
+    ModelHint,
+    ModelPreferences,
+    SamplingMessage,
+    TextContent,
+)
+
+from checker.marks import check
+from checker.target import Target
+from checker.worker import describe_failure
+
+pytestmark = pytest.mark.anyio
+
+MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9)))
+
+
+def _passage(rng: random.Random, sentences: int | None = None) -> str:
+    out = []
+    for _ in range(sentences or rng.randint(3, 8)):
+        words = [_word(rng) for _ in range(rng.randint(4, 12))]
+        out.append(" ".join(words).capitalize() + rng.choice([".", ".", "!", "?"]))
+    return " ".join(out)
+
+
+def _first_line(result: CallToolResult) -> str:
+    text = result.content[0].text if result.content and result.content[0].type == "text" else ""
+    return text.splitlines()[0] if text else "(no text)"
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+@dataclass
+class FakeClientModel:
+    """The check's own sampling callback: records each request, answers with a random reply."""
+
+    rng: random.Random
+    reply: str = ""
+    model: str = ""
+    content: Any = None  # a content block to send instead of the text reply
+    seen: list[CreateMessageRequestParams] = field(default_factory=list)
+    events: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.reply = self.reply or " ".join(_word(self.rng) for _ in range(self.rng.randint(5, 12)))
+        self.model = self.model or f"client-model-{self.rng.randint(1000, 9999)}"
+
+    async def __call__(self, context: Any, params: CreateMessageRequestParams) -> CreateMessageResult:
+        self.seen.append(params)
+        if self.events is not None:
+            self.events.append("sample")
+        content = self.content or TextContent(type="text", text=self.reply)
+        return CreateMessageResult(role="assistant", model=self.model, content=content, stop_reason="endTurn")
+
+
+class _CrashLog(logging.Handler):
+    """Keeps the exceptions the SDK logs when a tool crashes: the client only sees 'Error executing tool X'."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.crashes: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            self.crashes.append(exc.__cause__ or exc)
+
+
+_CRASHES = _CrashLog()
+_TOOL_LOG = logging.getLogger("mcp.server.mcpserver.server")
+_TOOL_LOG.addHandler(_CRASHES)
+_TOOL_LOG.propagate = False  # the crash is reported in the check's message; skip the slow rich traceback
+
+
+def _fail_if_crashed(target: Target, result: Any, tool: str) -> None:
+    """Turn a redacted crash into the student's real exception and where it happened."""
+    if isinstance(result, CallToolResult) and result.is_error and _first_line(result) == f"Error executing tool {tool}":
+        if _CRASHES.crashes:
+            pytest.fail(f"{tool} crashed: {describe_failure(_CRASHES.crashes[-1], str(target.edition))}")
+        pytest.fail(f"{tool} crashed (the client saw only 'Error executing tool {tool}')")
+
+
+def _new_server(target: Target, root: Path | None = None, limit: int | None = None) -> Any:
+    """A server with this lesson's tools, built from the module's functions (register is checked on its own)."""
+    from mcp.server.mcpserver import MCPServer
+
+    sampling = target.module("sampling")
+    server = MCPServer(f"desk-{random.randint(1000, 9999)}", log_level="WARNING")
+    server.tool()(sampling.summarise)
+    if root is not None:
+        server.tool(name="summarise_document")(sampling.document_summariser(root, limit))
+    return server
+
+
+async def _summarise(target: Target, client: Any, text: str, max_words: int, tool: str = "summarise") -> CallToolResult:
+    """Call a summarise tool; a protocol error or a crash becomes a failure that says what it means."""
+    args = {"name": text} if tool == "summarise_document" else {"text": text}
+    args["max_words"] = max_words
+    try:
+        result = await client.call_tool(tool, args)
+    except MCPError as exc:
+        if exc.code == MISSING_REQUIRED_CLIENT_CAPABILITY:
+            pytest.fail(f"{tool} failed with MCPError -32021 ({exc.message}): the server asked a question this "
+                        "client never declared it can answer. Look at ctx.client_capabilities before asking.")
+        pytest.fail(f"{tool} failed with a protocol error: MCPError {exc.code} {exc.message}")
+    except RuntimeError as exc:
+        pytest.fail(f"{tool} never finished: {exc}")
+    _fail_if_crashed(target, result, tool)
+    return result
+
+
+def _structured(result: CallToolResult, tool: str = "summarise") -> dict[str, Any]:
+    assert not result.is_error, f"{tool} returned an error: {_first_line(result)}"
+    data = result.structured_content
+    assert isinstance(data, dict) and {"summary", "model", "fallback"} <= set(data), (
+        f"{tool} should return a Summary (summary, model, fallback), got {data!r}")
+    return data
+
+
+def _all_text(params: CreateMessageRequestParams, role: str | None = None) -> str:
+    return "\n".join(block.text for message in params.messages if role in (None, message.role)
+                     for block in message.content_as_list if block.type == "text")
+
+
+# --- server side -------------------------------------------------------------------------------
+
+
+@check("the sampling request carries the passage, a system prompt, a sized budget and preferences",
+       points=3,
+       hint="Build Sample([...user message...], system_prompt=..., max_tokens=..., model_preferences=...). "
+            "The client's user pays for every token you reserve, so derive max_tokens from max_words; "
+            "ModelPreferences takes hints (model-name substrings) and cost/speed/intelligence priorities in 0..1.")
+async def test_summary_request_shape(target: Target) -> None:
+    rng = random.Random()
+    passage = _passage(rng)
+    small, large = rng.randint(10, 60), rng.randint(200, 400)
+    fake = FakeClientModel(rng)
+    async with target.client(_new_server(target), sampling_callback=fake) as client:
+        for max_words in (small, large):
+            await _summarise(target, client, passage, max_words)
+    assert len(fake.seen) == 2, f"expected one sampling request per call (2), the client model was asked {len(fake.seen)} times"
+    first, second = fake.seen
+    user_text = _all_text(first, "user")
+    assert passage in user_text, "the user message must contain the passage verbatim; the model never saw it"
+    assert str(small) in user_text or str(small) in (first.system_prompt or ""), (
+        f"the request never mentions the word limit ({small}): tell the model how long the summary may be")
+    assert first.system_prompt and first.system_prompt.strip(), (
+        "the request has no system_prompt: say what the desk wants (a plain summary, only from the document)")
+    assert passage not in first.system_prompt, "the passage belongs in the user message, not in the system prompt"
+    assert first.include_context in (None, "none"), (
+        f"include_context={first.include_context!r}: asking the client to add other context is deprecated; leave it unset")
+    for params, max_words in ((first, small), (second, large)):
+        assert max_words <= params.max_tokens <= 4 * max_words + 100, (
+            f"max_tokens={params.max_tokens} for a {max_words}-word summary: expected between {max_words} and "
+            f"{4 * max_words + 100}. Size the budget from max_words; never reserve tokens the user pays for needlessly")
+    assert second.max_tokens > first.max_tokens, (
+        f"max_tokens did not grow with max_words ({small} words -> {first.max_tokens}, {large} words -> {second.max_tokens})")
+    prefs = first.model_preferences
+    assert prefs is not None, "the request has no model_preferences: tell the client what kind of model suits a summary"
+    assert prefs.hints and all(h.name for h in prefs.hints), "model_preferences needs hints with model names, e.g. small models"
+    priorities = {"cost_priority": prefs.cost_priority, "speed_priority": prefs.speed_priority,
+                  "intelligence_priority": prefs.intelligence_priority}
+    unset = [name for name, value in priorities.items() if value is None or not 0 <= value <= 1]
+    assert not unset, f"set {', '.join(unset)} to a number between 0 and 1"
+    assert prefs.intelligence_priority < min(prefs.cost_priority, prefs.speed_priority), (
+        f"a summary is a cheap, quick job, yet intelligence_priority={prefs.intelligence_priority} is not below "
+        f"cost_priority={prefs.cost_priority} and speed_priority={prefs.speed_priority}")
+
+
+@check("the client model's reply becomes the tool result in both protocol eras", points=3,
+       hint="Annotate a tool parameter Annotated[CreateMessageResult, Resolve(resolver)]: the SDK fills it with the "
+            "client's reply on 2026-07-28 (a retried call) and on legacy sessions (a pushed request). Read its text.")
+async def test_reply_reaches_result_both_eras(target: Target) -> None:
+    rng = random.Random()
+    server = _new_server(target)
+    for mode, version in MODES.items():
+        fake = FakeClientModel(rng)
+        passage = _passage(rng)
+        async with target.client(server, mode=mode, sampling_callback=fake) as client:
+            data = _structured(await _summarise(target, client, passage, rng.randint(20, 80)))
+        assert len(fake.seen) == 1, f"on {version} the client model was asked {len(fake.seen)} times for one call, expected once"
+        assert data["summary"] == fake.reply, (
+            f"on {version} the summary should be the client model's reply {fake.reply!r}, got {data['summary']!r}")
+        assert data["model"] == fake.model, (
+            f"on {version} `model` should name the model the client reported ({fake.model!r}), got {data['model']!r}")
+        assert data["fallback"] is False, f"on {version} a summary written by the client's model is not a fallback"
+
+
+@check("without the sampling capability the tool falls back to a labelled extractive summary", points=3,
+       hint="A resolver may return the finished value instead of the question: when ctx.client_capabilities has no "
+            "sampling, return a CreateMessageResult built from extractive_summary() and labelled FALLBACK_MODEL.")
+async def test_degrades_without_sampling(target: Target) -> None:
+    rng = random.Random()
+    server = _new_server(target)
+    for mode, version in MODES.items():
+        passage = _passage(rng, rng.randint(4, 9))
+        max_words = rng.randint(12, 30)
+        async with target.client(server, mode=mode) as client:
+            data = _structured(await _summarise(target, client, passage, max_words))
+        words = [w for w in data["summary"].split() if w != "…"]
+        source = set(passage.split())
+        assert words, f"on {version} the fallback summary is empty"
+        assert data["fallback"] is True, f"on {version} the fallback summary must say so: fallback should be True"
+        assert data["model"], f"on {version} the fallback needs a `model` label saying who wrote it"
+        invented = [w for w in words if w not in source]
+        assert not invented, f"on {version} the fallback should quote the passage, but {invented[:3]} are not in it"
+        assert len(words) <= max_words, f"on {version} the fallback has {len(words)} words, more than max_words={max_words}"
+
+
+@check("a reply with no usable text becomes a readable tool error", points=2,
+       hint="The client decides what comes back: check the reply's content type and text before using it, and raise "
+            "ToolError with a message that names the model, so the caller learns what went wrong.")
+async def test_unusable_reply_is_tool_error(target: Target) -> None:
+    rng = random.Random()
+    server = _new_server(target)
+    contents = [ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"), TextContent(type="text", text="  ")]
+    for mode, version in MODES.items():
+        for content in rng.sample(contents, len(contents)):
+            fake = FakeClientModel(rng, content=content)
+            async with target.client(server, mode=mode, sampling_callback=fake) as client:
+                result = await _summarise(target, client, _passage(rng), 40)
+            what = "an image" if content.type == "image" else "blank text"
+            assert result.is_error, f"on {version}, when the model replied with {what}, summarise should be a tool error"
+            message = _first_line(result)
+            assert fake.model in message, (
+                f"on {version} the error for {what} reads {message!r}; name the model ({fake.model!r}) and say what it "
+                "sent (a crash only shows 'Error executing tool summarise')")
+
+
+@check("the sampling request renders identically on every round (2026-07-28)", points=3,
+       hint="On 2026-07-28 resolvers run again when the client retries with the answer; if the request differs "
+            "(a timestamp, a random id, a counter), the SDK treats it as a new question and asks again. Build it "
+            "only from the tool's arguments and constants.")
+async def test_request_stable_across_rounds(target: Target) -> None:
+    rng = random.Random()
+    fake = FakeClientModel(rng)
+    args = {"text": _passage(rng), "max_words": rng.randint(20, 90)}
+    async with target.client(_new_server(target), mode="2026-07-28", sampling_callback=fake) as client:
+        rounds = []
+        for _ in range(2):
+            first = await client.session.call_tool("summarise", args, allow_input_required=True)
+            _fail_if_crashed(target, first, "summarise")
+            assert isinstance(first, InputRequiredResult), (
+                "round 1 of a modern call should return InputRequiredResult carrying a sampling request, got "
+                f"{type(first).__name__}: with a client that can sample, the resolver must return Sample(...)")
+            rounds.append(first)
+            await anyio.sleep(0.01)
+        asked = [{k: r.model_dump(mode="json", by_alias=True, exclude_none=True) for k, r in one.input_requests.items()}
+                 for one in rounds]
+        assert all(len(a) == 1 for a in asked), f"expected one input request per round, got {[list(a) for a in asked]}"
+        request = next(iter(rounds[0].input_requests.values()))
+        assert isinstance(request, CreateMessageRequest), f"the input request should be sampling, got {type(request).__name__}"
+        if asked[0] != asked[1]:
+            one, two = (next(iter(a.values()))["params"] for a in asked)
+            changed = sorted(k for k in set(one) | set(two) if one.get(k) != two.get(k))
+            pytest.fail(f"two identical calls produced different sampling requests (fields {changed} changed): "
+                        "something in the request varies from run to run")
+        answers = {key: await fake(None, req.params) for key, req in rounds[0].input_requests.items()}
+        second = await client.session.call_tool("summarise", args, input_responses=answers,
+                                                request_state=rounds[0].request_state, allow_input_required=True)
+    _fail_if_crashed(target, second, "summarise")
+    assert not isinstance(second, InputRequiredResult), (
+        "round 2 asked the client again instead of using its answer: the request rendered in round 2 differs from round 1")
+    data = _structured(second)
+    assert data["summary"] == fake.reply, f"round 2 should return the answered summary {fake.reply!r}, got {data['summary']!r}"
+
+
+@check("the modern path uses no deprecated push call (no MCPDeprecationWarning)", points=2,
+       hint="ctx.session.create_message is the 2025 push API: it warns, and it cannot work on a 2026-07-28 connection "
+            "(no back-channel). Return Sample(...) from a resolver and let the SDK deliver it in either era.")
+async def test_no_deprecated_calls(target: Target) -> None:
+    rng = random.Random()
+    server = _new_server(target)
+    for mode, version in MODES.items():
+        fake = FakeClientModel(rng)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            async with target.client(server, mode=mode, sampling_callback=fake) as client:
+                result = await _summarise(target, client, _passage(rng), 40)
+        deprecated = [str(w.message) for w in caught if issubclass(w.category, MCPDeprecationWarning)]
+        assert not deprecated, f"on {version} summarise raised MCPDeprecationWarning: {deprecated[0]}"
+        data = _structured(result)
+        assert data["summary"] == fake.reply, f"on {version} the summary should be the client model's reply"
+
+
+# --- client side -------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeModel:
+    """A ChatModel for the student's callback: records prompts, answers or fails on demand."""
+
+    rng: random.Random
+    fail: BaseException | None = None
+    name: str = ""
+    answered_by: str = ""
+    text: str = ""
+    stop_reason: str = ""
+    prompts: list[Any] = field(default_factory=list)
+    completion_type: Any = None
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"fake-{self.rng.randint(100, 999)}"
+        self.answered_by = self.answered_by or f"{self.name}-{self.rng.choice(['mini', 'pro', 'lite'])}"
+        self.text = self.text or " ".join(_word(self.rng) for _ in range(self.rng.randint(4, 10)))
+        self.stop_reason = self.stop_reason or self.rng.choice(["endTurn", "maxTokens"])
+
+    async def complete(self, prompt: Any) -> Any:
+        self.prompts.append(prompt)
+        if self.fail is not None:
+            raise self.fail
+        return self.completion_type(text=self.text, model=self.answered_by, stop_reason=self.stop_reason)
+
+
+def _fake_model(target: Target, rng: random.Random, **kwargs: Any) -> FakeModel:
+    return FakeModel(rng, completion_type=target.attr("sampling", "Completion"), **kwargs)
+
+
+def _random_params(rng: random.Random) -> tuple[CreateMessageRequestParams, dict[str, Any]]:
+    roles = ["user", "assistant"] * 3
+    turns = [(role, _passage(rng, 2)) for role in roles[: rng.choice([3, 5])]]
+    hints = [f"{_word(rng)}-{rng.randint(1, 9)}" for _ in range(rng.randint(2, 3))]
+    stop = [f"<{_word(rng)}>" for _ in range(rng.randint(1, 2))]
+    expected = {"system": _passage(rng, 1), "turns": turns, "max_tokens": rng.randint(16, 900),
+                "temperature": round(rng.uniform(0.05, 1.0), 2), "stop": stop, "hints": hints}
+    params = CreateMessageRequestParams(
+        messages=[SamplingMessage(role=role, content=TextContent(type="text", text=text)) for role, text in turns],
+        system_prompt=expected["system"], max_tokens=expected["max_tokens"], temperature=expected["temperature"],
+        stop_sequences=stop,
+        model_preferences=ModelPreferences(hints=[ModelHint(name=h) for h in hints], cost_priority=rng.random()),
+    )
+    return params, expected
+
+
+@check("prompt_from_request keeps the whole request for the client's model", points=2,
+       hint="Walk params.messages in order (content may be one block or a list: content_as_list), keep each role "
+            "and its text, and copy system_prompt, max_tokens, temperature, stop_sequences and the hint names.")
+async def test_prompt_from_request(target: Target) -> None:
+    rng = random.Random()
+    prompt_from_request = target.attr("sampling", "prompt_from_request")
+    params, want = _random_params(rng)
+    prompt = prompt_from_request(params)
+    assert prompt.system == want["system"], f"system should be {want['system']!r}, got {prompt.system!r}"
+    turns = [tuple(t) for t in prompt.turns]
+    assert turns == [tuple(t) for t in want["turns"]], (
+        f"turns should keep every message's role and text in order: expected {len(want['turns'])} turns "
+        f"{[r for r, _ in want['turns']]}, got {[t[0] for t in turns]}")
+    assert prompt.max_tokens == want["max_tokens"], f"max_tokens should be {want['max_tokens']}, got {prompt.max_tokens}"
+    assert prompt.temperature == want["temperature"], f"temperature should be {want['temperature']}, got {prompt.temperature}"
+    assert list(prompt.stop) == want["stop"], f"stop should be {want['stop']}, got {list(prompt.stop)}"
+    assert list(prompt.hints) == want["hints"], f"hints should be the hint names in order {want['hints']}, got {list(prompt.hints)}"
+    a, b = _word(rng), _word(rng)
+    two_blocks = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
+        role="user", content=[TextContent(type="text", text=a), TextContent(type="text", text=b)])])
+    (role, text), = prompt_from_request(two_blocks).turns
+    assert role == "user" and a in text and b in text and text.index(a) < text.index(b), (
+        f"a message with two text blocks ({a!r}, {b!r}) should keep both, in order; got {text!r}")
+    image_only = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
+        role="user", content=ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"))])
+    model_error = target.attr("sampling", "ModelError")
+    with pytest.raises(model_error):
+        prompt_from_request(image_only)
+        pytest.fail("a message holding only an image cannot go to a text model: raise ModelError")
+
+
+@check("the sampling callback answers with the model's completion", points=2,
+       hint="Return CreateMessageResult(role='assistant', content=TextContent(...), model=..., stop_reason=...). "
+            "Report the model that actually answered (the Completion says which), not the one you asked for.")
+async def test_callback_replies_with_completion(target: Target) -> None:
+    rng = random.Random()
+    make_sampling_callback = target.attr("sampling", "make_sampling_callback")
+    model = _fake_model(target, rng)
+    params, want = _random_params(rng)
+    reply = await make_sampling_callback(model)(None, params)
+    assert isinstance(reply, CreateMessageResult), f"the callback should return a CreateMessageResult, got {type(reply).__name__}"
+    assert len(model.prompts) == 1, f"the callback should ask the model once, it asked {len(model.prompts)} times"
+    assert [tuple(t) for t in model.prompts[0].turns] == [tuple(t) for t in want["turns"]], (
+        "the model did not receive the request's messages: pass it prompt_from_request(params)")
+    assert reply.role == "assistant", f"the reply's role should be 'assistant', got {reply.role!r}"
+    assert reply.content.type == "text" and reply.content.text == model.text, (
+        f"the reply should carry the model's text {model.text!r}, got {reply.content!r}")
+    assert reply.model == model.answered_by, (
+        f"the reply names model {reply.model!r}; the completion says {model.answered_by!r} answered. The client picks "
+        "the model, so it must report the one that really answered")
+    assert reply.stop_reason == model.stop_reason, f"stop_reason should be {model.stop_reason!r}, got {reply.stop_reason!r}"
+
+
+@check("a failing model reaches the caller as a readable error, not a crash", points=3,
+       hint="Catch the model's failure inside the callback and return ErrorData(code=INTERNAL_ERROR, message=...) "
+            "that names the model and the reason. An exception that escapes the callback crashes the client instead.")
+async def test_model_failure_is_readable(target: Target) -> None:
+    rng = random.Random()
+    sampling = target.module("sampling")
+    make_sampling_callback = target.attr("sampling", "make_sampling_callback")
+    params, _ = _random_params(rng)
+    for failure in (sampling.ModelError, ConnectionError):
+        reason = f"{_word(rng)} quota exhausted after {rng.randint(100, 999)} tokens"
+        model = _fake_model(target, rng, fail=failure(reason))
+        callback = make_sampling_callback(model)
+        try:
+            reply = await callback(None, params)
+        except Exception as exc:  # noqa: BLE001
+            if exc is not model.fail:
+                raise
+            pytest.fail(f"the callback let the model's {type(exc).__name__}({reason!r}) escape; return ErrorData instead")
+        assert isinstance(reply, ErrorData), f"for a failing model the callback should return ErrorData, got {type(reply).__name__}"
+        assert reason in reply.message and model.name in reply.message, (
+            f"the ErrorData message {reply.message!r} should name the model ({model.name!r}) and the reason ({reason!r})")
+    server = _new_server(target)
+    for mode, version in MODES.items():
+        reason = f"{_word(rng)} is overloaded ({rng.randint(100, 999)})"
+        model = _fake_model(target, rng, fail=sampling.ModelError(reason))
+        async with target.client(server, mode=mode, sampling_callback=make_sampling_callback(model)) as client:
+            try:
+                result = await client.call_tool("summarise", {"text": _passage(rng), "max_words": 30})
+            except MCPError as exc:
+                assert reason in exc.message, f"on {version} the caller got MCPError {exc.message!r}, which lost the reason {reason!r}"
+            except Exception as exc:  # noqa: BLE001
+                leaf = _leaf(exc)
+                pytest.fail(f"on {version} the failing model crashed the client with {type(leaf).__name__}: {leaf}")
+            else:
+                _fail_if_crashed(target, result, "summarise")
+                pytest.fail(f"on {version} the model failed, yet summarise returned a result: {_first_line(result)!r}")
+
+
+@check("the student's callback and server work together in both eras", points=2,
+       hint="Connect Client(server, sampling_callback=make_sampling_callback(model)): the model should see the "
+            "desk's system prompt and the passage, and its answer should come back as the summary.")
+async def test_callback_end_to_end(target: Target) -> None:
+    rng = random.Random()
+    make_sampling_callback = target.attr("sampling", "make_sampling_callback")
+    server = _new_server(target)
+    for mode, version in MODES.items():
+        model = _fake_model(target, rng)
+        passage = _passage(rng)
+        async with target.client(server, mode=mode, sampling_callback=make_sampling_callback(model)) as client:
+            data = _structured(await _summarise(target, client, passage, rng.randint(20, 80)))
+        assert model.prompts, f"on {version} the model behind the callback was never asked"
+        prompt = model.prompts[-1]
+        assert prompt.system, f"on {version} the model never saw the desk's system prompt"
+        assert any(passage in text for role, text in prompt.turns if role == "user"), (
+            f"on {version} the model never saw the passage in a user turn")
+        assert data["summary"] == model.text and data["model"] == model.answered_by, (
+            f"on {version} expected the summary {model.text!r} by {model.answered_by!r}, got {data!r}")
+
+
+# --- elicitation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Workspace:
+    root: Path
+    limit: int
+    small: str
+    large: str
+    words: dict[str, int]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    rng = random.Random()
+    limit = rng.randint(30, 90)
+    root = tmp_path / "workspace"
+    (root / "notes").mkdir(parents=True)
+    small, large = f"notes/{_word(rng)}.md", f"{_word(rng)}-report.txt"
+    texts = {small: _passage(rng, 2), large: _passage(rng, limit // 3 + 6)}
+    assert len(texts[small].split()) <= limit < len(texts[large].split())
+    for name, text in texts.items():
+        (root / name).write_text(text)
+    return Workspace(root, limit, small, large, {n: len(t.split()) for n, t in texts.items()})
+
+
+def _answer(events: list[str], seen: list[str], content: dict[str, Any] | None,
+            action: str = "accept") -> Callable[..., Any]:
+    async def elicitation_callback(context: Any, params: Any) -> ElicitResult:
+        events.append("elicit")
+        seen.append(params.message)
+        return ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+
+    return elicitation_callback
+
+
+@check("a large document is summarised only after the user agrees (elicitation first)", points=3,
+       hint="Return Elicit(message, GoAhead) from the confirmation resolver when the document is over the limit; "
+            "small documents need no question. Name the document and its word count so the user can decide.")
+async def test_large_document_asks_first(target: Target, workspace: Workspace) -> None:
+    rng = random.Random()
+    server = _new_server(target, workspace.root, workspace.limit)
+    refusals = rng.sample([({"proceed": False}, "accept"), (None, "decline")], 2)  # one style per era
+    for (mode, version), refusal in zip(MODES.items(), refusals):
+        events: list[str] = []
+        messages: list[str] = []
+        fake = FakeClientModel(rng, events=events)
+        async with target.client(server, mode=mode, sampling_callback=fake,
+                                 elicitation_callback=_answer(events, messages, {"proceed": True})) as client:
+            small = _structured(await _summarise(target, client, workspace.small, 40, "summarise_document"), "summarise_document")
+            assert events == ["sample"], (
+                f"on {version} a {workspace.words[workspace.small]}-word document (limit {workspace.limit}) should be "
+                f"summarised without a question; the client saw {events}")
+            events.clear()
+            large = _structured(await _summarise(target, client, workspace.large, 40, "summarise_document"), "summarise_document")
+        assert small["summary"] == fake.reply and large["summary"] == fake.reply, f"on {version} the summaries should be the model's reply"
+        assert events == ["elicit", "sample"], (
+            f"on {version} a {workspace.words[workspace.large]}-word document should ask the user once, before any "
+            f"sampling; the client saw {events}")
+        assert workspace.large in messages[0] and str(workspace.words[workspace.large]) in messages[0], (
+            f"on {version} the question {messages[0]!r} should name {workspace.large!r} and its "
+            f"{workspace.words[workspace.large]} words")
+        content, action = refusal
+        events.clear()
+        async with target.client(server, mode=mode, sampling_callback=FakeClientModel(rng, events=events),
+                                 elicitation_callback=_answer(events, [], content, action)) as client:
+            result = await _summarise(target, client, workspace.large, 40, "summarise_document")
+        said = "declined" if action == "decline" else "answered proceed=false"
+        assert result.is_error, f"on {version} the user {said}, yet summarise_document returned a summary"
+        assert "sample" not in events, f"on {version} the user {said}, yet the document was still sent to the model"
+
+
+@check("a client that cannot ask the user gets a clear refusal for a large document", points=2,
+       hint="Check ctx.client_capabilities.elicitation before returning Elicit: a client without it would fail the "
+            "call with -32021. Treat 'cannot ask' as 'no' for large documents; small ones need no question.")
+async def test_large_document_without_elicitation(target: Target, workspace: Workspace) -> None:
+    rng = random.Random()
+    server = _new_server(target, workspace.root, workspace.limit)
+    for mode, version in MODES.items():
+        fake = FakeClientModel(rng)
+        async with target.client(server, mode=mode, sampling_callback=fake) as client:
+            small = await _summarise(target, client, workspace.small, 40, "summarise_document")
+            asked_for_small = len(fake.seen)
+            large = await _summarise(target, client, workspace.large, 40, "summarise_document")
+        assert _structured(small, "summarise_document")["summary"] == fake.reply, (
+            f"on {version} a small document needs no question and should be summarised")
+        assert large.is_error, f"on {version} a large document was summarised although nobody could agree to it"
+        assert workspace.large in _first_line(large), (
+            f"on {version} the refusal {_first_line(large)!r} should name the document {workspace.large!r}")
+        assert len(fake.seen) == asked_for_small, f"on {version} the large document was sent to the model anyway"
+
+
+@check("register adds the summarise tools with titles, read-only hints and clean schemas", points=2,
+       hint="server.tool(title=..., annotations=ToolAnnotations(read_only_hint=True)) for summarise, and for "
+            "document_summariser(...) only when a root is given. Resolved parameters never appear in the schema.")
+async def test_tools_registered(target: Target, workspace: Workspace) -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    register = target.attr("sampling", "register")
+    bare_server, rooted_server = MCPServer("bare", log_level="WARNING"), MCPServer("rooted", log_level="WARNING")
+    register(bare_server)
+    register(rooted_server, root=workspace.root)
+    async with target.client(bare_server) as client:
+        bare = {tool.name for tool in (await client.list_tools()).tools}
+    assert "summarise" in bare, f"register(server) should add a `summarise` tool; the server lists {sorted(bare)}"
+    assert "summarise_document" not in bare, "without a root there is no workspace: register summarise_document only with root="
+    async with target.client(rooted_server) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    expected = {"summarise": ({"text", "max_words"}, ["text"]), "summarise_document": ({"name", "max_words"}, ["name"])}
+    for name, (properties, required) in expected.items():
+        assert name in tools, f"register(server, root=...) should add {name!r}; the server lists {sorted(tools)}"
+        tool = tools[name]
+        props = set(tool.input_schema.get("properties", {}))
+        assert props == properties, f"{name} should take exactly {sorted(properties)}, its schema shows {sorted(props)}"
+        assert tool.input_schema.get("required") == required, f"{name} should require only {required}"
+        assert tool.title, f"{name} needs a human title"
+        assert tool.description, f"{name} needs a description"
+        assert tool.annotations and tool.annotations.read_only_hint, f"{name} changes nothing: mark it read_only_hint=True"

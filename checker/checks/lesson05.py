@@ -1,0 +1,488 @@
+"""Lesson 5 checks: the desk served over Streamable HTTP, with production settings.
+
+Every check deploys the student's app with a real uvicorn on a free loopback port and talks to
+it the way a proxy would: with a public host name in `Host`, a bearer token and, where it
+matters, a browser `Origin`. Names, tokens, limits and paths are random per run, so only an app
+that really applies its configuration passes. Status codes are read from raw httpx2 requests,
+because the MCP client reports every HTTP failure as the same "Server returned an error".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import Context, MCPServer
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from checker.marks import check
+from checker.target import Target
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
+ACCEPT = "application/json, text/event-stream"
+
+WHY = {
+    401: "401 Unauthorized: the bearer check refused the request (is the token verifier accepting the right token?)",
+    403: "403 Forbidden: the Origin allowlist refused the request",
+    404: "404 Not Found: nothing is served at that path",
+    413: "413: the body-size limit refused the request",
+    421: "421 Misdirected Request: the Host allowlist refused the request (are the allowed host names applied?)",
+    500: "500: the app crashed (in a mounted app this is usually the MCP session manager not running)",
+}
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The check's own failure inside (nested) exception groups if there is one, else the first error."""
+    leaves: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        current = stack.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            stack[:0] = list(current.exceptions)
+        else:
+            leaves.append(current)
+    own = [e for e in leaves if isinstance(e, (AssertionError, pytest.fail.Exception))]
+    return (own or leaves or [exc])[0]
+
+
+def _why(status: int) -> str:
+    return WHY.get(status, f"HTTP {status}")
+
+
+# --- the small server every check deploys (built here, from the lesson's functions) ---------
+
+
+async def whoami(ctx: Context) -> dict[str, object]:
+    """Report what the transport told the tool about this request."""
+    headers = ctx.headers or {}
+    return {"protocol": ctx.protocol_version, "session": headers.get("mcp-session-id"), "host": headers.get("host")}
+
+
+async def count(n: int, ctx: Context) -> int:
+    """Count to n, reporting progress at every step."""
+    for step in range(1, n + 1):
+        await ctx.report_progress(step, total=n)
+        await anyio.sleep(0.005)
+    return n
+
+
+@dataclass
+class Deployment:
+    """One random production configuration and what happened to the server under it."""
+
+    host: str = field(default_factory=lambda: f"desk-{secrets.token_hex(3)}.example")
+    origin: str = field(default_factory=lambda: f"https://app-{secrets.token_hex(3)}.example")
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    issuer: str = field(default_factory=lambda: f"https://auth-{secrets.token_hex(3)}.example")
+    name: str = field(default_factory=lambda: f"desk-{secrets.token_hex(3)}")
+    events: list[str] = field(default_factory=list)  # the MCP server's own lifespan: start / stop
+
+    @property
+    def resource(self) -> str:
+        return f"https://{self.host}/mcp"
+
+    def headers(self, *, token: str | None = None, host: str | None = None, **extra: str) -> dict[str, str]:
+        out = {"Host": host or self.host, "Accept": ACCEPT, "Content-Type": "application/json"}
+        if token is None:
+            token = self.token
+        if token:
+            out["Authorization"] = f"Bearer {token}"
+        out.update(extra)
+        return out
+
+
+def _server(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False) -> MCPServer:
+    """A small server with a recording lifespan and, if asked, bearer auth and the health route."""
+    transport = target.module("transport")
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer) -> AsyncIterator[dict[str, Any]]:
+        dep.events.append("start")
+        try:
+            yield {}
+        finally:
+            dep.events.append("stop")
+
+    options: dict[str, Any] = {}
+    if auth:
+        options = transport.auth_options(dep.token, resource_url=dep.resource, issuer_url=dep.issuer)
+        assert isinstance(options, dict), "auth_options must return a dict of MCPServer keyword arguments"
+    server = MCPServer(dep.name, log_level="WARNING", lifespan=lifespan, **options)
+    server.tool()(whoami)
+    server.tool()(count)
+    if health:
+        transport.add_health_route(server)
+    return server
+
+
+def _app(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False, **kwargs: Any) -> Any:
+    create_app = target.attr("transport", "create_app")
+    return create_app(_server(target, dep, auth=auth, health=health), allowed_hosts=[dep.host],
+                      allowed_origins=[dep.origin], **kwargs)
+
+
+# --- raw HTTP ------------------------------------------------------------------------------
+
+
+def _modern(method: str, params: dict[str, Any] | None = None, *, id: int = 1, **meta: Any) -> dict[str, Any]:
+    body_meta = {"io.modelcontextprotocol/protocolVersion": MODERN,
+                 "io.modelcontextprotocol/clientInfo": {"name": "course-check", "version": "1.0"},
+                 "io.modelcontextprotocol/clientCapabilities": {}, **meta}
+    return {"jsonrpc": "2.0", "id": id, "method": method, "params": {**(params or {}), "_meta": body_meta}}
+
+
+def _modern_headers(dep: Deployment, method: str, name: str | None = None, **kw: Any) -> dict[str, str]:
+    extra = {"MCP-Protocol-Version": MODERN, "Mcp-Method": method}
+    if name:
+        extra["Mcp-Name"] = name
+    return dep.headers(**kw, **extra)
+
+
+async def _discover(http: httpx2.AsyncClient, url: str, dep: Deployment, **kw: Any) -> httpx2.Response:
+    """One modern `server/discover` POST (headers overridable: token=, host=, Origin=...)."""
+    return await http.post(url, json=_modern("server/discover"), headers=_modern_headers(dep, "server/discover", **kw))
+
+
+def _sse(text: str) -> list[dict[str, Any]]:
+    """The JSON-RPC messages in an SSE body (events without data, such as pings, are skipped)."""
+    messages = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        data = "\n".join(line[5:].lstrip() for line in block.split("\n") if line.startswith("data:"))
+        if data.strip():
+            messages.append(json.loads(data))
+    return messages
+
+
+def _messages(response: httpx2.Response) -> list[dict[str, Any]]:
+    kind = response.headers.get("content-type", "")
+    return _sse(response.text) if kind.startswith("text/event-stream") else [response.json()]
+
+
+async def _require_reachable(http: httpx2.AsyncClient, url: str, dep: Deployment, what: str) -> None:
+    """Fail with the real status code before an MCP client hides it."""
+    response = await _discover(http, url, dep)
+    assert response.status_code == 200, (
+        f"{what}: a modern POST with an allowed Host ({dep.host}) and the right token got {_why(response.status_code)}")
+
+
+@asynccontextmanager
+async def _raw() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=10) as http:
+        yield http
+
+
+@asynccontextmanager
+async def _client(url: str, dep: Deployment, mode: str) -> AsyncIterator[Any]:
+    from mcp import Client
+
+    headers = {"Host": dep.host, "Authorization": f"Bearer {dep.token}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=10) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+            yield client
+
+
+async def _whoami(client: Any) -> dict[str, Any]:
+    result = await client.call_tool("whoami", {})
+    assert not result.is_error, f"the whoami tool failed over HTTP: {result.content[0].text if result.content else ''}"
+    return dict(result.structured_content or {})
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+@check("modern and legacy clients both work through create_app", points=2,
+       hint="create_app returns server.streamable_http_app(...) configured for production. Both eras share "
+            "one endpoint; a modern client never gets an Mcp-Session-Id, a legacy one does.")
+async def test_both_eras_served(target: Target) -> None:
+    dep = Deployment()
+    async with _raw() as http, target.http(_app(target, dep)) as url:
+        await _require_reachable(http, url, dep, "create_app")
+        seen = {}
+        for mode in ("auto", "legacy"):
+            async with _client(url, dep, mode) as client:
+                seen[mode] = (client.protocol_version, await _whoami(client))
+    (modern_version, modern), (legacy_version, legacy) = seen["auto"], seen["legacy"]
+    assert modern_version == MODERN and modern["protocol"] == MODERN, (
+        f"a default client should speak {MODERN}, got {modern_version}")
+    assert legacy_version == LEGACY and legacy["protocol"] == LEGACY, (
+        f"a mode='legacy' client should speak {LEGACY}, got {legacy_version}")
+    assert modern["session"] is None, "a modern request carried an Mcp-Session-Id: 2026-07-28 has no sessions"
+    assert legacy["session"], ("the legacy client got no Mcp-Session-Id: legacy clients need sessions "
+                               "(did you make the app stateless?)")
+    assert modern["host"] == dep.host == legacy["host"], "the tool did not see the Host header the proxy sent"
+
+
+@check("progress streams as SSE; a plain answer is one JSON body", points=2,
+       hint="Leave response streaming on: a tools/call that reports progress must answer text/event-stream "
+            "with one notifications/progress event per step before the result. json_response=True drops them.")
+async def test_progress_streams_over_sse(target: Target) -> None:
+    dep = Deployment()
+    n = random.randint(3, 6)
+    call = {"name": "count", "arguments": {"n": n}}
+    token = random.randint(1000, 9999)
+    async with _raw() as http, target.http(_app(target, dep)) as url:
+        await _require_reachable(http, url, dep, "create_app")
+        discover = await _discover(http, url, dep)
+        streamed = await http.post(url, json=_modern("tools/call", call, id=2, progressToken=token),
+                                   headers=_modern_headers(dep, "tools/call", "count"))
+        plain = await http.post(url, json=_modern("tools/call", call, id=3),
+                                headers=_modern_headers(dep, "tools/call", "count"))
+        got: dict[str, list[float]] = {}
+        for mode in ("auto", "legacy"):
+            steps: list[float] = []
+
+            async def on_progress(progress: float, total: float | None, message: str | None,
+                                  steps: list[float] = steps) -> None:
+                steps.append(progress)
+
+            async with _client(url, dep, mode) as client:
+                result = await client.call_tool("count", {"n": n}, progress_callback=on_progress)
+                assert not result.is_error, f"count failed over HTTP ({mode})"
+            got[mode] = steps
+    assert discover.headers.get("content-type", "").startswith("application/json"), (
+        "a modern server/discover should be answered with one JSON body")
+    assert "mcp-session-id" not in discover.headers, "a modern response carried Mcp-Session-Id: 2026-07-28 has no sessions"
+    assert streamed.status_code == 200, f"tools/call with a progressToken got {_why(streamed.status_code)}"
+    kind = streamed.headers.get("content-type", "")
+    assert kind.startswith("text/event-stream"), (
+        f"a tools/call that reports progress was answered {kind!r}, not text/event-stream: the progress "
+        "notifications had nowhere to go (is json_response on?)")
+    messages = _messages(streamed)
+    progress = [m["params"]["progress"] for m in messages if m.get("method") == "notifications/progress"]
+    assert progress == list(range(1, n + 1)), f"expected progress 1..{n} on the stream, got {progress}"
+    assert all(m["params"]["progressToken"] == token for m in messages if m.get("method") == "notifications/progress"), (
+        "progress events must echo the client's progressToken")
+    assert messages[-1].get("id") == 2 and "result" in messages[-1], "the stream must end with the tools/call result"
+    assert plain.headers.get("content-type", "").startswith("application/json"), (
+        "without a progressToken nothing streams, so the answer should be plain JSON")
+    for mode, steps in got.items():
+        assert [int(s) for s in steps] == list(range(1, n + 1)), (
+            f"a {mode} client's progress_callback saw {steps}, expected 1..{n}")
+
+
+@check("a legacy session: initialize, GET stream, DELETE", points=2,
+       hint="Legacy (2025) clients open a session: initialize returns Mcp-Session-Id, GET opens the "
+            "server's stream, DELETE ends the session. Keep the app stateful (stateless is lesson 6's choice).")
+async def test_legacy_session_lifecycle(target: Target) -> None:
+    dep = Deployment()
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": LEGACY, "capabilities": {},
+                       "clientInfo": {"name": "course-check", "version": "1.0"}}}
+    async with _raw() as http, target.http(_app(target, dep)) as url:
+        await _require_reachable(http, url, dep, "create_app")
+        opened = await http.post(url, json=init, headers=dep.headers())
+        assert opened.status_code == 200, f"a legacy initialize got {_why(opened.status_code)}"
+        session = opened.headers.get("mcp-session-id")
+        assert session, "initialize was answered without an Mcp-Session-Id header: the app runs stateless"
+        reply = _messages(opened)[-1]
+        assert reply.get("result", {}).get("protocolVersion") == LEGACY, f"initialize did not negotiate {LEGACY}"
+        in_session = dep.headers(**{"Mcp-Session-Id": session, "MCP-Protocol-Version": LEGACY})
+        ready = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                                headers=in_session)
+        assert ready.status_code == 202, f"notifications/initialized should be accepted with 202, got {ready.status_code}"
+        async with http.stream("GET", url, headers=in_session) as stream:
+            assert stream.status_code == 200, f"GET with the session id got {_why(stream.status_code)}"
+            assert stream.headers.get("content-type", "").startswith("text/event-stream"), (
+                "the GET stream of a legacy session should be text/event-stream")
+        listed = await http.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=in_session)
+        assert listed.status_code == 200, f"tools/list inside the session got {_why(listed.status_code)}"
+        names = {t["name"] for t in _messages(listed)[-1]["result"]["tools"]}
+        assert {"whoami", "count"} <= names, f"tools/list inside the session returned {sorted(names)}"
+        closed = await http.delete(url, headers=in_session)
+        assert closed.status_code == 200, f"DELETE of the session got {closed.status_code}"
+        after = await http.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers=in_session)
+    assert after.status_code == 404, f"after DELETE the session should be gone (404), got {after.status_code}"
+
+
+@check("a bad Host gets 421 and a bad Origin 403; allowed ones pass", points=3,
+       hint="Pass TransportSecuritySettings with protection on. A Host header carries the port unless it is "
+            "the default, so allow each name both bare and with a port pattern; list the allowed origins exactly.")
+async def test_host_and_origin_allowlist(target: Target) -> None:
+    dep = Deployment()
+    evil = f"evil-{secrets.token_hex(3)}.example"
+    port = random.choice([8443, 9000, random.randint(10_000, 60_000)])
+    async with _raw() as http, target.http(_app(target, dep)) as url:
+        bare = await _discover(http, url, dep)
+        with_port = await _discover(http, url, dep, host=f"{dep.host}:{port}")
+        bad_hosts = {h: await _discover(http, url, dep, host=h)
+                     for h in (evil, f"{evil}:{port}", f"{dep.host}.{evil}", f"x{dep.host}")}
+        good_origin = await _discover(http, url, dep, Origin=dep.origin)
+        bad_origin = await _discover(http, url, dep, Origin=f"https://{evil}")
+    assert bare.status_code == 200, f"Host: {dep.host} is allowed, but got {_why(bare.status_code)}"
+    assert with_port.status_code == 200, (
+        f"Host: {dep.host}:{port} (the allowed name on a non-default port) got {_why(with_port.status_code)}")
+    for host, response in bad_hosts.items():
+        assert response.status_code == 421, (
+            f"Host: {host} is not an allowed name but got {response.status_code}, expected 421: "
+            "DNS-rebinding protection is off or too loose")
+    assert good_origin.status_code == 200, f"the allowed Origin {dep.origin} got {_why(good_origin.status_code)}"
+    assert bad_origin.status_code == 403, (
+        f"a request from Origin https://{evil} got {bad_origin.status_code}, expected 403: origins are not restricted")
+
+
+@check("the MCP endpoint needs the right bearer token (401 otherwise)", points=3,
+       hint="Give MCPServer a token_verifier (verify_token returns an AccessToken or None, never raises) and "
+            "auth=AuthSettings(...) naming the issuer and this resource. Compare tokens whole and in constant time.")
+async def test_bearer_token_required(target: Target) -> None:
+    dep = Deployment()
+    wrong = {"no token": "", "a random token": secrets.token_urlsafe(24), "the token minus its last character":
+             dep.token[:-1], "the token plus one character": dep.token + "x", "the token in upper case": dep.token.upper()}
+    async with _raw() as http, target.http(_app(target, dep, auth=True)) as url:
+        refused = {what: await _discover(http, url, dep, token=tok) for what, tok in wrong.items() if tok != dep.token}
+        right = await _discover(http, url, dep)
+        metadata_url = ""
+        if (challenge := refused["no token"].headers.get("www-authenticate", "")) and "resource_metadata=" in challenge:
+            metadata_url = challenge.split('resource_metadata="', 1)[1].split('"', 1)[0]
+        path = metadata_url.split(dep.host, 1)[-1] if metadata_url else ""
+        metadata = await http.get(url.rsplit("/mcp", 1)[0] + path, headers={"Host": dep.host}) if path else None
+        if right.status_code == 200:
+            for mode in ("auto", "legacy"):
+                async with _client(url, dep, mode) as client:
+                    await _whoami(client)
+    for what, response in refused.items():
+        assert response.status_code != 500, (
+            f"{what} crashed the server (500): verify_token must return None for a bad token, not raise")
+        assert response.status_code == 401, f"a request with {what} got {_why(response.status_code)}, expected 401"
+    challenge = refused["no token"].headers.get("www-authenticate", "")
+    assert challenge.startswith("Bearer"), "a 401 should carry a WWW-Authenticate: Bearer ... header"
+    assert right.status_code == 200, f"the right token got {_why(right.status_code)}"
+    assert metadata is not None, (
+        "the 401 does not point to resource metadata (resource_metadata=...): give AuthSettings the resource URL")
+    assert metadata.status_code == 200 and metadata.json().get("resource") == dep.resource, (
+        f"the protected-resource metadata should name this endpoint {dep.resource}")
+    assert dep.issuer in " ".join(metadata.json().get("authorization_servers", [])), (
+        f"the protected-resource metadata should name the issuer {dep.issuer}")
+
+
+@check("/health answers 200 without a token while /mcp stays protected", points=2,
+       hint="Register the probe with @server.custom_route: the SDK leaves custom routes outside the bearer "
+            "check. Answer JSON with status ok. A probe sends no token and often the pod's IP as Host.")
+async def test_health_is_public(target: Target) -> None:
+    dep = Deployment()
+    async with _raw() as http, target.http(_app(target, dep, auth=True, health=True)) as url:
+        base = url.rsplit("/mcp", 1)[0]
+        probe = await http.get(f"{base}/health")                     # no token, Host 127.0.0.1:port
+        with_token = await http.get(f"{base}/health", headers=dep.headers())
+        mcp_without = await _discover(http, url, dep, token="")
+    assert probe.status_code == 200, f"GET /health without a token got {_why(probe.status_code)}"
+    try:
+        body = probe.json()
+    except ValueError:
+        pytest.fail(f"/health should answer JSON, got {probe.text[:80]!r}")
+    assert isinstance(body, dict) and body.get("status") == "ok", f'/health should answer {{"status": "ok"}}, got {body}'
+    assert with_token.status_code == 200, "/health should also answer a caller that sends a token"
+    assert mcp_without.status_code == 401, (
+        f"/mcp without a token got {mcp_without.status_code}: the health route is public, the MCP endpoint must not be")
+
+
+@check("request bodies above max_body_bytes get 413", points=2,
+       hint="The SDK can refuse oversized bodies before parsing them: pass the limit through when you build "
+            "the Streamable HTTP app.")
+async def test_body_size_limit(target: Target) -> None:
+    dep = Deployment()
+    limit = random.randint(3_000, 12_000)
+
+    def padded(size: int) -> bytes:
+        body = _modern("server/discover", **{"x-padding": ""})
+        base = len(json.dumps(body).encode())
+        body["params"]["_meta"]["x-padding"] = "p" * (size - base)
+        return json.dumps(body).encode()
+
+    async with _raw() as http, target.http(_app(target, dep, max_body_bytes=limit)) as url:
+        headers = _modern_headers(dep, "server/discover")
+        small = await http.post(url, content=padded(limit - 200), headers=headers)
+        big = await http.post(url, content=padded(limit + 200), headers=headers)
+    assert small.status_code == 200, f"a body of {limit - 200} bytes (under the limit {limit}) got {_why(small.status_code)}"
+    assert big.status_code == 413, (
+        f"a body of {limit + 200} bytes (over the limit {limit}) got {big.status_code}, expected 413: "
+        "max_body_bytes is not applied")
+
+
+def _host_app(target: Target, dep: Deployment, prefix: str, page: str, secret: str) -> Any:
+    mount_app = target.attr("transport", "mount_app")
+
+    async def host_page(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(secret)
+
+    @asynccontextmanager
+    async def host_lifespan(app: Any) -> AsyncIterator[None]:
+        dep.events.append("host-start")
+        try:
+            yield
+        finally:
+            dep.events.append("host-stop")
+
+    return mount_app(_server(target, dep), prefix=prefix, allowed_hosts=[dep.host], allowed_origins=[dep.origin],
+                     routes=[Route(page, host_page)], lifespan=host_lifespan)
+
+
+@check("mounted in a host app, the MCP endpoint works (session manager in the host lifespan)", points=3,
+       hint="A mounted app's own lifespan never runs. The host app's lifespan must run its own setup and "
+            "`async with server.session_manager.run():` around its yield, or every MCP request fails.")
+async def test_mounted_app_works(target: Target) -> None:
+    dep = Deployment()
+    prefix, page, secret = f"/api-{secrets.token_hex(2)}", f"/page-{secrets.token_hex(2)}", secrets.token_hex(8)
+    app = _host_app(target, dep, prefix, page, secret)
+    async with _raw() as http, target.http(app, path=f"{prefix}/mcp") as url:
+        base = url.rsplit(prefix, 1)[0]
+        started = list(dep.events)
+        own = await http.get(base + page)
+        probe = await _discover(http, url, dep)
+        assert probe.status_code == 200, f"POST {prefix}/mcp got {_why(probe.status_code)}"
+        for mode in ("auto", "legacy"):
+            async with _client(url, dep, mode) as client:
+                info = await _whoami(client)
+                assert info["protocol"] == (MODERN if mode == "auto" else LEGACY), (
+                    f"a {mode} client through the mounted app negotiated {info['protocol']}")
+    assert own.status_code == 200 and own.text == secret, f"the host app's own route {page} is not served any more"
+    assert "host-start" in started, "the host app's own lifespan did not run: enter it in the combined lifespan"
+    assert started.count("start") == 1, (
+        f"the MCP server's lifespan should start once when the host starts; it started {started.count('start')} times")
+
+
+@check("the server stops cleanly: lifespans exit and the port is released", points=2,
+       hint="Use `async with` for the session manager in the host lifespan (not a bare __aenter__), so shutdown "
+            "exits it: the MCP server's cleanup must run and uvicorn must be able to finish.")
+async def test_clean_shutdown(target: Target) -> None:
+    dep = Deployment()
+    prefix = f"/mcp-{secrets.token_hex(2)}"
+    app = _host_app(target, dep, prefix, "/", "home")
+    port, while_running = 0, []
+    try:
+        async with _raw() as http, target.http(app, path=f"{prefix}/mcp") as url:
+            port = int(url.split(":")[2].split("/")[0])
+            await _require_reachable(http, url, dep, "mount_app")
+            async with _client(url, dep, "legacy") as client:
+                await _whoami(client)
+            while_running = list(dep.events)
+    except BaseException as exc:  # noqa: BLE001 - a crash during shutdown is the finding
+        leaf = _leaf(exc)
+        if isinstance(leaf, (AssertionError, pytest.fail.Exception)):
+            raise leaf from None
+        if not while_running:
+            raise
+        pytest.fail(f"the server crashed while shutting down ({type(leaf).__name__}: {leaf}): something the "
+                    "host lifespan entered was not exited by the same `async with`")
+    assert while_running.count("start") == 1, "the MCP server's lifespan did not start with the host app"
+    assert dep.events.count("stop") == 1, (
+        "after the host app stopped, the MCP server's lifespan never finished: its cleanup did not run")
+    assert "host-stop" in dep.events, "the host app's own lifespan never finished"
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        refused = sock.connect_ex(("127.0.0.1", port)) != 0
+    assert refused, f"port {port} still accepts connections after the server stopped"

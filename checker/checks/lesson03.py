@@ -1,0 +1,644 @@
+"""Lesson 3 checks: progress a client can trust, logs that stay off the wire, a bar that draws it.
+
+Every run builds a workspace with a random number of randomly named documents, so the only way
+to pass is to count the real work. Expected values (how many documents, their names, how many
+words, how many cells of the bar are full) are computed here from what the check wrote.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import random
+import string
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import anyio
+import pytest
+from mcp.server.mcpserver import Context, MCPServer
+
+from checker.marks import check
+from checker.target import Target
+
+pytestmark = pytest.mark.anyio
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "lesson-3-check", "version": "1.0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(4, 9)))
+
+
+@dataclass
+class Workspace:
+    root: Path
+    documents: dict[str, str]  # name -> text, for every file the indexer must count
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.documents)
+
+    @property
+    def words(self) -> int:
+        return sum(len(text.split()) for text in self.documents.values())
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """A folder of 3 to 9 random documents, plus files an indexer must skip (hidden, not text)."""
+    rng = random.Random()
+    root = tmp_path / "workspace"
+    documents: dict[str, str] = {}
+    wanted = rng.randint(3, 9)
+    while len(documents) < wanted:
+        folder = rng.choice(["", "notes/", f"{_word(rng)}/", "papers/2026/"])
+        name = f"{folder}{_word(rng)}-{rng.randint(10, 99)}{rng.choice(['.md', '.txt'])}"
+        documents[name] = f"# {_word(rng).title()}\n\n" + " ".join(_word(rng) for _ in range(rng.randint(3, 40)))
+    ignored = {".hidden/secret.md": "no", f"{_word(rng)}.png": "not text", ".draft.md": "no"}
+    for name, text in {**documents, **ignored}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return Workspace(root, documents)
+
+
+@dataclass
+class Update:
+    progress: float
+    total: float | None
+    message: str | None
+
+
+class Recorder:
+    """A progress callback that remembers every notification, in arrival order."""
+
+    def __init__(self, events: list[Any] | None = None) -> None:
+        self.updates: list[Update] = []
+        self.events = events
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.updates.append(Update(progress, total, message))
+        if self.events is not None:
+            self.events.append(("progress", progress))
+
+
+class _CrashLog(logging.Handler):
+    """Keeps the exceptions the SDK logs when a tool crashes (clients only see a generic text)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.crashes: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            self.crashes.append(exc.__cause__ or exc)
+
+
+_CRASHES = _CrashLog()
+_sdk_tool_logger = logging.getLogger("mcp.server.mcpserver.server")
+_sdk_tool_logger.addHandler(_CRASHES)
+_sdk_tool_logger.propagate = False  # the student's traceback is reported below, not rendered by the root handler
+
+
+def _text(result: Any) -> str:
+    return result.content[0].text if result.content else ""
+
+
+def _summary(result: Any, what: str) -> dict[str, Any]:
+    if result.is_error and _CRASHES.crashes:
+        from checker.worker import describe_failure
+
+        crash = describe_failure(_CRASHES.crashes[-1], os.environ.get("COURSE_EDITION", ""))
+        pytest.fail(f"{what}: index_documents crashed: {crash}")
+    assert not result.is_error, f"{what}: index_documents returned an error: {_text(result)}"
+    summary = result.structured_content
+    assert isinstance(summary, dict), f"{what}: index_documents must return an IndexSummary (structured output)"
+    return summary
+
+
+def _check_summary(summary: dict[str, Any], workspace: Workspace, what: str) -> None:
+    n = len(workspace.names)
+    assert summary.get("documents") == n, (
+        f"{what}: the summary says documents={summary.get('documents')!r}, but the workspace has {n} documents")
+    assert sorted(summary.get("titles") or {}) == workspace.names, (
+        f"{what}: the summary's titles should cover exactly the documents {workspace.names}, got {sorted(summary.get('titles') or {})}")
+    assert summary.get("words") == workspace.words, (
+        f"{what}: the summary counts {summary.get('words')!r} words, the documents hold {workspace.words}")
+
+
+async def _index(target: Target, workspace: Workspace, **client_kwargs: Any) -> tuple[Recorder, dict[str, Any]]:
+    """Call index_documents in memory with a recording progress callback."""
+    progress = target.module("progress")
+    recorder = Recorder()
+    async with target.client(progress.create_server(workspace.root), **client_kwargs) as client:
+        result = await client.call_tool("index_documents", {}, progress_callback=recorder)
+    return recorder, _summary(result, "with a progress callback")
+
+
+def _assert_climbs_to_total(updates: list[Update], where: str) -> None:
+    assert updates, (f"{where}: the client passed a progress callback but received no progress at all; "
+                     "report progress while the documents are indexed, under the caller's own progress token "
+                     "(one you make up reaches no one)")
+    values = [u.progress for u in updates]
+    for before, after in zip(values, values[1:]):
+        assert after > before, (
+            f"{where}: progress went from {before:g} to {after:g} (all values: {[f'{v:g}' for v in values]}); "
+            "progress is the absolute amount done so far, so it must grow with every report (not a per-step "
+            "increment, not a countdown)")
+    last = updates[-1]
+    assert last.total is not None, f"{where}: the last report has no total, so the client cannot tell how far along it is"
+    assert last.progress == last.total, (
+        f"{where}: the last report says {last.progress:g} of {last.total:g}; when the work is done, progress "
+        "should equal the total")
+
+
+def _assert_counts_the_work(updates: list[Update], n: int, where: str) -> None:
+    totals = sorted({u.total for u in updates}, key=lambda t: -1 if t is None else t)
+    assert totals == [n], (
+        f"{where}: the workspace holds {n} documents, but the reports gave total={totals}; the total is the "
+        "amount of work, known before the first report (here: the number of documents), not a made-up 100")
+    done = [u for u in updates if u.progress > 0]
+    assert len(done) == n, (
+        f"{where}: indexing {n} documents sent {len(done)} progress reports (not counting a 0 at the start); "
+        "expected one per document")
+
+
+@check("progress only grows and ends at the total", points=3,
+       hint="Each report carries the absolute amount done so far (1, 2, 3 ... of N), not how much was added "
+            "since the last report; the final report equals the total. Look at Context.report_progress.")
+async def test_progress_climbs_to_total(target: Target, workspace: Workspace) -> None:
+    recorder, _ = await _index(target, workspace)
+    _assert_climbs_to_total(recorder.updates, "in memory")
+
+
+@check("the total is the real number of documents, one report per document", points=2,
+       hint="Find the documents before indexing the first one: how many there are is the total. Then report "
+            "once per document, so a workspace of 7 documents gives 7 reports ending at 7 of 7.")
+async def test_progress_total_counts_the_work(target: Target, workspace: Workspace) -> None:
+    recorder, _ = await _index(target, workspace)
+    assert recorder.updates, "no progress arrived although the client passed a progress callback"
+    _assert_counts_the_work(recorder.updates, len(workspace.names), "in memory")
+
+
+@check("every progress report has a message naming its document", points=2,
+       hint="report_progress takes a message too: a short line a person can read, such as which document "
+            "was just indexed. Clients show it next to the bar.")
+async def test_progress_messages_name_documents(target: Target, workspace: Workspace) -> None:
+    recorder, _ = await _index(target, workspace)
+    assert recorder.updates, "no progress arrived although the client passed a progress callback"
+    empty = [u for u in recorder.updates if not (u.message or "").strip()]
+    assert not empty, (f"{len(empty)} of {len(recorder.updates)} progress reports had no message; "
+                       "give each one a line a person can read")
+    messages = [u.message or "" for u in recorder.updates]
+    for name in workspace.names:
+        assert any(name in m or PurePosixPath(name).name in m for m in messages), (
+            f"no progress message names the document {name!r} (messages: {messages[:3]}...); say which "
+            "document each report is about")
+
+
+@contextmanager
+def _spy_on_loading(target: Target, events: list[Any]) -> Iterator[None]:
+    """Record every load_document call (through the progress module or the documents module)."""
+    modules = [target.module("documents"), target.module("progress")]
+    original = modules[0].load_document
+    saved = [(m, getattr(m, "load_document", None)) for m in modules]
+
+    def spy(root: Path, path: Path) -> Any:
+        events.append(("load", str(path)))
+        return original(root, path)
+
+    for module in modules:
+        module.load_document = spy
+    try:
+        yield
+    finally:
+        for module, value in saved:
+            if value is not None:
+                module.load_document = value
+
+
+@check("progress is reported while the work happens, not all at the end", points=2,
+       hint="Report right after each document is done. Collecting every document first and then sending all "
+            "the reports in a burst leaves a watching client with a frozen bar for the whole job.")
+async def test_progress_is_live(target: Target, workspace: Workspace) -> None:
+    events: list[Any] = []
+    progress = target.module("progress")
+    n = len(workspace.names)
+    with _spy_on_loading(target, events):
+        async with target.client(progress.create_server(workspace.root)) as client:
+            result = await client.call_tool("index_documents", {}, progress_callback=Recorder(events))
+    _summary(result, "with a progress callback")
+    loads = sum(1 for kind, _ in events if kind == "load")
+    assert loads == n, (f"index_documents loaded {loads} documents with load_document() for a workspace of {n}; "
+                        "load each document once with the given helper")
+    loaded = reports = 0
+    for kind, _ in events:
+        if kind == "load":
+            loaded += 1
+            continue
+        reports += 1
+        if loaded > reports + 1:
+            pytest.fail(f"progress report #{reports} arrived after {loaded} of {n} documents were already loaded: "
+                        "report after each document, as you go, not in a burst at the end")
+    assert any(kind == "progress" for kind, _ in events), "no progress arrived although the client asked for it"
+
+
+@check("no progress token, no progress notifications; the result is the same", points=3,
+       hint="A client that passes no progress callback sends no progress token, and the server must then send "
+            "no progress. Never invent a token of your own: report through ctx.report_progress, which knows "
+            "whether the caller asked.")
+async def test_no_progress_without_token(target: Target, workspace: Workspace) -> None:
+    progress = target.module("progress")
+    from mcp.types import ProgressNotification
+
+    seen: list[Any] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ProgressNotification):
+            seen.append(message.params)
+
+    # The legacy era hands every notification to message_handler, so a made-up token is visible.
+    async with target.client(progress.create_server(workspace.root), mode="legacy", message_handler=on_message) as client:
+        legacy = await client.call_tool("index_documents", {})
+    async with target.client(progress.create_server(workspace.root)) as client:
+        modern = await client.call_tool("index_documents", {})
+    _check_summary(_summary(legacy, "a legacy client without a progress callback"), workspace,
+                   "a legacy client without a progress callback")
+    _check_summary(_summary(modern, "a client without a progress callback"), workspace,
+                   "a client without a progress callback")
+    assert not seen, (
+        f"the client sent no progress token, yet {len(seen)} progress notifications arrived "
+        f"(token {seen[0].progress_token!r}); a server must only echo the caller's token, never invent one")
+
+
+def _stdio_params(target: Target, workspace: Workspace) -> Any:
+    from mcp import StdioServerParameters
+
+    return StdioServerParameters(command=sys.executable, args=["-m", f"{target.package}.progress", str(workspace.root)],
+                                 env=target.env())
+
+
+def _bad_line(problem: Exception) -> str:
+    """The offending stdout line, from the parse error the client reported."""
+    errors = getattr(problem, "errors", None)
+    if callable(errors):
+        try:
+            return repr(str(errors()[0].get("input", "")))[:100]
+        except Exception:  # noqa: BLE001 - fall back to the error's text
+            pass
+    return str(problem).splitlines()[0][:120]
+
+
+def _tail(stream: Any, lines: int = 4) -> str:
+    stream.seek(0)
+    text = stream.read()
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(nothing)"
+
+
+@check("over a real stdio subprocess, progress reaches the client intact", points=3,
+       hint="Run `python -m research_desk.progress FOLDER` yourself: main() configures logging and serves the "
+            "indexer over stdio. The same progress must arrive as in memory, and the client must not meet a "
+            "single line it cannot parse.")
+async def test_progress_over_stdio(target: Target, workspace: Workspace) -> None:
+    from mcp import Client
+    from mcp.client.stdio import stdio_client
+
+    recorder = Recorder()
+    problems: list[Exception] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, Exception):
+            problems.append(message)
+
+    with tempfile.TemporaryFile("w+") as errlog:
+        try:
+            with anyio.fail_after(15):
+                async with Client(stdio_client(_stdio_params(target, workspace), errlog=errlog),
+                                  message_handler=on_message) as client:
+                    result = await client.call_tool("index_documents", {}, progress_callback=recorder)
+                    await anyio.sleep(0.05)  # callbacks run as their own tasks on a real transport
+        except Exception:  # noqa: BLE001 - any failure to talk to the subprocess is the finding
+            pytest.fail(f"could not call index_documents over stdio; the server's stderr ends with: {_tail(errlog)}")
+    assert not problems, (f"the client met a line on the server's stdout it could not parse: {_bad_line(problems[0])}; "
+                          "stdout is the protocol stream on stdio: nothing else may be written there")
+    _check_summary(_summary(result, "over stdio"), workspace, "over stdio")
+    _assert_climbs_to_total(recorder.updates, "over stdio")
+    _assert_counts_the_work(recorder.updates, len(workspace.names), "over stdio")
+
+
+async def _raw_stdio(target: Target, workspace: Workspace, requests: list[dict[str, Any]]) -> tuple[list[bytes], str]:
+    """Speak raw JSON-RPC to the stdio server; return every line it wrote to stdout, and its stderr.
+
+    Unlike an SDK client, this reads stdout until the process has exited, so bytes flushed at
+    exit (a buffered print) are seen too.
+    """
+    command = [sys.executable, "-m", f"{target.package}.progress", str(workspace.root)]
+    lines: list[bytes] = []
+    buffer = b""
+
+    def answered(request_id: int) -> bool:
+        for line in lines:
+            try:
+                if json.loads(line).get("id") == request_id:
+                    return True
+            except (ValueError, AttributeError):
+                continue
+        return False
+
+    with tempfile.TemporaryFile() as errlog:
+        process = await anyio.open_process(command, env=target.env(), stderr=errlog)
+        try:
+            with anyio.fail_after(15):
+                for request in requests:
+                    await process.stdin.send((json.dumps(request) + "\n").encode())
+                    while not answered(request["id"]):
+                        try:
+                            chunk = await process.stdout.receive()
+                        except anyio.EndOfStream:
+                            pytest.fail("the stdio server exited before answering a tools/call; its stderr ends "
+                                        f"with: {_tail(errlog)}")
+                        *complete, buffer = (buffer + chunk).split(b"\n")
+                        lines += complete
+                await process.stdin.aclose()
+                async for chunk in process.stdout:
+                    buffer += chunk
+                await process.wait()
+        except TimeoutError:
+            pytest.fail(f"the stdio server did not answer within 15 s; its stderr ends with: {_tail(errlog)}")
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with anyio.move_on_after(2, shield=True):
+                    await process.wait()
+        stderr = _tail(errlog)
+    lines += buffer.split(b"\n")
+    return [line for line in lines if line.strip()], stderr
+
+
+@check("the stdio server writes nothing but JSON-RPC to stdout", points=3,
+       hint="On stdio, stdout is the wire. A print() (even one that only appears when the buffer is flushed as "
+            "the process exits) or a log handler pointed at stdout puts lines there that no client can parse. "
+            "Log with the logging module to stderr.")
+async def test_stdout_is_only_jsonrpc(target: Target, workspace: Workspace) -> None:
+    from mcp.types import jsonrpc_message_adapter
+
+    token = f"lesson3-{random.randint(10_000, 99_999)}"
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+         "params": {"name": "index_documents", "arguments": {}, "_meta": {**MODERN_META, "progressToken": token}}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "index_documents", "arguments": {}, "_meta": MODERN_META}},
+    ]
+    lines, stderr = await _raw_stdio(target, workspace, requests)
+    messages: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            jsonrpc_message_adapter.validate_json(line)
+        except ValueError:
+            pytest.fail(f"the server wrote {line[:80]!r} to stdout, which is not a JSON-RPC message: on stdio, "
+                        "stdout carries the protocol, so a print() or a log line there corrupts the stream")
+        messages.append(json.loads(line))
+    results = {m.get("id"): m for m in messages if "id" in m}
+    for request_id in (1, 2):
+        reply = results.get(request_id, {})
+        assert "result" in reply and not reply["result"].get("isError"), (
+            f"tools/call #{request_id} did not succeed over stdio: {json.dumps(reply)[:200]}; stderr: {stderr}")
+    progress = [m["params"] for m in messages if m.get("method") == "notifications/progress"]
+    strangers = sorted({str(p.get("progressToken")) for p in progress} - {token})
+    assert not strangers, (f"progress notifications carried the token(s) {strangers}, which the client never sent "
+                           f"(it sent {token!r} once, and no token the second time); echo only the caller's token")
+    n = len(workspace.names)
+    assert len(progress) == n, (f"the call with a progress token got {len(progress)} progress notifications on the "
+                                f"wire for {n} documents; expected one per document")
+
+
+@check("over HTTP progress streams as SSE; json_response=True drops it, the call still succeeds", points=2,
+       hint="Progress rides on the response stream of the same POST. With json_response=True the reply is one "
+            "JSON body, so there is nowhere to put notifications: the tool must still finish and return the "
+            "same summary.")
+async def test_http_sse_and_json_response(target: Target, workspace: Workspace) -> None:
+    progress = target.module("progress")
+    found: dict[bool, tuple[Recorder, Any]] = {}
+    for json_response in (False, True):
+        app = progress.create_server(workspace.root).streamable_http_app(json_response=json_response)
+        recorder = Recorder()
+        async with target.http(app) as url:
+            async with target.client(url) as client:
+                result = await client.call_tool("index_documents", {}, progress_callback=recorder)
+                await anyio.sleep(0.05)
+        found[json_response] = (recorder, result)
+    sse, plain = found[False], found[True]
+    _check_summary(_summary(sse[1], "over HTTP (SSE)"), workspace, "over HTTP (SSE)")
+    _assert_climbs_to_total(sse[0].updates, "over HTTP (SSE)")
+    _assert_counts_the_work(sse[0].updates, len(workspace.names), "over HTTP (SSE)")
+    _check_summary(_summary(plain[1], "over HTTP with json_response=True"), workspace,
+                   "over HTTP with json_response=True")
+    assert not plain[0].updates, (f"{len(plain[0].updates)} progress notifications arrived over a json_response=True "
+                                  "app, which answers with a single JSON body; they should have been dropped")
+
+
+@contextmanager
+def _isolated_package_logger() -> Iterator[None]:
+    """Undo whatever configure_logging does to the package logger once the block ends."""
+    package = logging.getLogger("research_desk")
+    root = logging.getLogger()
+    saved = (package.handlers[:], package.level, package.propagate, root.handlers[:], root.level)
+    try:
+        yield
+    finally:
+        package.handlers[:], package.level, package.propagate = saved[0], saved[1], saved[2]
+        root.handlers[:], root.level = saved[3], saved[4]
+
+
+@check("configure_logging sends the package's logs to stderr, once, never stdout", points=2,
+       hint="Give the package logger ('research_desk') its own StreamHandler on stderr with a format and a "
+            "level. logging.basicConfig does nothing once the root logger has a handler (MCPServer installs "
+            "one), and a second call must not add a second handler.")
+async def test_configure_logging_uses_stderr(target: Target) -> None:
+    progress = target.module("progress")
+    token = f"lesson3-log-{random.randint(10_000, 99_999)}"
+    out, err = io.StringIO(), io.StringIO()
+    with _isolated_package_logger():
+        logging.getLogger().addHandler(logging.NullHandler())  # as after MCPServer(...) configured the root
+        with redirect_stdout(out), redirect_stderr(err):
+            progress.configure_logging("INFO")
+            progress.configure_logging("INFO")
+            logger = logging.getLogger("research_desk.progress")
+            logger.info("%s indexed", token)
+            logger.debug("%s-debug", token)
+    assert token not in out.getvalue(), (
+        "a log record reached stdout: on the stdio transport that line lands in the protocol stream; log to stderr")
+    written = err.getvalue()
+    assert token in written, ("an INFO record from research_desk.progress did not reach stderr after "
+                              "configure_logging('INFO'); give the package logger its own stderr handler")
+    assert written.count(f"{token} indexed") == 1, (
+        f"one record was written {written.count(f'{token} indexed')} times after two configure_logging() calls: "
+        "the second call added another handler")
+    assert f"{token}-debug" not in written, "configure_logging('INFO') let a DEBUG record through: honour the level"
+    line = next(line for line in written.splitlines() if token in line)
+    assert "INFO" in line and "research_desk.progress" in line, (
+        f"the log line {line!r} should show the level and the logger's name, so a reader knows who said it")
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: dict[int, logging.LogRecord] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records[id(record)] = record
+
+
+@check("the tool logs with the logging module, not deprecated protocol logging", points=2,
+       hint="A module-level logger (logging.getLogger) and one INFO line summarising the work (how many "
+            "documents). ctx.info()/ctx.log() send protocol log notifications, deprecated in 2026-07-28: they "
+            "warn, and modern clients drop them unless they opted in.")
+async def test_tool_logs_with_stdlib_logging(target: Target, workspace: Workspace) -> None:
+    progress = target.module("progress")
+    from mcp import MCPDeprecationWarning
+
+    collect = _Collect()
+    watched = [logging.getLogger(), logging.getLogger("research_desk")]
+    saved = [(logger, logger.level) for logger in watched]
+    protocol_logs: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        protocol_logs.append(params)
+
+    for logger in watched:
+        logger.addHandler(collect)
+        logger.setLevel(logging.DEBUG)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            async with target.client(progress.create_server(workspace.root), mode="legacy",
+                                     logging_callback=on_log) as client:
+                result = await client.call_tool("index_documents", {})
+    finally:
+        for logger, level in saved:
+            logger.removeHandler(collect)
+            logger.setLevel(level)
+    _check_summary(_summary(result, "a legacy client"), workspace, "a legacy client")
+    deprecated = [w for w in caught if issubclass(w.category, MCPDeprecationWarning)]
+    assert not deprecated, f"the tool used a deprecated API: {deprecated[0].message}"
+    assert not protocol_logs, (
+        f"the tool sent {len(protocol_logs)} protocol log notifications (ctx.info / ctx.log), deprecated since "
+        "2026-07-28; log with the logging module, which writes to stderr")
+    edition = str(target.edition.resolve())
+    n = len(workspace.names)
+    ours = [r for r in collect.records.values()
+            if str(Path(r.pathname).resolve()).startswith(edition) and r.levelno >= logging.INFO]
+    assert any(str(n) in r.getMessage() for r in ours), (
+        f"indexing {n} documents logged no INFO (or higher) line mentioning {n} through the logging module "
+        f"(found: {[r.getMessage() for r in ours][:3]}); log a one-line summary with a module-level logger")
+
+
+def _bar_cases(rng: random.Random) -> Iterator[tuple[int, int, int]]:
+    """(width, progress, total) triples whose exact fraction of cells is never a float-rounding edge."""
+    yield rng.randint(10, 40), 0, rng.randint(3, 50)
+    total = rng.randint(3, 50)
+    yield rng.randint(10, 40), total, total
+    made = 0
+    while made < 6:
+        width, total = rng.randint(10, 40), rng.randint(3, 50)
+        done = rng.randint(1, total - 1)
+        if (width * done) % total:
+            made += 1
+            yield width, done, total
+
+
+@check("ProgressBar draws the fraction done, the count and the message", points=2,
+       hint="The done part is width x progress / total cells, rounded down; the rest are empty cells. Format "
+            "numbers with :g. Without a total there is no bar, only the count and the message.")
+async def test_progress_bar_draws_the_fraction(target: Target) -> None:
+    progress_bar = target.attr("progress", "ProgressBar")
+    rng = random.Random()
+    for width, done, total in _bar_cases(rng):
+        label, message = _word(rng), f"indexed {_word(rng)}.md"
+        bar = progress_bar(label, width=width, stream=io.StringIO())
+        assert bar.update(done, total, message) is True, (
+            f"the first notification ({done:g} of {total:g}) should be taken (update returns True), even at 0: "
+            "nothing was shown before it")
+        text = bar.text()
+        full = math.floor(Fraction(width * done, total))
+        assert text.count("█") == full and text.count("░") == width - full, (
+            f"{done} of {total} on a bar {width} cells wide should show {full} full and {width - full} empty "
+            f"cells, but the text is {text!r}")
+        for part in (label, f"{done:g}/{total:g}", message):
+            assert part in text, f"the bar text {text!r} should contain {part!r}"
+    bar = progress_bar("scan", width=20, stream=io.StringIO())
+    count = rng.randint(2, 99)
+    bar.update(count, None, "still going")
+    text = bar.text()
+    assert "█" not in text and "░" not in text, f"without a total the bar cannot be drawn, but the text is {text!r}"
+    assert f"{count:g}" in text and "still going" in text, f"without a total, show the count and the message: {text!r}"
+
+    stream = io.StringIO()
+    bar = progress_bar("steps", stream=stream)
+    steps = rng.randint(3, 12)
+    async with target.client(_steps_server()) as client:
+        await client.call_tool("steps", {"n": steps}, progress_callback=bar)
+    assert (bar.progress, bar.total, bar.updates) == (steps, steps, steps), (
+        f"used as a progress_callback for a tool reporting 1..{steps} of {steps}, the bar ended at "
+        f"progress={bar.progress!r}, total={bar.total!r} after {bar.updates} updates; expected {steps}, {steps}, {steps}")
+    assert bar.text() in stream.getvalue(), "the bar's final text was never drawn to its stream"
+
+
+def _steps_server() -> MCPServer:
+    """A reference tool with correct progress, so the bar is checked on its own."""
+    server = MCPServer("steps", log_level="WARNING")
+
+    async def steps(n: int, ctx: Context) -> int:
+        for done in range(1, n + 1):
+            await ctx.report_progress(done, n, f"step {done}")
+        return n
+
+    server.tool()(steps)
+    return server
+
+
+@check("ProgressBar never moves backwards on late or partial notifications", points=2,
+       hint="On a real transport each callback runs as its own task, so an older notification can arrive "
+            "after a newer one. Ignore anything that does not move forward, and keep the last known total "
+            "and message when a notification leaves them out.")
+async def test_progress_bar_ignores_stale_updates(target: Target) -> None:
+    progress_bar = target.attr("progress", "ProgressBar")
+    rng = random.Random()
+    total = rng.randint(10, 60)
+    ahead = rng.randint(3, total - 3)
+    stream = io.StringIO()
+    bar = progress_bar("job", width=rng.randint(10, 30), stream=stream)
+    await bar(ahead, total, "newest")
+    drawn = stream.getvalue()
+    late = rng.randint(1, ahead - 1)
+    assert bar.update(late, total, "older") is False, (
+        f"after showing {ahead}/{total}, a late notification for {late} should be ignored (update returns False)")
+    assert bar.update(ahead, total, "again") is False, f"a repeated {ahead}/{total} does not move the bar: ignore it"
+    await bar(late, total, "older")
+    assert (bar.progress, bar.message) == (ahead, "newest"), (
+        f"the bar moved back to {bar.progress!r} ({bar.message!r}) after a late notification; it should stay at "
+        f"{ahead} ('newest')")
+    assert stream.getvalue() == drawn, "a late notification redrew the bar; only a change should draw"
+    assert bar.updates == 1, f"only one notification moved the bar, but updates={bar.updates}"
+    assert bar.update(ahead + 1, None, None) is True, "a notification that moves forward should be taken"
+    assert bar.total == total and bar.message == "newest", (
+        f"a notification without total or message erased them (total={bar.total!r}, message={bar.message!r}); "
+        "keep the last known ones")
+    assert bar.progress == ahead + 1 and bar.updates == 2, "the forward notification was not recorded"

@@ -185,18 +185,25 @@ def quiz(
 
 
 @dev_app.command("sync-starter")
-def sync_starter(check_only: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False) -> None:
+def sync_starter(
+    check_only: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False,
+    lesson: Annotated[Optional[str], typer.Option(help="Only this lesson's modules (others stay as they are).")] = None,
+) -> None:
     """Regenerate the starter package (capstone/) from solutions/, keeping a backup of changed files."""
     from checker.starter import drift, write_starter
 
     course = _course()
     solutions, starter = course.solutions.parent, course.starter.parent
+    only = None
+    if lesson:
+        package_dir = course.starter.relative_to(starter) / course.package
+        only = {(package_dir / f"{module}.py").as_posix() for module in _lesson(course, lesson).modules}
     if check_only:
-        changed = drift(solutions, starter)
+        changed = [rel for rel in drift(solutions, starter) if only is None or rel in only]
         for rel in changed:
             out.print(f"drift: {rel}", markup=False)
         raise typer.Exit(1 if changed else 0)
-    changed, backup = write_starter(solutions, starter, course.state_dir)
+    changed, backup = write_starter(solutions, starter, course.state_dir, only=only)
     for rel in changed:
         out.print(f"wrote {starter.name}/{rel}", markup=False)
     if backup:

@@ -1,0 +1,640 @@
+"""Lesson 4 checks: the file tools stay inside their roots, whatever path they are handed.
+
+Every check builds its own sandbox under `tmp_path` with random names: a root with nested
+folders, siblings that share the root's name as a prefix, a folder outside, and links that point
+inward, outward and nowhere. Expected verdicts are computed here, from the sandbox's own map of
+folders and links (a small model of the file system), never by the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ListRootsResult, Root
+
+from checker.marks import check
+from checker.target import Target
+
+pytestmark = pytest.mark.anyio
+
+MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
+CRASH = "Error executing tool"  # all the model sees when a tool raises something other than ToolError
+
+
+def _tag(rng: random.Random, k: int = 6) -> str:
+    return "".join(rng.choices(string.ascii_lowercase + string.digits, k=k))
+
+
+@dataclass
+class Sandbox:
+    """A root to serve and everything around it that must stay out of reach."""
+
+    base: Path                  # holds everything below; a real (resolved) folder
+    root: Path                  # the configured root
+    notes: Path                 # root/notes, a nested folder
+    deep: Path                  # root/notes/deep
+    doc: Path                   # root/notes/<doc>.md, an ordinary document
+    doc_text: str
+    spaced: Path                # root/<name with a space>.md
+    spaced_text: str
+    siblings: list[Path]        # share the root's name as a prefix: app-x-secrets, app-x2, app-x.bak
+    outside: Path               # a folder next to the root
+    secret: Path                # outside/<secret>.md
+    sibling_secret: Path        # siblings[0]/<secret>.md
+    secret_marker: str          # appears only in secret files
+    needle: str                 # a word in the doc and in every secret file
+    alias: Path                 # base/alias -> root
+    links: dict[str, Path] = field(default_factory=dict)      # name inside root -> where it points
+    model_links: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+
+
+def _parts(path: Path | str) -> tuple[str, ...]:
+    return tuple(p for p in str(path).split("/") if p)
+
+
+def build_sandbox(tmp_path: Path) -> Sandbox:
+    """Lay out the sandbox; record every link so the model can resolve paths on its own."""
+    rng = random.Random()
+    tag = _tag(rng)
+    # Three random levels between tmp_path and the sandbox: generated paths may climb at most
+    # three `..` above it and still land in folders made here.
+    base = Path(os.path.realpath(tmp_path)) / _tag(rng) / _tag(rng) / _tag(rng)
+    root = base / f"app-{tag}"
+    notes, deep = root / "notes", root / "notes" / "deep"
+    deep.mkdir(parents=True)
+    needle = f"needle{_tag(rng, 5)}"
+    marker = f"SECRET-{_tag(rng, 10)}"
+    doc = notes / f"{_tag(rng)}.md"
+    doc_text = f"# Notes {tag}\n\nthe {needle} is here\n"
+    doc.write_text(doc_text)
+    (deep / f"{_tag(rng)}.txt").write_text(f"deep {_tag(rng)}\n")
+    spaced = root / f"my notes {_tag(rng, 4)}.md"
+    spaced_text = f"spaced {_tag(rng)}\n"
+    spaced.write_text(spaced_text)
+    siblings = [base / f"app-{tag}-secrets", base / f"app-{tag}2", base / f"app-{tag}.bak"]
+    for sib in siblings:
+        sib.mkdir()
+    outside = base / f"outside-{tag}"
+    outside.mkdir()
+    secret = outside / f"{_tag(rng)}.md"
+    sibling_secret = siblings[0] / f"{_tag(rng)}.md"
+    for path in (secret, sibling_secret, *(s / "secret.md" for s in siblings[1:])):
+        path.write_text(f"{marker}\nthe {needle} is also here, {marker}\n")
+    alias = base / f"alias-{tag}"
+    alias.symlink_to(root, target_is_directory=True)
+    box = Sandbox(base, root, notes, deep, doc, doc_text, spaced, spaced_text, siblings, outside, secret,
+                  sibling_secret, marker, needle, alias)
+    links = {   # name inside root -> (link text, real target)
+        "in-link": ("notes", notes),                                          # inward folder link
+        "in-file": (f"notes/{doc.name}", doc),                                # inward file link
+        "out-link": (f"../{siblings[0].name}", siblings[0]),                  # outward folder link
+        "out-file": (f"../{outside.name}/{secret.name}", secret),             # outward file link
+        "dangling": (f"../{outside.name}/planned-{tag}.md", outside / f"planned-{tag}.md"),  # outward, missing
+        "notes/jump": (f"../../{outside.name}", outside),                     # `jump/..` is not `notes`
+    }
+    for name, (text, real) in links.items():
+        (root / name).symlink_to(text)
+        box.links[name] = real
+        box.model_links[_parts(root / name)] = _parts(real)
+    box.model_links[_parts(alias)] = _parts(root)
+    return box
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    return build_sandbox(tmp_path)
+
+
+# --- the model: where a path really leads, computed without os.path.realpath -------------------
+
+def model_resolve(parts: Sequence[str], start: tuple[str, ...], links: dict[tuple[str, ...], tuple[str, ...]],
+                  depth: int = 0) -> tuple[str, ...]:
+    """Walk `parts` from `start` the way the kernel does: follow a link as soon as it is reached,
+    then apply the rest; `..` pops one level; missing names are simply appended."""
+    assert depth < 20, "link loop in the sandbox model"
+    stack = list(start)
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if stack:
+                stack.pop()
+            continue
+        stack.append(part)
+        target = links.get(tuple(stack))
+        if target is not None:
+            stack = list(model_resolve(target, (), links, depth + 1))
+    return tuple(stack)
+
+
+def model_verdict(path: str, roots: Sequence[str], links: dict[tuple[str, ...], tuple[str, ...]]) -> bool:
+    """The expected answer for plain (already decoded) paths and roots."""
+    real_roots = [model_resolve(r.split("/"), (), links) for r in roots]
+    start = () if path.startswith("/") else real_roots[0]
+    real = model_resolve(path.split("/"), start, links)
+    return any(real[: len(r)] == r for r in real_roots)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _verdict(target: Target, path: Any, roots: Sequence[Any]) -> bool:
+    fn = target.attr("roots", "is_path_allowed")
+    try:
+        got = fn(path, roots)
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"is_path_allowed({_short(path)}, ...) raised {type(exc).__name__}: {exc}; it must "
+                    "return False for anything it cannot judge, never raise")
+    assert isinstance(got, bool), f"is_path_allowed must return True or False, got {got!r}"
+    return got
+
+
+def _short(value: Any) -> str:
+    text = repr(os.fspath(value) if isinstance(value, os.PathLike) else value)
+    return text if len(text) <= 90 else text[:70] + "…" + text[-15:]
+
+
+def _text(result: Any) -> str:
+    return "\n".join(getattr(c, "text", "") for c in result.content or [])
+
+
+def _rel(box: Sandbox, path: Path) -> str:
+    return os.path.relpath(path, box.root)
+
+
+async def _read(client: Any, path: str) -> Any:
+    return await client.call_tool("read_file", {"path": path})
+
+
+def _assert_refused(result: Any, box: Sandbox, asked: str, tool: str = "read_file") -> str:
+    body = _text(result)
+    assert result.is_error, f"{tool}({asked!r}) succeeded although it leads outside the roots"
+    assert box.secret_marker not in body, f"{tool}({asked!r}) was refused, but the error shows the secret file's content"
+    assert body.strip() != f"{CRASH} {tool}", (
+        f"{tool}({asked!r}) crashed (the model only sees {body!r}): refuse with a ToolError (PathRejected) "
+        "whose message says why")
+    return body
+
+
+def _file_uri(path: str, *, host: str = "") -> str:
+    return f"file://{host}{quote(path, safe='/')}"
+
+
+# --- the gate: is_path_allowed --------------------------------------------------------------------
+
+LINKS = ["in-link", "in-file", "out-link", "out-file", "dangling", "jump"]
+TOKENS = [".", "..", "..", "notes", "deep", "DOC", *LINKS, *LINKS, "ROOT", "SIBLING", "OUTSIDE", "SECRET", "ALIAS",
+          "missing", "SPACED"]
+ROOT_CHOICES = ["root", "notes", "deep", "sibling", "alias", "outside"]
+
+
+def _token(box: Sandbox, token: str) -> str:
+    names = {"DOC": box.doc.name, "ROOT": box.root.name, "SIBLING": box.siblings[0].name,
+             "OUTSIDE": box.outside.name, "SECRET": box.secret.name, "ALIAS": box.alias.name,
+             "SPACED": box.spaced.name}
+    return names.get(token, token)
+
+
+def _explain(box: Sandbox, path: str, roots: list[str], expected: bool) -> str:
+    """Name the likely misconception behind a wrong verdict."""
+    anchored = path if path.startswith("/") else roots[0] + "/" + path
+    lexical = os.path.normpath(anchored)
+    if not expected:
+        real = "/" + "/".join(model_resolve(anchored.split("/"), (), box.model_links))
+        if any(lexical == r or lexical.startswith(r.rstrip("/") + "/") for r in roots):
+            return ("it only looks inside: a symbolic link on the way leads out of the roots; resolve links "
+                    "(Path.resolve) before comparing")
+        if any(real.startswith(r.rstrip("/")) for r in roots):
+            return f"it really leads to {real}: you compared strings, so a sibling that shares the root's name passed"
+        return f"it leads to {real}, outside every root: collapse `..` and follow links before comparing"
+    how = "a relative path starts at the first root, not the working directory; " if not path.startswith("/") else ""
+    if any(box.alias.name in r for r in roots):
+        how += "a root reached through a link must be resolved too; "
+    return f"{how}once links and `..` are followed it stays inside a root (a path need not exist to be judged)"
+
+
+@check("is_path_allowed agrees with the file system on generated paths and roots", points=4,
+       hint="Judge where a path really leads: anchor a relative path at the first root, resolve it (links "
+            "and `..`), resolve the roots too, and compare with Path.is_relative_to.")
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+@given(tokens=st.lists(st.sampled_from(TOKENS), max_size=6).filter(lambda t: t.count("..") <= 3),
+       start=st.sampled_from(["relative", "relative", "base", "root", "sibling"]),
+       form=st.sampled_from(["plain", "plain", "uri", "uri-localhost", "uri-dots"]),
+       chosen=st.lists(st.sampled_from(ROOT_CHOICES), min_size=1, max_size=3, unique=True),
+       root_form=st.sampled_from(["str", "path", "uri"]))
+@example(tokens=["out-file"], start="relative", form="plain", chosen=["root"], root_form="str")
+@example(tokens=["notes", "jump", "..", "DOC"], start="root", form="uri", chosen=["root"], root_form="path")
+@example(tokens=["..", "SIBLING", "SECRET"], start="relative", form="plain", chosen=["root"], root_form="str")
+@example(tokens=["notes", "DOC"], start="relative", form="plain", chosen=["root", "sibling"], root_form="str")
+@example(tokens=["notes", "deep", "."], start="root", form="uri-dots", chosen=["alias"], root_form="uri")
+def test_matches_model(target: Target, sandbox: Sandbox, tokens: list[str], start: str, form: str,
+                       chosen: list[str], root_form: str) -> None:
+    box = sandbox
+    places = {"root": box.root, "notes": box.notes, "deep": box.deep, "sibling": box.siblings[0],
+              "alias": box.alias, "outside": box.outside, "base": box.base}
+    roots = [str(places[c]) for c in chosen]
+    tail = "/".join(_token(box, t) for t in tokens)
+    path = tail if start == "relative" else f"{places[start]}/{tail}"
+    expected = model_verdict(path, roots, box.model_links)
+    sent: Any = path
+    if start != "relative" and form != "plain":
+        encoded = quote(path, safe="/")
+        if form == "uri-dots":
+            encoded = encoded.replace(".", "%2E")
+        sent = "file://" + ("localhost" if form == "uri-localhost" else "") + encoded
+    root_args: list[Any] = ([Path(r) for r in roots] if root_form == "path"
+                            else [_file_uri(r) for r in roots] if root_form == "uri" else roots)
+    got = _verdict(target, sent, root_args)
+    assert got == expected, (
+        f"is_path_allowed({_short(sent)}, roots={[_short(r) for r in root_args]}) returned {got}, expected "
+        f"{expected}: {_explain(box, path, roots, expected)}")
+
+
+@check("`..` cannot climb out of a root", points=2,
+       hint="A path is judged after `..` is collapsed, and only after links are followed, the way the kernel "
+            "walks it. Resolve first, compare second.")
+async def test_dotdot_traversal(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = [str(box.root)]
+    refused = [
+        f"../{box.siblings[0].name}/{box.sibling_secret.name}",
+        f"notes/../../{box.outside.name}/{box.secret.name}",
+        f"notes/deep/../../..",
+        "..",
+        f"{box.root}/../{box.outside.name}/{box.secret.name}",
+        f"./notes/./deep/../../../{box.outside.name}",
+    ]
+    for path in refused:
+        assert not _verdict(target, path, roots), (
+            f"is_path_allowed({path!r}) returned True: `..` climbs out of the root; resolve the path before comparing")
+    allowed = ["notes/../notes/" + box.doc.name, f"{box.root}/notes/./deep/..", ".", "notes/deep/../../" + box.spaced.name]
+    for path in allowed:
+        assert _verdict(target, path, roots), (
+            f"is_path_allowed({path!r}) returned False, but after collapsing `..` it is still inside the root")
+
+
+@check("a sibling that shares the root's name is outside (/data/app vs /data/app-secrets)", points=2,
+       hint="As text, /data/app is a prefix of /data/app-secrets; as paths, one is not inside the other. "
+            "Compare Path objects (is_relative_to), never str.startswith.")
+async def test_sibling_prefix(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    for root_arg in (str(box.root), box.root, str(box.root) + "/"):
+        for sib in box.siblings:
+            for path in (str(sib), str(sib / "secret.md"), str(box.sibling_secret)):
+                assert not _verdict(target, path, [root_arg]), (
+                    f"is_path_allowed({path!r}, [{str(root_arg)!r}]) returned True: you compared strings, so "
+                    f"{sib.name} passed because it starts with {box.root.name}")
+        assert _verdict(target, str(box.root), [root_arg]), "the root folder itself must be allowed"
+        assert _verdict(target, str(box.doc), [root_arg]), f"{box.doc} is inside the root and must be allowed"
+
+
+@check("symbolic links are judged by where they lead, not by their names", points=3,
+       hint="A link inside a root can point anywhere. Path.resolve() follows links (os.path.normpath does "
+            "not), so resolve before comparing; links that point back inside stay allowed.")
+async def test_symlink_escape(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = [str(box.root)]
+    refused = {
+        "out-file": "a link to a file outside",
+        "out-link": "a link to a folder outside",
+        f"out-link/{box.sibling_secret.name}": "a file reached through a folder link that leads outside",
+        "dangling": "a link to a file outside that does not exist yet (creating it would write outside)",
+        f"notes/jump/../{box.doc.name}": "`jump/..` where jump links outside: the kernel follows the link first",
+        str(box.root / "out-file"): "an absolute path through a link that leads outside",
+    }
+    for path, what in refused.items():
+        assert not _verdict(target, path, roots), (
+            f"is_path_allowed({path!r}) returned True for {what}: the name looks inside, the target is not; "
+            "resolve links before comparing")
+    for path in ("in-link", f"in-link/{box.doc.name}", "in-file", str(box.alias / "notes")):
+        assert _verdict(target, path, roots), (
+            f"is_path_allowed({path!r}) returned False, but that link leads back inside the root: follow it "
+            "rather than refusing every link")
+
+
+@check("relative paths start at the first root, never at the working directory", points=2,
+       hint="The client knows nothing of the server's working directory. Join a relative path onto the first "
+            "root before resolving it.")
+async def test_relative_paths(target: Target, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = sandbox
+    monkeypatch.chdir(box.outside)   # a working directory outside the roots, as on a real server
+    rel = f"notes/{box.doc.name}"
+    assert _verdict(target, rel, [str(box.root)]), (
+        f"is_path_allowed({rel!r}, [root]) returned False: a relative path starts at the first root, but you "
+        "resolved it against the working directory")
+    assert _verdict(target, box.secret.name, [str(box.root)]), (
+        f"is_path_allowed({box.secret.name!r}, [root]) returned False: it names root/{box.secret.name}, inside "
+        "the root (a file of that name in the working directory is irrelevant)")
+    assert not _verdict(target, f"../{box.outside.name}/{box.secret.name}", [str(box.root)]), (
+        "a relative path with `..` that climbs out of the first root must be refused")
+    resolve_allowed = target.attr("roots", "resolve_allowed")
+    got = resolve_allowed(box.doc.name, [box.notes, box.root])
+    assert Path(got) == box.doc, (
+        f"with roots [notes, root], {box.doc.name!r} should lead to notes/{box.doc.name} (the first root), got {got}")
+
+
+@check("file:// URIs are decoded once and judged like any path", points=2,
+       hint="urllib.parse.urlsplit and unquote: a file URI's path is percent-encoded, so %2E%2E is `..` "
+            "and %20 a space. Accept only the local host, and refuse other schemes.")
+async def test_file_uris(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = [str(box.root)]
+    spaced_uri = box.spaced.as_uri()
+    assert "%20" in spaced_uri
+    for uri in (spaced_uri, _file_uri(str(box.spaced), host="localhost"), box.root.as_uri()):
+        assert _verdict(target, uri, roots), f"is_path_allowed({uri!r}) returned False: decode the URI's path (%20 is a space)"
+    sneaky = {
+        _file_uri(str(box.root)) + "/%2E%2E/" + box.outside.name + "/" + box.secret.name: "%2E%2E is `..`",
+        _file_uri(str(box.notes)) + "%2F..%2F..%2F" + box.siblings[0].name: "%2F is `/`, so this climbs out",
+        _file_uri(str(box.doc), host="evil.example"): "a file URI naming another host",
+        "https://example.com" + quote(str(box.doc)): "not a file URI at all",
+    }
+    for uri, why in sneaky.items():
+        assert not _verdict(target, uri, roots), f"is_path_allowed({uri!r}) returned True: {why}"
+    resolve_allowed = target.attr("roots", "resolve_allowed")
+    assert Path(resolve_allowed(spaced_uri, [box.root])) == box.spaced, f"{spaced_uri!r} should lead to {box.spaced}"
+    assert _verdict(target, str(box.doc), [box.root.as_uri()]), "roots may be file:// URIs too: decode them the same way"
+
+
+@check("paths with NUL bytes are refused with a clear reason", points=2,
+       hint="No file name may contain NUL (\\x00 or %00). C code would cut the path at it, Python raises "
+            "ValueError: refuse it yourself, early, with a message that says so.")
+async def test_nul_bytes(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = [str(box.root)]
+    for path in (f"notes/{box.doc.name}\x00.png", f"notes/{box.doc.name}\x00/../../{box.outside.name}",
+                 box.doc.as_uri() + "%00.txt", "\x00"):
+        assert not _verdict(target, path, roots), (
+            f"is_path_allowed({path!r}) returned True: a NUL byte must be refused, not cut off or ignored")
+    to_path = target.attr("roots", "to_path")
+    with pytest.raises(Exception) as caught:
+        to_path(f"notes/{box.doc.name}\x00.png")
+    assert isinstance(caught.value, ToolError), (
+        f"to_path with a NUL byte raised {type(caught.value).__name__}; raise PathRejected (a ToolError) so the "
+        "model reads the reason")
+    message = str(caught.value).lower()
+    assert "nul" in message or "null" in message, f"the refusal should say the path contains a NUL byte, got {caught.value}"
+
+
+@check("over-long paths and names are refused with a clear reason", points=2,
+       hint="Linux limits a path to 4096 bytes and one name to 255 bytes (bytes, not characters: é is two). "
+            "Refuse longer input before touching the disk, and keep the message short.")
+async def test_long_paths(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = [str(box.root)]
+    rng = random.Random()
+    long_path = "/".join(_tag(rng, 200) for _ in range(22))          # ~4420 bytes, every name fine
+    long_name = "n" * rng.randint(256, 400) + ".md"
+    wide_name = "é" * rng.randint(128, 140) + ".md"                 # < 256 characters, > 255 bytes
+    for path, why in ((long_path, "it is longer than 4096 bytes"), (long_name, "one name is longer than 255 bytes"),
+                      (wide_name, "one name is longer than 255 bytes once encoded (é is two bytes in UTF-8)")):
+        assert not _verdict(target, path, roots), f"is_path_allowed({_short(path)}) returned True, but {why}"
+    fine = "/".join(_tag(rng, 200) for _ in range(7))
+    assert _verdict(target, fine, roots), "a 1400-byte path inside the root is fine: the limits are 4096 and 255 bytes"
+    to_path = target.attr("roots", "to_path")
+    with pytest.raises(Exception) as caught:
+        to_path(long_path)
+    message = str(caught.value)
+    assert isinstance(caught.value, ToolError), (
+        f"to_path with a 4400-byte path raised {type(caught.value).__name__}: {message[:120]}; refuse it with "
+        "PathRejected")
+    assert "long" in message.lower() or "4096" in message, f"the refusal should say the path is too long, got {message[:120]!r}"
+    assert len(message) < 400, f"the refusal repeats {len(message)} characters back; keep it short"
+
+
+@check("letter case and Unicode forms are compared exactly, as Linux stores names", points=2,
+       hint="On a case-sensitive file system Notes/ and notes/ are two folders, and so are café in NFC and NFD "
+            "forms. Folding case or normalising Unicode would let the other folder in.")
+async def test_case_and_unicode(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    tag = _tag(random.Random())
+    upper, lower = box.base / f"Notes-{tag}", box.base / f"notes-{tag}"
+    nfc, nfd = (box.base / unicodedata.normalize(form, f"Café-{tag}") for form in ("NFC", "NFD"))
+    upper.mkdir()
+    lower.mkdir(exist_ok=True)
+    nfc.mkdir()
+    nfd.mkdir(exist_ok=True)
+    if os.path.samefile(upper, lower) or os.path.samefile(nfc, nfd):
+        pytest.skip("this file system folds case or Unicode forms (macOS, Windows): run the checks on Linux")
+    (lower / "secret.md").write_text(box.secret_marker)
+    (nfd / "secret.md").write_text(box.secret_marker)
+    resume = unicodedata.normalize("NFD", "résumé.md")
+    (nfc / resume).write_text("cv")
+    assert not _verdict(target, str(lower / "secret.md"), [str(upper)]), (
+        f"is_path_allowed({lower.name}/secret.md, [{upper.name}]) returned True: you folded case, but on Linux "
+        f"{lower.name} is a different folder")
+    assert not _verdict(target, str(nfd / "secret.md"), [str(nfc)]), (
+        "a folder named café in NFD form passed for the root café in NFC form: you normalised Unicode, but on "
+        "Linux these are two different folders")
+    assert not _verdict(target, f"../{nfd.name}/secret.md", [str(nfc)]), "the NFD sibling is outside the NFC root"
+    assert _verdict(target, str(nfc / resume), [str(nfc)]), (
+        "a file with an NFD name inside the root must be allowed by its exact name")
+    assert _verdict(target, str(upper / "x.md"), [str(upper)]), "a path inside the root, in the same case, is allowed"
+
+
+@check("missing files are judged by where they would be", points=2,
+       hint="Resolving must not require the file to exist (Path.resolve() without strict), yet it still follows "
+            "every link that does exist, and `..` still climbs after a missing folder.")
+async def test_missing_targets(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = [str(box.root)]
+    tag = _tag(random.Random())
+    assert _verdict(target, f"new-{tag}/draft.md", roots), (
+        "a path inside the root that does not exist yet is still inside: resolve without strict=True")
+    for path, why in ((str(box.siblings[0] / f"ghost-{tag}.md"), "it is outside, existing or not"),
+                      ("dangling", "it is a link whose (missing) target is outside"),
+                      (f"new-{tag}/../../{box.outside.name}/x.md", "`..` after a missing folder still climbs out")):
+        assert not _verdict(target, path, roots), f"is_path_allowed({path!r}) returned True, but {why}"
+
+
+@check("roots are resolved too: a root given through a link still works", points=2,
+       hint="Resolve each root exactly as you resolve the path; otherwise a root like /tmp (a link on macOS) "
+            "never matches the real paths beneath it.")
+async def test_roots_resolved(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    for root_arg in (str(box.alias), box.alias.as_uri(), box.alias):
+        assert _verdict(target, str(box.doc), [root_arg]), (
+            f"with the root {str(root_arg)!r} (a link to {box.root.name}), the real path {box.doc} was refused: "
+            "resolve the roots as well as the path")
+        assert not _verdict(target, str(box.sibling_secret), [root_arg]), "a sibling is outside an aliased root too"
+    assert _verdict(target, str(box.alias / "notes" / box.doc.name), [str(box.root)]), (
+        "a path through a link that leads into the root is inside")
+
+
+# --- the tools over MCP ---------------------------------------------------------------------------
+
+@check("read_file refuses outside paths without revealing content or existence", points=3,
+       hint="Pass every path through the gate (resolve_allowed) before anything touches the disk, so everything "
+            "outside gets one refusal whether it exists or not; say 'no such file' (a ToolError) only inside.")
+async def test_read_refusal_no_leak(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = target.module("roots")
+    server = roots.create_server([box.root])
+    ghost = box.siblings[0] / f"{_tag(random.Random())}.md"      # same length as the secret's name
+    pairs = [(str(box.sibling_secret), str(ghost)),
+             (f"../{box.siblings[0].name}/{box.sibling_secret.name}", f"../{box.siblings[0].name}/{ghost.name}")]
+    for mode in MODES:
+        async with target.client(server, mode=mode) as client:
+            good = await _read(client, f"notes/{box.doc.name}")
+            assert not good.is_error and _text(good) == box.doc_text, (
+                f"[{mode}] read_file('notes/{box.doc.name}') should return the document, got {_text(good)[:100]!r}")
+            for real, fake in pairs:
+                exists = _assert_refused(await _read(client, real), box, real)
+                missing = _assert_refused(await _read(client, fake), box, fake)
+                assert exists.replace(box.sibling_secret.name, "<name>") == missing.replace(ghost.name, "<name>"), (
+                    f"[{mode}] an existing outside file and a missing one get different refusals ({exists!r} vs "
+                    f"{missing!r}): the difference tells the model what exists outside the roots")
+            via_link = _assert_refused(await _read(client, "out-file"), box, "out-file")
+            for leak in (box.secret.name, box.outside.name):
+                assert leak not in via_link, (
+                    f"[{mode}] the refusal for the link 'out-file' names where it points ({leak}); name only what was asked")
+            _assert_refused(await _read(client, f"../{box.outside.name}/{box.secret.name}"), box, "../…")
+            ghost_inside = f"notes/{ghost.name}"
+            missing_inside = await _read(client, ghost_inside)
+            assert missing_inside.is_error and _text(missing_inside).strip() != f"{CRASH} read_file", (
+                f"[{mode}] read_file({ghost_inside!r}), missing inside the root, should be a ToolError that says so, "
+                f"got {_text(missing_inside)!r}")
+
+
+@check("search_files never reads through links that leave the roots", points=3,
+       hint="Walking a folder finds links too. Check every file you are about to open with is_path_allowed, "
+            "not only the folder you started from.")
+async def test_search_stays_inside(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = target.module("roots")
+    (box.root / "notes" / "copy.md").symlink_to(box.secret)     # one more outward link, deep in a folder
+    server = roots.create_server([box.root])
+    async with target.client(server) as client:
+        result = await client.call_tool("search_files", {"query": box.needle.upper()})
+        assert not result.is_error, f"search_files failed: {_text(result)[:150]}"
+        hits = (result.structured_content or {}).get("result") or []
+        body = _text(result)
+        assert box.secret_marker not in body, (
+            "search_files returned lines from a file outside the roots, read through a link inside them: "
+            "check each file, not only the starting folder")
+        found = {Path(h["path"]).name for h in hits}
+        assert box.doc.name in found, f"search_files should find {box.needle!r} in {box.doc.name} (case-insensitive), got {sorted(found)}"
+        outside = await client.call_tool("search_files", {"query": box.needle, "path": str(box.siblings[0])})
+        _assert_refused(outside, box, str(box.siblings[0]), "search_files")
+
+
+@check("list_files shows a folder inside the roots and nothing that leads out", points=2,
+       hint="list_files is given: it passes the folder through resolve_allowed and every entry through "
+            "is_path_allowed. If this fails, look at those two.")
+async def test_list_files(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = target.module("roots")
+    server = roots.create_server([box.root])
+    expected = sorted(["notes/", box.spaced.name, "in-link/", "in-file"])
+    async with target.client(server) as client:
+        result = await client.call_tool("list_files", {})
+        assert not result.is_error, f"list_files failed: {_text(result)[:150]}"
+        names = sorted((result.structured_content or {}).get("result") or [])
+        assert names == expected, f"list_files() of the root should list {expected}, got {names}"
+        _assert_refused(await client.call_tool("list_files", {"path": str(box.outside)}), box, str(box.outside),
+                        "list_files")
+
+
+@check("configured roots apply in both eras; clients without roots still work", points=3,
+       hint="The server's configuration is the policy. Ask a client for roots only if it is a legacy client that "
+            "declared the capability; everyone else gets an empty offer, never a -32021 error.")
+async def test_both_eras(target: Target, sandbox: Sandbox) -> None:
+    from mcp import MCPError
+
+    box = sandbox
+    roots = target.module("roots")
+    server = roots.create_server([box.root])
+    asked: list[str] = []
+
+    async def offer_notes(context: Any) -> ListRootsResult:
+        asked.append("yes")
+        return ListRootsResult(roots=[Root(uri=box.notes.as_uri())])
+
+    for mode, version in MODES.items():
+        for callback in (None, offer_notes):
+            extra = {"list_roots_callback": callback} if callback else {}
+            async with target.client(server, mode=mode, **extra) as client:
+                label = f"[{mode} client, {'with' if callback else 'without'} roots]"
+                try:
+                    top = await _read(client, box.spaced.name)
+                except MCPError as exc:
+                    pytest.fail(f"{label} read_file raised a protocol error ({exc}): degrade to the configured "
+                                "roots when the client cannot be asked")
+                if mode == "auto" or callback is None:
+                    assert not top.is_error and _text(top) == box.spaced_text, (
+                        f"{label} read_file({box.spaced.name!r}) inside the configured root failed: {_text(top)[:120]!r}")
+                _assert_refused(await _read(client, str(box.secret)), box, str(box.secret))
+                tools = {t.name: t for t in (await client.list_tools()).tools}
+                props = tools["read_file"].input_schema.get("properties", {})
+                assert list(props) == ["path"], f"{label} read_file's schema should take only `path`, got {list(props)}"
+        if mode == "auto":
+            assert not asked, ("a 2026-07-28 client was asked for its roots: roots are deprecated there "
+                               "(SEP-2577) and the configuration decides")
+
+
+@check("a legacy client's roots narrow the configuration but never widen it", points=3,
+       hint="Roots are the client's guidance. Intersect them with the configured roots: keep what both allow, "
+            "drop offered folders outside the configuration.")
+async def test_legacy_roots_narrow(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    roots = target.module("roots")
+    server = roots.create_server([box.root])
+    calls: list[list[str]] = []
+
+    def offering(uris: list[str]) -> Any:
+        async def offer(context: Any) -> ListRootsResult:
+            calls.append(uris)
+            return ListRootsResult(roots=[Root(uri=u) for u in uris])
+        return offer
+
+    narrow = [box.notes.as_uri(), box.outside.as_uri(), f"file://evil.example{quote(str(box.root))}"]
+    random.shuffle(narrow)
+    async with target.client(server, mode="legacy", list_roots_callback=offering(narrow)) as client:
+        inside = await _read(client, str(box.doc))
+        assert not inside.is_error and _text(inside) == box.doc_text, (
+            f"the client offered notes/, so {box.doc} there must be readable: {_text(inside)[:120]!r}")
+        top = await _read(client, str(box.spaced))
+        assert top.is_error and box.spaced_text not in _text(top), (
+            f"the client offered only notes/ (and folders outside the configuration), yet {box.spaced.name} in "
+            "the root's top level was readable: narrow to the overlap of both lists")
+        body = _assert_refused(await _read(client, str(box.secret)), box, str(box.secret))
+        assert box.secret_marker not in body, "the secret leaked"
+    assert calls, "a legacy client that declared roots was never asked for them"
+    async with target.client(server, mode="legacy", list_roots_callback=offering([box.outside.as_uri()])) as client:
+        _assert_refused(await _read(client, str(box.secret)), box, str(box.secret))
+    assert len(calls) >= 2, "each request of a legacy client with roots should ask for them"
+
+
+@check("narrow_roots keeps exactly the overlap of configured and offered roots", points=2,
+       hint="Two folders overlap only if one is inside the other; then the deeper one is the overlap. An empty "
+            "offer changes nothing.")
+async def test_narrow_roots(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    narrow = target.attr("roots", "narrow_roots")
+    configured = [box.root, box.outside]
+    cases = [
+        ([], configured, "an empty offer leaves the configuration as it is"),
+        ([box.notes.as_uri()], [box.notes], "an offered folder inside a configured root is the overlap"),
+        (["file:///"], configured, "an offer of / keeps the configured roots, not the whole disk"),
+        ([box.siblings[0].as_uri()], [], "an offered folder outside every configured root grants nothing"),
+        ([box.alias.as_uri()], [box.root], "an offered link to the root counts as the root (resolve offers)"),
+        ([box.deep.as_uri(), box.outside.as_uri()], [box.deep, box.outside], "keep the client's order"),
+    ]
+    for offered, want, why in cases:
+        got = [Path(p) for p in narrow(configured, offered)]
+        assert got == want, f"narrow_roots(configured, {offered}) returned {got}, expected {want}: {why}"

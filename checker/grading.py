@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sysconfig
@@ -20,7 +19,6 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,8 +29,7 @@ from checker.results import LessonResult
 MAX_SUBMISSION_BYTES = 200 * 1024 * 1024
 MAX_SUBMISSION_FILES = 20_000
 SKIPPED_PARTS = {".git", ".venv", "__pycache__", "node_modules", ".course", ".ipynb_checkpoints"}
-SANDBOX_UID = 61000  # first uid for sandboxed checks when grading as root
-UIDS_PER_WORKER = 16  # worker w, check slot k runs as SANDBOX_UID + 16 w + k
+SANDBOX_UID = 61000  # first uid for sandboxed checks when grading as root (see worker.UIDS_PER_SLOT)
 
 
 @dataclass
@@ -158,76 +155,87 @@ def sandbox_problem(course: Course) -> str:
     return ""
 
 
-def grade_submission(course: Course, submission: Submission, lessons: list[Lesson], *,
-                     hidden: bool = True, check_jobs: int = 1, sandbox_uid: int | None = None,
-                     check_timeout: float | None = None) -> SubmissionResult:
-    """Grade one submission's lessons with one worker process; never raises for bad submissions.
+@dataclass
+class _Planned:
+    submission: Submission
+    result: SubmissionResult
+    requests: list[tuple[Lesson, Path]] = field(default_factory=list)  # lesson, its result file
+    reported: bool = False
 
-    `sandbox_uid`: run its checks as uids from here up (one per check slot); every worker
-    running at the same time needs its own range, since leftovers are killed by uid.
-    """
-    started = time.monotonic()
-    result = SubmissionResult(submission.id)
-    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-        workdir = Path(tmp)
-        os.chmod(workdir, 0o711)  # the sandbox may traverse to the copy, not list or write our files
-        try:
-            copy = unpack(submission, workdir / "submission")
-            edition = locate_edition(copy, course)
-        except (CourseError, OSError) as exc:
-            result.error = str(exc)
-            result.duration = round(time.monotonic() - started, 3)
-            return result
-        results_dir = workdir / "results"
-        results_dir.mkdir(mode=0o700)
-        requests = []
-        for lesson in lessons:
-            request = build_request(course, lesson, edition, submission.id, results_dir / f"{lesson.id}.json",
-                                    jobs=check_jobs, hidden=hidden, check_timeout=check_timeout)
-            request.sandbox_uid = sandbox_uid
-            request_file = results_dir / f"{lesson.id}.request.json"
-            request_file.write_text(json.dumps(asdict(request)))
-            requests.append((lesson, request, request_file))
-        budget = sum(course.lesson_timeout for _ in lessons) + 60
-        cmd = worker_command([file for _, _, file in requests])
-        try:
-            subprocess.run(cmd, cwd=workdir, env=worker_env(), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=budget, check=False)
-        except subprocess.TimeoutExpired:
-            pass  # lessons without a result file are reported below
-        for lesson, request, _ in requests:
-            out = Path(request.out)
-            if out.is_file():
-                result.lessons.append(LessonResult.from_json(json.loads(out.read_text())))
-            else:
-                result.lessons.append(LessonResult(lesson.id, lesson.title, submission.id,
-                                                   error="grading did not finish for this lesson"))
-    result.duration = round(time.monotonic() - started, 3)
-    return result
+    def finished(self) -> bool:
+        return all(out.is_file() for _, out in self.requests)
 
 
 def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesson], *, jobs: int,
               hidden: bool = True, sandbox: bool = True, check_timeout: float | None = None,
               on_done: Callable[[SubmissionResult], None] | None = None) -> list[SubmissionResult]:
-    """Grade every submission, `jobs` at a time (one worker process each), in submission order."""
-    results: dict[str, SubmissionResult] = {}
-    uid_ranges: queue.Queue[int | None] = queue.Queue()
-    for worker in range(max(1, jobs)):
-        uid_ranges.put(SANDBOX_UID + UIDS_PER_WORKER * worker if sandbox else None)
+    """Grade every submission's lessons; results come back in submission order.
 
-    def one(sub: Submission) -> SubmissionResult:
-        uid = uid_ranges.get()
-        try:
-            return grade_submission(course, sub, lessons, hidden=hidden, sandbox_uid=uid, check_timeout=check_timeout)
-        finally:
-            uid_ranges.put(uid)
+    Every submission is copied first; then one warm worker process (the SDK imported once for
+    the whole class) grades each (submission, lesson) in its own fork, `jobs` at a time. A
+    submission that cannot be unpacked is reported, never fatal.
+    """
+    started = time.monotonic()
+    plans: list[_Planned] = []
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o711)  # the sandbox may traverse to a copy, not list or write our files
+        results_dir = workdir / "results"
+        results_dir.mkdir(mode=0o700)
+        request_files: list[Path] = []
+        for index, submission in enumerate(submissions):
+            plan = _Planned(submission, SubmissionResult(submission.id))
+            plans.append(plan)
+            try:
+                copy = unpack(submission, workdir / f"submission-{index}")
+                edition = locate_edition(copy, course)
+            except (CourseError, OSError) as exc:
+                plan.result.error = str(exc)
+                continue
+            for lesson in lessons:
+                out = results_dir / f"{index}-{lesson.id}.json"
+                request = build_request(course, lesson, edition, submission.id, out, jobs=1,
+                                        hidden=hidden, check_timeout=check_timeout)
+                request.sandbox_uid = SANDBOX_UID if sandbox else None
+                request_file = results_dir / f"{index}-{lesson.id}.request.json"
+                request_file.write_text(json.dumps(asdict(request)))
+                request_files.append(request_file)
+                plan.requests.append((lesson, out))
+        for plan in plans:
+            if not plan.requests and on_done:
+                plan.reported = True
+                on_done(plan.result)
+        if request_files:
+            _run_worker(course, request_files, jobs, plans, on_done)
+        for plan in plans:
+            for lesson, out in plan.requests:
+                if out.is_file():
+                    plan.result.lessons.append(LessonResult.from_json(json.loads(out.read_text())))
+                else:
+                    plan.result.lessons.append(LessonResult(lesson.id, lesson.title, plan.submission.id,
+                                                            error="grading did not finish for this lesson"))
+            if not plan.reported and on_done:
+                on_done(plan.result)
+    elapsed = round(time.monotonic() - started, 3)
+    for plan in plans:
+        plan.result.duration = elapsed / max(1, len(plans))
+    return [plan.result for plan in plans]
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, sub) for sub in submissions]
-        for future in as_completed(futures):
-            done = future.result()
-            results[done.id] = done
-            if on_done:
-                on_done(done)
-    return [results[sub.id] for sub in submissions]
 
+def _run_worker(course: Course, request_files: list[Path], jobs: int, plans: list[_Planned],
+                on_done: Callable[[SubmissionResult], None] | None) -> None:
+    """Run the batch worker, reporting submissions as their last lesson's result appears."""
+    budget = len(request_files) * course.lesson_timeout / max(1, jobs) + 120
+    cmd = [*worker_command(request_files), "--parallel", str(max(1, jobs))]
+    proc = subprocess.Popen(cmd, cwd=request_files[0].parent, env=worker_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + budget
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        for plan in plans:
+            if plan.requests and not plan.reported and plan.finished() and on_done:
+                plan.reported = True
+                on_done(plan.result)
+    if proc.poll() is None:
+        proc.kill()  # lessons without a result file are reported as unfinished
+    proc.wait()

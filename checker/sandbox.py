@@ -8,6 +8,7 @@ costs that one check — while the parent, which never imports student code, kee
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import select
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 OUTPUT_TAIL = 1200  # characters of a child's own output shown with its failure
+child_slot = 0      # in a child: which of the batch's `jobs` slots it runs in (0 .. jobs-1)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class ChildOutcome:
 @dataclass
 class _Running:
     key: Any
+    slot: int
     uid: int | None
     pid: int
     pipe: int
@@ -172,6 +175,10 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
     """
     queue = list(tasks)
     running: dict[int, _Running] = {}
+    # Move every object the parent already has out of the collector's sight: otherwise the first
+    # collection in each child walks (and so copies, page by page) the whole warmed-up SDK.
+    gc.collect()
+    gc.freeze()
     outcomes: dict[Any, ChildOutcome] = {}
 
     def finish(run: _Running, timed_out: bool) -> None:
@@ -189,11 +196,9 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
             problem = _describe_exit(status, limits.wall_seconds, timed_out)
         outcomes[run.key] = ChildOutcome(payload, problem, _tail(run.capture), elapsed)
         run.capture.close()
-        if run.uid is not None:
-            free_uids.append(run.uid)
+        free_slots.append(run.slot)
 
-    free_uids = ([limits.sandbox_uid + slot for slot in range(max(1, jobs))]
-                 if limits.sandbox_uid is not None else [])
+    free_slots = list(range(max(1, jobs)))[::-1]
     while queue or running:
         while queue and len(running) < max(1, jobs):
             key, fn = queue.pop(0)
@@ -202,13 +207,16 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
                 continue
             read_end, write_end = os.pipe()
             capture = tempfile.TemporaryFile()
-            uid = free_uids.pop() if free_uids else None
+            slot = free_slots.pop()
+            uid = limits.sandbox_uid + slot if limits.sandbox_uid is not None else None
             pid = os.fork()
             if pid == 0:
+                global child_slot
+                child_slot = slot
                 os.close(read_end)
                 _child(fn, write_end, capture.fileno(), limits, uid)
             os.close(write_end)
-            running[read_end] = _Running(key, uid, pid, read_end, capture, time.monotonic(), bytearray())
+            running[read_end] = _Running(key, slot, uid, pid, read_end, capture, time.monotonic(), bytearray())
         if not running:
             continue
         now = time.monotonic()

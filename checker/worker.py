@@ -13,7 +13,9 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -122,6 +124,10 @@ class ForkPerCheck:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        # Create the base temp folder once, here, so forks only add sub-folders to it; world-
+        # writable and sticky (like /tmp) so checks running as a sandbox user can use it too.
+        basetemp = session.config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - no public hook
+        basetemp.chmod(0o1777)
         items = list(session.items)
         if self.request.select:
             items = [i for i in items if check_id(i.name) in self.request.select]
@@ -169,14 +175,28 @@ def _pytest_args(request: Request) -> list[str]:
 
 
 def grade(request: Request) -> LessonResult:
+    """Run one lesson's checks, each in its own fork, under one shared temporary folder.
+
+    pytest would otherwise make (and try to prune) a numbered temp folder in every fork; forks
+    end with os._exit, so nothing was ever pruned. One base folder per lesson, made here and
+    removed here, keeps /tmp clean and each fork's start-up cheap.
+    """
     started = time.monotonic()
+    basetemp = Path(tempfile.mkdtemp(prefix="course-checks-"))
+    try:
+        return _grade(request, basetemp, started)
+    finally:
+        shutil.rmtree(basetemp, ignore_errors=True)
+
+
+def _grade(request: Request, basetemp: Path, started: float) -> LessonResult:
     os.environ["COURSE_EDITION"] = request.edition
     os.environ["COURSE_PACKAGE"] = request.package
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [request.edition, os.environ.get("PYTHONPATH")]))
     sys.path.insert(0, request.edition)
     plugin = ForkPerCheck(request)
     result = LessonResult(lesson=request.lesson, title=request.title, edition=request.edition_name)
-    code = pytest.main(_pytest_args(request), plugins=[plugin])
+    code = pytest.main([*_pytest_args(request), f"--basetemp={basetemp}"], plugins=[plugin])
     result.checks = plugin.results
     if plugin.collect_errors:
         result.error = "the checks could not be loaded (a bug in the course, not your code):\n" + plugin.collect_errors[0]
@@ -199,30 +219,41 @@ def grade_and_write(request: Request) -> None:
     os.replace(tmp, out)
 
 
-def grade_in_fork(request: Request) -> None:
-    """Grade a request in a fork of this warm process, so lessons never share pytest state."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            grade_and_write(request)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+UIDS_PER_SLOT = 16  # a request in slot k runs its checks as uids sandbox_uid + 16 k + j
+
+
+def grade_many(requests: list[Request], parallel: int) -> None:
+    """Grade many requests (lessons of many submissions) with one SDK import.
+
+    Each request runs in its own fork of this warm process, `parallel` at a time, so nothing
+    (pytest state, sys.path, a student's edition) is shared between them; a request that
+    overruns its lesson limit is killed and simply leaves no result file.
+    """
+    import checker.target  # noqa: F401 - import and warm the SDK once, before the forks
+    from checker import sandbox
+
+    def task(request: Request) -> dict[str, str]:
+        if request.sandbox_uid is not None:
+            request.sandbox_uid += UIDS_PER_SLOT * sandbox.child_slot
+        grade_and_write(request)
+        return {}
+
+    longest = max(r.lesson_timeout for r in requests)
+    limits = Limits(wall_seconds=longest + 30, memory_mb=64 * 1024, output_mb=max(r.output_mb for r in requests))
+    run_forked([(i, (lambda r=r: task(r))) for i, r in enumerate(requests)], limits, jobs=parallel)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--request", required=True, action="append",
                         help="a request file; repeat it to grade several lessons with one SDK import")
+    parser.add_argument("--parallel", type=int, default=1, help="requests graded at once")
     args = parser.parse_args()
     requests = [Request(**json.loads(Path(path).read_text())) for path in args.request]
     if len(requests) == 1:
         grade_and_write(requests[0])
-        return
-    import checker.target  # noqa: F401 - import and warm the SDK once, before the forks
-
-    for request in requests:
-        grade_in_fork(request)
+    else:
+        grade_many(requests, args.parallel)
 
 
 if __name__ == "__main__":

@@ -199,11 +199,11 @@ def sync_starter(
         package_dir = course.starter.relative_to(starter) / course.package
         only = {(package_dir / f"{module}.py").as_posix() for module in _lesson(course, lesson).modules}
     if check_only:
-        changed = [rel for rel in drift(solutions, starter) if only is None or rel in only]
+        changed = [rel for rel in drift(solutions, starter, course.solutions_only) if only is None or rel in only]
         for rel in changed:
             out.print(f"drift: {rel}", markup=False)
         raise typer.Exit(1 if changed else 0)
-    changed, backup = write_starter(solutions, starter, course.state_dir, only=only)
+    changed, backup = write_starter(solutions, starter, course.state_dir, only=only, exclude=course.solutions_only)
     for rel in changed:
         out.print(f"wrote {starter.name}/{rel}", markup=False)
     if backup:

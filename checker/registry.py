@@ -49,6 +49,7 @@ class Course:
     memory_limit_mb: int
     output_limit_mb: int
     lessons: tuple[Lesson, ...]
+    solutions_only: tuple[str, ...] = ()  # files of solutions/ the starter must never get
 
     def lesson(self, ref: str) -> Lesson:
         """Find a lesson by `lesson-3`, `3` or `03` (what students naturally type)."""
@@ -128,4 +129,5 @@ def load_course(root: Path | None = None) -> Course:
         memory_limit_mb=int(meta["memory_limit_mb"]),
         output_limit_mb=int(meta["output_limit_mb"]),
         lessons=lessons,
+        solutions_only=tuple(meta.get("solutions_only", ())),
     )

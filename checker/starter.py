@@ -92,11 +92,16 @@ def _source_files(solutions_root: Path) -> list[Path]:
                   and not p.name.endswith((".pyc", ".egg-info")))
 
 
-def expected_starter(solutions_root: Path) -> dict[str, bytes]:
-    """Every starter file, keyed by its path relative to the package project root."""
+def expected_starter(solutions_root: Path, exclude: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every starter file, keyed by its path relative to the package project root.
+
+    `exclude`: paths (relative to `solutions_root`) that belong to the solutions alone.
+    """
     files: dict[str, bytes] = {}
     for path in _source_files(solutions_root):
         rel = path.relative_to(solutions_root).as_posix()
+        if rel in exclude:
+            continue
         if path.suffix in TEXT_SUFFIXES:
             files[rel] = strip_solutions(path.read_text(encoding="utf-8"), rel).encode("utf-8")
         else:
@@ -104,19 +109,19 @@ def expected_starter(solutions_root: Path) -> dict[str, bytes]:
     return files
 
 
-def drift(solutions_root: Path, starter_root: Path) -> list[str]:
+def drift(solutions_root: Path, starter_root: Path, exclude: tuple[str, ...] = ()) -> list[str]:
     """Starter files that differ from (or are missing compared with) what the generator makes."""
-    return [rel for rel, data in expected_starter(solutions_root).items()
+    return [rel for rel, data in expected_starter(solutions_root, exclude).items()
             if not (starter_root / rel).is_file() or (starter_root / rel).read_bytes() != data]
 
 
 def write_starter(solutions_root: Path, starter_root: Path, state_dir: Path,
-                  only: set[str] | None = None) -> tuple[list[str], Path | None]:
+                  only: set[str] | None = None, exclude: tuple[str, ...] = ()) -> tuple[list[str], Path | None]:
     """Write the generated starter files that differ (or just those in `only`), backing up first."""
     from checker.backup import backup_files
 
-    files = expected_starter(solutions_root)
-    changed = [rel for rel in drift(solutions_root, starter_root) if only is None or rel in only]
+    files = expected_starter(solutions_root, exclude)
+    changed = [rel for rel in drift(solutions_root, starter_root, exclude) if only is None or rel in only]
     backup = backup_files([starter_root / rel for rel in changed], starter_root, state_dir, "starter")
     for rel in changed:
         dest = starter_root / rel

@@ -19,21 +19,25 @@ MUTANTS_DIR = Path(__file__).parent / "mutants"
 
 
 def _mutants() -> list[tuple[str, dict]]:
+    """Every mutant: `[[mutant]]` edits a module of the package, `[[project_mutant]]` any file of
+    the server's project (e.g. its pyproject.toml, for the packaging lesson)."""
     found = []
     for path in sorted(MUTANTS_DIR.glob("lesson*.toml")):
         lesson_id = f"lesson-{int(path.stem.removeprefix('lesson'))}"
         if not COURSE.lesson(lesson_id).available:
             continue
-        for mutant in tomllib.loads(path.read_text())["mutant"]:
-            found.append((lesson_id, mutant))
+        data = tomllib.loads(path.read_text())
+        for mutant in data.get("mutant", []):
+            found.append((lesson_id, {**mutant, "file": f"src/{COURSE.package}/{mutant['module']}.py"}))
+        found.extend((lesson_id, mutant) for mutant in data.get("project_mutant", []))
     return found
 
 
 MUTANTS = _mutants()
 
 
-def apply_mutant(edition: Path, mutant: dict) -> None:
-    target = edition / COURSE.package / f"{mutant['module']}.py"
+def apply_mutant(project: Path, mutant: dict) -> None:
+    target = project / mutant["file"]
     source = target.read_text()
     count = source.count(mutant["replace"])
     assert count == 1, f"mutant {mutant['name']!r}: its `replace` text occurs {count} times in {target.name}; it must occur once"
@@ -42,11 +46,12 @@ def apply_mutant(edition: Path, mutant: dict) -> None:
 
 @pytest.mark.parametrize(("lesson_id", "mutant"), MUTANTS, ids=[f"{l}:{m['name']}" for l, m in MUTANTS])
 def test_checks_catch_the_mutant(lesson_id: str, mutant: dict, tmp_path: Path) -> None:
-    edition = tmp_path / "src"
-    shutil.copytree(COURSE.solutions, edition, ignore=shutil.ignore_patterns("__pycache__"))
-    apply_mutant(edition, mutant)
+    project = tmp_path / "project"
+    shutil.copytree(COURSE.solutions.parent, project, ignore=shutil.ignore_patterns("__pycache__"))
+    apply_mutant(project, mutant)
+    edition = project / COURSE.solutions.relative_to(COURSE.solutions.parent)
     lesson = COURSE.lesson(lesson_id)
-    result = run_lesson(COURSE, lesson, str(edition), select=list(mutant["kills"]))
+    result = run_lesson(COURSE, lesson, str(edition), select=list(mutant["kills"]), hidden=True)
     assert not result.error, result.error
     outcomes = {c.id: c.outcome for c in result.checks}
     survived = [check for check in mutant["kills"] if outcomes.get(check) != "failed"]

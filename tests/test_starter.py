@@ -9,8 +9,15 @@ from tests.conftest import COURSE
 
 
 def test_committed_starter_matches_the_generator() -> None:
-    changed = drift(COURSE.solutions.parent, COURSE.starter.parent)
+    changed = drift(COURSE.solutions.parent, COURSE.starter.parent, COURSE.solutions_only)
     assert not changed, f"capstone/ drifted from solutions/ in {changed}: run `uv run course dev sync-starter`"
+
+
+def test_solutions_only_files_never_reach_the_starter() -> None:
+    assert COURSE.solutions_only, "course.toml lists the reference quiz answers as solutions-only"
+    for rel in COURSE.solutions_only:
+        assert (COURSE.solutions.parent / rel).exists(), f"{rel} is listed but missing from solutions/"
+        assert not (COURSE.starter.parent / rel).exists(), f"{rel} leaked into the starter"
 
 
 def test_region_becomes_todo_and_raise() -> None:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from checker.catalog import CheckInfo
 from checker.quiz.answers import AnswerSheet, BadAnswer, canonical_letters, is_blank, load_sheet, option_order, short_answer
 from checker.quiz.bank import Bank, Question, QuizError, QuizSettings, load_bank, load_settings
 from checker.quiz.keys import HashedAnswer, load_hashed_key
-from checker.catalog import CheckInfo
 from checker.registry import Course, CourseError, Lesson
 from checker.results import CheckResult, LessonResult
 
@@ -78,8 +78,10 @@ def _grade_choice(q: Question, key: HashedAnswer, value: object, seed: str) -> V
         letter = picked[0]
         status: Status = "right" if letter in correct else "wrong"
         return Verdict(q, status, 1.0 if status == "right" else 0.0, given, [explain(letter)])
+    # Each correct option found earns 1/(correct options); each wrong option picked costs 1/(wrong
+    # options). Ticking every box, or none, earns 0, and so does guessing on average.
     hits, false_picks = set(picked) & correct, set(picked) - correct
-    fraction = max(0.0, (len(hits) - len(false_picks)) / len(correct))
+    fraction = max(0.0, len(hits) / len(correct) - len(false_picks) / (len(q.options) - len(correct)))
     if set(picked) == correct:
         return Verdict(q, "right", 1.0, given, [explain(letter) for letter in sorted(correct, key=shown.get)])
     feedback = [explain(letter) for letter in sorted(false_picks, key=shown.get)]

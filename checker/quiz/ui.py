@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console, Group, RenderableType
 from rich.markdown import Markdown
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
@@ -93,14 +94,17 @@ def question_view(question: Question, seed: str, number: int | None = None, tota
                  title_align="left", subtitle_align="right", padding=(0, 1))
 
 
+def _points(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
 def _score_line(verdicts: list[Verdict], settings: QuizSettings) -> Text:
     earned = round(sum(v.points for v in verdicts), 2)
     total = sum(v.question.points for v in verdicts)
     percent = 100 * earned / total if total else 0
     passed = earned >= settings.pass_mark * total - 1e-9
     verdict = ("passed", "bold green") if passed else ("not yet", "bold red")
-    shown_earned = int(earned) if earned == int(earned) else earned
-    return Text.assemble(("Score: ", "bold"), f"{shown_earned}/{total} points ({percent:.0f} %)  —  pass mark "
+    return Text.assemble(("Score: ", "bold"), f"{_points(earned)}/{total} points ({percent:.0f} %)  —  pass mark "
                          f"{settings.pass_percent} %: ", verdict)
 
 
@@ -117,15 +121,15 @@ def review_view(verdicts: list[Verdict], settings: QuizSettings, answers_file: s
         mark, colour = STATUS_MARK[v.status]
         q = v.question
         parts.append(Text.assemble((f" {mark} ", f"bold {colour}"), (f"[L{q.lesson}] {q.title}", "bold"),
-                                   (f"  {q.id}, {v.points}/{q.points} pt", "dim")))
+                                   (f"  {q.id}, {_points(v.points)}/{q.points} pt", "dim")))
         if v.given and q.is_choice and v.status != "invalid":
-            parts.append(Text(f"     your answer: {v.given}", style="dim"))
+            parts.append(Padding(Text(f"your answer: {v.given}", style="dim"), (0, 0, 0, 5)))
         for line in v.feedback:
-            parts.append(Text(f"     {line}", style=colour if v.status == "invalid" else ""))
+            parts.append(Padding(Text(line, style=colour if v.status == "invalid" else ""), (0, 0, 0, 5)))
     unanswered = [v.question.id for v in verdicts if v.status == "unanswered"]
     if unanswered:
         parts.append(Text(f"\nNot answered yet ({len(unanswered)}): {', '.join(unanswered)}", style="yellow"))
-    parts.append(Text(f"\nYour answers are in {answers_file}. Change one with `course quiz --redo`, "
+    parts.append(Text(f"\nYour answers are in {answers_file}. Change answers with `course quiz --redo --lesson N`, "
                       f"or in the notebook; `course check lesson-10` grades them.", style="dim"))
     return Group(*parts)
 

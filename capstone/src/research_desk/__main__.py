@@ -1,0 +1,131 @@
+"""Lesson 8: the command that starts the desk: `research-desk` or `python -m research_desk`.
+
+A packaged server is started by someone else: a host such as Claude Desktop or Claude Code
+spawns the command, passes settings in environment variables, and talks to it over stdin and
+stdout. So the command must
+
+* take its settings from, in rising precedence: built-in defaults, `RESEARCH_DESK_*`
+  environment variables (what a host config's `env` sets), then command-line flags;
+* answer `--help` and `--version` without starting a server;
+* refuse a bad setting with one line on stderr and exit code 2, before serving anything;
+* never write to stdout on its own: on stdio, stdout *is* the protocol stream, and one stray
+  line breaks the client's parser. Logs go to stderr.
+
+Importing this module has no side effects (the course's checker imports it); `main()` runs
+only when the module is executed or the `research-desk` script is called. The SDK is imported
+only when a server is built, so `--help`, `--version` and a refused setting answer at once.
+
+This entry point serves a small desk (list and read documents under the allowed roots) built
+from given code only; the capstone (lesson 9) wires every lesson's tools into it.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from research_desk import __version__
+from research_desk.documents import scan_documents
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+PROG = "research-desk"
+ENV_PREFIX = "RESEARCH_DESK_"
+TRANSPORTS = ("stdio", "http")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+log = logging.getLogger("research_desk")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the command needs to start a server."""
+
+    transport: str = "stdio"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    roots: tuple[Path, ...] = (Path("."),)
+    log_level: str = "WARNING"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: --transport, --host, --port, --root (repeatable), --log-level, --version."""
+    # TODO(lesson-8): an ArgumentParser for prog PROG with --transport (TRANSPORTS), --host, --port
+    #   (an int), --root DIR (repeatable), --log-level (LOG_LEVELS, any case) and
+    #   --version printing "research-desk <version>"; leave every default None so
+    #   load_settings can tell "not given" apart, and name the matching
+    #   RESEARCH_DESK_* variable in each help text.
+    raise NotImplementedError("TODO(lesson-8): write build_parser")
+
+
+def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Settings from defaults, then RESEARCH_DESK_* variables in `environ`, then the flags in `argv`.
+
+    A bad value (flag or variable) ends the program the argparse way: usage and a one-line error
+    on stderr, exit code 2.
+    """
+    # TODO(lesson-8): parse argv with build_parser(); read RESEARCH_DESK_TRANSPORT, _HOST, _PORT,
+    #   _ROOTS (os.pathsep-separated) and _LOG_LEVEL from environ; a flag wins over
+    #   its variable, a variable over the Settings default; reject a bad variable, a
+    #   port outside 1-65535 or a root that is not a folder with parser.error() naming
+    #   the setting.
+    raise NotImplementedError("TODO(lesson-8): write load_settings")
+
+
+def configure_logging(level: str) -> None:
+    """Send every log record to stderr at `level`; stdout stays free for the protocol."""
+    # TODO(lesson-8): replace whatever handlers the root logger has with one stream handler on
+    #   stderr (never stdout) showing time, level, logger name and message, and set
+    #   the root level.
+    raise NotImplementedError("TODO(lesson-8): write configure_logging")
+
+
+def create_server(settings: Settings) -> "MCPServer":
+    """A small desk over the allowed roots: list and read their documents."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import ToolAnnotations
+
+    roots = [root.resolve() for root in settings.roots]
+    server = MCPServer("research-desk", version=__version__, log_level=settings.log_level,  # type: ignore[arg-type]
+                       instructions="Look up documents in a research workspace.")
+
+    def locate(name: str) -> Path | None:
+        for root in roots:
+            for path in scan_documents(root):
+                if path.relative_to(root).as_posix() == name:
+                    return path
+        return None
+
+    @server.tool(title="List documents", annotations=ToolAnnotations(read_only_hint=True))
+    async def list_documents() -> list[str]:
+        """Names of every document under the allowed roots, sorted."""
+        return sorted({path.relative_to(root).as_posix() for root in roots for path in scan_documents(root)})
+
+    @server.tool(title="Read a document", annotations=ToolAnnotations(read_only_hint=True))
+    async def read_document(name: str) -> str:
+        """The full text of one document, by the name list_documents gives."""
+        path = locate(name)
+        if path is None:
+            raise ToolError(f"no document named {name!r}; call list_documents to see what exists")
+        return path.read_text(encoding="utf-8", errors="replace")
+
+    return server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the desk: `research-desk [options]`. Returns the exit code."""
+    # TODO(lesson-8): load the settings (argv defaults to sys.argv[1:], the environment to
+    #   os.environ), configure logging, build the server, log one INFO line saying
+    #   what is served (version, transport, roots), then run it over stdio or
+    #   Streamable HTTP (host and port); print nothing.
+    raise NotImplementedError("TODO(lesson-8): write main")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Lesson 7: errors the model can read, errors for the client, and crashes nobody else sees.
+
+Every failure a tool meets has exactly one right audience:
+
+* **the model** - a mistake it can correct (an unknown document, a value out of range). Raise
+  `ToolError`: the call returns `is_error=True` and the message is the model's to read.
+* **the client** - a request that is wrong in a way no model can fix (an idempotency key reused
+  for a different action, a missing capability). Raise `MCPError` with a JSON-RPC code: the call
+  fails as a protocol error and the client's code decides what to do.
+* **the operators** - a bug or a crash. Its text may hold a password or a file path, so it stays
+  in the server's log under an incident id, and the model is told only that id.
+
+Around those three sit the habits that keep a server useful when things go wrong: validate
+arguments at the edge (the schema advertises the limits), stop work when the caller gives up
+(cancellation) and clean up, answer with a labelled partial result when a dependency is down,
+and make side effects safe to retry (idempotency keys, honest tool annotations).
+
+Wiring: `register(server, desk)` adds the tools to any `MCPServer`; `desk` is an `ErrorDesk`
+that holds the workspace folder, the search service the desk depends on, and what the tools
+remember (notes, receipts, export jobs). `create_server(desk)` makes a server with just them.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol, TypeVar
+
+import anyio
+from mcp import MCPError
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import INVALID_PARAMS, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from research_desk import __version__
+from research_desk.documents import load_document, scan_documents
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 500
+MAX_LIMIT = 50
+MAX_NAME_CHARS = 200
+MAX_TITLE_CHARS = 120
+MAX_NOTE_CHARS = 10_000
+MAX_EXPORT_DOCUMENTS = 100
+
+# The argument types every tool uses. Their constraints become the input schema, so the client
+# (and the model) sees the limits before it calls, and the SDK rejects a bad value before any
+# of our code runs, with a message that names the field and the limit.
+# TODO(lesson-7): constrain every argument at the edge with pydantic Field limits (lengths from the
+#   MAX_* constants, 1 <= limit <= MAX_LIMIT, note ids of at most 64 characters, an
+#   idempotency key of 8-64 letters, digits, '-' or '_', a non-empty list of at most
+#   MAX_EXPORT_DOCUMENTS names).
+Query = str
+Limit = int
+DocName = str
+NoteTitle = str
+NoteBody = str
+NoteId = str
+IdempotencyKey = str
+DocNames = list[str]
+
+
+class BackendUnavailable(Exception):
+    """The search service cannot be reached right now (an outage, not a bug)."""
+
+
+# What counts as "the dependency is down": answer with a labelled partial result instead.
+# Anything else a dependency raises is a bug, and a fallback would only hide it.
+OUTAGES: tuple[type[BaseException], ...] = (BackendUnavailable, ConnectionError, TimeoutError)
+
+
+class SearchBackend(Protocol):
+    """The search service the desk depends on (in production: a remote full-text index)."""
+
+    async def search(self, query: str, limit: int) -> list[str]:
+        """Names of the documents that best match `query`, best first."""
+        ...
+
+
+class SearchAnswer(BaseModel):
+    """What `search_documents` returns; a degraded answer says so, and why."""
+
+    hits: list[str]
+    source: Literal["search-service", "local-titles"]
+    degraded: bool = False
+    notice: str | None = None
+
+
+class NoteReceipt(BaseModel):
+    """Proof that a note was saved; a retry with the same key gets the very same receipt."""
+
+    note_id: str
+    title: str
+    saved_at: str
+
+
+class DeleteReceipt(BaseModel):
+    note_id: str
+    deleted: bool
+
+
+class ExportReceipt(BaseModel):
+    bundle: str      # file name inside the desk's exports folder
+    documents: int
+    size: int        # bytes
+
+
+@dataclass
+class Note:
+    id: str
+    title: str
+    body: str
+
+
+@dataclass
+class Job:
+    """One export, as the server sees it; `status` ends as finished, cancelled or failed."""
+
+    id: str
+    total: int
+    done: int = 0
+    status: str = "running"
+    partial: Path | None = None
+
+
+@dataclass
+class ErrorDesk:
+    """What this lesson's tools share: the workspace, its dependency, and what they remember."""
+
+    root: Path
+    backend: SearchBackend | None = None
+    backend_timeout: float = 2.0      # seconds to wait for the search service
+    write_seconds: float = 0.0        # how long saving a note takes (a remote write)
+    step_seconds: float = 0.05        # how long exporting one document takes
+    exports: Path | None = None       # default: <root>/.exports (hidden, so never listed)
+    notes: dict[str, Note] = field(default_factory=dict)
+    receipts: dict[str, tuple[str, NoteReceipt]] = field(default_factory=dict)  # key -> (fingerprint, receipt)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    cleanups: list[str] = field(default_factory=list)  # ids of the jobs whose leftovers were removed
+    key_locks: dict[str, anyio.Lock] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.exports = Path(self.exports) if self.exports is not None else self.root / ".exports"
+
+    # -- given helpers -------------------------------------------------------------------------
+
+    def document_names(self) -> list[str]:
+        """Every document name in the workspace, sorted."""
+        return [path.relative_to(self.root).as_posix() for path in scan_documents(self.root)]
+
+    def title_matches(self, query: str, limit: int) -> list[str]:
+        """The local fallback: names whose title or name contains `query` (any case), sorted."""
+        needle = query.casefold()
+        docs = [load_document(self.root, path) for path in scan_documents(self.root)]
+        return sorted(d.name for d in docs if needle in d.title.casefold() or needle in d.name.casefold())[:limit]
+
+    @staticmethod
+    def fingerprint(*parts: str) -> str:
+        """A stable digest of a call's arguments, to tell a retry from a different request."""
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def delete_note(self, note_id: str) -> DeleteReceipt:
+        """Delete a note; deleting one that is already gone is not an error (idempotent)."""
+        return DeleteReceipt(note_id=note_id, deleted=self.notes.pop(note_id, None) is not None)
+
+    # -- the exercises ---------------------------------------------------------------------
+
+    async def search(self, query: str, limit: int) -> SearchAnswer:
+        """Ask the search service; when it is down or too slow, answer from titles, labelled."""
+        # TODO(lesson-7): ask the backend under a backend_timeout deadline; on an outage (OUTAGES, a
+        #   timeout, or no backend at all) answer from title_matches() with source
+        #   "local-titles", degraded=True and a notice saying why; let any other
+        #   exception propagate.
+        raise NotImplementedError("TODO(lesson-7): write search")
+
+    def read(self, name: str) -> str:
+        """The text of one document, by the name `search_documents` gives."""
+        # TODO(lesson-7): serve only names that are documents of this workspace; for any other name
+        #   raise ToolError that names it and tells the model how to find valid names.
+        raise NotImplementedError("TODO(lesson-7): write read")
+
+    async def save_note(self, title: str, body: str, key: str) -> NoteReceipt:
+        """Save a note exactly once per idempotency key, however often the call is retried."""
+        # TODO(lesson-7): one key, one note: hold a per-key lock, return the stored receipt when the
+        #   key was already used with the same title and body, raise
+        #   MCPError(INVALID_PARAMS, data naming the key) when it was used for
+        #   different ones; otherwise wait write_seconds (the remote write), then
+        #   store the note and its receipt together.
+        raise NotImplementedError("TODO(lesson-7): write save_note")
+
+    async def export(self, names: list[str]) -> ExportReceipt:
+        """Bundle documents into one file, one step per document; a cancelled export leaves nothing."""
+        # TODO(lesson-7): refuse unknown names with ToolError before doing anything; record a Job in
+        #   self.jobs; write into a partial file, one document per step (sleep
+        #   step_seconds each, count job.done); on success rename it and mark the job
+        #   finished; if cancelled or failed mark the job so, re-raise, and in a
+        #   finally remove the partial file and append the job id to self.cleanups.
+        raise NotImplementedError("TODO(lesson-7): write export")
+
+
+ToolFn = TypeVar("ToolFn", bound=Callable[..., Awaitable[Any]])
+
+
+def sanitised(tool: ToolFn) -> ToolFn:
+    """Wrap an async tool so a crash reaches the model as an incident id, never as its text.
+
+    `ToolError` and `MCPError` pass through untouched (they are meant for the model and the
+    client), and so does cancellation. Anything else is logged here, with its traceback,
+    under a fresh incident id, and the model reads only that id.
+    """
+    # TODO(lesson-7): keep the tool's signature (functools.wraps); let ToolError, MCPError and
+    #   cancellation through; turn any other exception into a ToolError that says
+    #   "incident <id>" and nothing of the original text, and log the exception with
+    #   its traceback and the same id.
+    return tool
+
+
+# What each tool tells the client about its effects, so a host knows what it may retry or must
+# confirm. Defaults when a hint is missing: not read-only, destructive, not idempotent, open world.
+# TODO(lesson-7): annotate every tool truthfully: the two readers are read-only (only search talks
+#   to the outside world); save_note changes state but is idempotent (the key) and not
+#   destructive; delete_note is destructive and idempotent; export_bundle writes but
+#   destroys nothing.
+ANNOTATIONS: dict[str, ToolAnnotations] = {}
+
+
+def register(server: MCPServer, desk: ErrorDesk) -> None:
+    """Add this lesson's tools to `server`, each serving `desk` and wrapped by `sanitised`."""
+
+    async def search_documents(query: Query, limit: Limit = 10) -> SearchAnswer:
+        """Find documents about `query`. When the search service is down the answer is marked degraded."""
+        return await desk.search(query, limit)
+
+    async def read_document(name: DocName) -> str:
+        """The full text of one document, by the name search_documents gives."""
+        return desk.read(name)
+
+    async def save_note(title: NoteTitle, body: NoteBody, idempotency_key: IdempotencyKey) -> NoteReceipt:
+        """Save a research note. Pick a fresh random idempotency_key per note and reuse it to retry."""
+        return await desk.save_note(title, body, idempotency_key)
+
+    async def delete_note(note_id: NoteId) -> DeleteReceipt:
+        """Delete a saved note for good."""
+        return desk.delete_note(note_id)
+
+    async def export_bundle(names: DocNames) -> ExportReceipt:
+        """Bundle documents into one Markdown file in the desk's exports folder."""
+        return await desk.export(names)
+
+    titles = {"search_documents": "Search documents", "read_document": "Read a document",
+              "save_note": "Save a note", "delete_note": "Delete a note", "export_bundle": "Export a bundle"}
+    for fn in (search_documents, read_document, save_note, delete_note, export_bundle):
+        name = fn.__name__
+        server.tool(name=name, title=titles[name], annotations=ANNOTATIONS.get(name))(sanitised(fn))
+
+
+def create_server(desk: ErrorDesk) -> MCPServer:
+    """A server with only this lesson's tools (the capstone adds them to the full desk)."""
+    server = MCPServer("research-desk-errors", version=__version__, log_level="WARNING",
+                       instructions="Search, read and bundle workspace documents; save research notes.")
+    register(server, desk)
+    return server

@@ -1,0 +1,614 @@
+"""Lesson 8 checks: the desk as a distribution someone else installs and a host starts.
+
+The packaging checks never touch the student's folder: they copy the project that holds the
+graded `src/` (its pyproject.toml and everything beside it) into a temporary directory, put a
+few files there that a real working folder often has (a `.env`, a notebook, stale bytecode),
+build a wheel and an sdist with `uv build --offline`, and install the wheel into a fresh
+virtual environment. That environment borrows the course's already-installed dependencies
+(a `.pth` line), so nothing is downloaded; the package and its command come only from the
+wheel. One build serves every check: the first check to need it builds under a file lock in
+the system temp folder, keyed by a hash of the project, and the others reuse it.
+
+The command-line checks run `python -m research_desk` from the graded edition as a real
+subprocess, and stop every process they start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+import time
+import tomllib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from checker.marks import check
+from checker.target import Target, free_port
+
+pytestmark = pytest.mark.anyio
+
+MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
+SCRIPT = "research-desk"
+ENTRY = "research_desk.__main__:main"
+CACHE = Path(tempfile.gettempdir()) / f"course-lesson08-builds-{os.getuid()}"
+SKIPPED_DIRS = {"__pycache__", ".venv", "venv", "dist", "build", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+                ".git", ".course", ".ipynb_checkpoints"}
+COPY_IGNORE = shutil.ignore_patterns(*SKIPPED_DIRS, "*.pyc", "*.egg-info")
+OFFLINE_SIGNS = ("network was disabled", "offline", "failed to fetch", "could not connect", "dns error")
+
+
+def _word(rng: random.Random, low: int = 4, high: int = 9) -> str:
+    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(low, high)))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A folder of random documents the server under test is pointed at."""
+    rng = random.Random()
+    root = tmp_path / f"ws-{_word(rng)}"
+    names = sorted({f"{rng.choice(['', 'notes/'])}{_word(rng)}{rng.choice(['.md', '.txt'])}" for _ in range(rng.randint(2, 6))})
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"# {_word(rng).title()}\n\n{_word(rng)} {_word(rng)}\n")
+    return root, names
+
+
+# -- the project and its one shared build --------------------------------------------------------
+
+def _project(target: Target) -> Path:
+    project = target.edition.parent
+    if not (project / "pyproject.toml").is_file():
+        pytest.fail(f"no pyproject.toml in {project}: the packaging checks build the project folder that holds "
+                    f"src/{target.package}")
+    return project
+
+
+def _edition_version(target: Target) -> str:
+    text = (target.edition / target.package / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""", text, re.MULTILINE)
+    if not match:
+        pytest.fail(f"{target.package}/__init__.py has no __version__ = \"...\" line")
+    return match.group(1)
+
+
+def _fingerprint(project: Path) -> str:
+    """A hash of what a build would copy (and of this Python), so a changed project is rebuilt."""
+    digest = hashlib.sha256(f"{sys.executable}\n".encode())
+    for folder, dirs, files in os.walk(project):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.endswith(".egg-info"))
+        for name in sorted(files):
+            if not name.endswith(".pyc"):
+                path = Path(folder) / name
+                digest.update(path.relative_to(project).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:24]
+
+
+@dataclass
+class Build:
+    ok: bool
+    problem: str          # why the build or install failed ("" when ok)
+    skip: str             # why the build could not be tried here (no uv, no network): not the student's fault
+    wheel: Path | None
+    sdist: Path | None
+    venv: Path | None
+    strays: list[str]     # files the check planted in the copy, which must not ship
+
+    @property
+    def command(self) -> Path:
+        assert self.venv is not None
+        return self.venv / "bin" / SCRIPT
+
+    def require(self) -> Build:
+        if self.skip:
+            pytest.skip(self.skip)
+        if not self.ok:
+            pytest.fail(self.problem)
+        return self
+
+
+def _run(cmd: list[str], cwd: Path, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONSTARTUP")}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def _make_build(project: Path, home: Path) -> dict[str, Any]:
+    """Copy, plant strays, build, install. Returns what `Build` needs, as JSON-able data."""
+    uv = shutil.which("uv")
+    if uv is None:
+        return {"ok": False, "problem": "", "skip": "needs the `uv` command to build the project: install uv "
+                                                    "(https://docs.astral.sh/uv/) and check again"}
+    rng = random.Random()
+    copy = home / "project"
+    shutil.copytree(project, copy, ignore=COPY_IGNORE, symlinks=False)
+    strays = [".env", f"{_word(rng)}-scratch.ipynb", f"src/research_desk/__pycache__/{_word(rng)}.cpython-311.pyc"]
+    (copy / strays[0]).write_text(f"API_KEY={_word(rng, 20, 30)}\n")
+    (copy / strays[1]).write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
+    (copy / strays[2]).parent.mkdir(parents=True, exist_ok=True)
+    (copy / strays[2]).write_bytes(b"\x00stale bytecode")
+    dist = home / "dist"
+    built = _run([uv, "build", "--offline", "--color", "never", "--python", sys.executable, "--out-dir", str(dist), str(copy)], cwd=home)
+    log = (built.stdout + built.stderr).strip()
+    if built.returncode != 0:
+        if any(sign in log.lower() for sign in OFFLINE_SIGNS):
+            return {"ok": False, "problem": "", "skip": (
+                "could not build offline: uv has not cached something the build needs (" + _last_line(log)[:200]
+                + "). This is not your code: run `uv sync` (or `uv build` in your project) once while online, "
+                  "then check again")}
+        return {"ok": False, "strays": strays, "problem": "`uv build` failed on a copy of your project:\n" + log[-1500:]}
+    wheels, sdists = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
+    if len(wheels) != 1 or len(sdists) != 1:
+        return {"ok": False, "strays": strays,
+                "problem": f"`uv build` should make one wheel and one sdist, it made {[p.name for p in dist.iterdir()]}"}
+    venv = home / "venv"
+    made = _run([uv, "venv", "--offline", "--quiet", "--python", sys.executable, str(venv)], cwd=home)
+    if made.returncode != 0:
+        return {"ok": False, "problem": "", "skip": "could not create a virtual environment offline (not your code): "
+                                                    + _last_line(made.stdout + made.stderr)[:300]}
+    site = next(venv.glob("lib/python*/site-packages"))
+    course_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "_course_dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(course_site)))
+    installed = _run([uv, "pip", "install", "--offline", "--no-deps", "--quiet", "--python", str(venv / "bin" / "python"),
+                      str(wheels[0])], cwd=home)
+    if installed.returncode != 0:
+        return {"ok": False, "strays": strays,
+                "problem": "installing your wheel failed: " + (installed.stdout + installed.stderr)[-1500:]}
+    return {"ok": True, "problem": "", "strays": strays, "wheel": str(wheels[0]),
+            "sdist": str(sdists[0]), "venv": str(venv)}
+
+
+def _prune(keep: str) -> None:
+    """Remove other builds older than an hour, so the temp folder does not fill up."""
+    for old in CACHE.iterdir():
+        if keep not in old.name and time.time() - old.stat().st_mtime > 3600:
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+def _usable(done: Path) -> bool:
+    """A finished build whose files are still there."""
+    if not done.is_file():
+        return False
+    data = json.loads(done.read_text())
+    return not data.get("ok") or all(Path(data[k]).exists() for k in ("wheel", "sdist", "venv"))
+
+
+def build(target: Target) -> Build:
+    """The one build of this project, made now or reused from an earlier check."""
+    project = _project(target)
+    key = _fingerprint(project)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    home = CACHE / key
+    with open(CACHE / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; a killed builder releases it
+        done = home / "build.json"
+        if not _usable(done):  # never built, a builder died half-way, or the temp folder was cleaned
+            _prune(key)
+            shutil.rmtree(home, ignore_errors=True)
+            home.mkdir()
+            try:
+                data = _make_build(project, home)
+            except subprocess.TimeoutExpired as exc:
+                data = {"ok": False, "problem": f"`{' '.join(exc.cmd[:2])}` took more than {exc.timeout:g} s"}
+            tmp = home / "build.json.tmp"
+            tmp.write_text(json.dumps(data))
+            tmp.replace(done)
+        data = json.loads(done.read_text())
+    return Build(ok=data["ok"], problem=data["problem"], skip=data.get("skip", ""),
+                 wheel=Path(data["wheel"]) if data.get("wheel") else None,
+                 sdist=Path(data["sdist"]) if data.get("sdist") else None,
+                 venv=Path(data["venv"]) if data.get("venv") else None, strays=data.get("strays", []))
+
+
+# -- subprocess helpers ----------------------------------------------------------------------------
+
+def _stderr_tail(stderr: str, lines: int = 6) -> str:
+    """The last lines the server wrote to stderr (where a traceback ends with the error itself)."""
+    kept = [line for line in stderr.strip().splitlines() if line.strip()][-lines:]
+    return ("\nThe server's stderr ends with:\n" + "\n".join(line[:200] for line in kept)) if kept else ""
+
+
+def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env.update(extra or {})
+    return env
+
+
+def _tail(path: Path) -> str:
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    return _stderr_tail(text)
+
+
+def _module(target: Target, *args: str, env: dict[str, str] | None = None, cwd: Path,
+            timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    """`python -m research_desk ARGS` from the graded edition, with a clean environment."""
+    try:
+        return subprocess.run([sys.executable, "-m", target.package, *args], cwd=cwd,
+                              env=target.env(env),
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`python -m {target.package} {' '.join(args)}` did not exit within {timeout:g} s: it should "
+                    f"answer and exit without starting a server")
+
+
+def _first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
+def _last_line(text: str) -> str:
+    return next((line for line in reversed(text.splitlines()) if line.strip()), "")
+
+
+def _mcp_requirement(project: Path) -> str | None:
+    data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    from packaging.requirements import Requirement
+
+    for spec in data.get("project", {}).get("dependencies", []):
+        if Requirement(spec).name.lower() == "mcp":
+            return spec
+    return None
+
+
+# -- the checks -------------------------------------------------------------------------------------
+
+@check("uv build makes a wheel and an sdist, and the sdist ships only the project", points=2,
+       hint="`uv build` packs everything in the project folder into the sdist unless you say otherwise: tell "
+            "hatchling what belongs there ([tool.hatch.build.targets.sdist]), so a .env or a notebook never ships.")
+async def test_builds_wheel_and_sdist(target: Target) -> None:
+    built = build(target).require()
+    assert built.wheel and built.sdist
+    version = _edition_version(target)
+    assert built.wheel.name == f"research_desk-{version}-py3-none-any.whl", (
+        f"the wheel is {built.wheel.name}; expected research_desk-{version}-py3-none-any.whl (the distribution "
+        f"is research-desk and its version should match research_desk.__version__ = {version!r})")
+    with tarfile.open(built.sdist) as sdist:
+        names = [name.split("/", 1)[1] for name in sdist.getnames() if "/" in name]
+    for needed in ("pyproject.toml", "src/research_desk/__init__.py", "src/research_desk/__main__.py"):
+        assert needed in names, f"the sdist lacks {needed}: a wheel built from it would be incomplete"
+    shipped = [n for n in names if n in built.strays or n.rsplit("/", 1)[-1] == ".env"
+               or n.endswith((".pyc", ".ipynb")) or "__pycache__" in n]
+    assert not shipped, (
+        f"the sdist ships {shipped}: files that merely sit in your project folder (we put them there, as your "
+        f"real folder may have a .env with keys in it). Publish only src/, pyproject.toml and docs")
+
+
+@check("the wheel holds the package and its console script, and nothing stray", points=2,
+       hint="[project.scripts] maps a command name to `package.module:function`; the wheel's "
+            "entry_points.txt is where installers read it. Only the package and its .dist-info belong in a wheel.")
+async def test_wheel_contents(target: Target) -> None:
+    built = build(target).require()
+    assert built.wheel
+    with zipfile.ZipFile(built.wheel) as wheel:
+        names = wheel.namelist()
+        points = next((wheel.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")), "")
+    sources = sorted(p.relative_to(target.edition).as_posix() for p in (target.edition / target.package).rglob("*.py")
+                     if "__pycache__" not in p.parts)
+    missing = [s for s in sources if s not in names]
+    assert not missing, f"the wheel lacks {missing}: an installed desk would fail to import them"
+    stray = [n for n in names if not (n.startswith(f"{target.package}/") or ".dist-info/" in n)
+             or n.endswith((".pyc", ".ipynb", ".env")) or "__pycache__" in n]
+    assert not stray, f"the wheel ships files that are not part of the package: {stray[:5]}"
+    scripts = {}
+    section = ""
+    for line in points.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif "=" in line and section == "[console_scripts]":
+            name, _, value = line.partition("=")
+            scripts[name.strip()] = value.strip()
+    assert SCRIPT in scripts, (
+        f"the wheel declares no `{SCRIPT}` command (console scripts: {sorted(scripts) or 'none'}): add it under "
+        f"[project.scripts] in pyproject.toml")
+    assert scripts[SCRIPT] == ENTRY, f"`{SCRIPT}` should run {ENTRY}, it runs {scripts[SCRIPT]}"
+
+
+@check("the installed research-desk command serves tools over stdio in both eras", points=3,
+       hint="Test what users install, not your source tree: the wheel in a fresh environment, started through "
+            "its console script, spoken to by a real stdio client. main() must run the server and return.")
+async def test_installed_command_serves_stdio(target: Target, workspace: tuple[Path, list[str]], tmp_path: Path) -> None:
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    built = build(target).require()
+    assert built.command.is_file(), f"installing the wheel made no `{SCRIPT}` command: declare it in [project.scripts]"
+    root, names = workspace
+    version = _edition_version(target)
+    seen: dict[str, Any] = {}
+
+    async def connect(mode: str) -> None:
+        errlog = tmp_path / f"stderr-{mode}.txt"
+        params = StdioServerParameters(command=str(built.command), args=["--root", str(root)],
+                                       env=_clean_env(), cwd=str(tmp_path))
+        with errlog.open("w") as err:
+            try:
+                with anyio.fail_after(16):
+                    async with Client(stdio_client(params, errlog=err), mode=mode) as client:
+                        tools = [t.name for t in (await client.list_tools()).tools]
+                        listed = await client.call_tool("list_documents", {}) if "list_documents" in tools else None
+                        seen[mode] = (client.protocol_version, client.server_info, tools, listed)
+            except Exception as exc:  # noqa: BLE001 - the student's server died or never answered
+                err.flush()
+                while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                    exc = exc.exceptions[0]
+                seen[mode] = f"({type(exc).__name__}: {exc}){_tail(errlog)}"
+
+    async with anyio.create_task_group() as tg:  # one server process per era, started side by side
+        for mode in MODES:
+            tg.start_soon(connect, mode)
+    for mode, protocol in MODES.items():
+        if isinstance(seen[mode], str):
+            pytest.fail(f"[{mode}] the installed `{SCRIPT} --root ...` did not answer over stdio {seen[mode]}")
+        era, info, tools, listed = seen[mode]
+        assert era == protocol, f"[{mode}] expected protocol {protocol}, the installed server spoke {era}"
+        assert "list_documents" in tools, f"[{mode}] the installed server lists no list_documents tool: {tools}"
+        assert listed is not None and not listed.is_error, f"[{mode}] list_documents failed on the installed server"
+        got = (listed.structured_content or {}).get("result")
+        assert got == names, f"[{mode}] the installed server listed {got} for --root {root.name}, expected {names}"
+        assert info is not None and info.version == version, (
+            f"[{mode}] the installed server reports version {getattr(info, 'version', None)!r}, expected {version!r}")
+
+
+@check("the mcp requirement has an upper bound", points=2,
+       hint="An unbounded `mcp>=2.3` lets a future major release install under your users and break the server "
+            "(it happened with 1.x -> 2.x). Give the requirement a ceiling below the next major version.")
+async def test_mcp_upper_bound(target: Target) -> None:
+    from importlib.metadata import version as installed_version
+
+    from packaging.requirements import Requirement
+
+    spec = _mcp_requirement(_project(target))
+    assert spec, "pyproject.toml does not list `mcp` in [project] dependencies: the server imports it"
+    requirement = Requirement(spec)
+    current = installed_version("mcp")
+    assert requirement.specifier.contains(current, prereleases=True), (
+        f"{spec!r} excludes mcp {current}, the version this course runs on")
+    rng = random.Random()
+    futures = ["3.0.0", f"3.{rng.randint(0, 20)}.{rng.randint(0, 9)}", f"{rng.randint(4, 9)}.0.0"]
+    allowed = [v for v in futures if requirement.specifier.contains(v, prereleases=False)]
+    assert not allowed, (
+        f"{spec!r} would install mcp {allowed[0]}, a future major version that may break the server; "
+        f"add an upper bound")
+
+
+@check("--help and --version answer without starting a server", points=2,
+       hint="argparse gives you both: a parser with a help text per option (name its RESEARCH_DESK_* variable too), "
+            "and action='version'. Neither may start serving or write anything but their answer.")
+async def test_help_and_version(target: Target, tmp_path: Path) -> None:
+    version = _edition_version(target)
+    shown = _module(target, "--version", cwd=tmp_path)
+    assert shown.returncode == 0, f"--version exited with {shown.returncode}: {_last_line(shown.stderr)}"
+    assert shown.stdout.strip() == f"{SCRIPT} {version}", (
+        f"--version should print `{SCRIPT} {version}`, it printed {shown.stdout.strip()!r}")
+    helped = _module(target, "--help", cwd=tmp_path)
+    assert helped.returncode == 0, f"--help exited with {helped.returncode}: {_last_line(helped.stderr)}"
+    text = helped.stdout
+    assert SCRIPT in _first_line(text), (
+        f"the usage line should name the command `{SCRIPT}` (ArgumentParser(prog=...)), got {_first_line(text)!r}")
+    for option, variable in (("--transport", "RESEARCH_DESK_TRANSPORT"), ("--host", "RESEARCH_DESK_HOST"),
+                             ("--port", "RESEARCH_DESK_PORT"), ("--root", "RESEARCH_DESK_ROOTS"),
+                             ("--log-level", "RESEARCH_DESK_LOG_LEVEL"), ("--version", "")):
+        assert option in text, f"--help does not mention {option}"
+        assert variable in text, f"--help does not say that {variable} sets {option}: users of a host config need it"
+
+
+@check("settings come from defaults, then RESEARCH_DESK_* variables, then flags", points=3,
+       hint="Read os.environ-style variables first and let a flag given on the command line win; leave argparse "
+            "defaults at None so you can tell 'not given' from 'given'. Several roots are split with os.pathsep.")
+async def test_settings_precedence(target: Target, tmp_path: Path) -> None:
+    main = target.module("__main__")
+    rng = random.Random()
+    folders = [tmp_path / _word(rng) for _ in range(4)]
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+
+    def load(argv: list[str], env: dict[str, str]) -> Any:
+        try:
+            return main.load_settings(argv, env)
+        except SystemExit as exc:
+            pytest.fail(f"load_settings({argv}, {env}) exited ({exc.code}) on valid settings")
+
+    defaults = load(["--root", str(folders[0])], {})
+    assert (defaults.transport, defaults.host, defaults.port, defaults.log_level) == ("stdio", "127.0.0.1", 8000, "WARNING"), (
+        f"with no variables and no flags, expect stdio on 127.0.0.1:8000 at WARNING, got {defaults}")
+    env_port, flag_port = rng.randint(1024, 30000), rng.randint(30001, 65000)
+    env_host = f"127.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    env = {"RESEARCH_DESK_TRANSPORT": "http", "RESEARCH_DESK_HOST": env_host, "RESEARCH_DESK_PORT": str(env_port),
+           "RESEARCH_DESK_ROOTS": os.pathsep.join(str(f) for f in folders[:2]),
+           "RESEARCH_DESK_LOG_LEVEL": rng.choice(["debug", "INFO", "Error"]), "UNRELATED_PORT": "1"}
+    from_env = load([], env)
+    assert from_env.transport == "http" and from_env.host == env_host and from_env.port == env_port, (
+        f"the RESEARCH_DESK_* variables were not applied: got {from_env}")
+    assert [Path(r) for r in from_env.roots] == folders[:2], (
+        f"RESEARCH_DESK_ROOTS holds two folders separated by {os.pathsep!r}; got roots {from_env.roots}")
+    assert from_env.log_level == env["RESEARCH_DESK_LOG_LEVEL"].upper(), (
+        f"RESEARCH_DESK_LOG_LEVEL={env['RESEARCH_DESK_LOG_LEVEL']} should give {env['RESEARCH_DESK_LOG_LEVEL'].upper()}")
+    flags = ["--transport", "stdio", "--port", str(flag_port), "--root", str(folders[2]), "--root", str(folders[3]),
+             "--log-level", "critical"]
+    from_flags = load(flags, env)
+    assert from_flags.transport == "stdio" and from_flags.port == flag_port and from_flags.log_level == "CRITICAL", (
+        f"a flag must win over its variable: got {from_flags}")
+    assert [Path(r) for r in from_flags.roots] == folders[2:], (
+        f"--root flags replace RESEARCH_DESK_ROOTS, got {from_flags.roots}")
+    assert from_flags.host == env_host, "a variable still applies when its flag is not given (host)"
+    missing = tmp_path / f"missing-{rng.randint(1000, 9999)}"
+    for argv, bad_env in (([], {**env, "RESEARCH_DESK_PORT": _word(rng)}), (["--root", str(missing)], {}),
+                          ([], {"RESEARCH_DESK_ROOTS": str(missing)}), ([], {**env, "RESEARCH_DESK_TRANSPORT": "carrier-pigeon"})):
+        try:
+            main.load_settings(argv, bad_env)
+        except SystemExit as exc:
+            assert exc.code == 2, f"a bad setting should exit with code 2 (usage error), got {exc.code}"
+        else:
+            pytest.fail(f"load_settings accepted a bad setting (argv={argv}, "
+                        f"{ {k: v for k, v in bad_env.items() if k.startswith('RESEARCH_DESK_')} })")
+
+
+@check("on stdio, stdout carries only protocol messages and logs go to stderr", points=3,
+       hint="stdout is the JSON-RPC stream: one print() (at import, or before serving) is a line the client cannot "
+            "parse, and hosts may drop the connection. Log with the logging module to stderr instead.")
+async def test_stdout_is_protocol_only(target: Target, workspace: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, names = workspace
+    rng = random.Random()
+    use_flag = rng.choice([True, False])
+    args = ["--root", str(root)] + (["--log-level", "info"] if use_flag else [])
+    env = target.env({} if use_flag else {"RESEARCH_DESK_LOG_LEVEL": "INFO"})
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": {"name": f"probe-{_word(rng)}", "version": "1.0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_documents", "arguments": {}}},
+    ]
+    out, err = bytearray(), bytearray()
+    process = await anyio.open_process([sys.executable, "-m", target.package, *args], env=env, cwd=str(tmp_path))
+    try:
+        async def drain(stream: Any, into: bytearray) -> None:
+            async for chunk in stream:
+                into.extend(chunk)
+
+        async def send(message: dict[str, Any]) -> None:
+            assert process.stdin is not None
+            try:
+                await process.stdin.send(json.dumps(message).encode() + b"\n")
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError, ConnectionResetError):
+                pass  # the server already exited: reported below with its stderr
+
+        async def until(marker: bytes, seconds: float) -> None:
+            with anyio.move_on_after(seconds):
+                while marker not in out.replace(b" ", b"") and process.returncode is None:
+                    await anyio.sleep(0.02)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain, process.stdout, out)
+            tg.start_soon(drain, process.stderr, err)
+            await send(requests[0])
+            await until(b'"id":1', 12)
+            for message in requests[1:]:
+                await send(message)
+            await until(b'"id":2', 5)
+            assert process.stdin is not None
+            await process.stdin.aclose()  # end of input: a stdio server shuts down
+            with anyio.move_on_after(5):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
+    junk = []
+    for line in lines:
+        try:
+            ok = json.loads(line).get("jsonrpc") == "2.0"
+        except (ValueError, AttributeError):
+            ok = False
+        if not ok:
+            junk.append(line)
+    stderr = err.decode(errors="replace")
+    assert not junk, (
+        f"the server wrote {junk[0][:80]!r} to stdout. On stdio, stdout carries JSON-RPC messages only: the client "
+        f"tries to parse that line as a message and fails (many hosts then drop the server). Use logging, which "
+        f"writes to stderr, and never print().")
+    replies = {m.get("id"): m for m in map(json.loads, lines)}
+    assert 1 in replies, (f"the server never answered initialize over stdio (exit code {process.returncode})"
+                          f"{_stderr_tail(stderr)}")
+    assert 2 in replies and "result" in replies[2], f"tools/call list_documents got no result{_stderr_tail(stderr)}"
+    result = replies[2]["result"]
+    assert (result.get("structuredContent") or {}).get("result") == names, (
+        f"list_documents over stdio returned {result.get('structuredContent')}, expected {names}")
+    assert str(root) in stderr or "research-desk" in stderr.lower() or "INFO" in stderr, (
+        "at log level INFO the server logged nothing to stderr: log one line saying what it serves (with the logging "
+        "module, configured to write to stderr)")
+
+
+
+
+@check("--transport http serves Streamable HTTP on the configured host and port", points=2,
+       hint="For http, run the server with transport='streamable-http' and pass host and port from the settings; "
+            "the endpoint is /mcp. The same settings may come from RESEARCH_DESK_* variables.")
+async def test_http_transport(target: Target, workspace: tuple[Path, list[str]], tmp_path: Path) -> None:
+    from mcp import Client
+
+    root, names = workspace
+    port = free_port()
+    if random.choice([True, False]):
+        args, extra = ["--transport", "http", "--port", str(port), "--host", "127.0.0.1", "--root", str(root)], {}
+    else:
+        args, extra = [], {"RESEARCH_DESK_TRANSPORT": "http", "RESEARCH_DESK_PORT": str(port),
+                           "RESEARCH_DESK_HOST": "127.0.0.1", "RESEARCH_DESK_ROOTS": str(root)}
+    errlog = tmp_path / "http-stderr.txt"
+    with errlog.open("w") as err:
+        process = subprocess.Popen([sys.executable, "-m", target.package, *args], cwd=tmp_path, env=target.env(extra),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 12
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited (code {process.returncode}) instead of serving HTTP on port {port}"
+                            f"{_tail(errlog)}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"nothing listened on 127.0.0.1:{port} after 12 s{_tail(errlog)}")
+                await anyio.sleep(0.1)
+        for mode, protocol in MODES.items():
+            with anyio.fail_after(10):
+                async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
+                    listed = await client.call_tool("list_documents", {})
+                    era = client.protocol_version
+            assert era == protocol, f"[{mode}] expected protocol {protocol} over HTTP, got {era}"
+            assert (listed.structured_content or {}).get("result") == names, (
+                f"[{mode}] list_documents over HTTP returned {listed.structured_content}, expected {names}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@check("a bad setting stops the command with exit code 2 and one clear line on stderr", points=2,
+       hint="Validate every setting before serving; report a problem the argparse way (parser.error: usage plus "
+            "one line on stderr, exit code 2) and name the flag or variable to fix. Nothing on stdout.")
+async def test_bad_settings_exit_2(target: Target, tmp_path: Path) -> None:
+    rng = random.Random()
+    missing = tmp_path / f"no-such-folder-{rng.randint(1000, 9999)}"
+    bad_port = _word(rng)
+    cases = [(["--root", str(missing)], {}, str(missing)),
+             ([], {"RESEARCH_DESK_ROOTS": str(missing)}, str(missing)),
+             (["--root", str(tmp_path)], {"RESEARCH_DESK_PORT": bad_port}, "RESEARCH_DESK_PORT"),
+             (["--root", str(tmp_path), "--transport", "carrier-pigeon"], {}, "--transport")]
+    for args, env, named in cases:
+        done = _module(target, *args, env=env, cwd=tmp_path, timeout=10)
+        shown = " ".join(args + [f"{k}={v}" for k, v in env.items()])
+        assert done.returncode == 2, (
+            f"`research-desk {shown}` should stop with exit code 2 (a usage error), it exited with {done.returncode}"
+            f"{': ' + _last_line(done.stderr) if done.stderr.strip() else ''}")
+        assert not done.stdout.strip(), f"`research-desk {shown}` wrote to stdout: {done.stdout.strip()[:80]!r}"
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+        assert named in last, (
+            f"`research-desk {shown}`: the last line on stderr should name {named!r} so the user knows what to fix; "
+            f"got {last[:200]!r}")
+        assert "Traceback" not in done.stderr, f"`research-desk {shown}` crashed with a traceback instead of a clear line"

@@ -1,0 +1,348 @@
+"""Lesson 7: errors the model can read, errors for the client, and crashes nobody else sees.
+
+Every failure a tool meets has exactly one right audience:
+
+* **the model** - a mistake it can correct (an unknown document, a value out of range). Raise
+  `ToolError`: the call returns `is_error=True` and the message is the model's to read.
+* **the client** - a request that is wrong in a way no model can fix (an idempotency key reused
+  for a different action, a missing capability). Raise `MCPError` with a JSON-RPC code: the call
+  fails as a protocol error and the client's code decides what to do.
+* **the operators** - a bug or a crash. Its text may hold a password or a file path, so it stays
+  in the server's log under an incident id, and the model is told only that id.
+
+Around those three sit the habits that keep a server useful when things go wrong: validate
+arguments at the edge (the schema advertises the limits), stop work when the caller gives up
+(cancellation) and clean up, answer with a labelled partial result when a dependency is down,
+and make side effects safe to retry (idempotency keys, honest tool annotations).
+
+Wiring: `register(server, desk)` adds the tools to any `MCPServer`; `desk` is an `ErrorDesk`
+that holds the workspace folder, the search service the desk depends on, and what the tools
+remember (notes, receipts, export jobs). `create_server(desk)` makes a server with just them.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol, TypeVar
+
+import anyio
+from mcp import MCPError
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import INVALID_PARAMS, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from research_desk import __version__
+from research_desk.documents import load_document, scan_documents
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 500
+MAX_LIMIT = 50
+MAX_NAME_CHARS = 200
+MAX_TITLE_CHARS = 120
+MAX_NOTE_CHARS = 10_000
+MAX_EXPORT_DOCUMENTS = 100
+
+# The argument types every tool uses. Their constraints become the input schema, so the client
+# (and the model) sees the limits before it calls, and the SDK rejects a bad value before any
+# of our code runs, with a message that names the field and the limit.
+# BEGIN SOLUTION lesson-7: constrain every argument at the edge with pydantic Field limits (lengths from the MAX_* constants, 1 <= limit <= MAX_LIMIT, note ids of at most 64 characters, an idempotency key of 8-64 letters, digits, '-' or '_', a non-empty list of at most MAX_EXPORT_DOCUMENTS names).
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Words to look for")]
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many hits to return at most")]
+DocName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS,
+                               description="A document name as search_documents returns it")]
+NoteTitle = Annotated[str, Field(min_length=1, max_length=MAX_TITLE_CHARS)]
+NoteBody = Annotated[str, Field(max_length=MAX_NOTE_CHARS)]
+NoteId = Annotated[str, Field(min_length=1, max_length=64)]
+IdempotencyKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                                      description="A fresh random key per note; reuse it when you retry")]
+DocNames = Annotated[list[DocName], Field(min_length=1, max_length=MAX_EXPORT_DOCUMENTS)]
+# STUB
+# Query = str
+# Limit = int
+# DocName = str
+# NoteTitle = str
+# NoteBody = str
+# NoteId = str
+# IdempotencyKey = str
+# DocNames = list[str]
+# END SOLUTION
+
+
+class BackendUnavailable(Exception):
+    """The search service cannot be reached right now (an outage, not a bug)."""
+
+
+# What counts as "the dependency is down": answer with a labelled partial result instead.
+# Anything else a dependency raises is a bug, and a fallback would only hide it.
+OUTAGES: tuple[type[BaseException], ...] = (BackendUnavailable, ConnectionError, TimeoutError)
+
+
+class SearchBackend(Protocol):
+    """The search service the desk depends on (in production: a remote full-text index)."""
+
+    async def search(self, query: str, limit: int) -> list[str]:
+        """Names of the documents that best match `query`, best first."""
+        ...
+
+
+class SearchAnswer(BaseModel):
+    """What `search_documents` returns; a degraded answer says so, and why."""
+
+    hits: list[str]
+    source: Literal["search-service", "local-titles"]
+    degraded: bool = False
+    notice: str | None = None
+
+
+class NoteReceipt(BaseModel):
+    """Proof that a note was saved; a retry with the same key gets the very same receipt."""
+
+    note_id: str
+    title: str
+    saved_at: str
+
+
+class DeleteReceipt(BaseModel):
+    note_id: str
+    deleted: bool
+
+
+class ExportReceipt(BaseModel):
+    bundle: str      # file name inside the desk's exports folder
+    documents: int
+    size: int        # bytes
+
+
+@dataclass
+class Note:
+    id: str
+    title: str
+    body: str
+
+
+@dataclass
+class Job:
+    """One export, as the server sees it; `status` ends as finished, cancelled or failed."""
+
+    id: str
+    total: int
+    done: int = 0
+    status: str = "running"
+    partial: Path | None = None
+
+
+@dataclass
+class ErrorDesk:
+    """What this lesson's tools share: the workspace, its dependency, and what they remember."""
+
+    root: Path
+    backend: SearchBackend | None = None
+    backend_timeout: float = 2.0      # seconds to wait for the search service
+    write_seconds: float = 0.0        # how long saving a note takes (a remote write)
+    step_seconds: float = 0.05        # how long exporting one document takes
+    exports: Path | None = None       # default: <root>/.exports (hidden, so never listed)
+    notes: dict[str, Note] = field(default_factory=dict)
+    receipts: dict[str, tuple[str, NoteReceipt]] = field(default_factory=dict)  # key -> (fingerprint, receipt)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    cleanups: list[str] = field(default_factory=list)  # ids of the jobs whose leftovers were removed
+    key_locks: dict[str, anyio.Lock] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.exports = Path(self.exports) if self.exports is not None else self.root / ".exports"
+
+    # -- given helpers -------------------------------------------------------------------------
+
+    def document_names(self) -> list[str]:
+        """Every document name in the workspace, sorted."""
+        return [path.relative_to(self.root).as_posix() for path in scan_documents(self.root)]
+
+    def title_matches(self, query: str, limit: int) -> list[str]:
+        """The local fallback: names whose title or name contains `query` (any case), sorted."""
+        needle = query.casefold()
+        docs = [load_document(self.root, path) for path in scan_documents(self.root)]
+        return sorted(d.name for d in docs if needle in d.title.casefold() or needle in d.name.casefold())[:limit]
+
+    @staticmethod
+    def fingerprint(*parts: str) -> str:
+        """A stable digest of a call's arguments, to tell a retry from a different request."""
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def delete_note(self, note_id: str) -> DeleteReceipt:
+        """Delete a note; deleting one that is already gone is not an error (idempotent)."""
+        return DeleteReceipt(note_id=note_id, deleted=self.notes.pop(note_id, None) is not None)
+
+    # -- the exercises ---------------------------------------------------------------------
+
+    async def search(self, query: str, limit: int) -> SearchAnswer:
+        """Ask the search service; when it is down or too slow, answer from titles, labelled."""
+        # BEGIN SOLUTION lesson-7: ask the backend under a backend_timeout deadline; on an outage (OUTAGES, a timeout, or no backend at all) answer from title_matches() with source "local-titles", degraded=True and a notice saying why; let any other exception propagate.
+        if self.backend is not None:
+            try:
+                with anyio.fail_after(self.backend_timeout):
+                    hits = await self.backend.search(query, limit)
+                return SearchAnswer(hits=list(hits)[:limit], source="search-service")
+            except OUTAGES as exc:
+                reason = "did not answer in time" if isinstance(exc, TimeoutError) else "is unavailable"
+                log.warning("search service %s (%s); falling back to title matches", reason, type(exc).__name__)
+        else:
+            reason = "is not configured"
+        return SearchAnswer(hits=self.title_matches(query, limit), source="local-titles", degraded=True,
+                            notice=f"The search service {reason}; these are title matches only, so some "
+                                   f"relevant documents may be missing. Try again later for full results.")
+        # END SOLUTION
+
+    def read(self, name: str) -> str:
+        """The text of one document, by the name `search_documents` gives."""
+        # BEGIN SOLUTION lesson-7: serve only names that are documents of this workspace; for any other name raise ToolError that names it and tells the model how to find valid names.
+        if name not in self.document_names():
+            raise ToolError(f"there is no document named {name!r}; use search_documents to find valid names")
+        return (self.root / name).read_text(encoding="utf-8", errors="replace")
+        # END SOLUTION
+
+    async def save_note(self, title: str, body: str, key: str) -> NoteReceipt:
+        """Save a note exactly once per idempotency key, however often the call is retried."""
+        # BEGIN SOLUTION lesson-7: one key, one note: hold a per-key lock, return the stored receipt when the key was already used with the same title and body, raise MCPError(INVALID_PARAMS, data naming the key) when it was used for different ones; otherwise wait write_seconds (the remote write), then store the note and its receipt together.
+        fingerprint = self.fingerprint(title, body)
+        async with self.key_locks.setdefault(key, anyio.Lock()):
+            if key in self.receipts:
+                stored_fingerprint, receipt = self.receipts[key]
+                if stored_fingerprint != fingerprint:
+                    raise MCPError(INVALID_PARAMS, f"idempotency key {key!r} was already used for a different note",
+                                   data={"idempotency_key": key})
+                return receipt
+            await anyio.sleep(self.write_seconds)
+            note = Note(id=uuid.uuid4().hex, title=title, body=body)
+            receipt = NoteReceipt(note_id=note.id, title=title,
+                                  saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            self.notes[note.id] = note      # the effect and its receipt, with no await in between
+            self.receipts[key] = (fingerprint, receipt)
+            return receipt
+        # END SOLUTION
+
+    async def export(self, names: list[str]) -> ExportReceipt:
+        """Bundle documents into one file, one step per document; a cancelled export leaves nothing."""
+        # BEGIN SOLUTION lesson-7: refuse unknown names with ToolError before doing anything; record a Job in self.jobs; write into a partial file, one document per step (sleep step_seconds each, count job.done); on success rename it and mark the job finished; if cancelled or failed mark the job so, re-raise, and in a finally remove the partial file and append the job id to self.cleanups.
+        known = set(self.document_names())
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ToolError(f"cannot export unknown documents {unknown}; use search_documents to find valid names")
+        job = Job(id=uuid.uuid4().hex[:12], total=len(names))
+        self.jobs[job.id] = job
+        assert self.exports is not None
+        self.exports.mkdir(parents=True, exist_ok=True)
+        job.partial = self.exports / f"bundle-{job.id}.md.partial"
+        try:
+            with job.partial.open("w", encoding="utf-8") as out:
+                for name in names:
+                    await anyio.sleep(self.step_seconds)
+                    out.write(f"\n\n<!-- {name} -->\n\n{self.read(name)}")
+                    job.done += 1
+            final = job.partial.with_suffix("")
+            job.partial.replace(final)
+            job.status = "finished"
+            return ExportReceipt(bundle=final.name, documents=job.done, size=final.stat().st_size)
+        except anyio.get_cancelled_exc_class():
+            job.status = "cancelled"
+            raise
+        except BaseException:
+            job.status = "failed"
+            raise
+        finally:
+            if job.status != "finished":
+                job.partial.unlink(missing_ok=True)
+                self.cleanups.append(job.id)
+        # END SOLUTION
+
+
+ToolFn = TypeVar("ToolFn", bound=Callable[..., Awaitable[Any]])
+
+
+def sanitised(tool: ToolFn) -> ToolFn:
+    """Wrap an async tool so a crash reaches the model as an incident id, never as its text.
+
+    `ToolError` and `MCPError` pass through untouched (they are meant for the model and the
+    client), and so does cancellation. Anything else is logged here, with its traceback,
+    under a fresh incident id, and the model reads only that id.
+    """
+    # BEGIN SOLUTION lesson-7: keep the tool's signature (functools.wraps); let ToolError, MCPError and cancellation through; turn any other exception into a ToolError that says "incident <id>" and nothing of the original text, and log the exception with its traceback and the same id.
+    @functools.wraps(tool)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await tool(*args, **kwargs)
+        except (ToolError, MCPError):
+            raise
+        except Exception as exc:
+            incident = uuid.uuid4().hex[:12]
+            log.error("incident %s: tool %s crashed", incident, tool.__name__, exc_info=exc)
+            raise ToolError(f"internal error in {tool.__name__} (incident {incident}). This is a fault on the "
+                            f"server's side, not in your request; the operators can look the incident up.") from None
+
+    return guarded  # type: ignore[return-value]
+    # STUB
+    # return tool
+    # END SOLUTION
+
+
+# What each tool tells the client about its effects, so a host knows what it may retry or must
+# confirm. Defaults when a hint is missing: not read-only, destructive, not idempotent, open world.
+# BEGIN SOLUTION lesson-7: annotate every tool truthfully: the two readers are read-only (only search talks to the outside world); save_note changes state but is idempotent (the key) and not destructive; delete_note is destructive and idempotent; export_bundle writes but destroys nothing.
+ANNOTATIONS: dict[str, ToolAnnotations] = {
+    "search_documents": ToolAnnotations(read_only_hint=True, open_world_hint=True),
+    "read_document": ToolAnnotations(read_only_hint=True, open_world_hint=False),
+    "save_note": ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                 open_world_hint=False),
+    "delete_note": ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                                   open_world_hint=False),
+    "export_bundle": ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                     open_world_hint=False),
+}
+# STUB
+# ANNOTATIONS: dict[str, ToolAnnotations] = {}
+# END SOLUTION
+
+
+def register(server: MCPServer, desk: ErrorDesk) -> None:
+    """Add this lesson's tools to `server`, each serving `desk` and wrapped by `sanitised`."""
+
+    async def search_documents(query: Query, limit: Limit = 10) -> SearchAnswer:
+        """Find documents about `query`. When the search service is down the answer is marked degraded."""
+        return await desk.search(query, limit)
+
+    async def read_document(name: DocName) -> str:
+        """The full text of one document, by the name search_documents gives."""
+        return desk.read(name)
+
+    async def save_note(title: NoteTitle, body: NoteBody, idempotency_key: IdempotencyKey) -> NoteReceipt:
+        """Save a research note. Pick a fresh random idempotency_key per note and reuse it to retry."""
+        return await desk.save_note(title, body, idempotency_key)
+
+    async def delete_note(note_id: NoteId) -> DeleteReceipt:
+        """Delete a saved note for good."""
+        return desk.delete_note(note_id)
+
+    async def export_bundle(names: DocNames) -> ExportReceipt:
+        """Bundle documents into one Markdown file in the desk's exports folder."""
+        return await desk.export(names)
+
+    titles = {"search_documents": "Search documents", "read_document": "Read a document",
+              "save_note": "Save a note", "delete_note": "Delete a note", "export_bundle": "Export a bundle"}
+    for fn in (search_documents, read_document, save_note, delete_note, export_bundle):
+        name = fn.__name__
+        server.tool(name=name, title=titles[name], annotations=ANNOTATIONS.get(name))(sanitised(fn))
+
+
+def create_server(desk: ErrorDesk) -> MCPServer:
+    """A server with only this lesson's tools (the capstone adds them to the full desk)."""
+    server = MCPServer("research-desk-errors", version=__version__, log_level="WARNING",
+                       instructions="Search, read and bundle workspace documents; save research notes.")
+    register(server, desk)
+    return server

@@ -160,6 +160,7 @@ class _Planned:
     submission: Submission
     result: SubmissionResult
     requests: list[tuple[Lesson, Path]] = field(default_factory=list)  # lesson, its result file
+    edition: Path | None = None  # the copy's src/ folder, once unpacked
     reported: bool = False
 
     def finished(self) -> bool:
@@ -188,11 +189,13 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
             plans.append(plan)
             try:
                 copy = unpack(submission, workdir / f"submission-{index}")
-                edition = locate_edition(copy, course)
+                edition = plan.edition = locate_edition(copy, course)
             except (CourseError, OSError) as exc:
                 plan.result.error = str(exc)
                 continue
             for lesson in lessons:
+                if lesson.kind == "quiz":
+                    continue  # graded below, from data: no student code runs
                 out = results_dir / f"{index}-{lesson.id}.json"
                 request = build_request(course, lesson, edition, submission.id, out, jobs=1,
                                         hidden=hidden, check_timeout=check_timeout)
@@ -202,24 +205,39 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
                 request_files.append(request_file)
                 plan.requests.append((lesson, out))
         for plan in plans:
-            if not plan.requests and on_done:
+            if not plan.requests and on_done and plan.edition is None:
                 plan.reported = True
                 on_done(plan.result)
         if request_files:
             _run_worker(course, request_files, jobs, plans, on_done)
         for plan in plans:
+            by_lesson: dict[str, LessonResult] = {}
             for lesson, out in plan.requests:
                 if out.is_file():
-                    plan.result.lessons.append(LessonResult.from_json(json.loads(out.read_text())))
+                    by_lesson[lesson.id] = LessonResult.from_json(json.loads(out.read_text()))
                 else:
-                    plan.result.lessons.append(LessonResult(lesson.id, lesson.title, plan.submission.id,
-                                                            error="grading did not finish for this lesson"))
+                    by_lesson[lesson.id] = LessonResult(lesson.id, lesson.title, plan.submission.id,
+                                                        error="grading did not finish for this lesson")
+            if plan.edition is not None:
+                for lesson in (l for l in lessons if l.kind == "quiz"):
+                    by_lesson[lesson.id] = _grade_quiz(course, lesson, plan.edition)
+            plan.result.lessons = [by_lesson[l.id] for l in lessons if l.id in by_lesson]
             if not plan.reported and on_done:
                 on_done(plan.result)
     elapsed = round(time.monotonic() - started, 3)
     for plan in plans:
         plan.result.duration = elapsed / max(1, len(plans))
     return [plan.result for plan in plans]
+
+
+def _grade_quiz(course: Course, lesson: Lesson, edition: Path) -> LessonResult:
+    """A quiz is data: grade the submission's answers file here, against the hashed key."""
+    from checker.quiz.grading import grade_lesson
+
+    try:
+        return grade_lesson(course, lesson, str(edition))
+    except CourseError as exc:
+        return LessonResult(lesson.id, lesson.title, str(edition), error=str(exc))
 
 
 def _run_worker(course: Course, request_files: list[Path], jobs: int, plans: list[_Planned],

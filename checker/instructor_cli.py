@@ -30,7 +30,7 @@ def _pick_lessons(course: Course, spec: Optional[str]) -> list[Lesson]:
             return [course.lesson(ref) for ref in spec.split(",") if ref.strip()]
         except CourseError as exc:
             _fail(str(exc))
-    return [lesson for lesson in course.lessons if lesson.available and lesson.kind == "code"]
+    return [lesson for lesson in course.lessons if lesson.available]
 
 
 def release(out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A new folder for the student edition.")]) -> None:

@@ -17,7 +17,8 @@ from checker.registry import Course, CourseError
 # Paths (relative to the course root) a release contains; everything else stays behind.
 INCLUDE = ["README.md", "pyproject.toml", "uv.lock", "course.toml", ".gitignore", "capstone", "checker", "lessons", "quiz"]
 # Instructor-only material inside included folders.
-EXCLUDE_GLOBS = ["checker/checks/hidden/*", "quiz/key.toml", "**/__pycache__/*", "**/*.pyc", "**/.ipynb_checkpoints/*"]
+EXCLUDE_GLOBS = ["checker/checks/hidden/*", "quiz/key.toml", "quiz/answers.toml",
+                 "**/__pycache__/*", "**/*.pyc", "**/.ipynb_checkpoints/*"]
 
 CLASSROOM_WORKFLOW = """\
 # Runs the course's checks on every push; GitHub Classroom reads the job's result.

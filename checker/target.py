@@ -10,6 +10,7 @@ check starts; the check cannot tell and does not need to.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import socket
 import sys
@@ -79,6 +80,36 @@ _FORMAT_LIBRARIES = ("fqdn", "rfc3987", "rfc3986_validator", "rfc3987_syntax", "
 _warm_up()
 
 
+class _ToolCrashes(logging.Handler):
+    """Keeps the exceptions the SDK logs when a tool crashes.
+
+    MCPServer answers a crashing tool with only "Error executing tool X" (the message is withheld
+    from the model on purpose); a check still wants to tell the student what actually went wrong.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.crashes: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            self.crashes.append(exc.__cause__ or exc)
+
+
+_TOOL_CRASHES = _ToolCrashes()
+_sdk_tool_log = logging.getLogger("mcp.server.mcpserver.server")
+_sdk_tool_log.addHandler(_TOOL_CRASHES)
+_sdk_tool_log.propagate = False  # the crash goes into the check's message; skip rendering a traceback
+
+
+def last_tool_crash() -> str:
+    """The student's exception behind the latest redacted tool crash, in one line ("" if none)."""
+    if not _TOOL_CRASHES.crashes:
+        return ""
+    return describe_failure(_TOOL_CRASHES.crashes[-1], os.environ.get("COURSE_EDITION", ""))
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
     with socket.socket() as sock:
@@ -100,6 +131,10 @@ class Target:
             return importlib.import_module(qualified)
         except BaseException as exc:  # noqa: BLE001 - SystemExit at import is the student's too
             pytest.fail(f"importing {qualified} failed: {describe_failure(exc, str(self.edition))}")
+
+    def tool_crash(self) -> str:
+        """What really went wrong in the latest tool that answered "Error executing tool X"."""
+        return last_tool_crash()
 
     def attr(self, module: str, name: str) -> Any:
         """A function or class the lesson asks the student to provide, with a clear miss message."""

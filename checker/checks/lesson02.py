@@ -8,7 +8,6 @@ network and no API key anywhere: the real-provider adapters are never called her
 
 from __future__ import annotations
 
-import logging
 import random
 import string
 import warnings
@@ -38,7 +37,6 @@ from mcp.types import (
 
 from checker.marks import check
 from checker.target import Target
-from checker.worker import describe_failure
 
 pytestmark = pytest.mark.anyio
 
@@ -91,30 +89,12 @@ class FakeClientModel:
         return CreateMessageResult(role="assistant", model=self.model, content=content, stop_reason="endTurn")
 
 
-class _CrashLog(logging.Handler):
-    """Keeps the exceptions the SDK logs when a tool crashes: the client only sees 'Error executing tool X'."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.crashes: list[BaseException] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            self.crashes.append(exc.__cause__ or exc)
-
-
-_CRASHES = _CrashLog()
-_TOOL_LOG = logging.getLogger("mcp.server.mcpserver.server")
-_TOOL_LOG.addHandler(_CRASHES)
-_TOOL_LOG.propagate = False  # the crash is reported in the check's message; skip the slow rich traceback
-
-
 def _fail_if_crashed(target: Target, result: Any, tool: str) -> None:
     """Turn a redacted crash into the student's real exception and where it happened."""
     if isinstance(result, CallToolResult) and result.is_error and _first_line(result) == f"Error executing tool {tool}":
-        if _CRASHES.crashes:
-            pytest.fail(f"{tool} crashed: {describe_failure(_CRASHES.crashes[-1], str(target.edition))}")
+        crash = target.tool_crash()
+        if crash:
+            pytest.fail(f"{tool} crashed: {crash}")
         pytest.fail(f"{tool} crashed (the client saw only 'Error executing tool {tool}')")
 
 

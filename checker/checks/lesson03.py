@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import math
-import os
 import random
 import string
 import sys
@@ -29,7 +28,7 @@ import pytest
 from mcp.server.mcpserver import Context, MCPServer
 
 from checker.marks import check
-from checker.target import Target
+from checker.target import Target, last_tool_crash
 
 pytestmark = pytest.mark.anyio
 
@@ -96,34 +95,13 @@ class Recorder:
             self.events.append(("progress", progress))
 
 
-class _CrashLog(logging.Handler):
-    """Keeps the exceptions the SDK logs when a tool crashes (clients only see a generic text)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.crashes: list[BaseException] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            self.crashes.append(exc.__cause__ or exc)
-
-
-_CRASHES = _CrashLog()
-_sdk_tool_logger = logging.getLogger("mcp.server.mcpserver.server")
-_sdk_tool_logger.addHandler(_CRASHES)
-_sdk_tool_logger.propagate = False  # the student's traceback is reported below, not rendered by the root handler
-
-
 def _text(result: Any) -> str:
     return result.content[0].text if result.content else ""
 
 
 def _summary(result: Any, what: str) -> dict[str, Any]:
-    if result.is_error and _CRASHES.crashes:
-        from checker.worker import describe_failure
-
-        crash = describe_failure(_CRASHES.crashes[-1], os.environ.get("COURSE_EDITION", ""))
+    crash = last_tool_crash() if result.is_error else ""
+    if crash:
         pytest.fail(f"{what}: index_documents crashed: {crash}")
     assert not result.is_error, f"{what}: index_documents returned an error: {_text(result)}"
     summary = result.structured_content

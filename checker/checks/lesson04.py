@@ -274,7 +274,7 @@ async def test_dotdot_traversal(target: Target, sandbox: Sandbox) -> None:
     refused = [
         f"../{box.siblings[0].name}/{box.sibling_secret.name}",
         f"notes/../../{box.outside.name}/{box.secret.name}",
-        f"notes/deep/../../..",
+        "notes/deep/../../..",
         "..",
         f"{box.root}/../{box.outside.name}/{box.secret.name}",
         f"./notes/./deep/../../../{box.outside.name}",

@@ -1,0 +1,675 @@
+"""Lesson 6: one desk, many processes.
+
+A replica is one OS process serving the desk over streamable HTTP. Several replicas behind a
+proxy act as one server only if nothing a client relies on lives in a single replica's memory:
+
+* **Modern (2026-07-28) traffic has no session.** Every request stands alone, so any replica
+  can answer it, with one exception: a multi-round-trip tool call returns a sealed
+  `request_state`, and the retry may land on a sibling. Every replica must therefore share the
+  sealing keys (from configuration, never from code) **and** the server name, which the SDK
+  seals in as the audience.
+* **Legacy (2025) sessions live in one replica's memory.** Either turn sessions off for them
+  (`RESEARCH_DESK_STATELESS=1`, which also turns off the server-to-client back-channel) or send
+  every request of a session back to the replica that owns it. `SessionOwnerTag` writes the
+  owner into the session id and `deploy/nginx-sticky.conf` routes on it.
+* **Change notifications** (`ctx.notify_resource_updated`) go through a `SubscriptionBus`. The
+  SDK's bus is in-process only; `RedisSubscriptionBus` carries events through Redis pub/sub so
+  a client listening on one replica hears what happened on another.
+
+Everything is configured from environment variables (the table below), so the same code runs
+as every replica. For the capstone: `create_server(environ)` builds one replica's server,
+`register(server, replica=..., root=...)` adds this lesson's tools to any server,
+`build_app(environ)` is the uvicorn factory, `SessionOwnerTag` and `RedisSubscriptionBus`
+plug into any `MCPServer`, and `render_nginx_config` writes the proxy configuration.
+
+| variable | meaning |
+|---|---|
+| RESEARCH_DESK_REPLICA | this replica's name (lowercase letters and digits), e.g. `a` |
+| RESEARCH_DESK_STATE_KEYS | comma-separated secrets (>= 32 bytes each) that seal request state; the first one seals |
+| RESEARCH_DESK_STATELESS | `1`: serve legacy clients without sessions |
+| RESEARCH_DESK_REDIS_URL | `redis://host:port/0`: share change notifications through Redis |
+| RESEARCH_DESK_BUS_CHANNEL | the Redis channel (default `research-desk:events`) |
+| RESEARCH_DESK_ROOT | the shared workspace folder where notes are filed |
+
+The last part of the module ("a fleet on one machine") is given tooling that starts real
+replicas, nginx and Redis on loopback ports, and drives load through them: the notebook and
+`bench/scaling_load.py` use it.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context, Elicit, MCPServer, RequestStateSecurity, Resolve
+from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent, SubscriptionBus
+from mcp.shared.subscriptions import event_from_wire, event_to_notification
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from research_desk import __version__
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "research-desk"
+NOTES_URI = "desk://notes"
+REPLICA_ENV = "RESEARCH_DESK_REPLICA"
+STATE_KEYS_ENV = "RESEARCH_DESK_STATE_KEYS"
+STATELESS_ENV = "RESEARCH_DESK_STATELESS"
+REDIS_URL_ENV = "RESEARCH_DESK_REDIS_URL"
+BUS_CHANNEL_ENV = "RESEARCH_DESK_BUS_CHANNEL"
+ROOT_ENV = "RESEARCH_DESK_ROOT"
+DEFAULT_CHANNEL = "research-desk:events"
+SESSION_HEADER = b"mcp-session-id"
+NGINX_TEMPLATE = Path(__file__).parent / "deploy" / "nginx-sticky.conf"
+
+ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def replica_name(environ: Mapping[str, str]) -> str:
+    """This replica's name from RESEARCH_DESK_REPLICA (default: `p<pid>`); safe in ids and nginx names."""
+    name = environ.get(REPLICA_ENV) or f"p{os.getpid()}"
+    if not re.fullmatch(r"[a-z0-9]{1,32}", name):
+        raise ValueError(f"{REPLICA_ENV}={name!r}: use 1-32 lowercase letters and digits (it becomes part of "
+                         f"session ids and nginx upstream names)")
+    return name
+
+
+def state_security_from_env(environ: Mapping[str, str]) -> RequestStateSecurity | None:
+    """The request-state policy from RESEARCH_DESK_STATE_KEYS, or None when no key is configured.
+
+    None lets the SDK seal with a key it generates for this process alone: right for one
+    process, wrong for replicas, which must all be given the same secrets.
+    """
+    # TODO(lesson-6): read the comma-separated secrets from RESEARCH_DESK_STATE_KEYS (the first one
+    #   seals, every one unseals); with none configured return None; if a secret is
+    #   unusable, raise ValueError naming the variable. Never write a key, or make one
+    #   up, in code.
+    raise NotImplementedError("TODO(lesson-6): write state_security_from_env")
+
+
+# --- the desk's tools (given) --------------------------------------------------------------
+
+
+class ReplicaInfo(BaseModel):
+    """Which replica answered, so you can see the routing."""
+
+    replica: str
+    pid: int
+    protocol_version: str | None
+    served: int  # requests this replica has answered through replica_info
+
+
+class FilingDecision(BaseModel):
+    """What the user answers when the desk asks before filing a note."""
+
+    file_it: bool = Field(description="File this note in the shared workspace?")
+
+
+class NoteReceipt(BaseModel):
+    """The outcome of file_note, and which replica finished it."""
+
+    filed: bool
+    name: str
+    replica: str
+
+
+def confirm_filing(title: str) -> Elicit[FilingDecision]:
+    """Resolver: ask the user before anything is written (it runs again on every round)."""
+    return Elicit(f"File the note {title!r} in the shared workspace?", FilingDecision)
+
+
+def note_name(title: str) -> str:
+    """`notes/<slug>.md` for a title."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "note"
+    return f"notes/{slug[:60]}.md"
+
+
+def register(server: MCPServer, *, replica: str, root: Path) -> None:
+    """Add this lesson's tools (replica_info, file_note) and the desk://notes resource to `server`."""
+    served = Counter[str]()
+
+    async def replica_info(ctx: Context) -> ReplicaInfo:
+        """Report which replica (process) served this request."""
+        served["replica_info"] += 1
+        return ReplicaInfo(replica=replica, pid=os.getpid(), protocol_version=ctx.protocol_version,
+                           served=served["replica_info"])
+
+    async def file_note(title: str, text: str,
+                        decision: Annotated[FilingDecision, Resolve(confirm_filing)], ctx: Context) -> NoteReceipt:
+        """File a note in the shared workspace after the user confirms; listeners of desk://notes hear of it."""
+        name = note_name(title)
+        if not decision.file_it:
+            return NoteReceipt(filed=False, name=name, replica=replica)
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# {title}\n\n{text}\n", encoding="utf-8")
+        await ctx.notify_resource_updated(NOTES_URI)
+        return NoteReceipt(filed=True, name=name, replica=replica)
+
+    def notes() -> str:
+        """The names of the notes filed so far, one per line."""
+        folder = root / "notes"
+        return "\n".join(sorted(f"notes/{p.name}" for p in folder.glob("*.md"))) if folder.is_dir() else ""
+
+    server.tool(title="Which replica?")(replica_info)
+    server.tool(title="File a note")(file_note)
+    server.resource(NOTES_URI, name="notes", title="Filed notes", mime_type="text/plain")(notes)
+
+
+def add_health_route(server: MCPServer, replica: str) -> None:
+    """GET /health for load balancers and for the tooling below that waits for a replica to start."""
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "replica": replica, "pid": os.getpid()})
+
+    server.custom_route("/health", methods=["GET"])(health)
+
+
+# --- one replica ---------------------------------------------------------------------------
+
+
+def bus_from_env(environ: Mapping[str, str]) -> SubscriptionBus:
+    """A RedisSubscriptionBus when RESEARCH_DESK_REDIS_URL is set, else the SDK's in-process bus."""
+    url = environ.get(REDIS_URL_ENV)
+    if url:
+        return RedisSubscriptionBus(url, channel=environ.get(BUS_CHANNEL_ENV) or DEFAULT_CHANNEL)
+    return InMemorySubscriptionBus()
+
+
+def replica_lifespan(events: SubscriptionBus, replica: str) -> Callable[[MCPServer], Any]:
+    """A server lifespan that keeps `events` running (connected) while the server runs."""
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer) -> AsyncIterator[dict[str, str]]:
+        async with AsyncExitStack() as stack:
+            if hasattr(events, "__aenter__"):  # a bus with a connection (Redis) lives as long as the server
+                await stack.enter_async_context(events)  # type: ignore[arg-type]
+            yield {"replica": replica}
+
+    return lifespan
+
+
+def replica_server(environ: Mapping[str, str], *, lifespan: Callable[[MCPServer], Any],
+                   events: SubscriptionBus) -> MCPServer:
+    """The bare MCPServer of one replica (create_server adds the tools)."""
+    # TODO(lesson-6): build the MCPServer (with `lifespan`, log_level="WARNING") so that any replica
+    #   can finish what another started: one name shared by every replica, the
+    #   request-state policy from the configuration, and `events` as its subscription
+    #   bus.
+    raise NotImplementedError("TODO(lesson-6): write replica_server")
+
+
+def create_server(environ: Mapping[str, str] | None = None, *, bus: SubscriptionBus | None = None) -> MCPServer:
+    """One replica of the desk, configured only from `environ` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    replica = replica_name(env)
+    events = bus if bus is not None else bus_from_env(env)
+    server = replica_server(env, lifespan=replica_lifespan(events, replica), events=events)
+    register(server, replica=replica, root=Path(env.get(ROOT_ENV) or "."))
+    add_health_route(server, replica)
+    return server
+
+
+class SessionOwnerTag:
+    """ASGI middleware: a legacy session id names the replica that owns it, `<replica>.<id>`.
+
+    The SDK mints plain random session ids, so a proxy cannot tell which replica holds a
+    session. This wrapper adds the owner on the way out and removes it on the way in; the
+    proxy routes on the prefix (see deploy/nginx-sticky.conf) and the SDK never sees it.
+    """
+
+    def __init__(self, app: ASGIApp, replica: str) -> None:
+        self.app = app
+        self.replica = replica
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        # TODO(lesson-6): for HTTP requests, strip this replica's "<replica>." prefix from an
+        #   incoming Mcp-Session-Id header (leave any other value untouched, so a
+        #   session owned by someone else stays "not found") and add the prefix to the
+        #   Mcp-Session-Id header of every response; pass everything else (lifespan,
+        #   other headers) through unchanged.
+        raise NotImplementedError("TODO(lesson-6): write __call__")
+
+
+def build_app(environ: Mapping[str, str] | None = None) -> ASGIApp:
+    """The ASGI app one replica serves: `python -m uvicorn --factory research_desk.scaling:build_app`."""
+    env = os.environ if environ is None else environ
+    server = create_server(env)
+    # TODO(lesson-6): serve streamable HTTP, stateless for legacy clients only when
+    #   RESEARCH_DESK_STATELESS is "1", and wrap it so every legacy session id names
+    #   this replica.
+    raise NotImplementedError("TODO(lesson-6): write build_app")
+
+
+# --- change notifications across replicas ----------------------------------------------------
+
+
+def encode_event(event: ServerEvent) -> bytes:
+    """A bus event as bytes another process can decode."""
+    # TODO(lesson-6): encode the event as JSON bytes; reuse the SDK's own wire form of an event
+    #   (mcp.shared.subscriptions) rather than inventing one.
+    raise NotImplementedError("TODO(lesson-6): write encode_event")
+
+
+def decode_event(data: bytes | str) -> ServerEvent | None:
+    """The inverse of `encode_event`; None for anything that is not an event (never raises)."""
+    # TODO(lesson-6): undo encode_event; for anything that is not an event (bad JSON, another shape,
+    #   an unknown method) return None instead of raising: other software may share
+    #   the channel.
+    raise NotImplementedError("TODO(lesson-6): write decode_event")
+
+
+class RedisSubscriptionBus:
+    """A `SubscriptionBus` whose events travel through one Redis pub/sub channel.
+
+    `publish` sends to Redis only. One reader task per process receives every message on the
+    channel, its own included, and calls the local listeners: every listen stream on every
+    replica sees every event exactly once. Use it as an async context manager (the server's
+    lifespan does): entering connects and subscribes, leaving disconnects. Like the SDK's bus,
+    there is no replay: events published while a replica is disconnected are lost to it, and
+    clients re-listen and refetch.
+    """
+
+    def __init__(self, url: str, channel: str = DEFAULT_CHANNEL) -> None:
+        self.url = url
+        self.channel = channel
+        self._listeners: dict[object, Callable[[ServerEvent], None]] = {}
+        self._users = 0
+        self._lock = anyio.Lock()
+        self._redis: Any = None
+        self._reader: asyncio.Task[None] | None = None
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        """Register a local listener; return an idempotent unsubscribe."""
+        token = object()
+        self._listeners[token] = listener
+
+        def unsubscribe() -> None:
+            self._listeners.pop(token, None)
+
+        return unsubscribe
+
+    async def publish(self, event: ServerEvent) -> None:
+        """Send `event` to every replica's listeners (this one's included) through Redis."""
+        # TODO(lesson-6): publish the encoded event on the channel, and only there: this replica's
+        #   listeners receive it back through Redis like everyone else's, so no
+        #   listener sees it twice.
+        raise NotImplementedError("TODO(lesson-6): write publish")
+
+    def _dispatch(self, data: bytes | str) -> None:
+        """Hand one message from the channel to the local listeners (called by the reader)."""
+        # TODO(lesson-6): decode the message; ignore what is not an event; call every local listener
+        #   with it, and never let one raising listener keep the event from the others
+        #   (log it and go on).
+        raise NotImplementedError("TODO(lesson-6): write _dispatch")
+
+    def _connection(self) -> Any:
+        if self._redis is None:
+            raise RuntimeError("RedisSubscriptionBus is not running: enter it first (`async with bus:`); "
+                               "create_server's lifespan does this for you")
+        return self._redis
+
+    async def __aenter__(self) -> "RedisSubscriptionBus":
+        async with self._lock:
+            self._users += 1
+            if self._users == 1:
+                try:
+                    await self._start()
+                except BaseException:
+                    self._users -= 1
+                    await self._stop()
+                    raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        async with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                await self._stop()
+
+    async def _start(self) -> None:
+        import redis.asyncio as aioredis  # imported here: only replicas that use Redis need it
+
+        self._redis = aioredis.Redis.from_url(self.url)
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self.channel)
+        with anyio.fail_after(5):  # subscribed for real before the replica reports ready
+            while (message := await pubsub.get_message(timeout=1)) is None or message["type"] != "subscribe":
+                pass
+        self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
+
+    async def _read(self, pubsub: Any) -> None:
+        try:
+            while True:
+                try:
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._dispatch(message["data"])
+                except (ConnectionError, OSError) as exc:  # redis-py's ConnectionError subclasses neither
+                    logger.warning("Redis bus: lost the channel (%s); resubscribing", exc)
+                except Exception as exc:  # noqa: BLE001 - e.g. redis.exceptions.ConnectionError
+                    logger.warning("Redis bus: reader error (%s); resubscribing", exc)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    await pubsub.subscribe(self.channel)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+            self._reader = None
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+            self._redis = None
+
+
+# --- the proxy -------------------------------------------------------------------------------
+
+
+def render_nginx_config(replicas: Mapping[str, int], *, port: int, prefix: Path,
+                        template: Path | None = None) -> str:
+    """nginx.conf text for `replicas` (name -> loopback port) behind `127.0.0.1:port`.
+
+    Lines of the template that use {{replica}} or {{replica_port}} are written once per replica.
+    """
+    text = (template or NGINX_TEMPLATE).read_text(encoding="utf-8")
+    out: list[str] = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        line = line.replace("{{prefix}}", str(prefix)).replace("{{port}}", str(port))
+        if "{{replica" in line:
+            out += [line.replace("{{replica_port}}", str(p)).replace("{{replica}}", n) for n, p in replicas.items()]
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+# --- a fleet on one machine (given tooling for the notebook and the benchmark) -------------------
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str,
+                         timeout: float = 20) -> None:
+    with anyio.fail_after(timeout):
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with code {process.returncode}:\n{_tail(log)}")
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
+
+
+async def _stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + 5
+    for process in processes:
+        while process.poll() is None and time.monotonic() < deadline:
+            await anyio.sleep(0.05)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class LocalReplica:
+    """One replica: a real `uvicorn` process on a loopback port."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+
+def _package_root() -> str:
+    import research_desk
+
+    return str(Path(research_desk.__file__).resolve().parent.parent)
+
+
+async def _wait_for_health(replica: LocalReplica, timeout: float = 30) -> None:
+    """Until GET /health answers 200 (the port alone opens before the app has loaded)."""
+    import httpx2
+
+    async with httpx2.AsyncClient(timeout=2) as http:
+        with anyio.fail_after(timeout):
+            while True:
+                if replica.process.poll() is not None:
+                    raise RuntimeError(f"replica {replica.name} exited with code {replica.process.returncode}:\n"
+                                       f"{_tail(replica.log)}")
+                try:
+                    if (await http.get(f"http://127.0.0.1:{replica.port}/health")).status_code == 200:
+                        return
+                except httpx2.TransportError:
+                    pass
+                await anyio.sleep(0.05)
+
+
+@asynccontextmanager
+async def run_replicas(names: Sequence[str], env: Mapping[str, str] | None = None, *,
+                       per_replica: Mapping[str, Mapping[str, str]] | None = None,
+                       uvicorn_args: Sequence[str] = (),
+                       workdir: Path | None = None) -> AsyncIterator[list[LocalReplica]]:
+    """Start one `python -m uvicorn --factory research_desk.scaling:build_app` process per name (in
+    parallel), wait until each answers GET /health, and stop them all when the block ends.
+
+    Every replica gets `env` plus RESEARCH_DESK_REPLICA=<name> plus `per_replica[name]`, imports
+    the same research_desk as this process, and writes its output to <workdir>/replica-<name>.log.
+    """
+    folder = Path(workdir or tempfile.mkdtemp(prefix="desk-replicas-"))
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE")}
+    base["PYTHONPATH"] = _package_root()
+    started: list[LocalReplica] = []
+    try:
+        for name in names:
+            port = free_port()
+            log = folder / f"replica-{name}.log"
+            child_env = {**base, **(env or {}), REPLICA_ENV: name, **((per_replica or {}).get(name, {}))}
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "uvicorn", "--factory", "research_desk.scaling:build_app",
+                     "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+                     *uvicorn_args],
+                    env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            started.append(LocalReplica(name, port, process, log))
+        async with anyio.create_task_group() as tg:
+            for replica in started:
+                tg.start_soon(_wait_for_health, replica)
+        yield started
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _stop([r.process for r in started])
+
+
+@asynccontextmanager
+async def run_nginx(replicas: Mapping[str, int], *, template: Path | None = None,
+                    workdir: Path | None = None) -> AsyncIterator[str]:
+    """nginx on a free loopback port in front of `replicas` (default template: deploy/nginx-sticky.conf).
+
+    Yields the public MCP URL; the working folder holds nginx.conf, access.log and error.log.
+    """
+    binary = shutil.which("nginx")
+    if binary is None:
+        raise RuntimeError("nginx is not installed: sudo apt-get install nginx (or brew install nginx)")
+    prefix = Path(workdir or tempfile.mkdtemp(prefix="desk-nginx-"))
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_nginx_config(replicas, port=port, prefix=prefix, template=template))
+    log = prefix / "nginx.out"
+    with log.open("wb") as out:
+        process = subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        await _wait_for_port(port, process, prefix / "error.log", "nginx", timeout=10)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _stop([process])
+
+
+@asynccontextmanager
+async def run_redis(workdir: Path | None = None) -> AsyncIterator[str]:
+    """A throwaway redis-server on a free loopback port (no persistence); yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: sudo apt-get install redis-server (or brew install redis)")
+    folder = Path(workdir or tempfile.mkdtemp(prefix="desk-redis-"))
+    port = free_port()
+    log = folder / "redis.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no", "--dir", str(folder), "--daemonize", "no"],
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        await _wait_for_port(port, process, log, "redis-server", timeout=10)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _stop([process])
+
+
+@dataclass
+class LoadReport:
+    """What one load run measured."""
+
+    label: str
+    calls: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    replicas: Counter[str] = field(default_factory=Counter)
+    first_error: str = ""
+
+    @property
+    def throughput(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+    def __str__(self) -> str:
+        spread = " ".join(f"{name}={count}" for name, count in sorted(self.replicas.items()))
+        text = (f"{self.label:<34} {self.throughput:7.1f} calls/s  median {self.median_ms:6.1f} ms  "
+                f"ok {self.calls:5d}  errors {self.errors:4d}  [{spread}]")
+        return text + (f"\n{'':34} first error: {self.first_error}" if self.first_error else "")
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def legacy_session_outcomes(url: str, sessions: int = 10, calls: int = 3) -> dict[str, int]:
+    """Open `sessions` legacy sessions one after another, each making `calls` replica_info calls.
+
+    Returns a count per outcome: "ok on a" (served by replica a only), "ok on a+b" (a session
+    that moved, which only stateless serving allows), or "failed: <error>". Each session is
+    bounded in time: against the wrong replica a legacy client can hang rather than fail.
+    """
+    from mcp import Client
+
+    outcome: Counter[str] = Counter()
+    for _ in range(sessions):
+        try:
+            with anyio.fail_after(5):
+                async with Client(url, mode="legacy") as client:
+                    served = {(await client.call_tool("replica_info", {})).structured_content["replica"]  # type: ignore[index]
+                              for _ in range(calls)}
+            outcome["ok on " + "+".join(sorted(served))] += 1
+        except Exception as exc:  # noqa: BLE001 - the failure is the result
+            outcome[f"failed: {_leaf(exc)}"] += 1
+    return dict(outcome)
+
+
+async def measure_load(urls: Sequence[str], *, label: str = "", mode: str = "auto", clients: int = 8,
+                       seconds: float = 3.0, max_calls: int = 5000, calls_per_session: int = 20) -> LoadReport:
+    """Drive `clients` concurrent MCP clients calling replica_info for `seconds` (or `max_calls` in all).
+
+    Client i connects to urls[i % len(urls)] and opens a new connection (a new legacy session)
+    every `calls_per_session` calls or after an error. Loopback only; bounded in time and count.
+    """
+    from mcp import Client
+
+    report = LoadReport(label or f"{mode} x{clients} over {len(urls)} url(s)")
+    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+
+    async def one_client(index: int) -> None:
+        url = urls[index % len(urls)]
+        while time.monotonic() < deadline and report.calls + report.errors < max_calls:
+            try:
+                with anyio.fail_after(max(1.0, deadline - time.monotonic() + 5)):
+                    async with Client(url, mode=mode) as client:
+                        for _ in range(calls_per_session):
+                            if time.monotonic() >= deadline or report.calls + report.errors >= max_calls:
+                                break
+                            t0 = time.perf_counter()
+                            result = await client.call_tool("replica_info", {})
+                            report.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                            report.calls += 1
+                            report.replicas[(result.structured_content or {}).get("replica", "?")] += 1
+            except Exception as exc:  # noqa: BLE001 - counted, shown once, and the client reconnects
+                leaf = _leaf(exc)
+                report.errors += 1
+                report.first_error = report.first_error or f"{type(leaf).__name__}: {leaf}"
+                await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        for index in range(clients):
+            tg.start_soon(one_client, index)
+    report.seconds = time.monotonic() - started
+    return report

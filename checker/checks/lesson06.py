@@ -1,0 +1,750 @@
+"""Lesson 6 checks: replicas that behave as one server.
+
+Real replicas are separate `python -m uvicorn --factory research_desk.scaling:build_app`
+processes on loopback ports, started in parallel and stopped in `finally`. nginx and
+redis-server are started by the checks that need them, on free loopback ports with private
+working folders; without the binary those checks are skipped (with install advice), never failed.
+Keys, names, channels and titles are random on every run, so only code that reads its
+configuration passes.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import itertools
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import RequestStateSecurity
+from mcp.server.request_state import InvalidRequestState
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
+from mcp.types import INVALID_PARAMS, ElicitResult, InputRequiredResult
+
+from checker.marks import check
+from checker.target import Target, free_port
+
+pytestmark = pytest.mark.anyio
+
+KEYS = "RESEARCH_DESK_STATE_KEYS"
+NOTES = "desk://notes"
+
+
+def _word(k: int = 6) -> str:
+    return "".join(random.choices(string.ascii_lowercase, k=k))
+
+
+def _replica_names(count: int) -> list[str]:
+    names: set[str] = set()
+    while len(names) < count:
+        names.add(random.choice(string.ascii_lowercase) + "".join(random.choices(string.ascii_lowercase + string.digits, k=3)))
+    return sorted(names)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+# --- real replicas ---------------------------------------------------------------------------
+#
+# A replica is `uvicorn --factory <package>.scaling:build_app` in its own OS process. Importing
+# the SDK takes a CPU-second or more, so a small "zygote" process imports the SDK and uvicorn
+# once (never the student's package) and forks each replica from there; every child then runs
+# uvicorn's own command line, exactly as `python -m uvicorn` does, and imports the student's
+# module itself. The zygote reaps its children and records how each one ended; closing its
+# stdin stops them all.
+
+_ZYGOTE = r"""
+import json, os, signal, sys, time, traceback
+import starlette.applications, httpx2
+from uvicorn.main import main as uvicorn_main
+import mcp.server.mcpserver, mcp.server.streamable_http_manager, mcp.server.subscriptions
+logs = {}
+
+def reap(*_):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in logs:
+            with open(logs.pop(pid) + ".exit", "w") as f:
+                f.write(str(os.waitstatus_to_exitcode(status)))
+
+signal.signal(signal.SIGCHLD, reap)
+for line in sys.stdin:
+    spec = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(spec["env"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        out = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(null, 0); os.dup2(out, 1); os.dup2(out, 2)
+        sys.argv = ["uvicorn", *spec["argv"]]
+        code = 1
+        try:
+            uvicorn_main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    logs[pid] = spec["log"]
+    print(pid, flush=True)
+children = list(logs)
+for pid in children:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+deadline = time.monotonic() + 1
+while logs and time.monotonic() < deadline:
+    time.sleep(0.02)
+    reap()
+for pid in list(logs):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+"""
+
+
+@dataclass
+class Replica:
+    name: str
+    port: int
+    pid: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def exit_code(self) -> int | None:
+        marker = Path(f"{self.log}.exit")
+        return int(marker.read_text() or 1) if marker.is_file() else None
+
+
+def _startup_error(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b", line)]
+    return (errors[-1] if errors else "\n".join(lines[-3:])) or "no output"
+
+
+async def _wait_healthy(replica: Replica) -> None:
+    async with httpx2.AsyncClient(timeout=2) as http:
+        with anyio.fail_after(15):
+            while True:
+                if replica.exit_code() is not None:
+                    pytest.fail(f"replica {replica.name} did not start: {_startup_error(replica.log)}")
+                try:
+                    response = await http.get(f"http://127.0.0.1:{replica.port}/health")
+                    if response.status_code == 200:
+                        return
+                except httpx2.TransportError:
+                    pass
+                await anyio.sleep(0.05)
+
+
+async def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + 4
+    for process in processes:
+        while process.poll() is None and time.monotonic() < deadline:
+            await anyio.sleep(0.02)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@asynccontextmanager
+async def _replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]]) -> AsyncIterator[list[Replica]]:
+    """One real uvicorn process per name, started in parallel, with only the given configuration."""
+    passthrough = {k: os.environ[k] for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE") if k in os.environ}
+    zygote = subprocess.Popen([sys.executable, "-c", _ZYGOTE], env=target.env(passthrough), cwd=tmp,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert zygote.stdin is not None and zygote.stdout is not None
+    started: list[Replica] = []
+    try:
+        for name, extra in specs.items():
+            port = free_port()
+            log = tmp / f"replica-{name}.log"
+            env = target.env({**passthrough, "RESEARCH_DESK_REPLICA": name,
+                              "RESEARCH_DESK_ROOT": str(tmp / "workspace"), **extra})
+            argv = ["--factory", f"{target.package}.scaling:build_app", "--host", "127.0.0.1", "--port", str(port),
+                    "--log-level", "warning", "--no-access-log"]
+            zygote.stdin.write((json.dumps({"env": env, "argv": argv, "log": str(log)}) + "\n").encode())
+            zygote.stdin.flush()
+            line = await anyio.to_thread.run_sync(zygote.stdout.readline)
+            if not line.strip():
+                pytest.fail("could not start the replicas (the helper process exited): is the SDK installed?")
+            started.append(Replica(name, port, int(line), log))
+        async with anyio.create_task_group() as tg:
+            for replica in started:
+                tg.start_soon(_wait_healthy, replica)
+        yield started
+    finally:
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(OSError):
+                zygote.stdin.close()
+            deadline = time.monotonic() + 5
+            while zygote.poll() is None and time.monotonic() < deadline:
+                await anyio.sleep(0.02)
+            for replica in started:
+                if replica.exit_code() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(replica.pid, signal.SIGKILL)
+            if zygote.poll() is None:
+                zygote.kill()
+                zygote.wait()
+
+
+# --- multi-round-trip by hand ------------------------------------------------------------------
+
+
+async def _accept(context: Any, params: Any) -> ElicitResult:
+    return ElicitResult(action="accept", content={"file_it": True})
+
+
+@dataclass
+class Split:
+    """One file_note call whose first round went to one replica and whose retry went to another."""
+
+    result: dict[str, Any] | None = None
+    error: MCPError | None = None
+
+
+async def _split_call(first: Replica, second: Replica, title: str, text: str) -> Split:
+    args = {"title": title, "text": text}
+    with anyio.fail_after(10):
+        async with Client(first.url, elicitation_callback=_accept) as a, \
+                Client(second.url, elicitation_callback=_accept) as b:
+            opening = await a.session.call_tool("file_note", args, allow_input_required=True)
+            if not isinstance(opening, InputRequiredResult):
+                pytest.fail(f"file_note on replica {first.name} should ask before filing (an InputRequiredResult), "
+                            f"got {type(opening).__name__}")
+            answers = {key: ElicitResult(action="accept", content={"file_it": True}) for key in opening.input_requests}
+            try:
+                final = await b.session.call_tool("file_note", args, input_responses=answers,
+                                                  request_state=opening.request_state, allow_input_required=True)
+            except MCPError as exc:
+                return Split(error=exc)
+    if isinstance(final, InputRequiredResult):
+        pytest.fail(f"replica {second.name} asked again instead of finishing the call it was given")
+    if final.is_error:
+        pytest.fail(f"file_note failed on replica {second.name}: {final.content[0].text if final.content else ''}")
+    return Split(result=final.structured_content or {})
+
+
+async def _server_names(*replicas: Replica) -> dict[str, str]:
+    names = {}
+    for replica in replicas:
+        async with Client(replica.url) as client:
+            names[replica.name] = client.server_info.name if client.server_info else "?"
+    return names
+
+
+def _is_rejected_state(error: MCPError | None) -> bool:
+    return error is not None and error.code == INVALID_PARAMS and "requeststate" in error.message.lower()
+
+
+# --- routing helpers ---------------------------------------------------------------------------------
+
+
+class _RoundRobin(httpx2.AsyncBaseTransport):
+    """Send each HTTP request to the next replica in turn (what a plain load balancer does)."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self._ports = itertools.cycle(ports)
+        self._inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        request.url = request.url.copy_with(port=next(self._ports))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _replica_of(client: Any) -> str:
+    result = await client.call_tool("replica_info", {})
+    assert not result.is_error, f"replica_info failed: {result.content[0].text if result.content else ''}"
+    return str((result.structured_content or {}).get("replica"))
+
+
+# --- checks ----------------------------------------------------------------------------------------
+
+
+@check("request-state keys come from configuration, never from code", points=2,
+       hint="Replicas can only share what they all read: the environment. RESEARCH_DESK_STATE_KEYS holds a key "
+            "ring (comma-separated); RequestStateSecurity takes a ring in which the first key seals and every key "
+            "unseals, which is how keys rotate. No variable: no policy. When the SDK refuses a key, the operator "
+            "needs to hear which setting to fix.")
+async def test_state_keys_from_configuration(target: Target) -> None:
+    scaling = target.module("scaling")
+    current, previous, other = (secrets.token_hex(32) for _ in range(3))
+    env = {KEYS: f"{current},{previous}", "RESEARCH_DESK_REPLICA": "a"}
+    policy = scaling.state_security_from_env(env)
+    assert isinstance(policy, RequestStateSecurity), (
+        f"with {KEYS} set, state_security_from_env should return a RequestStateSecurity, got {policy!r}")
+    payload = secrets.token_bytes(24)
+    token = policy.codec.seal(payload)
+    try:
+        assert RequestStateSecurity(keys=[current]).codec.unseal(token) == payload
+    except InvalidRequestState:
+        pytest.fail(f"state was not sealed with the first key in {KEYS}: the first key seals, every key unseals")
+    try:
+        old = RequestStateSecurity(keys=[previous]).codec.seal(payload)
+        assert policy.codec.unseal(old) == payload
+    except InvalidRequestState:
+        pytest.fail(f"state sealed with the second key in {KEYS} was rejected: every configured key must "
+                    f"unseal, or a key rotation logs everyone out")
+    again = scaling.state_security_from_env(dict(env))
+    try:
+        again.codec.unseal(token)
+    except InvalidRequestState:
+        pytest.fail("two policies built from the same configuration do not accept each other's state: the key "
+                    "must come from the configuration, not be generated in the process")
+    stranger = scaling.state_security_from_env({KEYS: other})
+    with pytest.raises(InvalidRequestState, match=""):
+        stranger.codec.unseal(token)
+    for empty in ({}, {KEYS: ""}):
+        assert scaling.state_security_from_env(empty) is None, (
+            f"with {empty or 'no configuration'}, return None (the SDK then keeps a key for this one process)")
+    try:
+        scaling.state_security_from_env({KEYS: _word(12)})
+    except ValueError as exc:
+        assert KEYS in str(exc), f"the error for a short key should name {KEYS} so the operator knows what to fix: {exc}"
+    else:
+        pytest.fail("a 12-character secret was accepted: request-state keys need at least 32 bytes")
+    source = Path(scaling.__file__).read_text(encoding="utf-8")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)) and len(node.value) >= 32:
+            text = node.value.decode("latin-1") if isinstance(node.value, bytes) else node.value
+            looks_random = (re.fullmatch(r"[A-Za-z0-9+/=_\-]+", text) is not None
+                            and re.search(r"[0-9]", text) is not None and re.search(r"[A-Za-z]", text) is not None)
+            if isinstance(node.value, bytes) or looks_random:
+                pytest.fail(f"scaling.py line {node.lineno} holds a string that looks like a secret key "
+                            f"({text[:6]}...): keys belong in the environment, never in code")
+
+
+@check("every replica has the same server name and publishes through the bus it is given", points=2,
+       hint="The SDK seals request state for an audience: the server's name. Name the server the same on every "
+            "replica (tell replicas apart elsewhere, e.g. in replica_info), and pass the bus as the server's "
+            "`subscriptions`.")
+async def test_one_name_and_the_given_bus(target: Target, tmp_path: Path) -> None:
+    scaling = target.module("scaling")
+    from mcp.server.subscriptions import InMemorySubscriptionBus
+
+    first, second = _replica_names(2)
+    servers = [scaling.create_server({"RESEARCH_DESK_REPLICA": name, "RESEARCH_DESK_ROOT": str(tmp_path)})
+               for name in (first, second)]
+    assert servers[0].name == servers[1].name, (
+        f"replicas {first} and {second} are named {servers[0].name!r} and {servers[1].name!r}: state sealed by "
+        f"one is addressed to a different audience than the other, so a retry on a sibling fails")
+    assert first not in servers[0].name, "the replica's own name is part of the server name; keep it out"
+    heard: list[Any] = []
+    bus = InMemorySubscriptionBus()
+    bus.subscribe(heard.append)
+    server = scaling.create_server({"RESEARCH_DESK_REPLICA": first, "RESEARCH_DESK_ROOT": str(tmp_path)}, bus=bus)
+    title = f"{_word()} {_word()}"
+    async with target.client(server, elicitation_callback=_accept) as client:
+        result = await client.call_tool("file_note", {"title": title, "text": _word(20)})
+    assert not result.is_error, f"file_note failed: {result.content[0].text if result.content else ''}"
+    assert ResourceUpdated(uri=NOTES) in heard, (
+        "filing a note published nothing on the bus create_server was given: pass it to MCPServer(subscriptions=...)")
+
+
+@check("a multi-round-trip call finishes on a sibling replica when keys are shared", points=3,
+       hint="Round 1 on one replica returns sealed request_state; the retry may reach any replica. Give every "
+            "replica the same RESEARCH_DESK_STATE_KEYS and read them in state_security_from_env; keep the server "
+            "name identical everywhere.")
+async def test_retry_on_a_sibling(target: Target, tmp_path: Path) -> None:
+    key = secrets.token_hex(32)
+    first, second = _replica_names(2)
+    async with _replicas(target, tmp_path, {first: {KEYS: key}, second: {KEYS: key}}) as (a, b):
+        for one, other in ((a, b), (b, a)):
+            title = f"{_word()} {_word()}"
+            text = " ".join(_word() for _ in range(8))
+            split = await _split_call(one, other, title, text)
+            if split.error is not None:
+                names = await _server_names(a, b)
+                why = (f"the replicas are named {names[a.name]!r} and {names[b.name]!r}, so the audience differs"
+                       if len(set(names.values())) > 1 else
+                       f"both replicas were started with the same {KEYS}: is it read?")
+                pytest.fail(f"round 1 on replica {one.name}, retry on replica {other.name}: "
+                            f"MCPError {split.error.code} {split.error.message}; {why}")
+            assert split.result and split.result.get("replica") == other.name and split.result.get("filed"), (
+                f"the retry should be finished (and filed) by replica {other.name}, got {split.result}")
+            note = tmp_path / "workspace" / str(split.result.get("name"))
+            assert note.is_file() and text in note.read_text(), f"the note was not written to {note}"
+
+
+@check("replicas without keys, or with other keys, reject each other's state", points=2,
+       hint="Without RESEARCH_DESK_STATE_KEYS each process must seal with a key of its own (return None and let "
+            "the SDK make one); a key written in the code, or a default key, would let any copy of the code "
+            "forge state for your server.")
+async def test_strangers_reject_state(target: Target, tmp_path: Path) -> None:
+    lone1, lone2, keyed = _replica_names(3)
+    specs = {lone1: {}, lone2: {}, keyed: {KEYS: secrets.token_hex(32)}}
+    async with _replicas(target, tmp_path, specs) as (p, q, k):
+        same = await _split_call(p, p, _word(), _word())
+        assert same.error is None, (
+            f"without keys a replica must still finish its own multi-round-trip calls, got {same.error}")
+        for one, other in ((p, q), (p, k), (k, p)):
+            split = await _split_call(one, other, _word(), _word())
+            if split.error is None:
+                pytest.fail(f"state sealed by replica {one.name} ({'own key' if one is not k else 'configured key'}) "
+                            f"was accepted by replica {other.name} ({'configured key' if other is k else 'no key'}): "
+                            f"they share a key nobody configured. Is there a key (or a default) in the code?")
+            assert _is_rejected_state(split.error), (
+                f"expected 'Invalid or expired requestState' (-32602), got {split.error.code} {split.error.message}")
+
+
+@check("stateless legacy calls spread over replicas, stateful sessions stay the default", points=2,
+       hint="streamable_http_app has a switch that serves 2025 clients without sessions, so any replica can answer "
+            "any of their requests. It also removes their back-channel, so it is opt-in: on only when "
+            "RESEARCH_DESK_STATELESS says \"1\".")
+async def test_legacy_stateless_spreads(target: Target, tmp_path: Path) -> None:
+    scaling = target.module("scaling")
+    names = _replica_names(2)
+    async with target.http(scaling.build_app({"RESEARCH_DESK_REPLICA": names[0], "RESEARCH_DESK_ROOT": str(tmp_path)})) as url:
+        async with httpx2.AsyncClient() as http:
+            response = await http.post(url, headers={"accept": "application/json, text/event-stream"}, json={
+                "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}})
+        assert response.headers.get("mcp-session-id"), (
+            "without RESEARCH_DESK_STATELESS a legacy client should get a session (Mcp-Session-Id): stateless "
+            "mode drops the back-channel, so it is opt-in")
+    served: list[str] = []
+    spec = {name: {"RESEARCH_DESK_STATELESS": "1"} for name in names}
+    async with _replicas(target, tmp_path, spec) as (a, b):
+        transport = _RoundRobin([a.port, b.port])
+        async with httpx2.AsyncClient(transport=transport, timeout=10) as http:
+            try:
+                with anyio.fail_after(10):
+                    async with Client(streamable_http_client(a.url, http_client=http), mode="legacy") as client:
+                        for _ in range(8):
+                            served.append(await _replica_of(client))
+            except Exception as exc:  # noqa: BLE001
+                leaf = _leaf(exc)
+                pytest.fail(f"a legacy client whose requests alternate between two replicas failed with "
+                            f"{type(leaf).__name__}: {leaf} (with RESEARCH_DESK_STATELESS=1 there must be no session)")
+    counts = {name: served.count(name) for name in names}
+    assert all(count >= 2 for count in counts.values()), f"calls should reach both replicas, got {counts}"
+
+
+@check("a legacy session id names the replica that owns it", points=2,
+       hint="An ASGI middleware sees both directions: it can add the owner to the Mcp-Session-Id a response "
+            "carries, and take off its own owner (and only its own) from a request's header before the SDK looks "
+            "the session up.")
+async def test_session_ids_name_their_owner(target: Target, tmp_path: Path) -> None:
+    scaling = target.module("scaling")
+    name, stranger = _replica_names(2)
+    seen: list[str] = []
+
+    async def record(response: httpx2.Response) -> None:
+        if response.headers.get("mcp-session-id"):
+            seen.append(response.headers["mcp-session-id"])
+
+    app = scaling.build_app({"RESEARCH_DESK_REPLICA": name, "RESEARCH_DESK_ROOT": str(tmp_path)})
+    async with target.http(app) as url:
+        async def raw_call(session_id: str) -> int:
+            headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25",
+                       "mcp-session-id": session_id}
+            async with httpx2.AsyncClient(timeout=5) as raw:
+                answer = await raw.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"})
+            return answer.status_code
+
+        async with httpx2.AsyncClient(event_hooks={"response": [record]}, timeout=10) as http:
+            try:
+                async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+                    served = [await _replica_of(client) for _ in range(3)]
+                    current = seen[0] if seen else ""
+                    raw_id = current.split(".", 1)[-1]
+                    own, foreign = await raw_call(current), await raw_call(f"{stranger}.{raw_id}")
+            except Exception as exc:  # noqa: BLE001
+                leaf = _leaf(exc)
+                pytest.fail(f"a legacy session broke after the first response: {type(leaf).__name__}: {leaf}. "
+                            f"Does the middleware strip its prefix from incoming session ids?")
+        assert seen, "the legacy client never received an Mcp-Session-Id"
+        assert all(value.startswith(f"{name}.") and len(value) > len(name) + 8 for value in seen), (
+            f"session ids should look like '{name}.<id>', got {seen[0]!r}")
+        assert served == [name] * 3
+        assert own == 200, f"a request with this replica's own session id got HTTP {own}, expected 200"
+        assert foreign == 404, (
+            f"a session id tagged for replica {stranger} reached replica {name} and got HTTP {foreign}; only "
+            f"this replica's own prefix may be removed, so anything else stays 'Session not found' (404)")
+        async with target.client(url) as modern:
+            assert await _replica_of(modern) == name, "modern clients must work through the middleware too"
+
+
+def _render_nginx(template: str, replicas: dict[str, int], port: int, prefix: Path) -> str:
+    out: list[str] = []
+    for line in template.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        line = line.replace("{{prefix}}", str(prefix)).replace("{{port}}", str(port))
+        if "{{replica" in line:
+            out += [line.replace("{{replica_port}}", str(p)).replace("{{replica}}", n) for n, p in replicas.items()]
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@asynccontextmanager
+async def _nginx(target: Target, tmp: Path, replicas: dict[str, int]) -> AsyncIterator[str]:
+    scaling = target.module("scaling")
+    template = Path(scaling.__file__).parent / "deploy" / "nginx-sticky.conf"
+    if not template.is_file():
+        pytest.fail(f"{target.package}/deploy/nginx-sticky.conf is missing")
+    prefix = tmp / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(_render_nginx(template.read_text(), replicas, port, prefix))
+    process = subprocess.Popen([shutil.which("nginx") or "nginx", "-p", str(prefix), "-c", str(conf),
+                                "-e", str(prefix / "error.log")],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with anyio.fail_after(10):
+            while True:
+                if process.poll() is not None:
+                    log = (prefix / "error.log").read_text(errors="replace").strip().splitlines()
+                    pytest.fail(f"nginx refused deploy/nginx-sticky.conf: {log[-1] if log else 'no error log'}")
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    await stream.aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _stop([process])
+
+
+@check("through nginx, every legacy session stays on its replica and sessions spread", points=3,
+       hint="nginx cannot remember which replica answered an initialize, and that request has no session id "
+            "yet. Route on what every later request carries: the owner written into Mcp-Session-Id. Requests "
+            "without one may go anywhere.")
+async def test_nginx_sticky_legacy_sessions(target: Target, tmp_path: Path) -> None:
+    if shutil.which("nginx") is None:
+        pytest.skip("needs nginx: sudo apt-get install nginx (macOS: brew install nginx)")
+    names = _replica_names(2)
+    key = secrets.token_hex(32)
+    async with _replicas(target, tmp_path, {name: {KEYS: key} for name in names}) as replicas:
+        async with _nginx(target, tmp_path, {r.name: r.port for r in replicas}) as url:
+            sessions: list[list[str]] = []
+            failures: list[str] = []
+
+            async def one_session() -> None:
+                try:
+                    with anyio.fail_after(10):
+                        async with Client(url, mode="legacy") as client:
+                            sessions.append([await _replica_of(client) for _ in range(3)])
+                except Exception as exc:  # noqa: BLE001
+                    leaf = _leaf(exc)
+                    failures.append(f"{type(leaf).__name__}: {leaf}")
+
+            for _ in range(3):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(4):
+                        tg.start_soon(one_session)
+            assert not failures, (
+                f"{len(failures)} of 12 legacy sessions through nginx failed ({failures[0]}): a request of a "
+                f"session reached a replica that does not hold it")
+            split = [s for s in sessions if len(set(s)) > 1]
+            assert not split, f"one session was served by several replicas: {split[0]}"
+            used = {s[0] for s in sessions}
+            assert used == set(names), (
+                f"all 12 sessions went to {sorted(used)}: new sessions should spread over every replica")
+            with anyio.fail_after(10):
+                async with Client(url, mode="legacy", elicitation_callback=_accept) as client:
+                    long = [await _replica_of(client) for _ in range(15)]
+                    result = await client.call_tool("file_note", {"title": _word(), "text": _word()})
+            assert len(set(long)) == 1, f"one long legacy session was served by {sorted(set(long))}"
+            assert not result.is_error and (result.structured_content or {}).get("filed"), (
+                "a legacy file_note through nginx failed: the elicitation answer must reach the same replica")
+            async with target.client(url) as modern:
+                spread = {await _replica_of(modern) for _ in range(8)}
+            assert spread == set(names), f"modern requests through nginx should reach every replica, got {sorted(spread)}"
+
+
+@asynccontextmanager
+async def _redis(tmp: Path) -> AsyncIterator[str]:
+    port = free_port()
+    folder = tmp / "redis"
+    folder.mkdir()
+    process = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port),
+                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with anyio.fail_after(10):
+            while True:
+                if process.poll() is not None:
+                    pytest.fail("redis-server did not start")
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    await stream.aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _stop([process])
+
+
+def _needs_redis() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server: sudo apt-get install redis-server (macOS: brew install redis)")
+
+
+@check("bus events survive the trip through bytes", points=1,
+       hint="The SDK already has a wire form for each event (mcp.shared.subscriptions: event_to_notification and "
+            "event_from_wire). Decoding must never raise: other programs may publish on the same channel.")
+async def test_events_round_trip(target: Target) -> None:
+    scaling = target.module("scaling")
+    events = [ToolsListChanged(), PromptsListChanged(), ResourcesListChanged(),
+              ResourceUpdated(uri=f"desk://{_word()}/{_word()}?v={random.randint(1, 999)}")]
+    for event in events:
+        data = scaling.encode_event(event)
+        assert isinstance(data, (bytes, str)), f"encode_event should return bytes, got {type(data).__name__}"
+        assert scaling.decode_event(data) == event, f"{event!r} came back as {scaling.decode_event(data)!r}"
+        text = data.decode() if isinstance(data, bytes) else data
+        assert scaling.decode_event(text) == event, "decode_event should accept str as well as bytes"
+    for junk in (b"", b"not json", b"[1, 2]", b'{"method": 3}', b'{"method": "tools/call", "params": {}}',
+                 _word().encode()):
+        try:
+            got = scaling.decode_event(junk)
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"decode_event({junk!r}) raised {type(exc).__name__}: return None for anything that is not an event")
+        assert got is None, f"decode_event({junk!r}) should be None, got {got!r}"
+
+
+@check("RedisSubscriptionBus delivers every event once to every listener on the channel", points=2,
+       hint="publish() only sends to Redis; each bus's reader gets every message on its channel (its own too) and "
+            "calls the local listeners. Catch a listener's exception so the next listener still hears the event.")
+async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
+    _needs_redis()
+    scaling = target.module("scaling")
+    channel = f"desk-{_word()}"
+    async with _redis(tmp_path) as url:
+        here = scaling.RedisSubscriptionBus(url, channel=channel)
+        there = scaling.RedisSubscriptionBus(url, channel=channel)
+        elsewhere = scaling.RedisSubscriptionBus(url, channel=channel + "-other")
+        heard: dict[str, list[Any]] = {"here": [], "there": [], "elsewhere": []}
+
+        def explode(event: Any) -> None:
+            raise RuntimeError("a broken listener")
+
+        here.subscribe(explode)
+        here.subscribe(heard["here"].append)
+        stop_there = there.subscribe(heard["there"].append)
+        elsewhere.subscribe(heard["elsewhere"].append)
+        async with here, there, elsewhere:
+            events = [ResourceUpdated(uri=f"desk://{_word()}"), ToolsListChanged(), ResourceUpdated(uri=NOTES)]
+            for event in events:
+                await here.publish(event)
+            import redis.asyncio as aioredis
+
+            raw = aioredis.Redis.from_url(url)
+            try:
+                await raw.publish(channel, b"\x00 not an event")
+            finally:
+                await raw.aclose()
+            last = PromptsListChanged()
+            await there.publish(last)
+            with anyio.move_on_after(3):
+                while len(heard["here"]) < 4 or len(heard["there"]) < 4:
+                    await anyio.sleep(0.02)
+            await anyio.sleep(0.3)
+            stop_there()
+            stop_there()
+            await here.publish(ResourcesListChanged())
+            await anyio.sleep(0.3)
+    want = [*events, last]
+    assert heard["there"] == want, (
+        f"the other replica's bus heard {heard['there']}, expected {want}: publish must go through Redis")
+    assert heard["here"][:4] == want, (
+        f"the publishing bus's own listener heard {heard['here'][:4]}, expected {want}. (A raising listener "
+        f"must not stop the others, and junk on the channel must be skipped.)")
+    assert heard["here"] == [*want, ResourcesListChanged()], (
+        f"the publishing bus's listener heard {heard['here']}: each event exactly once (not once locally and "
+        f"again from Redis)")
+    assert not heard["elsewhere"], "a bus on another channel heard these events: subscribe to your own channel only"
+
+
+@check("a note filed on one replica reaches a listener on another through Redis", points=3,
+       hint="ctx.notify_resource_updated publishes on the server's subscription bus and each listen stream reads "
+            "from it. With RESEARCH_DESK_REDIS_URL set, the bus create_server hands to replica_server is a "
+            "RedisSubscriptionBus: the server must use it, and it must carry events through Redis both ways.")
+async def test_redis_bus_across_replicas(target: Target, tmp_path: Path) -> None:
+    _needs_redis()
+    names = _replica_names(2)
+    async with _redis(tmp_path) as url:
+        spec = {name: {"RESEARCH_DESK_REDIS_URL": url, "RESEARCH_DESK_BUS_CHANNEL": f"desk-{_word()}"}
+                for name in names}
+        channel = spec[names[0]]["RESEARCH_DESK_BUS_CHANNEL"]
+        for extra in spec.values():
+            extra["RESEARCH_DESK_BUS_CHANNEL"] = channel
+        async with _replicas(target, tmp_path, spec) as (a, b):
+            heard: dict[str, list[Any]] = {a.name: [], b.name: []}
+
+            async def listen(replica: Replica, ready: anyio.Event) -> None:
+                async with Client(replica.url) as client:
+                    async with client.listen(resource_subscriptions=[NOTES]) as subscription:
+                        ready.set()
+                        async for event in subscription:
+                            heard[replica.name].append(event)
+
+            async with anyio.create_task_group() as tg:
+                readies = [anyio.Event(), anyio.Event()]
+                tg.start_soon(listen, a, readies[0])
+                tg.start_soon(listen, b, readies[1])
+                with anyio.fail_after(8):
+                    for ready in readies:
+                        await ready.wait()
+                async with Client(b.url, elicitation_callback=_accept) as writer:
+                    result = await writer.call_tool("file_note", {"title": _word(), "text": _word()})
+                assert not result.is_error, f"file_note failed: {result.content[0].text if result.content else ''}"
+                with anyio.move_on_after(4):
+                    while not (heard[a.name] and heard[b.name]):
+                        await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()
+    assert ResourceUpdated(uri=NOTES) in heard[a.name], (
+        f"a client listening on replica {a.name} never heard that replica {b.name} filed a note: the event must "
+        f"travel through Redis, not stay in {b.name}'s memory")
+    assert ResourceUpdated(uri=NOTES) in heard[b.name], (
+        f"a client listening on replica {b.name} itself did not hear the note it filed")

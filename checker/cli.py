@@ -227,11 +227,10 @@ app.command()(doctor)
 app.command("next")(next_)
 app.command()(solution)
 
+from checker.verify import verify  # noqa: E402 - lesson 9: the capstone's independent judges
 
-def run() -> None:
-    """Console-script entry point."""
-    app()
+app.command()(verify)
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    app()

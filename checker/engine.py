@@ -6,6 +6,7 @@ check does can crash it. All it trusts is the JSON file the worker writes.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -42,6 +43,42 @@ def worker_env() -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("PYTHONPATH", None)
     return env
+
+
+_prestarted: subprocess.Popen[bytes] | None = None
+
+
+def prestart_worker() -> None:
+    """Start a worker now, before the CLI has even parsed its arguments.
+
+    It imports pytest and the SDK (most of a check's cost) while the CLI imports Typer and
+    reads the registry; `LessonRun` then hands it the request on stdin. A worker that is never
+    given one (a usage error, say) sees end-of-file and exits, or is killed at exit.
+    """
+    global _prestarted
+    _prestarted = subprocess.Popen([sys.executable, "-m", "checker.worker", "--request", "-"],
+                                   cwd=tempfile.gettempdir(), env=worker_env(), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    atexit.register(_discard_prestarted)
+
+
+def _discard_prestarted() -> None:
+    if _prestarted is not None and _prestarted.poll() is None:
+        _prestarted.kill()
+        _prestarted.wait()
+
+
+def _start_worker(request_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """The pre-started worker if there is one, else a new one, working on `request_file`."""
+    global _prestarted
+    proc, _prestarted = _prestarted, None
+    if proc is not None and proc.poll() is None and proc.stdin is not None:
+        proc.stdin.write(f"{request_file}\n".encode())
+        proc.stdin.close()
+        proc.stdin = None  # handed over: communicate() must not touch it again
+        return proc
+    return subprocess.Popen(worker_command([request_file]), cwd=cwd, env=worker_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def worker_command(request_files: list[Path]) -> list[str]:
@@ -109,9 +146,7 @@ class LessonRun:
                                      jobs=jobs, select=select, check_timeout=check_timeout, hidden=hidden)
         request_file = tmp / "request.json"
         request_file.write_text(json.dumps(asdict(self.request)))
-        self._proc = subprocess.Popen(worker_command([request_file]),
-                                      cwd=tmp, env=worker_env(), stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = _start_worker(request_file, tmp)
 
     def wait(self) -> LessonResult:
         if self._quiz is not None:  # quiz dispatch (lesson 10), see __init__

@@ -46,7 +46,10 @@ def _warm_up() -> None:
             if sys.modules.get(name) is None:
                 del sys.modules[name]
     import mcp.client  # noqa: F401
-    import uvicorn  # noqa: F401
+    import mcp.client.streamable_http  # noqa: F401 - the HTTP stack many checks use, so forks skip it
+    import mcp.server.streamable_http_manager  # noqa: F401
+    import uvicorn.lifespan.on  # noqa: F401
+    import uvicorn.protocols.http.h11_impl  # noqa: F401
 
     anyio.run(_sdk_round_trip)
 
@@ -165,8 +168,13 @@ class Target:
         return Client(stdio_client(params, errlog=errlog if errlog is not None else sys.stderr), **kwargs)
 
     @asynccontextmanager
-    async def http(self, app: Any, *, path: str = "/mcp") -> AsyncIterator[str]:
-        """Serve an ASGI app with a real uvicorn on a free loopback port; yield the endpoint URL."""
+    async def http(self, app: Any, *, path: str = "/mcp", graceful: bool = True) -> AsyncIterator[str]:
+        """Serve an ASGI app with a real uvicorn on a free loopback port; yield the endpoint URL.
+
+        On exit uvicorn shuts down gracefully (connections drained, the app's lifespan exited),
+        which takes uvicorn at least 0.1 s. A check that does not test shutdown can pass
+        `graceful=False`: the server then just stops, as if its process had been killed.
+        """
         import uvicorn
 
         port = free_port()
@@ -183,6 +191,10 @@ class Target:
                 yield f"http://127.0.0.1:{port}{path}"
             finally:
                 server.should_exit = True
+                if not graceful:
+                    for listener in server.servers:
+                        listener.close()
+                    tg.cancel_scope.cancel()
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def describe_failure(exc: BaseException, edition: str) -> str:
     """One or two plain lines a student can act on."""
     exc = _leaf(exc)
     if isinstance(exc, AssertionError):
-        text = str(exc).split("\nassert ")[0].strip()
+        text = str(exc).strip()
         return text or "an assertion failed without a message (a bug in the check: please report it)"
     if isinstance(exc, pytest.fail.Exception):
         return str(exc.msg)
@@ -168,7 +168,7 @@ def _pytest_args(request: Request) -> list[str]:
     checks = Path(request.checks_file)
     return [
         str(checks), *request.extra_checks, "-c", os.devnull, "--rootdir", str(checks.parent),
-        "-s", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnings",
+        "-s", "--assert=plain", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnings",
         "-p", "anyio", "-p", "checker.target",
         "-o", "python_files=lesson*.py",
     ]
@@ -249,6 +249,13 @@ def main() -> None:
                         help="a request file; repeat it to grade several lessons with one SDK import")
     parser.add_argument("--parallel", type=int, default=1, help="requests graded at once")
     args = parser.parse_args()
+    if args.request == ["-"]:  # pre-started: warm up now, then wait for the request's path
+        import checker.target  # noqa: F401
+
+        line = sys.stdin.readline().strip()
+        if not line:
+            return
+        args.request = [line]
     requests = [Request(**json.loads(Path(path).read_text())) for path in args.request]
     if len(requests) == 1:
         grade_and_write(requests[0])

@@ -24,6 +24,7 @@ from checker.registry import Course
 
 MCP_RANGE = (">=2.3", "<3")
 NODE_MAJOR = 22
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin")  # servers live here, often off a student's PATH
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def check_writable(course: Course) -> Finding:
 
 def _node_package() -> str:
     system = {"linux": "linux", "darwin": "darwin", "win32": "win"}.get(sys.platform, sys.platform)
-    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower(), "x64")
+    arches = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
+    machine = arches.get(platform.machine().lower(), "x64")
     return f"node-{system}-{machine}@{NODE_MAJOR}"
 
 
@@ -151,7 +153,7 @@ def check_node() -> Finding:
 
 
 def check_service(binary: str, package: str, lesson: str, brew: str | None = None) -> Finding:
-    found = shutil.which(binary) or next((str(p) for p in (Path("/usr/sbin") / binary, Path("/usr/local/sbin") / binary)
+    found = shutil.which(binary) or next((str(p) for p in (Path(d) / binary for d in SBIN_DIRS)
                                           if p.is_file() and os.access(p, os.X_OK)), None)
     version = _run([found, "-v"]) if found else ""
     return Finding(f"{binary} ({lesson})", bool(found), False,

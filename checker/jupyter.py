@@ -18,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from urllib.parse import quote
 
 from checker.registry import Course, CourseError, Lesson
@@ -60,7 +59,7 @@ class Lab:
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
                f"--ServerApp.ip={ip}", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                f"--ServerApp.root_dir={course.root}", f"--IdentityProvider.token={self.token}",
-               "--ServerApp.log_level=WARN", *extra_args]
+               "--log-level=WARN", *(["--allow-root"] if os.geteuid() == 0 else []), *extra_args]
         environ = dict(os.environ if env is None else env, COURSE_ROOT=str(course.root))
         self.proc = subprocess.Popen(cmd, cwd=course.root, env=environ, stdin=subprocess.DEVNULL,
                                      start_new_session=True)

@@ -29,11 +29,12 @@ class NextStep:
         return asdict(self)
 
 
-def first_unfinished(course: Course) -> Lesson | None:
-    """The first available lesson whose checks have not all passed yet."""
+def first_unfinished(course: Course, kind: str | None = None) -> Lesson | None:
+    """The first available lesson (of `kind`, if given) whose checks have not all passed yet."""
     progress = load_progress(course.state_dir)
     return next((lesson for lesson in course.lessons
-                 if lesson.available and progress.get(lesson.id, {}).get("status") != "passed"), None)
+                 if lesson.available and kind in (None, lesson.kind)
+                 and progress.get(lesson.id, {}).get("status") != "passed"), None)
 
 
 def next_step(course: Course) -> NextStep:

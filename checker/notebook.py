@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from rich.console import Console
+from rich.terminal_theme import TerminalTheme
 
 from checker.registry import load_course
 from checker.results import LessonResult
@@ -32,13 +33,29 @@ class CheckReport:
 
         console = Console(record=True, width=100, file=io.StringIO(), force_jupyter=False, force_terminal=html)
         console.print(lesson_report(self.result))
-        return console.export_html(inline_styles=True) if html else console.export_text()
+        if not html:
+            return console.export_text()
+        # A fragment, not a page: a full HTML document's <style> would restyle JupyterLab's own body.
+        return console.export_html(inline_styles=True, theme=_OUTPUT_THEME, code_format=_HTML_FRAGMENT)
 
     def _repr_html_(self) -> str:
         return self._render(html=True)
 
     def __repr__(self) -> str:
         return self._render(html=False)
+
+
+# Mid-tone colours that stay readable on JupyterLab's light and dark themes alike.
+_OUTPUT_THEME = TerminalTheme(
+    (255, 255, 255), (0, 0, 0),
+    [(0, 0, 0), (198, 40, 40), (46, 125, 50), (178, 106, 0), (21, 101, 192), (142, 36, 170), (0, 131, 143),
+     (117, 117, 117)],
+    [(117, 117, 117), (229, 57, 53), (67, 160, 71), (196, 140, 0), (30, 136, 229), (171, 71, 188), (0, 172, 193),
+     (158, 158, 158)],
+)
+_HTML_FRAGMENT = ('<pre class="course-check-report" style="white-space:pre-wrap;line-height:1.45;'
+                  'font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px);'
+                  'margin:0"><code style="font-family:inherit">{code}</code></pre>')
 
 
 def _imported_edition(package: str) -> Path | None:

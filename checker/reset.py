@@ -64,7 +64,8 @@ def list_backups(course: Course) -> list[Backup]:
     root = course.state_dir / "backups"
     if not root.is_dir():
         return []
-    folders = sorted((f for f in root.iterdir() if f.is_dir()), key=lambda f: (f.name[:15], f.stat().st_ctime_ns))
+    folders = sorted((f for f in root.iterdir() if f.is_dir()),
+                     key=lambda f: (f.name[:15], f.stat().st_ctime_ns, len(f.name), f.name))
     return [Backup(folder.name, folder, tuple(sorted(p.relative_to(folder).as_posix()
                                                      for p in folder.rglob("*") if p.is_file())))
             for folder in folders]

@@ -67,7 +67,7 @@ _loaded: dict[str, float] = {}  # checks file -> mtime when it was imported here
 
 
 def _preload_checks(request: Request) -> None:
-    """Import (and assertion-rewrite) the lesson's checks here, once, so each fork reuses them.
+    """Import the lesson's checks here, once, so each fork reuses them instead of importing them again.
 
     A collect-only pytest session imports the checks module exactly as the real run will
     (same arguments, same module name), so the fork's pytest finds it already in sys.modules.
@@ -181,16 +181,18 @@ class WarmWorker:
             request_file = Path(tmp) / "request.json"
             request_file.write_text(json.dumps(asdict(request)))
             error = ""
-            try:
-                if not self.running:
-                    self.start()
-                assert self._proc is not None and self._proc.stdin is not None
-                self._proc.stdin.write((json.dumps({"request": str(request_file)}) + "\n").encode())
-                self._proc.stdin.flush()
-                self._reply(self.course.lesson_timeout + 30)
-            except (WorkerDied, BrokenPipeError) as exc:
-                error = str(exc) or "the warm check runner stopped"
-                self.close()
+            for _ in range(2):  # a worker that died (killed, out of memory) gets one fresh successor
+                try:
+                    if not self.running:
+                        self.start()
+                    assert self._proc is not None and self._proc.stdin is not None
+                    self._proc.stdin.write((json.dumps({"request": str(request_file)}) + "\n").encode())
+                    self._proc.stdin.flush()
+                    self._reply(self.course.lesson_timeout + 30)
+                    break
+                except (WorkerDied, BrokenPipeError) as exc:
+                    error = str(exc) or "the warm check runner stopped"
+                    self.close()
             out = Path(request.out)
             if out.is_file():
                 result = LessonResult.from_json(json.loads(out.read_text()))

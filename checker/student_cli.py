@@ -8,6 +8,7 @@ module, which does the work and can be tested without a terminal. Exit codes as 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Annotated, Optional
 
@@ -38,8 +39,8 @@ def _course() -> Course:
         raise
 
 
-def _pick(course: Course, ref: Optional[str]) -> Lesson:
-    """The lesson named, or the first one not passed yet."""
+def _pick(course: Course, ref: Optional[str], kind: str | None = None) -> Lesson:
+    """The lesson named, or the first one (of `kind`) not passed yet."""
     from checker.nextstep import first_unfinished
 
     try:
@@ -47,7 +48,7 @@ def _pick(course: Course, ref: Optional[str]) -> Lesson:
             return course.lesson(ref)
     except CourseError as exc:
         _fail(str(exc))
-    lesson = first_unfinished(course)
+    lesson = first_unfinished(course, kind)
     if lesson is None:
         _fail("every available lesson passes already; name one, e.g. `course open 1`")
     assert lesson is not None
@@ -56,14 +57,14 @@ def _pick(course: Course, ref: Optional[str]) -> Lesson:
 
 def watch(
     lesson: OptionalLesson = None,
-    poll: Annotated[bool, typer.Option("--poll", help="Look for changes every 150 ms instead of using file "
-                                                      "events (network drives, WSL2 Windows drives, containers).")] = False,
+    poll: Annotated[bool, typer.Option("--poll", help="Look for changes every 150 ms instead of using file events "
+                                                      "(network drives, WSL2 Windows drives).")] = False,
 ) -> None:
     """Re-check a lesson every time you save, showing only what changed; moves on when it passes."""
     from checker.watch import Watcher
 
     course = _course()
-    chosen = _pick(course, lesson)
+    chosen = _pick(course, lesson, kind="code")
     if not chosen.available or chosen.kind != "code":
         _fail(f"{chosen.id} has no code checks to watch" + (" yet" if not chosen.available else ""))
     raise typer.Exit(Watcher(course, chosen, out, poll=poll).run())
@@ -87,6 +88,7 @@ def open_lesson(
     except CourseError as exc:
         _fail(str(exc))
         return
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a closed SSH session: still stop Jupyter
     try:
         out.print(f"Starting JupyterLab for {chosen.id} ({chosen.notebook}) …", markup=False)
         if not lab.wait_ready():
@@ -102,6 +104,10 @@ def open_lesson(
         pass
     finally:
         lab.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def reset(
@@ -217,7 +223,7 @@ def solution(lesson: Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]) -
         files = solution_files(course, course.lesson(lesson))
     except NotYet as exc:
         err.print(f"course: {exc}", markup=False, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except CourseError as exc:
         _fail(str(exc))
         return

@@ -67,6 +67,46 @@ def polling_reason(paths: list[Path], mounts: str | None = None) -> str:
     return ""
 
 
+def _snapshot(paths: tuple[Path, ...], keep: Callable[[Any, str], bool]) -> dict[str, tuple[int, ...]]:
+    """A signature of every file under `paths` that `keep` accepts."""
+    seen: dict[str, tuple[int, ...]] = {}
+    for root in paths:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in ("__pycache__", ".ipynb_checkpoints")]
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if keep(None, path):
+                    seen[path] = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+    return seen
+
+
+def poll_files(*paths: Path, watch_filter: Callable[[Any, str], bool], poll_delay_ms: int = POLL_MS,
+               rust_timeout: int = 200, **_: Any) -> Iterator[set[tuple[Any, str]]]:
+    """Changes found by looking at the files every `poll_delay_ms`, in the shape watchfiles yields.
+
+    Not watchfiles' own polling: it compares modification times to the whole second, so a
+    second save within the same second (a quick fix after a typo) would go unnoticed. This
+    compares nanosecond times, size and inode. Yields an empty set every `rust_timeout` ms.
+    """
+    from watchfiles import Change
+
+    before = _snapshot(paths, watch_filter)
+    quiet_since = time.monotonic()
+    while True:
+        time.sleep(poll_delay_ms / 1000)
+        now = _snapshot(paths, watch_filter)
+        changed = {(Change.modified, p) for p in now if before.get(p) != now[p]}
+        changed |= {(Change.deleted, p) for p in before if p not in now}
+        before = now
+        if changed or time.monotonic() - quiet_since >= rust_timeout / 1000:
+            quiet_since = time.monotonic()
+            yield changed
+
+
 @dataclass
 class Change:
     """What one run changed compared with the run before it."""
@@ -194,23 +234,27 @@ class Watcher:
     """One watch session: a warm worker, the files to watch, and the last result shown."""
 
     def __init__(self, course: Course, lesson: Lesson, console: Console, *, poll: bool = False,
-                 watch_fn: WatchFn | None = None, interactive: bool | None = None) -> None:
+                 watch_fn: WatchFn | None = None, poll_fn: WatchFn = poll_files,
+                 interactive: bool | None = None) -> None:
         from checker.serve import WarmWorker
 
         self.course, self.lesson, self.console = course, lesson, console
         self.package_dir = course.starter / course.package
-        self.poll = poll
+        self.poll = poll  # the student asked for polling
         self.worker = WarmWorker(course)
         self._watch_fn = watch_fn
+        self._poll_fn = poll_fn
         self.interactive = sys.stdin.isatty() if interactive is None else interactive
         self.last: LessonResult | None = None
+        self.force_polling = poll  # polling now (asked for, chosen for the drive, or fallen back to)
+        self._events: Iterator[set[tuple[Any, str]]] = iter(())
 
-    # what counts as a save worth re-checking
     def relevant(self, change: Any, path: str) -> bool:
+        """Whether a changed path is a save worth re-checking: a package file or the lesson's notebook."""
         p = Path(path)
         if "__pycache__" in p.parts or ".ipynb_checkpoints" in p.parts or p.name.startswith((".", "#")) \
-                or p.name.endswith(("~", ".pyc", ".swp", ".swx", ".tmp")):
-            return False
+                or p.name.endswith(("~", ".pyc", ".swp", ".swx", ".tmp")) or p.is_dir():
+            return False  # editor scratch files, bytecode, and folders (polling reports them too)
         if p.is_relative_to(self.package_dir):
             return True
         return p == (self.course.root / self.lesson.notebook)
@@ -218,10 +262,12 @@ class Watcher:
     def _watch(self, force_polling: bool) -> Iterator[set[tuple[Any, str]]]:
         import watchfiles
 
+        paths = [p for p in (self.package_dir, self.course.root / Path(self.lesson.notebook).parent) if p.exists()]
+        if force_polling:
+            return self._poll_fn(*paths, watch_filter=self.relevant, poll_delay_ms=POLL_MS, rust_timeout=200)
         fn = self._watch_fn or watchfiles.watch
-        paths = [self.package_dir, self.course.root / Path(self.lesson.notebook).parent]
-        return fn(*[p for p in paths if p.exists()], watch_filter=self.relevant, force_polling=force_polling,
-                  step=QUIET_MS, poll_delay_ms=POLL_MS, rust_timeout=200, yield_on_timeout=True, raise_interrupt=False)
+        return fn(*paths, watch_filter=self.relevant, force_polling=False, step=QUIET_MS, rust_timeout=200,
+                  yield_on_timeout=True, raise_interrupt=False)
 
     def run_once(self, trigger: str) -> LessonResult:
         """Check the current lesson, show what changed, remember progress."""
@@ -257,49 +303,55 @@ class Watcher:
         names = sorted({Path(path).name for _, path in changes})
         return (", ".join(names[:3]) + (" …" if len(names) > 3 else "")) + " saved"
 
+    def _changes(self) -> set[tuple[Any, str]] | None:
+        """The next batch of saves (empty on a quiet tick), or None once watching has ended."""
+        while True:
+            try:
+                return next(self._events)
+            except StopIteration:
+                return None
+            except (OSError, RuntimeError) as exc:  # the OS refused to watch: poll instead
+                if self.force_polling:
+                    raise
+                self.force_polling = True
+                self.console.print(Text(f"File events are not available ({exc}); polling instead.", style="yellow"))
+                self._events = self._watch(True)
+
     def run(self) -> int:
         """Watch until the student quits (q or Ctrl-C) or every lesson passes; the exit code."""
         reason = "" if self.poll else polling_reason([self.package_dir])
-        force_polling = self.poll or bool(reason)
-        mode = "polling" + (f" ({reason})" if reason else "") if force_polling else "file events"
+        self.force_polling = self.poll or bool(reason)
+        mode = "polling" + (f" ({reason})" if reason else "") if self.force_polling else "file events"
         self.console.print(Text(f"Watching {self.package_dir.relative_to(self.course.root)}/ and the lesson "
                                 f"notebook ({mode}). Starting the checker…", style="dim"))
         try:
+            self._events = self._watch(self.force_polling)
+            if self._changes() is None:  # watching starts before the first run, so no save is missed
+                return 0
             self.worker.start()
             with _keys(self.interactive) as keys:
                 if self.interactive:
                     self.console.print(Text(KEYS_HELP, style="dim"))
-                result = self.run_once("first run")
-                while result.ok:
-                    if not self._advance():
-                        return 0
-                    result = self.run_once("first run")
-                events = self._watch(force_polling)
+                trigger = "first run"
                 while True:
-                    try:
-                        changes = next(events)
-                    except StopIteration:
-                        return 0
-                    except (OSError, RuntimeError) as exc:
-                        if force_polling:
-                            raise
-                        force_polling = True
-                        self.console.print(Text(f"File events are not available ({exc}); polling instead.",
-                                                style="yellow"))
-                        events = self._watch(force_polling)
+                    if trigger:
+                        result = self.run_once(trigger)
+                        if result.ok and not self._advance():
+                            return 0
+                        trigger = "first run" if result.ok else ""
                         continue
+                    changes = self._changes()
+                    if changes is None:
+                        return 0
                     pressed = keys()
                     if "q" in pressed:
                         return 0
                     if "h" in pressed and self.last is not None:
                         self.console.print(hints_for(self.last))
-                    if not changes and "r" not in pressed:
-                        continue
-                    result = self.run_once(self._describe(changes) if changes else "re-run")
-                    while result.ok:
-                        if not self._advance():
-                            return 0
-                        result = self.run_once("first run")
+                    if changes:
+                        trigger = self._describe(changes)
+                    elif "r" in pressed:
+                        trigger = "re-run"
         except KeyboardInterrupt:
             return 0
         finally:

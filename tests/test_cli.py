@@ -13,10 +13,8 @@ import pytest
 from tests.conftest import COURSE
 
 
-def course(*args: str, cwd: Path | None = None, state: Path | None = None) -> subprocess.CompletedProcess[str]:
+def course(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COURSE_ROOT=str(COURSE.root), COLUMNS="120")
-    if state is not None:
-        env["COURSE_STATE_DIR"] = str(state)
     return subprocess.run([sys.executable, "-m", "checker.cli", *args], capture_output=True, text=True,
                           cwd=cwd or COURSE.root, env=env, timeout=300)
 

@@ -1,0 +1,64 @@
+"""The warm worker: the checks `course check` runs, isolation intact, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from checker.catalog import read_catalog
+from checker.serve import WarmWorker, descendants
+from tests.conftest import COURSE
+
+LESSON = COURSE.lesson("1")
+
+
+def test_warm_results_match_cold_ones(tmp_path: Path) -> None:
+    with WarmWorker(COURSE) as worker:
+        solutions = worker.check(LESSON, "solutions")
+        starter = worker.check(LESSON, "starter")
+    assert solutions.ok and [c.id for c in solutions.checks] == [c.id for c in read_catalog(COURSE.checks_file(LESSON))]
+    assert not starter.ok and starter.failed == len(starter.checks)
+
+
+def test_student_code_never_runs_in_the_warm_process(tmp_path: Path) -> None:
+    """A module that records the pid importing it: only per-check forks may appear."""
+    edition = tmp_path / "src"
+    shutil.copytree(COURSE.solutions, edition, ignore=shutil.ignore_patterns("__pycache__"))
+    marks = tmp_path / "importers"
+    marks.mkdir()
+    module = edition / COURSE.package / "context.py"
+    future = "from __future__ import annotations\n"
+    spy = f"import os as _os\nopen({str(marks)!r} + '/' + str(_os.getpid()), 'w').close()\n"
+    module.write_text(module.read_text().replace(future, future + spy, 1))
+    with WarmWorker(COURSE) as worker:
+        first = worker.check(LESSON, str(edition))
+        assert worker._proc is not None
+        warm_pid = worker._proc.pid
+        second = worker.check(LESSON, str(edition))
+        assert worker._proc.pid == warm_pid, "one warm process serves every run"
+    assert first.ok and second.ok, (first.error, [c.message for c in first.checks if c.message])
+    importers = {int(p.name) for p in marks.iterdir()}
+    assert importers and warm_pid not in importers
+
+
+def test_a_dead_worker_is_replaced_on_the_next_run() -> None:
+    with WarmWorker(COURSE) as worker:
+        worker.start()
+        assert worker._proc is not None
+        dead = worker._proc.pid
+        os.kill(dead, 9)
+        again = worker.check(LESSON, "solutions")
+        assert again.ok, again.error
+        assert worker._proc is not None and worker._proc.pid != dead
+
+
+def test_close_leaves_no_process_behind() -> None:
+    worker = WarmWorker(COURSE)
+    worker.start()
+    assert worker._proc is not None
+    pid = worker._proc.pid
+    tree = [pid, *descendants(pid)]
+    worker.close()
+    assert not [p for p in tree if Path(f"/proc/{p}").exists()]
+

@@ -6,14 +6,14 @@ Exit codes: 0 everything asked for passed, 1 a check failed, 2 bad usage (one li
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from checker.catalog import read_catalog
-from checker.registry import Course, CourseError, Lesson, load_course
+from checker.cliutil import course_or_exit, fail_usage, lesson_or_exit
+from checker.registry import Course, CourseError, Lesson
 
 app = typer.Typer(help="Advanced MCP Server Development: run, check and grade the lessons.",
                   invoke_without_command=True, no_args_is_help=False, add_completion=False,
@@ -22,31 +22,9 @@ dev_app = typer.Typer(help="Commands for people who maintain the course.", no_ar
 app.add_typer(dev_app, name="dev")
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
 
 LessonArg = Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _fail_usage(message: str) -> None:
-    err.print(f"course: error: {message}", markup=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _course() -> Course:
-    try:
-        return load_course()
-    except CourseError as exc:
-        _fail_usage(str(exc))
-        raise  # unreachable: _fail_usage exits
-
-
-def _lesson(course: Course, ref: str) -> Lesson:
-    try:
-        return course.lesson(ref)
-    except CourseError as exc:
-        _fail_usage(str(exc))
-        raise
 
 
 def _available_points(course: Course, lesson: Lesson) -> int:
@@ -87,7 +65,7 @@ def main(ctx: typer.Context) -> None:
 @app.command("list")
 def list_lessons(as_json: JsonOpt = False) -> None:
     """Show every lesson with its status, points and the next step to take."""
-    course = _course()
+    course = course_or_exit()
     rows = _rows(course)
     if as_json:
         print(json.dumps({"lessons": rows}, indent=2))
@@ -116,12 +94,12 @@ def check(
     from checker.engine import LessonRun
     from checker.progress import record
 
-    course = _course()
-    chosen = _lesson(course, lesson)
+    course = course_or_exit()
+    chosen = lesson_or_exit(course, lesson)
     try:
         running = LessonRun(course, chosen, against, select=only, check_timeout=timeout)
     except CourseError as exc:
-        _fail_usage(str(exc))
+        fail_usage(str(exc))
         return
     from checker.render import lesson_report  # imported while the worker starts, on the other core
 
@@ -140,24 +118,24 @@ def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(me
     """Show the hints for a lesson's checks (the failing ones first)."""
     from checker.progress import load_progress
 
-    course = _course()
-    chosen = _lesson(course, lesson)
+    course = course_or_exit()
+    chosen = lesson_or_exit(course, lesson)
     if not chosen.available:
-        _fail_usage(f"{chosen.id} is coming soon: it has no checks yet")
+        fail_usage(f"{chosen.id} is coming soon: it has no checks yet")
     if chosen.kind == "quiz":  # lesson 10: each question's hint names the lesson to revisit
         from checker.quiz.grading import question_hints
 
         try:
             catalog = question_hints(course, chosen)
         except CourseError as exc:
-            _fail_usage(str(exc))
+            fail_usage(str(exc))
             return
     else:
         catalog = read_catalog(course.checks_file(chosen))
     if check_id:
         picked = [c for c in catalog if c.id == check_id]
         if not picked:
-            _fail_usage(f"{chosen.id} has no check {check_id!r}; its checks are {', '.join(c.id for c in catalog)}")
+            fail_usage(f"{chosen.id} has no check {check_id!r}; its checks are {', '.join(c.id for c in catalog)}")
     else:
         failing = set(load_progress(course.state_dir).get(chosen.id, {}).get("failing", []))
         picked = [c for c in catalog if c.id in failing] or catalog
@@ -175,11 +153,11 @@ def quiz(
     """Take the chapter quiz (lesson 10) in the terminal: saved as you go, resumable, reviewed at the end."""
     from checker.quiz.ui import take_quiz
 
-    course = _course()
+    course = course_or_exit()
     try:
         code = take_quiz(course, out, lesson=lesson, redo=redo, review_only=review)
     except CourseError as exc:
-        _fail_usage(str(exc))
+        fail_usage(str(exc))
         return
     raise typer.Exit(code)
 
@@ -192,12 +170,12 @@ def sync_starter(
     """Regenerate the starter package (capstone/) from solutions/, keeping a backup of changed files."""
     from checker.starter import drift, write_starter
 
-    course = _course()
+    course = course_or_exit()
     solutions, starter = course.solutions.parent, course.starter.parent
     only = None
     if lesson:
         package_dir = course.starter.relative_to(starter) / course.package
-        only = {(package_dir / f"{module}.py").as_posix() for module in _lesson(course, lesson).modules}
+        only = {(package_dir / f"{module}.py").as_posix() for module in lesson_or_exit(course, lesson).modules}
     if check_only:
         changed = [rel for rel in drift(solutions, starter, course.solutions_only) if only is None or rel in only]
         for rel in changed:

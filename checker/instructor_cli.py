@@ -13,15 +13,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from checker.cliutil import err, fail_usage
 from checker.registry import Course, CourseError, Lesson, load_course
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-
-def _fail(message: str) -> None:
-    err.print(f"course: error: {message}", markup=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _pick_lessons(course: Course, spec: Optional[str]) -> list[Lesson]:
@@ -29,7 +24,7 @@ def _pick_lessons(course: Course, spec: Optional[str]) -> list[Lesson]:
         try:
             return [course.lesson(ref) for ref in spec.split(",") if ref.strip()]
         except CourseError as exc:
-            _fail(str(exc))
+            fail_usage(str(exc))
     return [lesson for lesson in course.lessons if lesson.available]
 
 
@@ -40,7 +35,7 @@ def release(out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A new f
     try:
         written = build_release(load_course(), out_dir)
     except CourseError as exc:
-        _fail(str(exc))
+        fail_usage(str(exc))
         return
     out.print(f"wrote {len(written)} files to {out_dir}; push it as a template repository", markup=False)
 
@@ -64,7 +59,7 @@ def grade(
     try:
         found = discover(submissions)
     except CourseError as exc:
-        _fail(str(exc))
+        fail_usage(str(exc))
         return
     problem = sandbox_problem(course)
     if problem:
@@ -111,7 +106,7 @@ def export(
 ) -> None:
     """Package the autograder for a platform (Gradescope: setup.sh, run_autograder and the course)."""
     if platform != "gradescope":
-        _fail(f"unknown platform {platform!r}; supported: gradescope")
+        fail_usage(f"unknown platform {platform!r}; supported: gradescope")
     course = load_course()
     skip = {"solutions", "tests", "bench", ".ci", ".course", ".venv", ".git", "__pycache__", ".ipynb_checkpoints"}
     with zipfile.ZipFile(out_file, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -17,26 +17,13 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
-from checker.registry import Course, CourseError, Lesson, load_course
+from checker.cliutil import course_or_exit, err, fail_usage
+from checker.registry import Course, CourseError, Lesson
 
 out = Console(highlight=False, soft_wrap=True)  # line-oriented output: let the terminal wrap
-err = Console(stderr=True, highlight=False)
 
 OptionalLesson = Annotated[Optional[str], typer.Argument(help="lesson-3, 3 or 03 (default: the next unfinished one)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _fail(message: str) -> None:
-    err.print(f"course: error: {message}", markup=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _course() -> Course:
-    try:
-        return load_course()
-    except CourseError as exc:
-        _fail(str(exc))
-        raise
 
 
 def _pick(course: Course, ref: Optional[str], kind: str | None = None) -> Lesson:
@@ -47,10 +34,10 @@ def _pick(course: Course, ref: Optional[str], kind: str | None = None) -> Lesson
         if ref:
             return course.lesson(ref)
     except CourseError as exc:
-        _fail(str(exc))
+        fail_usage(str(exc))
     lesson = first_unfinished(course, kind)
     if lesson is None:
-        _fail("every available lesson passes already; name one, e.g. `course open 1`")
+        fail_usage("every available lesson passes already; name one, e.g. `course open 1`")
     assert lesson is not None
     return lesson
 
@@ -63,10 +50,10 @@ def watch(
     """Re-check a lesson every time you save, showing only what changed; moves on when it passes."""
     from checker.watch import Watcher
 
-    course = _course()
+    course = course_or_exit()
     chosen = _pick(course, lesson, kind="code")
     if not chosen.available or chosen.kind != "code":
-        _fail(f"{chosen.id} has no code checks to watch" + (" yet" if not chosen.available else ""))
+        fail_usage(f"{chosen.id} has no code checks to watch" + (" yet" if not chosen.available else ""))
     raise typer.Exit(Watcher(course, chosen, out, poll=poll).run())
 
 
@@ -81,12 +68,12 @@ def open_lesson(
 
     from checker.jupyter import Lab
 
-    course = _course()
+    course = course_or_exit()
     chosen = _pick(course, lesson)
     try:
         lab = Lab(course, chosen, port=port)
     except CourseError as exc:
-        _fail(str(exc))
+        fail_usage(str(exc))
         return
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a closed SSH session: still stop Jupyter
     try:
@@ -120,9 +107,9 @@ def reset(
     """Restore a lesson's starter code, keeping a timestamped backup of your version."""
     from checker import reset as resets
 
-    course = _course()
+    course = course_or_exit()
     if sum(bool(x) for x in (lesson, list_, restore)) != 1:
-        _fail("give exactly one of: a LESSON to reset, --list, or --restore BACKUP")
+        fail_usage("give exactly one of: a LESSON to reset, --list, or --restore BACKUP")
     try:
         if list_:
             backups = resets.list_backups(course)
@@ -148,7 +135,7 @@ def reset(
                           f"{chosen.id}? Your version is backed up first.")
             written, saved = resets.reset_lesson(course, chosen)
     except CourseError as exc:
-        _fail(str(exc))
+        fail_usage(str(exc))
         return
     for rel in written:
         out.print(f"wrote {course.starter.parent.name}/{rel}", markup=False)
@@ -161,7 +148,7 @@ def _confirm(yes: bool, question: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        _fail("not asking without a terminal: add --yes to confirm")
+        fail_usage("not asking without a terminal: add --yes to confirm")
     if not typer.confirm(question, default=False):
         out.print("nothing changed", markup=False)
         raise typer.Exit(1)
@@ -171,7 +158,7 @@ def doctor(as_json: JsonOpt = False) -> None:
     """Check that this machine has what the course needs, and say how to fix what is missing."""
     from checker.doctor import run_doctor
 
-    findings = run_doctor(_course())
+    findings = run_doctor(course_or_exit())
     failed = any(f.required and not f.ok for f in findings)
     if as_json:
         print(json.dumps({"ok": not failed, "findings": [f.to_json() for f in findings]}, indent=2))
@@ -195,7 +182,7 @@ def next_(as_json: JsonOpt = False) -> None:
     """What to do now: the first lesson not passed, its notebook, and the check to fix next."""
     from checker.nextstep import next_step
 
-    step = next_step(_course())
+    step = next_step(course_or_exit())
     if as_json:
         print(json.dumps(step.to_json(), indent=2))
         return
@@ -218,14 +205,14 @@ def solution(lesson: Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]) -
     """Show a lesson's reference solution — only after your code has passed it (exit 1 before)."""
     from checker.solution import NotYet, solution_files
 
-    course = _course()
+    course = course_or_exit()
     try:
         files = solution_files(course, course.lesson(lesson))
     except NotYet as exc:
         err.print(f"course: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except CourseError as exc:
-        _fail(str(exc))
+        fail_usage(str(exc))
         return
     for path in files:
         out.rule(str(path.relative_to(course.root)))

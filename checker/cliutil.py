@@ -1,0 +1,34 @@
+"""What every `course` command shares: the one-line usage error (exit 2) and the registry look-ups
+that end in one.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+from checker.registry import Course, CourseError, Lesson, load_course
+
+err = Console(stderr=True, highlight=False)
+
+
+def fail_usage(message: str) -> NoReturn:
+    """Bad input: say what is wrong in one line, no traceback, exit code 2."""
+    err.print(f"course: error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def course_or_exit() -> Course:
+    try:
+        return load_course()
+    except CourseError as exc:
+        fail_usage(str(exc))
+
+
+def lesson_or_exit(course: Course, ref: str) -> Lesson:
+    try:
+        return course.lesson(ref)
+    except CourseError as exc:
+        fail_usage(str(exc))

@@ -1,0 +1,512 @@
+"""Lesson 9, the capstone: the research desk as one production server.
+
+Every earlier lesson built one feature in its own module. This module wires them into the one
+server a team would deploy:
+
+| lesson | module     | what the capstone takes from it                                        |
+|--------|------------|------------------------------------------------------------------------|
+| 1      | context    | the lifespan that opens the document index once; desk_info, list_documents |
+| 2      | sampling   | summarise / summarise_document, falling back when the client cannot sample |
+| 3      | progress   | index_documents, reporting progress per document; logging to stderr     |
+| 4      | roots      | list_files / read_file / search_files, confined to the configured roots |
+| 5      | transport  | the production ASGI app: Host/Origin allowlist, bearer auth, /health    |
+| 6      | scaling    | one server name, shared request-state keys, the Redis bus, sticky legacy sessions |
+| 7      | errors     | search_documents (degrades), read_document, idempotent save_note, ...   |
+| 8      | __main__   | the command a host starts: `main()` below serves stdio or HTTP          |
+
+Configuration lives in one place, `Settings`: one field per setting, each read from an
+environment variable `RESEARCH_DESK_<FIELD>` by `Settings.from_env()` (the field docstrings
+are the reference; `deploy/capstone.env.example` is the same list as a file). Flags given to
+`main()` override the environment.
+
+Entry points:
+
+* `build_app()` is the uvicorn factory. Run one process per port and put nginx in front
+  (`deploy/CAPSTONE.md`): ``RESEARCH_DESK_REPLICA=a python -m uvicorn --factory
+  research_desk.server:build_app --host 127.0.0.1 --port 8001 --no-access-log``.
+  Avoid ``uvicorn --workers N`` on Linux: its pre-bound socket loses TCP_NODELAY, so every
+  keep-alive request after the first waits ~40 ms for a delayed ACK (uvicorn issue 3149).
+* `main(argv)` serves stdio (what a desktop host spawns) or, with `--transport http`, one
+  uvicorn process: ``python -m research_desk.server --root ~/notes``.
+* `create_server(settings)` is the `MCPServer` itself, for in-memory clients and tests.
+
+Nothing here prints: on stdio, stdout is the protocol stream. Logs go to stderr.
+"""
+
+import argparse
+import logging
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
+from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from research_desk import __version__, context, errors, progress, roots, sampling, scaling, transport
+from research_desk.context import DeskState
+from research_desk.documents import scan_documents
+
+log = logging.getLogger("research_desk.server")
+
+ENV_PREFIX = "RESEARCH_DESK_"
+TRANSPORTS = ("stdio", "http")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://127.0.0.1:*", "http://localhost", "http://localhost:*")
+DEFAULT_MAX_BODY_BYTES = transport.DEFAULT_MAX_BODY_BYTES   # (a Settings field is called `transport`)
+LARGE_DOCUMENT_WORDS = sampling.LARGE_DOCUMENT_WORDS
+DEFAULT_CHANNEL = scaling.DEFAULT_CHANNEL
+SERVER_NAME = scaling.SERVER_NAME
+"""Every replica's name. The SDK seals request state for this name (the audience), so replicas
+that must finish each other's multi-round calls have to share it: never add the replica to it."""
+
+STREAMING_TOOLS = frozenset({"index_documents"})
+"""Tools that send notifications while they run (progress). Only calls to them, legacy sessions and
+listen streams need the streaming app; every other modern request is answered as one JSON body,
+which skips the per-request stream machinery (about a third of the CPU a small call costs).
+A tool that reports progress but is missing here loses its progress over HTTP: keep this in step."""
+
+INSTRUCTIONS = (
+    "A research desk over a folder of Markdown and text documents. Find documents with "
+    "search_documents or list_documents, read them with read_document (or read_file for any file "
+    "inside the allowed roots), summarise with summarise / summarise_document, rebuild the index "
+    "with index_documents, and keep research notes with save_note (reuse its idempotency_key to retry)."
+)
+
+
+class SettingsError(ValueError):
+    """A setting cannot be used; the message names the variable (or flag) and what to change."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the production desk. Field `x` is read from `RESEARCH_DESK_X`."""
+
+    roots: tuple[Path, ...] = (Path("."),)
+    """RESEARCH_DESK_ROOTS: the folders the file tools may read, separated by os.pathsep (':').
+    The first is the workspace whose documents are indexed, summarised and searched.
+    RESEARCH_DESK_ROOT (one folder) is accepted when RESEARCH_DESK_ROOTS is not set."""
+
+    transport: str = "stdio"
+    """RESEARCH_DESK_TRANSPORT: `stdio` (a desktop host spawns the server) or `http`."""
+
+    host: str = "127.0.0.1"
+    """RESEARCH_DESK_HOST: the address `main()` listens on with the http transport."""
+
+    port: int = 8000
+    """RESEARCH_DESK_PORT: the port `main()` listens on with the http transport."""
+
+    public_url: str = ""
+    """RESEARCH_DESK_PUBLIC_URL: the URL clients use for the MCP endpoint, e.g.
+    https://desk.example.com/mcp (default: http://<host>:<port>/mcp). Its host name is allowed
+    in the Host header, and bearer tokens are issued for it (their audience)."""
+
+    allowed_hosts: tuple[str, ...] = ()
+    """RESEARCH_DESK_ALLOWED_HOSTS: comma-separated host names accepted in the Host header (any
+    port). Default: the public URL's host plus 127.0.0.1 and localhost. Anything else gets 421."""
+
+    allowed_origins: tuple[str, ...] = ()
+    """RESEARCH_DESK_ALLOWED_ORIGINS: comma-separated browser origins allowed to call the endpoint
+    (e.g. https://app.example.com; `:*` allows any port). Default: pages served from this machine
+    (http://127.0.0.1 and http://localhost, any port). Requests with any other Origin get 403;
+    clients that are not browsers send no Origin and are unaffected."""
+
+    token: str = ""
+    """RESEARCH_DESK_TOKEN: the bearer token HTTP clients must send (Authorization: Bearer ...).
+    Required whenever the server is reachable from outside this machine; /health stays open."""
+
+    issuer_url: str = ""
+    """RESEARCH_DESK_ISSUER_URL: where clients learn to obtain a token (advertised in the 401
+    answer). Default: the public URL's origin."""
+
+    state_keys: tuple[str, ...] = ()
+    """RESEARCH_DESK_STATE_KEYS: comma-separated secrets (>= 32 bytes each) that seal request
+    state; the first seals, all unseal (rotate by prepending). Every replica needs the same list."""
+
+    replica: str = ""
+    """RESEARCH_DESK_REPLICA: this process's name in a fleet (lowercase letters and digits). It
+    prefixes legacy session ids so nginx can route a session home. Default: p<pid>."""
+
+    stateless: bool = False
+    """RESEARCH_DESK_STATELESS: 1 to serve 2025-era clients without sessions (no sticky routing
+    needed, but no server-to-client requests for them). Modern clients are sessionless anyway."""
+
+    redis_url: str = ""
+    """RESEARCH_DESK_REDIS_URL: redis://host:port/0 to share change notifications between
+    replicas. Default: an in-process bus (fine for one process)."""
+
+    bus_channel: str = DEFAULT_CHANNEL
+    """RESEARCH_DESK_BUS_CHANNEL: the Redis pub/sub channel of the bus."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """RESEARCH_DESK_MAX_BODY_BYTES: the largest request body accepted (413 above it)."""
+
+    large_document_words: int = LARGE_DOCUMENT_WORDS
+    """RESEARCH_DESK_LARGE_DOCUMENT_WORDS: above this many words, summarise_document asks the
+    user before sending a document to their model."""
+
+    search_timeout: float = 2.0
+    """RESEARCH_DESK_SEARCH_TIMEOUT: seconds search_documents waits for the search service before
+    answering from titles (labelled as degraded)."""
+
+    index_pace: float = 0.0
+    """RESEARCH_DESK_INDEX_PACE: seconds index_documents waits after each document (demos only)."""
+
+    log_level: str = "WARNING"
+    """RESEARCH_DESK_LOG_LEVEL: DEBUG, INFO, WARNING, ERROR or CRITICAL. Logs go to stderr."""
+
+    stream_all: bool = False
+    """RESEARCH_DESK_STREAM_ALL: 1 to answer every request through the streaming (SSE-capable) app.
+    Default: only requests that may stream (see STREAMING_TOOLS) pay for it; the rest get one JSON body."""
+
+    allow_anonymous: bool = False
+    """RESEARCH_DESK_ALLOW_ANONYMOUS: 1 to serve HTTP beyond loopback without a token (say, a
+    private network that authenticates at the proxy). Off: such a configuration refuses to start."""
+
+    @staticmethod
+    def env_name(field_name: str) -> str:
+        """The environment variable for a field: `RESEARCH_DESK_<FIELD>`."""
+        return ENV_PREFIX + field_name.upper()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from RESEARCH_DESK_* variables in `environ` (default: the process environment).
+
+        Unset or blank variables keep the defaults above. Raises SettingsError naming the
+        variable for a value that cannot be used (see `validate`).
+        """
+        env = os.environ if environ is None else environ
+        # TODO(lesson-9): for every field, read its variable (env_name) and convert the text to the
+        #   field's type: tuples are comma-separated (roots: os.pathsep-separated,
+        #   with RESEARCH_DESK_ROOT as a one-folder fallback), booleans accept 1/0,
+        #   true/false, yes/no, on/off; unset or blank keeps the default. A value that
+        #   does not convert is a SettingsError naming the variable. Finish with
+        #   validate().
+        raise NotImplementedError("TODO(lesson-9): write from_env")
+
+    def validate(self) -> "Settings":
+        """Return self if the settings can be served; raise SettingsError saying what to fix."""
+        # TODO(lesson-9): refuse (SettingsError naming the variable) an unknown transport or log
+        #   level, a port outside 1-65535, no roots or a root that is not a folder,
+        #   state keys the SDK would not accept, a replica name scaling would not
+        #   accept, and HTTP reachable from outside this machine (a non-loopback host
+        #   or public URL) with no token unless allow_anonymous is set.
+        raise NotImplementedError("TODO(lesson-9): write validate")
+
+    # --- derived values (given) -------------------------------------------------------------
+
+    @property
+    def workspace(self) -> Path:
+        """The first root, resolved: the folder whose documents are indexed and summarised."""
+        return self.roots[0].resolve()
+
+    @property
+    def resource_url(self) -> str:
+        """The public URL of the MCP endpoint (the bearer token's audience)."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/mcp"
+
+    @property
+    def issuer(self) -> str:
+        """Where clients obtain a token: RESEARCH_DESK_ISSUER_URL, else the public URL's origin."""
+        if self.issuer_url:
+            return self.issuer_url
+        parts = urlsplit(self.resource_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host names the app accepts (each with any port)."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        public = urlsplit(self.resource_url).hostname or self.host
+        return list(dict.fromkeys([public, "127.0.0.1", "localhost"]))
+
+    @property
+    def origins(self) -> list[str]:
+        """The browser Origins the app accepts."""
+        return list(self.allowed_origins) or list(LOOPBACK_ORIGINS)
+
+    @property
+    def exposed(self) -> bool:
+        """Whether HTTP clients from other machines can reach this server (directly or via a proxy)."""
+        public = urlsplit(self.resource_url).hostname or ""
+        return self.host not in LOOPBACK_HOSTS or public not in LOOPBACK_HOSTS
+
+    @property
+    def replica_name(self) -> str:
+        return scaling.replica_name({scaling.REPLICA_ENV: self.replica} if self.replica else {})
+
+    def with_flags(self, argv: Sequence[str]) -> "Settings":
+        """These settings overridden by command-line flags (see `build_parser`)."""
+        args = build_parser().parse_args(list(argv))
+        changes = {key: value for key, value in vars(args).items() if value is not None}
+        if "roots" in changes:
+            changes["roots"] = tuple(changes["roots"])
+        return replace(self, **changes).validate() if changes else self
+
+
+def _parse_bool(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags `main()` takes; each overrides its RESEARCH_DESK_* variable."""
+    parser = argparse.ArgumentParser(
+        prog="research-desk", description="Serve the research desk over MCP (stdio by default, or Streamable HTTP).",
+        epilog="Every setting is also read from a RESEARCH_DESK_* environment variable (see "
+               "research_desk.server.Settings); flags win. Logs go to stderr.")
+    parser.add_argument("--transport", choices=TRANSPORTS, type=str.lower, help="stdio or http [RESEARCH_DESK_TRANSPORT]")
+    parser.add_argument("--host", help="address to listen on with http [RESEARCH_DESK_HOST]")
+    parser.add_argument("--port", type=int, help="port to listen on with http [RESEARCH_DESK_PORT]")
+    parser.add_argument("--root", dest="roots", action="append", type=Path, metavar="DIR",
+                        help="a folder the desk may read; repeat for several [RESEARCH_DESK_ROOTS]")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, help="[RESEARCH_DESK_LOG_LEVEL]")
+    parser.add_argument("--version", action="version", version=f"research-desk {__version__}")
+    return parser
+
+
+# --- given: the desk's search service -----------------------------------------------------------
+
+
+class WorkspaceSearch:
+    """The search service lesson 7's `search_documents` depends on: full-text match over the workspace.
+
+    In a larger deployment this is a remote index (and `search_timeout` matters); here it scans
+    the documents on a worker thread, so the event loop keeps serving while it reads files.
+    """
+
+    def __init__(self, root: Path, allowed: Sequence[Path]) -> None:
+        self.root = root
+        self.allowed = list(allowed)
+
+    async def search(self, query: str, limit: int) -> list[str]:
+        return await anyio.to_thread.run_sync(self._search, query, limit)
+
+    def _search(self, query: str, limit: int) -> list[str]:
+        words = [word for word in re.findall(r"\w+", query.casefold()) if word]
+        scored: list[tuple[int, str]] = []
+        for path in scan_documents(self.root):
+            if not roots.is_path_allowed(path, self.allowed):  # a link that leads out is not ours to search
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace").casefold()
+            score = sum(text.count(word) for word in words)
+            if score:
+                scored.append((-score, path.relative_to(self.root).as_posix()))
+        return [name for _, name in sorted(scored)[:limit]]
+
+
+def configure_logging(level: str) -> None:
+    """Send the desk's log records to stderr at `level` (never stdout: on stdio it is the wire).
+
+    Uses lesson 3's handler for the `research_desk` loggers; third-party loggers keep their own.
+    """
+    progress.configure_logging(level)
+
+
+# --- given: one lifespan for two apps, and the router between them ------------------------------
+
+ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+def shared_lifespan(lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]]) -> Callable[[MCPServer], Any]:
+    """`lifespan`, entered once however many session managers enter it (the first opens, the last closes).
+
+    Each HTTP app the SDK builds runs its own session manager, and each manager enters the
+    server's lifespan. The capstone serves two apps from one server, so without this the
+    document index would be opened twice and each app would see its own copy.
+    """
+    users = 0
+    stack: AsyncExitStack | None = None
+    state: Any = None
+    lock = anyio.Lock()
+
+    @asynccontextmanager
+    async def entered(server: MCPServer) -> AsyncIterator[Any]:
+        nonlocal users, stack, state
+        async with lock:
+            if users == 0:
+                opened = AsyncExitStack()
+                state = await opened.enter_async_context(lifespan(server))
+                stack = opened
+            users += 1
+        try:
+            yield state
+        finally:
+            async with lock:
+                users -= 1
+                if users == 0 and stack is not None:
+                    closing, stack, state = stack, None, None
+                    await closing.aclose()
+
+    return entered
+
+
+class StreamOnlyWhereNeeded:
+    """ASGI router: a modern (2026-07-28) request that cannot stream goes to the JSON-only app.
+
+    Routing reads only headers: 2026-07-28 requests carry `MCP-Protocol-Version`, `Mcp-Method`
+    and `Mcp-Name` precisely so that proxies need not parse bodies (and the SDK rejects a request
+    whose headers disagree with its body). Legacy (2025) sessions, `subscriptions/listen` and
+    calls to `streaming_tools` go to the streaming app; so does anything unrecognised.
+    The router runs both apps' lifespans (the SDK starts a session manager in each).
+    """
+
+    def __init__(self, streaming: ASGIApp, plain: ASGIApp, *, lifespans: Sequence[Any],
+                 streaming_tools: frozenset[str]) -> None:
+        self.streaming = streaming
+        self.plain = plain
+        self.lifespans = list(lifespans)   # Starlette apps whose lifespan must run
+        self.streaming_tools = streaming_tools
+
+    def wants_plain(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        version = method = name = None
+        for key, value in headers:
+            if key == b"mcp-protocol-version":
+                version = value
+            elif key == b"mcp-method":
+                method = value
+            elif key == b"mcp-name":
+                name = value
+        if version is None or method is None or version.decode("latin-1") in HANDSHAKE_PROTOCOL_VERSIONS:
+            return False
+        if method == b"subscriptions/listen":
+            return False
+        return not (method == b"tools/call" and (name is None or name.decode("latin-1") in self.streaming_tools))
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http" and self.wants_plain(scope["headers"]):
+            await self.plain(scope, receive, send)
+        else:
+            await self.streaming(scope, receive, send)
+
+    async def _lifespan(self, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
+        await receive()  # lifespan.startup
+        async with AsyncExitStack() as stack:
+            try:
+                for app in self.lifespans:
+                    await stack.enter_async_context(app.router.lifespan_context(app))
+            except BaseException as exc:
+                await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                raise
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+
+def make_bus(settings: Settings) -> SubscriptionBus:
+    """The change-notification bus: Redis when configured (every replica hears every event), else in-process."""
+    if settings.redis_url:
+        return scaling.RedisSubscriptionBus(settings.redis_url, channel=settings.bus_channel)
+    return InMemorySubscriptionBus()
+
+
+def desk_lifespan(workspace: Path, bus: SubscriptionBus) -> Callable[[MCPServer], Any]:
+    """The server lifespan: what one process opens at start and closes at stop (once, however many
+    of the process's apps enter it: see `shared_lifespan`)."""
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer) -> AsyncIterator[DeskState]:
+        # TODO(lesson-9): for as long as the server runs, keep the bus connected (only a bus that is
+        #   an async context manager needs it: Redis) and lesson 1's document index
+        #   open, and yield the index's DeskState (the tools of lesson 1 read it);
+        #   close both however the server stops.
+        raise NotImplementedError("TODO(lesson-9): write the capstone lifespan")
+        yield  # keeps this an async generator
+
+    return shared_lifespan(lifespan)
+
+
+def register_tools(server: MCPServer, settings: Settings) -> None:
+    """Add every lesson's tools to `server`, each confined to the configured roots."""
+    workspace = settings.workspace
+    # TODO(lesson-9): register lesson 1's tools (then drop its read_document: lesson 7's sanitised
+    #   one replaces it), lesson 2's summarisers over the workspace (with the large-
+    #   document limit), lesson 3's indexer over the workspace (with its pace), lesson
+    #   4's file tools over the configured roots, lesson 6's tools for this replica,
+    #   and lesson 7's tools over an ErrorDesk whose backend is a WorkspaceSearch
+    #   confined to the roots, waiting at most search_timeout.
+    raise NotImplementedError("TODO(lesson-9): write register_tools")
+
+
+def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
+    """The desk's MCPServer for `settings`. `http=False` (stdio) leaves HTTP-only parts out: bearer
+    auth and /health belong to the HTTP app, since a stdio server is spawned by its only client."""
+    bus = make_bus(settings)
+    # TODO(lesson-9): build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk
+    #   lifespan, the log level, lesson 6's request-state policy from the state keys
+    #   and `bus` as its subscription bus; over HTTP with a token, add lesson 5's
+    #   bearer auth for the public URL and issuer. Register every tool, then (over
+    #   HTTP) lesson 5's /health route.
+    raise NotImplementedError("TODO(lesson-9): write create_server")
+
+
+def create_http_app(settings: Settings) -> Any:
+    """The ASGI app one process serves: lesson 5's production app, tagged for sticky routing, with
+    modern requests that never stream answered by a JSON-only twin of it (see `StreamOnlyWhereNeeded`)."""
+    server = create_server(settings, http=True)
+    # TODO(lesson-9): build lesson 5's app (allowed hosts and origins, body limit, stateless switch)
+    #   and wrap it so every legacy session id names this replica (lesson 6): that is
+    #   the streaming app. Unless stream_all is set, also build the server's JSON-
+    #   response app with the same host/origin protection and body limit, and route
+    #   between the two with StreamOnlyWhereNeeded (STREAMING_TOOLS stream).
+    raise NotImplementedError("TODO(lesson-9): write create_http_app")
+
+
+def build_app(settings: Settings | Mapping[str, str] | None = None) -> Any:
+    """The uvicorn factory: `python -m uvicorn --factory research_desk.server:build_app`.
+
+    With no argument, the settings come from the process environment, validated as an HTTP
+    deployment (RESEARCH_DESK_TRANSPORT does not apply: a factory always serves HTTP).
+    """
+    if not isinstance(settings, Settings):
+        settings = replace(Settings.from_env(settings), transport="http").validate()
+    configure_logging(settings.log_level)
+    return create_http_app(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the desk: stdio by default, or one HTTP process with `--transport http`.
+
+    Settings come from RESEARCH_DESK_* variables, then flags. A bad setting ends the program the
+    argparse way (usage and one error line on stderr, exit code 2) before anything is served.
+    Takes the same flags as lesson 8's command, so `research_desk.__main__` can delegate to it.
+    Returns the exit code.
+    """
+    parser = build_parser()
+    try:
+        settings = Settings.from_env(os.environ).with_flags(sys.argv[1:] if argv is None else argv)
+    except SettingsError as exc:
+        parser.error(str(exc))  # exits 2
+    # TODO(lesson-9): configure logging (stderr), log one INFO line saying what is served, then
+    #   serve: stdio through the server built without HTTP parts, or HTTP through
+    #   uvicorn serving create_http_app on the configured host and port (one process,
+    #   no access log). Never write to stdout.
+    raise NotImplementedError("TODO(lesson-9): write main")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

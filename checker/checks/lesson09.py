@@ -1,0 +1,878 @@
+"""Lesson 9 checks: the capstone server, wired, deployed and driven like production.
+
+Most checks deploy the student's `build_app(settings)` with a real uvicorn on a free loopback
+port and talk to it as a client behind a proxy would: a random public host name in `Host`, a
+random bearer token, random replica names and request-state keys. The workspace holds random
+documents and, beside it, a private folder whose name shares the workspace's prefix; a secret
+word lives only there, and no answer may ever contain it. The stdio check runs
+`python -m research_desk.server` as a real subprocess; the command-line check runs the
+documented `uvicorn --factory` command. Every process a check starts is stopped in `finally`.
+Expected answers are computed here, never by the code under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import (
+    INVALID_PARAMS,
+    CreateMessageResult,
+    ElicitResult,
+    InputRequiredResult,
+    TextContent,
+)
+
+from checker.marks import check
+from checker.target import Target, free_port
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
+MODES = {"auto": MODERN, "legacy": LEGACY}
+NOTES = "desk://notes"
+FALLBACK_MODEL = "research-desk/extractive-fallback"
+EXPECTED_TOOLS = {
+    "desk_info", "list_documents",                                        # lesson 1
+    "summarise", "summarise_document",                                    # lesson 2
+    "index_documents",                                                    # lesson 3
+    "list_files", "read_file", "search_files",                            # lesson 4
+    "replica_info", "file_note",                                          # lesson 6
+    "search_documents", "read_document", "save_note", "delete_note", "export_bundle",  # lesson 7
+}
+WORDS = ("harbour lantern meadow quarry signal archive compass ledger orchard glacier beacon thread river "
+         "stone falcon copper willow summit ember cinder").split()
+
+
+def _word(k: int = 7) -> str:
+    return "".join(random.choices(string.ascii_lowercase, k=k))
+
+
+def _sentence() -> str:
+    words = random.sample(WORDS, 6)
+    return " ".join(words).capitalize() + "."
+
+
+# --- the workspace and the deployment -----------------------------------------------------------
+
+
+@dataclass
+class Desk:
+    """One random deployment: a workspace, a private sibling folder, and the production settings."""
+
+    root: Path                         # the workspace (first and only root)
+    private: Path                      # a sibling whose name starts with the workspace's name
+    secret: str                        # a word that exists only in the private folder
+    texts: dict[str, str]              # document name -> text
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    host: str = field(default_factory=lambda: f"desk-{secrets.token_hex(3)}.example")
+    replica: str = field(default_factory=lambda: random.choice(string.ascii_lowercase) + secrets.token_hex(2))
+    key: str = field(default_factory=lambda: secrets.token_hex(32))
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.texts)
+
+    @property
+    def secret_file(self) -> Path:
+        return self.private / "secret.md"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The RESEARCH_DESK_* variables of this deployment."""
+        base = {"RESEARCH_DESK_ROOTS": str(self.root), "RESEARCH_DESK_TOKEN": self.token,
+                "RESEARCH_DESK_PUBLIC_URL": f"https://{self.host}/mcp", "RESEARCH_DESK_REPLICA": self.replica,
+                "RESEARCH_DESK_STATE_KEYS": self.key}
+        base.update(extra)
+        return base
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Desk:
+    stem = f"ws-{_word(5)}"
+    root = tmp_path / stem
+    private = tmp_path / f"{stem}-private"        # shares the prefix: a string comparison would let it in
+    private.mkdir(parents=True)
+    secret = f"zq{_word(10)}"
+    (private / "secret.md").write_text(f"# Private {secret}\n\nThe secret is {secret}.\n", encoding="utf-8")
+    texts: dict[str, str] = {}
+    for index in range(random.randint(3, 6)):
+        name = f"{'notes/' if index % 3 == 2 else ''}{_word()}-{index}.md"
+        text = f"# {_word().title()} {index}\n\n" + " ".join(_sentence() for _ in range(random.randint(2, 5))) + "\n"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+        texts[name] = text
+    return Desk(root=root, private=private, secret=secret, texts=texts)
+
+
+def _settings(target: Target, desk: Desk, **overrides: Any) -> Any:
+    """The student's Settings for this deployment, built directly (so only lesson 9's wiring is judged)."""
+    settings_class = target.attr("server", "Settings")
+    values: dict[str, Any] = dict(roots=(desk.root,), token=desk.token, public_url=f"https://{desk.host}/mcp",
+                                  replica=desk.replica, state_keys=(desk.key,))
+    values.update(overrides)
+    try:
+        return settings_class(**values)
+    except TypeError as exc:
+        pytest.fail(f"Settings(...) does not take the documented fields: {exc}")
+
+
+@asynccontextmanager
+async def _serve(target: Target, settings: Any) -> AsyncIterator[str]:
+    """build_app(settings) under a real uvicorn on 127.0.0.1; yields the MCP endpoint URL."""
+    build_app = target.attr("server", "build_app")
+    app = build_app(settings)
+    async with target.http(app) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _client(url: str, desk: Desk, mode: str = "auto", *, token: str | None = None,
+                  on_response: Any = None, **kwargs: Any) -> AsyncIterator[Client]:
+    """A real MCP client behind the 'proxy': the public Host and the bearer token on every request."""
+    headers = {"Host": desk.host, "Authorization": f"Bearer {token or desk.token}"}
+    hooks = {"response": [on_response]} if on_response else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(15), event_hooks=hooks) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode, **kwargs) as client:
+            yield client
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The check's own failure inside (nested) exception groups if there is one, else the first error."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            stack[:0] = list(current.exceptions)
+        else:
+            leaves.append(current)
+    own = [e for e in leaves if isinstance(e, (AssertionError, pytest.fail.Exception, pytest.skip.Exception))]
+    return (own or leaves or [exc])[0]
+
+
+@contextlib.contextmanager
+def _own_errors() -> Iterator[None]:
+    """Re-raise the check's own failure from inside the task groups a client runs in."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        raise _leaf(group) from None
+
+
+def _text(result: Any) -> str:
+    return "\n".join(getattr(block, "text", "") for block in (result.content or []))
+
+
+async def _call(client: Client, name: str, arguments: dict[str, Any], **kwargs: Any) -> Any:
+    """Call a tool that must succeed; fail with what the server said otherwise."""
+    try:
+        result = await client.call_tool(name, arguments, **kwargs)
+    except MCPError as exc:
+        pytest.fail(f"{name} failed with a protocol error {exc.code}: {exc.message}")
+    assert not result.is_error, f"{name}({json.dumps(arguments)[:80]}) returned an error: {_text(result)[:200]}"
+    return result
+
+
+def _model(marker: str, name: str) -> Any:
+    """A client-side 'model' that answers every sampling request with `marker`, recording the prompts."""
+    prompts: list[str] = []
+
+    async def sample(context: Any, params: Any) -> CreateMessageResult:
+        prompts.append(" ".join(getattr(m.content, "text", "") for m in params.messages))
+        return CreateMessageResult(role="assistant", model=name, content=TextContent(type="text", text=marker))
+
+    sample.prompts = prompts  # type: ignore[attr-defined]
+    return sample
+
+
+async def _echo_model(context: Any, params: Any) -> CreateMessageResult:
+    """A client-side 'model' whose summary repeats what it was sent (so whatever reaches it shows)."""
+    text = " ".join(getattr(m.content, "text", "") for m in params.messages)
+    return CreateMessageResult(role="assistant", model="echo", content=TextContent(type="text", text=text))
+
+
+async def _accept_filing(context: Any, params: Any) -> ElicitResult:
+    return ElicitResult(action="accept", content={"file_it": True})
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+@check("Settings.from_env reads every RESEARCH_DESK_* variable into a typed setting", points=2,
+       hint="One field, one variable: RESEARCH_DESK_<FIELD>. Convert the text to the field's type (numbers, "
+            "booleans such as 1/yes/true, comma-separated tuples, os.pathsep-separated roots). A blank variable "
+            "keeps the default; a value that does not convert is a SettingsError that names the variable.")
+async def test_settings_from_environment(target: Target, tmp_path: Path) -> None:
+    settings_class = target.attr("server", "Settings")
+    first, second = tmp_path / f"a-{_word()}", tmp_path / f"b-{_word()}"
+    first.mkdir()
+    second.mkdir()
+    port = random.randint(1025, 65000)
+    hosts = (f"{_word()}.example", f"{_word()}.example")
+    keys = (secrets.token_hex(32), secrets.token_hex(32))
+    replica = random.choice(string.ascii_lowercase) + secrets.token_hex(2)
+    timeout = round(random.uniform(0.2, 5.0), 2)
+    words = random.randint(100, 5000)
+    env = {
+        "RESEARCH_DESK_ROOTS": os.pathsep.join([str(first), str(second)]),
+        "RESEARCH_DESK_TRANSPORT": "http", "RESEARCH_DESK_PORT": str(port),
+        "RESEARCH_DESK_ALLOWED_HOSTS": " , ".join(hosts), "RESEARCH_DESK_TOKEN": "t-" + secrets.token_hex(8),
+        "RESEARCH_DESK_STATE_KEYS": ",".join(keys), "RESEARCH_DESK_REPLICA": replica,
+        "RESEARCH_DESK_STATELESS": random.choice(["1", "yes", "true", "on"]),
+        "RESEARCH_DESK_SEARCH_TIMEOUT": str(timeout), "RESEARCH_DESK_LARGE_DOCUMENT_WORDS": str(words),
+        "RESEARCH_DESK_LOG_LEVEL": "ERROR", "RESEARCH_DESK_HOST": "127.0.0.1",
+        "RESEARCH_DESK_REDIS_URL": "", "UNRELATED_VARIABLE": "x",
+    }
+    try:
+        got = settings_class.from_env(env)
+    except ValueError as exc:
+        pytest.fail(f"Settings.from_env refused a valid environment: {exc}")
+    expected = {"roots": (first, second), "transport": "http", "port": port, "allowed_hosts": hosts,
+                "state_keys": keys, "replica": replica, "stateless": True, "search_timeout": timeout,
+                "large_document_words": words, "log_level": "ERROR", "redis_url": ""}
+    for name, want in expected.items():
+        have = getattr(got, name, None)
+        if name == "roots":
+            have = tuple(Path(p) for p in have or ())
+        assert have == want, (f"Settings.from_env: {name} is {have!r}, expected {want!r} from "
+                              f"{_env_name(name)}={env.get(_env_name(name), '')!r}")
+    assert got.index_pace == settings_class().index_pace, "an unset variable must keep the field's default"
+    one = settings_class.from_env({"RESEARCH_DESK_ROOT": str(second)})
+    assert tuple(Path(p) for p in one.roots) == (second,), (
+        "with only RESEARCH_DESK_ROOT set (one folder, the lesson 1 name), roots should be that folder")
+    for variable, bad in (("RESEARCH_DESK_PORT", f"port-{_word(3)}"), ("RESEARCH_DESK_STATELESS", "maybe"),
+                          ("RESEARCH_DESK_SEARCH_TIMEOUT", "soon")):
+        try:
+            settings_class.from_env({"RESEARCH_DESK_ROOTS": str(first), variable: bad})
+        except ValueError as exc:
+            assert variable in str(exc), f"the error for {variable}={bad!r} should name the variable; it said: {exc}"
+        else:
+            pytest.fail(f"Settings.from_env accepted {variable}={bad!r}; it should raise a SettingsError naming it")
+
+
+def _env_name(name: str) -> str:
+    return "RESEARCH_DESK_" + name.upper()
+
+
+@check("settings that would expose the desk, or cannot work, refuse to start", points=2,
+       hint="validate() is the gate between configuration and serving. HTTP that others can reach (a host other "
+            "than loopback, or a public URL behind a proxy) needs a token unless allow_anonymous says a proxy "
+            "authenticates; state keys and replica names must pass lesson 6's rules; every error names its variable.")
+async def test_unsafe_settings_refused(target: Target, desk: Desk) -> None:
+    settings_class = target.attr("server", "Settings")
+    base = {"RESEARCH_DESK_ROOTS": str(desk.root), "RESEARCH_DESK_TRANSPORT": "http"}
+
+    def outcome(**env: str) -> str:
+        try:
+            settings_class.from_env({**base, **env})
+        except ValueError as exc:
+            return f"refused: {exc}"
+        return "accepted"
+
+    local = outcome()
+    assert local == "accepted", f"plain local HTTP on 127.0.0.1 with no token should start (local development): {local}"
+    for label, env in (("a public URL behind a proxy", {"RESEARCH_DESK_PUBLIC_URL": f"https://{desk.host}/mcp"}),
+                       ("listening on every interface", {"RESEARCH_DESK_HOST": "0.0.0.0"})):
+        verdict = outcome(**env)
+        assert verdict.startswith("refused") and "RESEARCH_DESK_TOKEN" in verdict, (
+            f"HTTP with {label} and no token was {verdict!r}: anyone who reaches it could read the workspace. "
+            f"Refuse it, naming RESEARCH_DESK_TOKEN")
+        with_token = outcome(**env, RESEARCH_DESK_TOKEN=desk.token)
+        assert with_token == "accepted", f"with a token, {label} should start: {with_token}"
+        anonymous = outcome(**env, RESEARCH_DESK_ALLOW_ANONYMOUS="1")
+        assert anonymous == "accepted", f"RESEARCH_DESK_ALLOW_ANONYMOUS=1 should allow {label} without a token: {anonymous}"
+    stdio = outcome(RESEARCH_DESK_TRANSPORT="stdio", RESEARCH_DESK_HOST="0.0.0.0")
+    assert stdio == "accepted", f"stdio listens on no network, so it needs no token: {stdio}"
+    for variable, bad in (("RESEARCH_DESK_STATE_KEYS", "short-" + _word(4)), ("RESEARCH_DESK_REPLICA", "Replica A"),
+                          ("RESEARCH_DESK_TRANSPORT", "carrier-pigeon"), ("RESEARCH_DESK_ROOTS", str(desk.root / _word())),
+                          ("RESEARCH_DESK_PORT", "70000"), ("RESEARCH_DESK_LOG_LEVEL", "LOUD")):
+        verdict = outcome(**{variable: bad})
+        assert verdict.startswith("refused") and variable in verdict, (
+            f"{variable}={bad!r} was {verdict!r}: a setting that cannot work must stop the server at startup, "
+            f"with a message naming {variable}")
+
+
+# --- over HTTP ------------------------------------------------------------------------------------
+
+
+@check("over HTTP, both eras see every lesson's tools with descriptions and schemas", points=2,
+       hint="register_tools adds each lesson's tools through that lesson's register(...). Two lessons built a "
+            "read_document: keep lesson 7's (validated, sanitised) and remove the other before adding it, since "
+            "the SDK keeps the first tool registered under a name.")
+async def test_http_tools_listed(target: Target, desk: Desk) -> None:
+    seen: dict[str, Any] = {}
+    with _own_errors():
+        async with _serve(target, _settings(target, desk)) as url:
+            for mode in MODES:
+                async with _client(url, desk, mode) as client:
+                    tools = (await client.list_tools()).tools
+                    resources = [str(r.uri) for r in (await client.list_resources()).resources]
+                    seen[mode] = (client.protocol_version, {t.name: t for t in tools}, resources)
+    for mode, (version, tools, resources) in seen.items():
+        assert version == MODES[mode], f"a {mode} client negotiated {version}, expected {MODES[mode]}"
+        missing = sorted(EXPECTED_TOOLS - set(tools))
+        assert not missing, f"{version}: the capstone does not list {missing}; every lesson's tools belong in it"
+        for name in EXPECTED_TOOLS:
+            tool = tools[name]
+            assert (tool.description or "").strip(), f"{name} has no description: a model picks tools by reading them"
+            assert tool.input_schema.get("type") == "object", f"{name}'s input schema is not a JSON object schema"
+        name_schema = tools["read_document"].input_schema.get("properties", {}).get("name", {})
+        assert "maxLength" in name_schema, (
+            "read_document is lesson 1's (its `name` has no length limit): lesson 7's validated, sanitised "
+            "read_document must be the one served")
+        assert NOTES in resources, f"{version}: the {NOTES} resource (lesson 6) is not listed"
+
+
+@check("over HTTP, the bearer token and the Host allowlist guard MCP, and /health stays open", points=2,
+       hint="Authentication is fixed when the MCPServer is built: pass lesson 5's auth_options when a token is "
+            "configured. The allowlist comes from the public URL's host (plus loopback names) unless "
+            "allowed_hosts says otherwise; /health is a custom route, which the SDK never authenticates.")
+async def test_http_auth_and_hosts(target: Target, desk: Desk) -> None:
+    discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientInfo": {"name": "course-check", "version": "1.0"},
+        "io.modelcontextprotocol/clientCapabilities": {}}}}
+    base = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+            "MCP-Protocol-Version": MODERN, "Mcp-Method": "server/discover"}
+    outcomes: dict[str, int] = {}
+    async with _serve(target, _settings(target, desk)) as url, httpx2.AsyncClient(timeout=10) as http:
+        health_url = url.rsplit("/mcp", 1)[0] + "/health"
+        cases = {
+            "right token, public Host": {"Host": desk.host, "Authorization": f"Bearer {desk.token}"},
+            "no token": {"Host": desk.host},
+            "a wrong token": {"Host": desk.host, "Authorization": f"Bearer {secrets.token_urlsafe(24)}"},
+            "an unknown Host": {"Host": f"evil-{_word(4)}.example", "Authorization": f"Bearer {desk.token}"},
+        }
+        for label, headers in cases.items():
+            outcomes[label] = (await http.post(url, json=discover, headers=base | headers)).status_code
+        health = await http.get(health_url, headers={"Host": desk.host})
+    assert outcomes["right token, public Host"] == 200, (
+        f"a request with the right token and the public Host got HTTP {outcomes['right token, public Host']}, "
+        f"expected 200 (is {desk.host} on the allowlist? is the token verifier given the token?)")
+    for label in ("no token", "a wrong token"):
+        assert outcomes[label] == 401, (f"a request with {label} got HTTP {outcomes[label]}, expected 401: the "
+                                        f"MCP endpoint must require the bearer token when one is configured")
+    assert outcomes["an unknown Host"] == 421, (
+        f"a request with an unknown Host got HTTP {outcomes['an unknown Host']}, expected 421 (DNS-rebinding "
+        f"protection: only the configured names may appear in Host)")
+    assert health.status_code == 200 and health.json().get("status") == "ok", (
+        f"GET /health without a token got HTTP {health.status_code}: probes must reach it without credentials")
+
+
+@check("over HTTP, every file-reading tool stays inside the roots", points=3,
+       hint="Roots are the server's configuration: lesson 4's file tools get the configured roots, and the tools "
+            "that read documents by name (lessons 2 and 7) get the workspace, i.e. the first root. Never a parent "
+            "folder, never the working directory.")
+async def test_http_roots_enforced(target: Target, desk: Desk) -> None:
+    link = desk.root / "shortcut-out.md"
+    inside = random.choice(desk.names)
+    attempts = [
+        ("read_file", {"path": f"../{desk.private.name}/secret.md"}),
+        ("read_file", {"path": str(desk.secret_file)}),
+        ("read_file", {"path": desk.secret_file.as_uri()}),
+        ("read_file", {"path": link.name}),
+        ("list_files", {"path": str(desk.private)}),
+        ("search_files", {"query": desk.secret, "path": str(desk.private)}),
+        ("search_files", {"query": desk.secret}),
+        ("read_document", {"name": f"../{desk.private.name}/secret.md"}),
+        ("read_document", {"name": f"{desk.private.name}/secret.md"}),
+        ("summarise_document", {"name": f"../{desk.private.name}/secret.md"}),
+        ("summarise_document", {"name": f"{desk.private.name}/secret.md"}),
+        ("export_bundle", {"names": [f"{desk.private.name}/secret.md"]}),
+        ("search_documents", {"query": desk.secret}),
+    ]
+    leaks: list[str] = []
+    with _own_errors():  # a generous search timeout: a busy machine must not turn this into lesson 7's fallback
+        async with _serve(target, _settings(target, desk, search_timeout=10.0)) as url:
+            link.symlink_to(desk.secret_file)  # a link inside the workspace that leads out of it
+            async with _client(url, desk, sampling_callback=_echo_model) as client:
+                result = await _call(client, "read_file", {"path": inside})
+                assert _text(result) == desk.texts[inside], (
+                    f"read_file({inside!r}) inside the workspace did not return the file's text")
+                result = await _call(client, "read_document", {"name": inside})
+                assert _text(result) == desk.texts[inside], f"read_document({inside!r}) did not return the document"
+                for name, arguments in attempts:
+                    try:
+                        result = await client.call_tool(name, arguments)
+                        shown = _text(result) + json.dumps(result.structured_content or {})
+                    except MCPError as exc:
+                        shown = exc.message
+                    if desk.secret in shown:
+                        leaks.append(f"{name}({json.dumps(arguments)})")
+    assert not leaks, (
+        f"these calls returned text from {desk.private.name}/ (or sent it to the client's model), a folder outside "
+        f"the roots that only shares the workspace's name prefix: {'; '.join(leaks[:3])}. Give every tool the "
+        f"configured roots or the workspace")
+
+
+@check("over HTTP, summaries borrow the client's model, and fall back when it has none", points=2,
+       hint="Register lesson 2's summarise tools as they are: their resolver asks the client's model only when the "
+            "client declared sampling, and otherwise answers with the desk's own extractive summary. A tool wired "
+            "straight to Sample(...) fails with -32021 for clients that cannot sample.")
+async def test_http_summary_through_sampling(target: Target, desk: Desk) -> None:
+    passage = " ".join(_sentence() for _ in range(4))
+    marker, model_name = f"summary {_word()} {_word()}", f"model-{_word(5)}"
+    name = random.choice(desk.names)
+    got: dict[str, Any] = {}
+    with _own_errors():
+        async with _serve(target, _settings(target, desk)) as url:
+            for mode in MODES:
+                model = _model(marker, model_name)
+                async with _client(url, desk, mode, sampling_callback=model) as client:
+                    got[mode] = (await _call(client, "summarise", {"text": passage})).structured_content
+                    got[mode + " document"] = (await _call(client, "summarise_document", {"name": name})
+                                               ).structured_content
+                got[mode + " prompts"] = model.prompts
+            async with _client(url, desk) as client:
+                try:
+                    got["no sampling"] = (await client.call_tool("summarise", {"text": passage})).structured_content
+                except MCPError as exc:
+                    pytest.fail(f"a client without sampling got a protocol error {exc.code} ({exc.message}): the "
+                                f"summary must degrade to the desk's own, not fail")
+    for mode, version in MODES.items():
+        for what in (mode, mode + " document"):
+            summary = got[what] or {}
+            assert summary.get("summary") == marker and summary.get("model") == model_name, (
+                f"{version}: summarise{'_document' if 'document' in what else ''} answered {summary}, expected the "
+                f"client's model's reply {marker!r} from {model_name!r}")
+            assert summary.get("fallback") is False, f"{version}: a summary from the client's model is not a fallback"
+        prompts = got[mode + " prompts"]
+        assert any(passage[:40] in p for p in prompts), f"{version}: the client's model never saw the passage"
+    fallback = got["no sampling"] or {}
+    assert fallback.get("fallback") is True and fallback.get("model") == FALLBACK_MODEL, (
+        f"a client without sampling got {fallback}; expected the extractive fallback (fallback=True, "
+        f"model={FALLBACK_MODEL!r})")
+    assert fallback.get("summary", "").split()[:3] == passage.split()[:3], (
+        "the fallback summary should be extractive: the passage's opening sentences")
+
+
+@check("over HTTP, indexing reports progress to clients of both eras", points=2,
+       hint="Progress travels in an SSE response. A JSON-only app drops it, so calls to tools that report "
+            "progress (STREAMING_TOOLS) must reach the streaming app, and so must legacy sessions.")
+async def test_http_progress_while_indexing(target: Target, desk: Desk) -> None:
+    total = len(desk.names)
+    seen: dict[str, list[float]] = {}
+    results: dict[str, Any] = {}
+    with _own_errors():
+        async with _serve(target, _settings(target, desk)) as url:
+            for mode in MODES:
+                steps: list[float] = []
+
+                async def on_progress(progress: float, total_: float | None, message: str | None,
+                                      steps: list[float] = steps) -> None:
+                    steps.append(progress)
+
+                async with _client(url, desk, mode) as client:
+                    results[mode] = (await _call(client, "index_documents", {}, progress_callback=on_progress)
+                                     ).structured_content
+                    with anyio.move_on_after(2):
+                        while len(steps) < total:
+                            await anyio.sleep(0.02)
+                seen[mode] = sorted(steps)
+    for mode, version in MODES.items():
+        assert (results[mode] or {}).get("documents") == total, (
+            f"{version}: index_documents reported {results[mode]}, expected {total} documents")
+        assert seen[mode], (f"{version}: no progress notification arrived while indexing {total} documents. Was the "
+                            f"call answered by a JSON-only app (json_response drops notifications)?")
+        assert [float(p) for p in seen[mode]] == [float(i) for i in range(1, total + 1)], (
+            f"{version}: progress went {seen[mode]}, expected 1..{total}, one per document")
+
+
+@check("over HTTP, a retried note is saved once, whichever era or connection retries it", points=2,
+       hint="Build one MCPServer per process and serve every app from it: a second server (or a second "
+            "ErrorDesk) would keep its own receipts, and a retry that lands there saves the note twice.")
+async def test_http_idempotent_retry(target: Target, desk: Desk) -> None:
+    key = f"key-{secrets.token_hex(8)}"
+    title, body = f"note {_word()}", " ".join(_sentence() for _ in range(2))
+    receipts: list[dict[str, Any]] = []
+    conflict: MCPError | None = None
+    with _own_errors():
+        async with _serve(target, _settings(target, desk)) as url:
+            for mode in ("auto", "legacy", "auto"):
+                async with _client(url, desk, mode) as client:
+                    receipts.append((await _call(client, "save_note", {
+                        "title": title, "body": body, "idempotency_key": key})).structured_content or {})
+            async with _client(url, desk) as client:
+                try:
+                    await client.call_tool("save_note", {"title": title, "body": body + " changed",
+                                                         "idempotency_key": key})
+                except MCPError as exc:
+                    conflict = exc
+                other = (await _call(client, "save_note", {"title": title, "body": body,
+                                                           "idempotency_key": f"other-{secrets.token_hex(6)}"})
+                         ).structured_content or {}
+    ids = [r.get("note_id") for r in receipts]
+    assert ids[0] and ids.count(ids[0]) == 3, (
+        f"the same save_note retried (modern, then legacy, then modern again, each on a new connection) gave note "
+        f"ids {ids}; a retry must return the first receipt. Do all apps serve the same server and desk?")
+    assert other.get("note_id") not in (None, ids[0]), "a new idempotency key must save a new note"
+    assert conflict is not None and conflict.code == INVALID_PARAMS, (
+        "reusing an idempotency key for a different note must be refused with -32602 (lesson 7), "
+        f"got {conflict.code if conflict else 'no error'}")
+
+
+@check("legacy sessions name their replica; stateless mode serves them without sessions", points=2,
+       hint="Wrap the streaming app with lesson 6's SessionOwnerTag for this replica, so nginx can send a "
+            "session home; RESEARCH_DESK_STATELESS switches sessions off for 2025-era clients only.")
+async def test_legacy_sessions_tagged(target: Target, desk: Desk) -> None:
+    sessions: dict[str, set[str]] = {}
+
+    def recorder(label: str) -> Any:
+        async def record(response: httpx2.Response) -> None:
+            sid = response.headers.get("mcp-session-id")
+            sessions.setdefault(label, set())
+            if sid:
+                sessions[label].add(sid)
+        return record
+
+    versions: dict[str, str] = {}
+    with _own_errors():
+        async with _serve(target, _settings(target, desk)) as url:
+            for mode in MODES:
+                async with _client(url, desk, mode, on_response=recorder(mode)) as client:
+                    info = (await _call(client, "desk_info", {})).structured_content or {}
+                    versions[mode] = str(info.get("protocol_version"))
+        async with _serve(target, _settings(target, desk, stateless=True)) as url:
+            async with _client(url, desk, "legacy", on_response=recorder("stateless")) as client:
+                info = (await _call(client, "replica_info", {})).structured_content or {}
+                versions["stateless"] = str(info.get("protocol_version"))
+    assert versions["auto"] == MODERN and versions["legacy"] == LEGACY, f"the eras served were {versions}"
+    assert not sessions.get("auto"), f"a 2026-07-28 client was given a session id {sessions['auto']}: modern has none"
+    legacy = sessions.get("legacy", set())
+    assert legacy, "a 2025-era client got no Mcp-Session-Id: legacy clients need sessions unless stateless is set"
+    assert all(sid.startswith(f"{desk.replica}.") for sid in legacy), (
+        f"legacy session ids {sorted(legacy)} do not start with '{desk.replica}.' (this replica's name): without "
+        f"the owner tag, nginx cannot route a session back to the replica that holds it")
+    assert versions["stateless"] == LEGACY and not sessions.get("stateless"), (
+        f"with stateless=True a legacy client should be served without a session id, got {sessions.get('stateless')}")
+
+
+@check("two replicas with the same keys finish each other's multi-round calls; other keys cannot", points=2,
+       hint="Every replica uses one server name (the seal's audience) and lesson 6's request-state policy built "
+            "from RESEARCH_DESK_STATE_KEYS. Never add the replica's name to the server name.")
+async def test_replicas_share_request_state(target: Target, desk: Desk) -> None:
+    passage = " ".join(_sentence() for _ in range(3))
+    marker = f"summary {_word()}"
+    outcome: dict[str, str] = {}
+
+    async def declare(context: Any, params: Any) -> CreateMessageResult:  # the rounds are driven by hand
+        raise AssertionError("not called: the check answers the sampling request itself")
+
+    with _own_errors():
+        a_settings = _settings(target, desk, replica="a" + secrets.token_hex(2))
+        b_settings = _settings(target, desk, replica="b" + secrets.token_hex(2))
+        c_settings = _settings(target, desk, replica="c" + secrets.token_hex(2), state_keys=(secrets.token_hex(32),))
+        async with _serve(target, a_settings) as a_url, _serve(target, b_settings) as b_url, \
+                _serve(target, c_settings) as c_url:
+            async with _client(a_url, desk, sampling_callback=declare) as a:
+                first = await a.session.call_tool("summarise", {"text": passage}, allow_input_required=True)
+            assert isinstance(first, InputRequiredResult), (
+                f"round 1 of summarise on replica A should ask for a sampling answer, got {type(first).__name__}")
+            answers = {key: CreateMessageResult(role="assistant", model="m", content=TextContent(type="text", text=marker))
+                       for key in first.input_requests}
+            for label, url in (("same keys", b_url), ("other keys", c_url)):
+                async with _client(url, desk, sampling_callback=declare) as other:
+                    try:
+                        second = await other.session.call_tool("summarise", {"text": passage}, input_responses=answers,
+                                                               request_state=first.request_state,
+                                                               allow_input_required=True)
+                        outcome[label] = json.dumps(getattr(second, "structured_content", None) or {})
+                    except MCPError as exc:
+                        outcome[label] = f"MCPError {exc.code}: {exc.message}"
+    assert marker in outcome["same keys"], (
+        f"round 2 on replica B (same keys, same server name) gave {outcome['same keys']!r}: replicas must share "
+        f"the request-state keys from RESEARCH_DESK_STATE_KEYS and one server name")
+    assert outcome["other keys"].startswith(f"MCPError {INVALID_PARAMS}"), (
+        f"round 2 on a replica with other keys gave {outcome['other keys']!r}; it must be refused (-32602). Are the "
+        f"configured keys used at all?")
+
+
+@check("with Redis configured, a note filed on one replica reaches a listener on another", points=2,
+       hint="Build the bus from the settings (Redis when RESEARCH_DESK_REDIS_URL is set), give it to the MCPServer as "
+            "its subscription bus, and keep it running for the server's life in the lifespan.")
+async def test_redis_bus_across_replicas(target: Target, desk: Desk, tmp_path: Path) -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("needs redis-server: sudo apt-get install redis-server (or brew install redis)")
+    port = free_port()
+    redis = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                              "--dir", str(tmp_path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    heard: list[Any] = []
+    try:
+        with anyio.fail_after(5):
+            while True:
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    await stream.aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.05)
+        channel = f"desk-{_word()}"
+        bus = {"redis_url": f"redis://127.0.0.1:{port}/0", "bus_channel": channel}
+        with _own_errors():
+            async with _serve(target, _settings(target, desk, replica="a" + secrets.token_hex(2), **bus)) as a_url, \
+                    _serve(target, _settings(target, desk, replica="b" + secrets.token_hex(2), **bus)) as b_url:
+                ready = anyio.Event()
+
+                async def listen() -> None:
+                    async with _client(a_url, desk) as client:
+                        async with client.listen(resource_subscriptions=[NOTES]) as subscription:
+                            ready.set()
+                            async for event in subscription:
+                                heard.append(event)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(listen)
+                    with anyio.fail_after(8):
+                        await ready.wait()
+                    async with _client(b_url, desk, elicitation_callback=_accept_filing) as writer:
+                        await _call(writer, "file_note", {"title": f"note {_word()}", "text": _sentence()})
+                    with anyio.move_on_after(4):
+                        while not heard:
+                            await anyio.sleep(0.02)
+                    tg.cancel_scope.cancel()
+    finally:
+        redis.terminate()
+        redis.wait(timeout=5)
+    assert any(getattr(event, "uri", None) == NOTES for event in heard), (
+        f"a client listening for {NOTES} on replica A never heard of the note filed on replica B (heard {heard}): "
+        f"the event must travel through Redis, so both replicas need the Redis bus, running")
+
+
+# --- stdio and the command line ---------------------------------------------------------------------
+
+
+@check("over stdio, both eras get the whole desk, and stdout carries nothing but protocol", points=3,
+       hint="main() with no transport serves stdio from the server built without HTTP parts. Log through logging "
+            "(stderr); a print() or a stdout log handler puts a line on the wire that no client can parse.")
+async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> None:
+    marker, model_name = f"summary {_word()}", f"model-{_word(4)}"
+    inside = random.choice(desk.names)
+    env = target.env({"RESEARCH_DESK_ROOTS": str(desk.root), "RESEARCH_DESK_LOG_LEVEL": "INFO",
+                      "RESEARCH_DESK_TOKEN": desk.token, "PYTHONUNBUFFERED": "1"})  # a stray write shows at once
+    report: dict[str, dict[str, Any]] = {}
+
+    async def session(mode: str) -> None:
+        junk: list[str] = []
+
+        async def on_message(message: Any) -> None:
+            if isinstance(message, Exception):
+                found = re.search(r"input_value='([^']*)'", str(message))
+                junk.append(found.group(1) if found else str(message)[:120])
+
+        steps: list[float] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            steps.append(progress)
+
+        params = StdioServerParameters(command=sys.executable, args=["-m", f"{target.package}.server"], env=env,
+                                       cwd=str(tmp_path))
+        got: dict[str, Any] = {"junk": junk, "steps": steps}
+        with (tmp_path / f"stderr-{mode}.log").open("w") as errlog:
+            async with Client(stdio_client(params, errlog=errlog), mode=mode, message_handler=on_message,
+                              sampling_callback=_model(marker, model_name), read_timeout_seconds=15) as client:
+                got["version"] = client.protocol_version
+                got["tools"] = {t.name for t in (await client.list_tools()).tools}
+                got["inside"] = _text(await _call(client, "read_file", {"path": inside}))
+                outside = await client.call_tool("read_file", {"path": str(desk.secret_file)})
+                got["outside"] = (outside.is_error, _text(outside))
+                got["summary"] = (await _call(client, "summarise", {"text": _sentence() + " " + _sentence()})
+                                  ).structured_content
+                got["index"] = (await _call(client, "index_documents", {}, progress_callback=on_progress)
+                                ).structured_content
+                with anyio.move_on_after(2):
+                    while len(steps) < len(desk.names):
+                        await anyio.sleep(0.02)
+        report[mode] = got
+
+    try:
+        with anyio.fail_after(18):
+            async with anyio.create_task_group() as tg:
+                for mode in MODES:
+                    tg.start_soon(session, mode)
+    except BaseException as exc:  # explained below, or re-raised as the check's own failure
+        leaf = _leaf(exc)
+        if isinstance(leaf, (AssertionError, pytest.fail.Exception, pytest.skip.Exception)):
+            raise leaf from None
+        if not isinstance(leaf, Exception):
+            raise
+        logs = " | ".join(_last_line(tmp_path / f"stderr-{m}.log") for m in MODES)
+        pytest.fail(f"`python -m {target.package}.server` did not serve stdio ({type(leaf).__name__}: {leaf}). "
+                    f"Its stderr ended: {logs or '(empty)'}")
+    for mode, version in MODES.items():
+        got = report[mode]
+        assert not got["junk"], (f"{version}: the server wrote {got['junk'][0]!r} to stdout, which is not JSON-RPC: on "
+                                 f"stdio, stdout is the protocol stream. Log to stderr; never print")
+        assert got["version"] == version, f"a {mode} client over stdio negotiated {got['version']}"
+        missing = sorted(EXPECTED_TOOLS - got["tools"])
+        assert not missing, f"{version} over stdio: {missing} are not listed"
+        assert got["inside"] == desk.texts[inside], f"{version} over stdio: read_file inside the root failed"
+        assert got["outside"][0] and desk.secret not in got["outside"][1], (
+            f"{version} over stdio: read_file outside the roots was not refused")
+        assert (got["summary"] or {}).get("summary") == marker, (
+            f"{version} over stdio: summarise answered {got['summary']}, expected the client's model's {marker!r}")
+        assert (got["index"] or {}).get("documents") == len(desk.names) and len(got["steps"]) == len(desk.names), (
+            f"{version} over stdio: indexing {len(desk.names)} documents gave {len(got['steps'])} progress steps")
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line a process wrote to a log (usually the error that ended it)."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][:300] if lines else "(empty)"
+
+
+def _spawn(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as err:
+        return subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@check("the command refuses unsafe settings; the uvicorn factory serves the configured desk", points=2,
+       hint="main() turns a SettingsError into an argparse error (usage and one error line on stderr, exit code 2) "
+            "before serving anything. "
+            "build_app() with no argument reads the process environment, which is how "
+            "`uvicorn --factory research_desk.server:build_app` configures each replica.")
+async def test_command_line_and_factory(target: Target, desk: Desk, tmp_path: Path) -> None:
+    port = free_port()
+    refused = _spawn(["-m", f"{target.package}.server", "--transport", "http", "--port", str(free_port())],
+                     target.env({"RESEARCH_DESK_ROOTS": str(desk.root),
+                                 "RESEARCH_DESK_PUBLIC_URL": f"https://{desk.host}/mcp"}),
+                     tmp_path, tmp_path / "refused.log")
+    served = _spawn(["-m", "uvicorn", "--factory", f"{target.package}.server:build_app", "--host", "127.0.0.1",
+                     "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                    target.env({"RESEARCH_DESK_ROOTS": str(desk.root), "RESEARCH_DESK_TOKEN": desk.token,
+                                "RESEARCH_DESK_REPLICA": desk.replica}), tmp_path, tmp_path / "served.log")
+    info: dict[str, Any] = {}
+    try:
+        with anyio.fail_after(15):
+            while refused.poll() is None:
+                await anyio.sleep(0.05)
+        stdout = refused.stdout.read().decode(errors="replace") if refused.stdout else ""
+        stderr = (tmp_path / "refused.log").read_text(errors="replace")
+        assert refused.returncode == 2, (
+            f"`python -m {target.package}.server --transport http` with a public URL and no token exited with "
+            f"{refused.returncode}, expected 2 (a refused setting). Its stderr ended: {_last_line(tmp_path / 'refused.log')}")
+        assert "RESEARCH_DESK_TOKEN" in stderr and not stdout.strip(), (
+            "the refusal should be an error on stderr naming RESEARCH_DESK_TOKEN, and nothing on stdout")
+        with anyio.fail_after(15):
+            async with httpx2.AsyncClient(timeout=2) as http:
+                while True:
+                    if served.poll() is not None:
+                        pytest.fail(f"`uvicorn --factory {target.package}.server:build_app` exited "
+                                    f"({served.returncode}): {_last_line(tmp_path / 'served.log')}")
+                    try:
+                        if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                            break
+                    except httpx2.HTTPError:
+                        pass
+                    await anyio.sleep(0.1)
+        local = Desk(root=desk.root, private=desk.private, secret=desk.secret, texts=desk.texts, token=desk.token,
+                     host=f"127.0.0.1:{port}")
+        with _own_errors(), anyio.fail_after(10):
+            async with _client(f"http://127.0.0.1:{port}/mcp", local) as client:
+                info = (await _call(client, "replica_info", {})).structured_content or {}
+                listed = {t.name for t in (await client.list_tools()).tools}
+    finally:
+        _stop(refused)
+        _stop(served)
+    assert info.get("replica") == desk.replica, (
+        f"the factory's server reported replica {info.get('replica')!r}, expected {desk.replica!r} from "
+        f"RESEARCH_DESK_REPLICA: build_app() must read its settings from the environment")
+    assert EXPECTED_TOOLS <= listed, f"the factory's server does not list {sorted(EXPECTED_TOOLS - listed)}"
+
+
+# --- load ----------------------------------------------------------------------------------------------
+
+
+@check("a short burst of concurrent mixed calls gets only correct answers", points=2,
+       hint="Under load every answer must still be right: one server, one desk index opened by the lifespan, "
+            "the search service answering within its timeout (not degrading), progress reaching its caller.")
+async def test_short_load_zero_errors(target: Target, desk: Desk) -> None:
+    names = desk.names
+    first = names[0]
+    word = desk.texts[first].split()[-1].strip(".").lower()
+    calls: list[tuple[str, dict[str, Any], Any]] = [
+        ("replica_info", {}, lambda r: r.structured_content.get("replica") == desk.replica),
+        ("read_document", {"name": first}, lambda r: _text(r) == desk.texts[first]),
+        ("read_file", {"path": names[-1]}, lambda r: _text(r) == desk.texts[names[-1]]),
+        ("search_documents", {"query": word},
+         lambda r: r.structured_content.get("source") == "search-service" and first in r.structured_content["hits"]),
+        ("list_documents", {}, lambda r: sorted(r.structured_content.get("result", [])) == names),
+        ("summarise", {"text": _sentence() + " " + _sentence()}, lambda r: r.structured_content.get("fallback") is True),
+        ("index_documents", {}, lambda r: r.structured_content.get("documents") == len(names)),
+        ("save_note", {"title": "burst", "body": "same", "idempotency_key": f"burst-{secrets.token_hex(6)}"},
+         lambda r: bool(r.structured_content.get("note_id"))),
+    ]
+    done: list[str] = []
+    errors: list[str] = []
+    steps: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        steps.append(progress)
+
+    async def worker(offset: int, url: str, deadline: float) -> None:
+        mode = "legacy" if offset % 4 == 3 else "auto"
+        async with _client(url, desk, mode) as client:
+            for step in range(offset, offset + 400):
+                if time.monotonic() > deadline:
+                    return
+                name, arguments, ok = calls[step % len(calls)]
+                try:
+                    result = await client.call_tool(name, arguments,
+                                                    progress_callback=on_progress if name == "index_documents" else None)
+                    if result.is_error or not ok(result):
+                        errors.append(f"{name}: {_text(result)[:120]}")
+                    else:
+                        done.append(name)
+                except MCPError as exc:
+                    errors.append(f"{name}: MCPError {exc.code} {exc.message}")
+
+    with _own_errors():
+        async with _serve(target, _settings(target, desk, search_timeout=10.0)) as url:
+            deadline = time.monotonic() + 3.0
+            with anyio.fail_after(15):
+                async with anyio.create_task_group() as tg:
+                    for offset in range(8):
+                        tg.start_soon(worker, offset, url, deadline)
+    assert not errors, f"{len(errors)} of {len(errors) + len(done)} calls under load went wrong; the first: {errors[0]}"
+    assert len(done) >= 40 and {c[0] for c in calls} <= set(done), (
+        f"only {len(done)} calls completed in 3 s with 8 clients ({sorted(set(done))}); is something blocking the loop?")
+    assert steps, "no progress reached the clients that indexed under load"

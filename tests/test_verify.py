@@ -1,0 +1,298 @@
+"""`course verify` (lesson 9): the independent judges, their scoring, and the deployment material.
+
+The judges themselves (the MCP Inspector CLI and the conformance suite) need Node >= 22.19.
+`ensure_judges` finds it or fetches it with npm into the judges' cache folder; when neither
+works, those tests are skipped with the one line a student would see, never failed. The
+scoring of conformance results, the skip path and the deployment files are tested here
+without Node.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from checker import verify
+from checker.verify import Finding, ScenarioResult, load_expected, score
+from tests.conftest import COURSE
+
+SERVER = COURSE.solutions / "research_desk" / "server.py"
+DEPLOY = COURSE.solutions / "research_desk" / "deploy"
+
+
+# --- the expected-failures file and the scoring ---------------------------------------------------------
+
+
+def test_expected_failures_file_gives_a_reason_for_every_entry() -> None:
+    expected = load_expected()
+    for wire in ("modern", "legacy"):
+        entries = {**expected[wire]["excluded"], **expected[wire]["not_counted"]}
+        assert entries, f"{wire}: no entries at all? the suite's fixture scenarios cannot pass on the desk"
+        for key, why in entries.items():
+            assert len(why.split()) >= 4, f"{wire} {key}: say why it is excluded, in words a student understands"
+        overlap = set(expected[wire]["excluded"]) & set(expected[wire]["not_counted"])
+        assert not overlap, f"{wire}: {overlap} are both excluded and not counted"
+        for false_pass in ("tools-call-simple-text", "tools-call-error"):
+            assert false_pass in expected[wire]["not_counted"], (
+                f"{wire}: {false_pass} passes falsely on a server without the suite's fixtures and must not count")
+
+
+def _result(name: str, *checks: tuple[str, str], details: object = None) -> ScenarioResult:
+    return ScenarioResult(name, [{"id": cid, "status": status, "details": details, "errorMessage": f"{cid} says no"}
+                                 for cid, status in checks])
+
+
+def _outcomes(findings: list[Finding]) -> dict[str, str]:
+    return {f.item: f.outcome for f in findings}
+
+
+def test_scoring_counts_passes_and_catches_regressions() -> None:
+    results = {"good": _result("good", ("a", "SUCCESS"), ("b", "WARNING")),
+               "bad": _result("bad", ("a", "SUCCESS"), ("b", "FAILURE"))}
+    findings = score("modern", results, ["good", "bad", "gone"], ["good", "bad", "gone"],
+                     {"excluded": {}, "not_counted": {}})
+    assert _outcomes(findings) == {"good": "passed", "bad": "failed", "gone": "failed"}
+
+
+def test_scoring_flags_stale_exclusions() -> None:
+    results = {"fixed": _result("fixed", ("a", "SUCCESS")), "still": _result("still", ("a", "FAILURE")),
+               "mixed": _result("mixed", ("x", "SUCCESS"), ("y", "SUCCESS"))}
+    expected = {"excluded": {"fixed": "used to fail", "still": "fails for a reason", "renamed": "no longer exists",
+                             "mixed:y": "used to fail", "mixed:z": "a check that is gone"},
+                "not_counted": {"vanished": "passes falsely"}}
+    outcomes = _outcomes(score("legacy", results, ["fixed", "still", "mixed"],
+                               ["fixed", "still", "mixed"], expected))
+    assert outcomes["fixed"] == "stale", "an excluded scenario that passes now must fail the run"
+    assert outcomes["still"] == "excluded"
+    assert outcomes["renamed"] == "stale" and outcomes["vanished"] == "stale", "entries for missing scenarios are stale"
+    assert outcomes["mixed:y"] == "stale" and outcomes["mixed:z"] == "stale"
+
+
+def test_scoring_excuses_only_the_named_check() -> None:
+    results = {"s": _result("s", ("ok", "SUCCESS"), ("fixture", "FAILURE"), ("real", "FAILURE"))}
+    expected = {"excluded": {"s:fixture": "needs a fixture tool"}, "not_counted": {}}
+    outcomes = _outcomes(score("modern", results, ["s"], ["s"], expected))
+    assert outcomes == {"s:fixture": "excluded", "s": "failed"}, outcomes
+    results = {"s": _result("s", ("ok", "SUCCESS"), ("fixture", "FAILURE"))}
+    assert _outcomes(score("modern", results, ["s"], ["s"], expected)) == {"s:fixture": "excluded", "s": "passed"}
+
+
+def test_scoring_refuses_false_passes() -> None:
+    unknown = {"result": {"content": [{"type": "text", "text": "Unknown tool: test_simple_text"}], "isError": True}}
+    results = {"tools-call-simple-text": _result("tools-call-simple-text", ("t", "SUCCESS"), details=unknown),
+               "sneaky": _result("sneaky", ("t", "SUCCESS"), details=unknown)}
+    expected = {"excluded": {}, "not_counted": {"tools-call-simple-text": "passes falsely"}}
+    outcomes = _outcomes(score("modern", results, list(results), list(results), expected))
+    assert outcomes == {"tools-call-simple-text": "not-counted", "sneaky": "failed"}, outcomes
+
+
+def test_read_results_names_scenarios_by_folder(tmp_path: Path) -> None:
+    for name in ("server-tools-list-2026-11-24T23-37-46-139Z", "server-input-required-result-basic-sampling-2026-01-02T03-04-05-006Z"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "checks.json").write_text(json.dumps([{"id": "x", "status": "SUCCESS"}]))
+    assert sorted(verify.read_results(tmp_path)) == ["input-required-result-basic-sampling", "tools-list"]
+
+
+# --- without Node 22: one line of advice, reported as skipped -------------------------------------------
+
+
+def test_missing_node_is_one_line_of_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COURSE_JUDGES_DIR", str(tmp_path / "judges"))
+    monkeypatch.setattr(verify, "find_node", lambda base=None: None)
+    with pytest.raises(verify.JudgesMissing) as caught:
+        verify.ensure_judges(install=False)
+    message = str(caught.value)
+    assert "\n" not in message and "22" in message and "npm" in message, message
+
+
+def test_verify_command_reports_skipped_without_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from checker.cli import app
+
+    monkeypatch.setenv("COURSE_JUDGES_DIR", str(tmp_path / "judges"))
+    monkeypatch.setattr(verify, "find_node", lambda base=None: None)
+    result = CliRunner().invoke(app, ["verify", "--against", "solutions", "--no-install"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("skipped: ") and "Node" in lines[-1], result.output
+
+
+# --- with the judges: the reference capstone passes both -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def verified() -> verify.Report:
+    try:
+        judges = verify.ensure_judges(install=True)
+    except verify.JudgesMissing as exc:
+        pytest.skip(str(exc))
+    return verify.run_verify(COURSE.solutions, COURSE.package, judges=judges)
+
+
+def test_inspector_lists_and_calls_every_tool(verified: verify.Report) -> None:
+    problems = [f for f in verified.failures if f.judge in ("inspector", "setup")]
+    assert not problems, "; ".join(f"[{f.where}] {f.item}: {f.detail}" for f in problems[:5])
+    calls = [f for f in verified.findings if f.judge == "inspector"]
+    for where in ("http modern", "http legacy", "stdio modern", "stdio legacy"):
+        judged = {f.item for f in calls if f.where == where}
+        missing = set(verify.EXPECTED_TOOLS) - judged
+        assert "tools/list" in judged and not missing, f"{where}: the Inspector did not call {sorted(missing)}"
+
+
+def test_conformance_suite_passes_what_applies(verified: verify.Report) -> None:
+    problems = [f for f in verified.failures if f.judge in ("conformance", "setup")]
+    assert not problems, "; ".join(f"[{f.where}] {f.item}: {f.outcome}: {f.detail}" for f in problems[:5])
+    for where in verify.ERAS.values():
+        passed = [f.item for f in verified.findings if f.judge == "conformance" and f.where == where
+                  and f.outcome == "passed"]
+        assert {"tools-list", "dns-rebinding-protection", "resources-list"} <= set(passed), (where, passed)
+
+
+# --- the deployment material -----------------------------------------------------------------------------
+
+
+def _settings_fields() -> list[str]:
+    tree = ast.parse(SERVER.read_text(encoding="utf-8"))
+    settings = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings")
+    return [node.target.id for node in settings.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)]
+
+
+def test_env_example_documents_every_setting() -> None:
+    fields = _settings_fields()
+    assert len(fields) >= 15, fields
+    text = (DEPLOY / "capstone.env.example").read_text(encoding="utf-8")
+    listed = re.findall(r"^(RESEARCH_DESK_[A-Z_]+)=", text, re.MULTILINE)
+    wanted = {f"RESEARCH_DESK_{name.upper()}" for name in fields}
+    assert wanted <= set(listed), f"capstone.env.example lacks {sorted(wanted - set(listed))}"
+    assert set(listed) <= wanted, f"capstone.env.example names variables Settings does not read: {sorted(set(listed) - wanted)}"
+    assert len(listed) == len(set(listed)), "a variable is listed twice"
+
+
+def test_deploy_files_run_the_documented_command() -> None:
+    command = "uvicorn --factory research_desk.server:build_app"
+    for name in ("research-desk@.service", "Containerfile", "CAPSTONE.md"):
+        text = (DEPLOY / name).read_text(encoding="utf-8").replace("\\\n", " ")
+        flat = re.sub(r'[\s",\[\]]+', " ", text)
+        assert command in flat, f"{name} does not run `{command}`"
+    for name, start in (("research-desk@.service", "ExecStart="), ("Containerfile", "CMD ")):
+        text = (DEPLOY / name).read_text(encoding="utf-8").replace("\\\n", " ")
+        run = next(line for line in text.splitlines() if line.startswith(start))
+        assert "--workers" not in run, f"{name} runs uvicorn --workers (TCP_NODELAY is lost on Linux, uvicorn issue 3149)"
+        assert "--no-access-log" in run, f"{name}: an access log line per request costs throughput; logs go to stderr"
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("openssl") is None,
+                    reason="needs nginx and openssl: sudo apt-get install nginx openssl")
+def test_nginx_site_is_valid(tmp_path: Path) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=desk.example.com",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    site = (DEPLOY / "nginx-capstone.conf").read_text(encoding="utf-8")
+    site = site.replace("/etc/letsencrypt/live/desk.example.com/fullchain.pem", str(tmp_path / "cert.pem"))
+    site = site.replace("/etc/letsencrypt/live/desk.example.com/privkey.pem", str(tmp_path / "key.pem"))
+    (tmp_path / "site.conf").write_text(site)
+    temp = tmp_path / "tmp"
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\nhttp {{\n"
+        f"  client_body_temp_path {temp}; proxy_temp_path {temp}; fastcgi_temp_path {temp};\n"
+        f"  uwsgi_temp_path {temp}; scgi_temp_path {temp}; access_log off;\n  include {tmp_path}/site.conf;\n}}\n")
+    proc = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                          check=False, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for replica in ("r01", "r02"):
+        assert f'"~^{replica}\\."' in site and f"desk_{replica}" in site, f"the map has no route for replica {replica}"
+
+
+def _free_port() -> int:
+    return verify.free_port()
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("openssl") is None,
+                    reason="needs nginx and openssl: sudo apt-get install nginx openssl")
+def test_nginx_site_routes_sessions_home(tmp_path: Path) -> None:
+    """The site as shipped (ports and certificate swapped for test ones) in front of two real replicas."""
+    import secrets
+
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=desk.example.com",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    ports = {"r01": _free_port(), "r02": _free_port()}
+    tls, plain = _free_port(), _free_port()
+    site = (DEPLOY / "nginx-capstone.conf").read_text(encoding="utf-8")
+    for old, new in (("127.0.0.1:8001", f"127.0.0.1:{ports['r01']}"), ("127.0.0.1:8002", f"127.0.0.1:{ports['r02']}"),
+                     ("listen 443 ssl;", f"listen 127.0.0.1:{tls} ssl;"), ("listen [::]:443 ssl;", ""),
+                     ("listen 80;", f"listen 127.0.0.1:{plain};"), ("listen [::]:80;", ""),
+                     ("/etc/letsencrypt/live/desk.example.com/fullchain.pem", str(tmp_path / "cert.pem")),
+                     ("/etc/letsencrypt/live/desk.example.com/privkey.pem", str(tmp_path / "key.pem"))):
+        assert old in site, f"the site no longer contains {old!r}: update this test with it"
+        site = site.replace(old, new)
+    (tmp_path / "site.conf").write_text(site)
+    temp = tmp_path / "tmp"
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\nhttp {{\n"
+        f"  client_body_temp_path {temp}; proxy_temp_path {temp}; fastcgi_temp_path {temp};\n"
+        f"  uwsgi_temp_path {temp}; scgi_temp_path {temp}; access_log off;\n  include {tmp_path}/site.conf;\n}}\n")
+    workspace = verify.make_workspace(tmp_path)
+    token, key = secrets.token_urlsafe(24), secrets.token_hex(32)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for replica, port in ports.items():
+            env = verify.python_env(COURSE.solutions, {
+                "RESEARCH_DESK_ROOTS": str(workspace), "RESEARCH_DESK_TOKEN": token, "RESEARCH_DESK_STATE_KEYS": key,
+                "RESEARCH_DESK_PUBLIC_URL": "https://desk.example.com/mcp", "RESEARCH_DESK_REPLICA": replica})
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "--factory", "research_desk.server:build_app", "--host", "127.0.0.1",
+                 "--port", str(port), "--no-access-log", "--log-level", "warning"], env=env, cwd=tmp_path,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        processes.append(subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        for (replica, port), process in zip(ports.items(), processes[:2], strict=True):
+            server = verify.HttpServer(replica, port, process, tmp_path / "none.log", token)
+            assert verify.wait_healthy(server) == "", f"replica {replica} did not start"
+
+        async def drive() -> tuple[list[set[str]], list[str], int]:
+            headers = {"Host": "desk.example.com", "Authorization": f"Bearer {token}"}
+            url = f"https://127.0.0.1:{tls}/mcp"
+            sessions: list[set[str]] = []
+            modern: list[str] = []
+            async with httpx2.AsyncClient(verify=False, headers={"Host": "desk.example.com"}, timeout=10) as http:
+                for _ in range(100):
+                    try:
+                        health = (await http.get(f"https://127.0.0.1:{tls}/health")).status_code
+                        break
+                    except httpx2.HTTPError:
+                        await anyio.sleep(0.1)
+            for _ in range(4):
+                async with httpx2.AsyncClient(verify=False, headers=headers, timeout=15) as http, \
+                        Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+                    seen = set()
+                    for _ in range(3):
+                        seen.add((await client.call_tool("replica_info", {})).structured_content["replica"])
+                    sessions.append(seen)
+            async with httpx2.AsyncClient(verify=False, headers=headers, timeout=15) as http, \
+                    Client(streamable_http_client(url, http_client=http)) as client:
+                for _ in range(4):
+                    modern.append((await client.call_tool("replica_info", {})).structured_content["replica"])
+            return sessions, modern, health
+
+        sessions, modern, health = anyio.run(drive)
+    finally:
+        for process in processes:
+            verify.stop_process(process)
+    assert health == 200, f"GET /health through nginx answered {health}"
+    assert all(len(seen) == 1 for seen in sessions), f"a legacy session's calls were answered by several replicas: {sessions}"
+    assert set().union(*sessions) == set(ports), f"new sessions were not spread over both replicas: {sessions}"
+    assert len(modern) == 4 and set(modern) <= set(ports), modern

@@ -19,11 +19,17 @@ class Document:
 
 
 def scan_documents(root: Path) -> list[Path]:
-    """Every document file under `root`, sorted, skipping hidden folders and files."""
+    """Every document file under `root`, sorted, skipping hidden folders and files.
+
+    A symbolic link whose target lies outside `root` is skipped too: otherwise a link planted in
+    the workspace would let every tool that serves documents read any file on the machine.
+    """
+    real_root = root.resolve()
     return sorted(
         path for path in root.rglob("*")
         if path.is_file() and path.suffix.lower() in DOCUMENT_SUFFIXES
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and path.resolve().is_relative_to(real_root)
     )
 
 

@@ -665,14 +665,22 @@ async def test_redis_bus_across_replicas(target: Target, desk: Desk, tmp_path: P
 # --- stdio and the command line ---------------------------------------------------------------------
 
 
-@check("over stdio, both eras get the whole desk, and stdout carries nothing but protocol", points=3,
-       hint="main() with no transport serves stdio from the server built without HTTP parts. Log through logging "
-            "(stderr); a print() or a stdout log handler puts a line on the wire that no client can parse.")
+@check("the installed research-desk-server serves the whole desk over stdio, both eras, protocol-only stdout", points=3,
+       hint="What users run is the wheel's research-desk-server command (research_desk.server:main). main() with no "
+            "transport serves stdio from the server built without HTTP parts. Log through logging (stderr); a "
+            "print() or a stdout log handler puts a line on the wire that no client can parse.")
 async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> None:
     marker, model_name = f"summary {_word()}", f"model-{_word(4)}"
     inside = random.choice(desk.names)
+    # The wheel of this very project, installed offline into a fresh environment (lesson 8's cached build).
+    from lesson08 import build
+
+    command = build(target).require().venv / "bin" / "research-desk-server"
+    assert command.is_file(), ("installing the wheel made no `research-desk-server` command: keep it in "
+                               "[project.scripts] of your pyproject.toml")
     env = target.env({"RESEARCH_DESK_ROOTS": str(desk.root), "RESEARCH_DESK_LOG_LEVEL": "INFO",
                       "RESEARCH_DESK_TOKEN": desk.token, "PYTHONUNBUFFERED": "1"})  # a stray write shows at once
+    env.pop("PYTHONPATH")  # the installed package, not the source tree
     report: dict[str, dict[str, Any]] = {}
 
     async def session(mode: str) -> None:
@@ -688,8 +696,7 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> No
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             steps.append(progress)
 
-        params = StdioServerParameters(command=sys.executable, args=["-m", f"{target.package}.server"], env=env,
-                                       cwd=str(tmp_path))
+        params = StdioServerParameters(command=str(command), args=[], env=env, cwd=str(tmp_path))
         got: dict[str, Any] = {"junk": junk, "steps": steps}
         with (tmp_path / f"stderr-{mode}.log").open("w") as errlog:
             async with Client(stdio_client(params, errlog=errlog), mode=mode, message_handler=on_message,
@@ -720,7 +727,7 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> No
         if not isinstance(leaf, Exception):
             raise
         logs = " | ".join(_last_line(tmp_path / f"stderr-{m}.log") for m in MODES)
-        pytest.fail(f"`python -m {target.package}.server` did not serve stdio ({type(leaf).__name__}: {leaf}). "
+        pytest.fail(f"the installed `research-desk-server` did not serve stdio ({type(leaf).__name__}: {leaf}). "
                     f"Its stderr ended: {logs or '(empty)'}")
     for mode, version in MODES.items():
         got = report[mode]

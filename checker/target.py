@@ -25,7 +25,7 @@ import pytest
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 
-from checker.worker import describe_failure
+from checker.worker import describe_failure, leaf_exception
 
 
 def _warm_up() -> None:
@@ -111,6 +111,9 @@ def last_tool_crash() -> str:
     if not _TOOL_CRASHES.crashes:
         return ""
     return describe_failure(_TOOL_CRASHES.crashes[-1], os.environ.get("COURSE_EDITION", ""))
+
+
+__all__ = ["Target", "free_port", "last_tool_crash", "leaf_exception"]
 
 
 def free_port() -> int:

@@ -30,11 +30,23 @@ from checker.results import CheckResult, LessonResult
 from checker.sandbox import ChildOutcome, Limits, run_forked
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real exception inside (possibly nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
+def leaf_exception(exc: BaseException) -> BaseException:
+    """The exception that explains `exc`, looking inside (nested) exception groups.
+
+    anyio wraps errors from task groups (every MCP client) in groups. A check's own failure
+    (an assertion, pytest.fail or pytest.skip) wins over whatever else broke alongside it;
+    otherwise the first error found.
+    """
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            stack[:0] = list(current.exceptions)
+        else:
+            leaves.append(current)
+    own = [e for e in leaves if isinstance(e, (AssertionError, pytest.fail.Exception, pytest.skip.Exception))]
+    return (own or leaves or [exc])[0]
 
 
 def _student_location(exc: BaseException, edition: str) -> str:
@@ -51,7 +63,7 @@ def _student_location(exc: BaseException, edition: str) -> str:
 
 def describe_failure(exc: BaseException, edition: str) -> str:
     """One or two plain lines a student can act on."""
-    exc = _leaf(exc)
+    exc = leaf_exception(exc)
     if isinstance(exc, AssertionError):
         text = str(exc).strip()
         return text or "an assertion failed without a message (a bug in the check: please report it)"

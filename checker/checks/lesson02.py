@@ -36,7 +36,7 @@ from mcp.types import (
 )
 
 from checker.marks import check
-from checker.target import Target
+from checker.target import Target, leaf_exception
 
 pytestmark = pytest.mark.anyio
 
@@ -58,12 +58,6 @@ def _passage(rng: random.Random, sentences: int | None = None) -> str:
 def _first_line(result: CallToolResult) -> str:
     text = result.content[0].text if result.content and result.content[0].type == "text" else ""
     return text.splitlines()[0] if text else "(no text)"
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 @dataclass
@@ -434,7 +428,7 @@ async def test_model_failure_is_readable(target: Target) -> None:
             except MCPError as exc:
                 assert reason in exc.message, f"on {version} the caller got MCPError {exc.message!r}, which lost the reason {reason!r}"
             except Exception as exc:  # noqa: BLE001
-                leaf = _leaf(exc)
+                leaf = leaf_exception(exc)
                 pytest.fail(f"on {version} the failing model crashed the client with {type(leaf).__name__}: {leaf}")
             else:
                 _fail_if_crashed(target, result, "summarise")

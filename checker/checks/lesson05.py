@@ -28,7 +28,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from checker.marks import check
-from checker.target import Target
+from checker.target import Target, leaf_exception
 
 pytestmark = pytest.mark.anyio
 
@@ -44,20 +44,6 @@ WHY = {
     421: "421 Misdirected Request: the Host allowlist refused the request (are the allowed host names applied?)",
     500: "500: the app crashed (in a mounted app this is usually the MCP session manager not running)",
 }
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The check's own failure inside (nested) exception groups if there is one, else the first error."""
-    leaves: list[BaseException] = []
-    stack = [exc]
-    while stack:
-        current = stack.pop(0)
-        if isinstance(current, BaseExceptionGroup):
-            stack[:0] = list(current.exceptions)
-        else:
-            leaves.append(current)
-    own = [e for e in leaves if isinstance(e, (AssertionError, pytest.fail.Exception))]
-    return (own or leaves or [exc])[0]
 
 
 def _why(status: int) -> str:
@@ -471,7 +457,7 @@ async def test_clean_shutdown(target: Target) -> None:
                 await _whoami(client)
             while_running = list(dep.events)
     except BaseException as exc:  # noqa: BLE001 - a crash during shutdown is the finding
-        leaf = _leaf(exc)
+        leaf = leaf_exception(exc)
         if isinstance(leaf, (AssertionError, pytest.fail.Exception)):
             raise leaf from None
         if not while_running:

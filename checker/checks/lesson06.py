@@ -41,7 +41,7 @@ from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, R
 from mcp.types import INVALID_PARAMS, ElicitResult, InputRequiredResult
 
 from checker.marks import check
-from checker.target import Target, free_port
+from checker.target import Target, free_port, leaf_exception
 
 pytestmark = pytest.mark.anyio
 
@@ -58,12 +58,6 @@ def _replica_names(count: int) -> list[str]:
     while len(names) < count:
         names.add(random.choice(string.ascii_lowercase) + "".join(random.choices(string.ascii_lowercase + string.digits, k=3)))
     return sorted(names)
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 # --- real replicas ---------------------------------------------------------------------------
@@ -457,7 +451,7 @@ async def test_legacy_stateless_spreads(target: Target, tmp_path: Path) -> None:
                         for _ in range(8):
                             served.append(await _replica_of(client))
             except Exception as exc:  # noqa: BLE001
-                leaf = _leaf(exc)
+                leaf = leaf_exception(exc)
                 pytest.fail(f"a legacy client whose requests alternate between two replicas failed with "
                             f"{type(leaf).__name__}: {leaf} (with RESEARCH_DESK_STATELESS=1 there must be no session)")
     counts = {name: served.count(name) for name in names}
@@ -494,7 +488,7 @@ async def test_session_ids_name_their_owner(target: Target, tmp_path: Path) -> N
                     raw_id = current.split(".", 1)[-1]
                     own, foreign = await raw_call(current), await raw_call(f"{stranger}.{raw_id}")
             except Exception as exc:  # noqa: BLE001
-                leaf = _leaf(exc)
+                leaf = leaf_exception(exc)
                 pytest.fail(f"a legacy session broke after the first response: {type(leaf).__name__}: {leaf}. "
                             f"Does the middleware strip its prefix from incoming session ids?")
         assert seen, "the legacy client never received an Mcp-Session-Id"
@@ -574,7 +568,7 @@ async def test_nginx_sticky_legacy_sessions(target: Target, tmp_path: Path) -> N
                         async with Client(url, mode="legacy") as client:
                             sessions.append([await _replica_of(client) for _ in range(3)])
                 except Exception as exc:  # noqa: BLE001
-                    leaf = _leaf(exc)
+                    leaf = leaf_exception(exc)
                     failures.append(f"{type(leaf).__name__}: {leaf}")
 
             for _ in range(3):

@@ -45,7 +45,7 @@ from mcp.types import (
 )
 
 from checker.marks import check
-from checker.target import Target, free_port
+from checker.target import Target, free_port, leaf_exception
 
 pytestmark = pytest.mark.anyio
 
@@ -158,27 +158,13 @@ async def _client(url: str, desk: Desk, mode: str = "auto", *, token: str | None
             yield client
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The check's own failure inside (nested) exception groups if there is one, else the first error."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop(0)
-        if isinstance(current, BaseExceptionGroup):
-            stack[:0] = list(current.exceptions)
-        else:
-            leaves.append(current)
-    own = [e for e in leaves if isinstance(e, (AssertionError, pytest.fail.Exception, pytest.skip.Exception))]
-    return (own or leaves or [exc])[0]
-
-
 @contextlib.contextmanager
 def _own_errors() -> Iterator[None]:
     """Re-raise the check's own failure from inside the task groups a client runs in."""
     try:
         yield
     except BaseExceptionGroup as group:
-        raise _leaf(group) from None
+        raise leaf_exception(group) from None
 
 
 def _text(result: Any) -> str:
@@ -721,7 +707,7 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> No
                 for mode in MODES:
                     tg.start_soon(session, mode)
     except BaseException as exc:  # explained below, or re-raised as the check's own failure
-        leaf = _leaf(exc)
+        leaf = leaf_exception(exc)
         if isinstance(leaf, (AssertionError, pytest.fail.Exception, pytest.skip.Exception)):
             raise leaf from None
         if not isinstance(leaf, Exception):

@@ -199,6 +199,7 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
                 request = build_request(course, lesson, edition, submission.id, out, jobs=1,
                                         hidden=hidden, check_timeout=check_timeout)
                 request.sandbox_uid = SANDBOX_UID if sandbox else None
+                request.isolate = lesson.isolated
                 request_file = results_dir / f"{index}-{lesson.id}.request.json"
                 request_file.write_text(json.dumps(asdict(request)))
                 request_files.append(request_file)

@@ -26,3 +26,4 @@ class Request:
     expected: dict[str, float]  # check id -> seconds it took last time; the longest start first
     extra_checks: list[str] = field(default_factory=list)  # instructor-only (hidden) check files
     sandbox_uid: int | None = None  # grading as root: run checks as uids from here (one per slot)
+    isolate: bool = False  # grading: student code runs in a host process, never in a check's own

@@ -23,6 +23,7 @@ from typing import Any
 
 OUTPUT_TAIL = 1200  # characters of a child's own output shown with its failure
 child_slot = 0      # in a child: which of the batch's `jobs` slots it runs in (0 .. jobs-1)
+child_serial = 0    # in a child: how many tasks ran in its slot before it
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,31 @@ def _drop_privileges(uid: int, limits: Limits) -> None:
 
 
 def _kill_uid(uid: int) -> None:
-    """Kill every process left running as `uid`: those that escaped the process group too."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (OSError, ProcessLookupError):
-                pass
+    """Kill every process left running as `uid`: those that escaped the process group too.
+
+    A fork bomb makes new processes while we sweep, so sweep again until one pass finds none.
+    """
+    for _ in range(200):
+        found = False
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid == uid and not is_zombie(entry):
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        found = True
+                except (OSError, ProcessLookupError):
+                    pass
+        if not found:
+            return
+
+
+def is_zombie(proc: Path) -> bool:
+    """Whether /proc/<pid> is a process that has ended and only waits for its parent to reap it."""
+    try:
+        stat = (proc / "stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2:].startswith(("Z", "X"))
 
 
 def _apply_limits(limits: Limits) -> None:
@@ -199,6 +217,7 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
         free_slots.append(run.slot)
 
     free_slots = list(range(max(1, jobs)))[::-1]
+    started_in: dict[int, int] = {}
     while queue or running:
         while queue and len(running) < max(1, jobs):
             key, fn = queue.pop(0)
@@ -209,10 +228,12 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
             capture = tempfile.TemporaryFile()
             slot = free_slots.pop()
             uid = limits.sandbox_uid + slot if limits.sandbox_uid is not None else None
+            serial = started_in.get(slot, 0)
+            started_in[slot] = serial + 1
             pid = os.fork()
             if pid == 0:
-                global child_slot
-                child_slot = slot
+                global child_slot, child_serial
+                child_slot, child_serial = slot, serial
                 os.close(read_end)
                 _child(fn, write_end, capture.fileno(), limits, uid)
             os.close(write_end)

@@ -10,14 +10,11 @@ check starts; the check cannot tell and does not need to.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
-import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import anyio
@@ -25,6 +22,10 @@ import pytest
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 
+from checker.recording import recording_yields
+from checker.remote import Remote, RemoteSession, mcp_over_tcp
+from checker.serving import ServerDidNotStart, free_port, serve_asgi
+from checker.toolcrash import last_tool_crash
 from checker.worker import describe_failure, leaf_exception
 
 
@@ -83,77 +84,81 @@ _FORMAT_LIBRARIES = ("fqdn", "rfc3987", "rfc3986_validator", "rfc3987_syntax", "
 _warm_up()
 
 
-class _ToolCrashes(logging.Handler):
-    """Keeps the exceptions the SDK logs when a tool crashes.
-
-    MCPServer answers a crashing tool with only "Error executing tool X" (the message is withheld
-    from the model on purpose); a check still wants to tell the student what actually went wrong.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.crashes: list[BaseException] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            self.crashes.append(exc.__cause__ or exc)
-
-
-_TOOL_CRASHES = _ToolCrashes()
-_sdk_tool_log = logging.getLogger("mcp.server.mcpserver.server")
-_sdk_tool_log.addHandler(_TOOL_CRASHES)
-_sdk_tool_log.propagate = False  # the crash goes into the check's message; skip rendering a traceback
-
-
-def last_tool_crash() -> str:
-    """The student's exception behind the latest redacted tool crash, in one line ("" if none)."""
-    if not _TOOL_CRASHES.crashes:
-        return ""
-    return describe_failure(_TOOL_CRASHES.crashes[-1], os.environ.get("COURSE_EDITION", ""))
-
-
 __all__ = ["Target", "free_port", "last_tool_crash", "leaf_exception"]
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Target:
-    """The edition under test, seen only through these methods."""
+    """The edition under test, seen only through these methods.
 
-    def __init__(self, edition: Path, package: str) -> None:
+    In-process (a student's self-check), modules are the real modules. Isolated (an instructor's
+    grading, `COURSE_HOST_ZYGOTE` set), they are `Remote` handles on a host process, and a server
+    or app handed back is served from there over a real socket; checks read the same either way.
+    """
+
+    def __init__(self, edition: Path, package: str, zygote: str = "") -> None:
         self.edition = edition
         self.package = package
+        self.zygote = zygote
+        self._session: RemoteSession | None = None
 
-    def module(self, name: str) -> ModuleType:
+    @property
+    def isolated(self) -> bool:
+        return bool(self.zygote)
+
+    def _host(self) -> RemoteSession:
+        if self._session is None:
+            self._session = RemoteSession.spawn(self.zygote, str(self.edition), self.package)
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def module(self, name: str) -> Any:
         """Import `<package>.<name>`; an import crash fails the check with the student's error."""
         qualified = f"{self.package}.{name}"
         try:
+            if self.isolated:
+                return self._host().request("import", name)
             return importlib.import_module(qualified)
         except BaseException as exc:  # noqa: BLE001 - SystemExit at import is the student's too
             pytest.fail(f"importing {qualified} failed: {describe_failure(exc, str(self.edition))}")
 
     def tool_crash(self) -> str:
         """What really went wrong in the latest tool that answered "Error executing tool X"."""
+        if self.isolated:
+            return str(self._host().request("tool_crash"))
         return last_tool_crash()
 
     def attr(self, module: str, name: str) -> Any:
         """A function or class the lesson asks the student to provide, with a clear miss message."""
         mod = self.module(module)
-        if not hasattr(mod, name):
+        try:
+            return getattr(mod, name)
+        except AttributeError:
             pytest.fail(f"{self.package}/{module}.py has no `{name}`: the lesson asks you to define it")
-        return getattr(mod, name)
 
     def client(self, server: Any, **kwargs: Any) -> Any:
-        """An in-memory MCP client connected to `server` (no port, no subprocess)."""
+        """An MCP client connected to `server`: in memory, or over a socket to the host process."""
         from mcp import Client
 
+        if isinstance(server, Remote):
+            return _HostedClient(self._host(), server, kwargs)
         return Client(server, **kwargs)
+
+    @asynccontextmanager
+    async def record_yields(self, module: str, name: str) -> AsyncIterator[Any]:
+        """While the block runs, collect every value `<module>.<name>(...)` yields (a lifespan's state)."""
+        mod = self.module(module)
+        if not self.isolated:
+            with recording_yields(mod, name) as seen:
+                yield seen
+            return
+        seen, token = self._host().request("record", mod, name)
+        try:
+            yield seen
+        finally:
+            await self._host().arequest("close", token)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a subprocess that must import the edition under test."""
@@ -178,26 +183,42 @@ class Target:
         which takes uvicorn at least 0.1 s. A check that does not test shutdown can pass
         `graceful=False`: the server then just stops, as if its process had been killed.
         """
-        import uvicorn
-
-        port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        server = uvicorn.Server(config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve)
-            with anyio.fail_after(10):
-                while not server.started:
-                    if server.should_exit:
-                        pytest.fail("the HTTP server did not start: its startup (lifespan) failed")
-                    await anyio.sleep(0.01)
+        if not isinstance(app, Remote):
             try:
-                yield f"http://127.0.0.1:{port}{path}"
-            finally:
-                server.should_exit = True
-                if not graceful:
-                    for listener in server.servers:
-                        listener.close()
-                    tg.cancel_scope.cancel()
+                async with serve_asgi(app, path=path, graceful=graceful) as url:
+                    yield url
+            except ServerDidNotStart as exc:
+                pytest.fail(str(exc))
+            return
+        try:
+            url, token = await self._host().arequest("serve_http", app, path, graceful)
+        except ServerDidNotStart as exc:
+            pytest.fail(str(exc))
+        try:
+            yield url
+        finally:
+            await self._host().arequest("close", token)
+
+
+class _HostedClient:
+    """`async with` a client of a server in the host; on the way out, wait until that server has
+    finished with the connection, as an in-memory client does, so its lifespan has really exited."""
+
+    def __init__(self, host: RemoteSession, server: Remote, kwargs: dict[str, Any]) -> None:
+        self.host, self.server, self.kwargs = host, server, kwargs
+
+    async def __aenter__(self) -> Any:
+        from mcp import Client
+
+        port, self.token = await self.host.arequest("serve_mcp", self.server)
+        self.client = Client(mcp_over_tcp(int(port)), **self.kwargs)
+        return await self.client.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        try:
+            return await self.client.__aexit__(*exc)
+        finally:
+            await self.host.arequest("close", self.token)
 
 
 @pytest.fixture
@@ -206,11 +227,16 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def target() -> Target:
+def target() -> Iterator[Target]:
     edition = os.environ.get("COURSE_EDITION")
     if not edition:
         pytest.fail("no edition selected: run checks through `course check`, not plain pytest")
-    return Target(Path(edition), os.environ.get("COURSE_PACKAGE", "research_desk"))
+    chosen = Target(Path(edition), os.environ.get("COURSE_PACKAGE", "research_desk"),
+                    os.environ.get("COURSE_HOST_ZYGOTE", ""))
+    try:
+        yield chosen
+    finally:
+        chosen.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

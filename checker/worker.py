@@ -25,6 +25,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from checker.catalog import check_id
+from checker.remote import RemoteSession, Zygote
 from checker.request import Request
 from checker.results import CheckResult, LessonResult
 from checker.sandbox import ChildOutcome, Limits, run_forked
@@ -64,6 +65,9 @@ def _student_location(exc: BaseException, edition: str) -> str:
 def describe_failure(exc: BaseException, edition: str) -> str:
     """One or two plain lines a student can act on."""
     exc = leaf_exception(exc)
+    remote = getattr(exc, "remote_described", None)
+    if isinstance(remote, str) and remote:
+        return remote  # raised in the process hosting student code, and described there
     if isinstance(exc, AssertionError):
         text = str(exc).strip()
         return text or "an assertion failed without a message (a bug in the check: please report it)"
@@ -103,6 +107,8 @@ class ForkPerCheck:
             self.collect_errors.append(str(report.longrepr)[-2000:])
 
     def _run_one(self, item: pytest.Item) -> dict[str, str]:
+        if self.request.isolate:
+            _undumpable()
         reports = runtestprotocol(item, log=False, nextitem=None)
         failures = item.stash.get(_FAILURES, [])
         for rep in reports:
@@ -123,9 +129,15 @@ class ForkPerCheck:
             return ""
 
         def probe() -> dict[str, str]:
+            host = None
             for name in names:
                 try:
-                    importlib.import_module(name)
+                    if self.request.isolate:
+                        host = host or RemoteSession.spawn(os.environ["COURSE_HOST_ZYGOTE"], self.request.edition,
+                                                           self.request.package)
+                        host.request("import", name.removeprefix(f"{self.request.package}."))
+                    else:
+                        importlib.import_module(name)
                 except BaseException as exc:  # noqa: BLE001 - anything at import time is the student's to see
                     return {"error": f"importing {name} failed: {describe_failure(exc, self.request.edition)}"}
             return {"error": ""}
@@ -209,8 +221,23 @@ def grade(request: Request) -> LessonResult:
 def _grade(request: Request, basetemp: Path, started: float) -> LessonResult:
     os.environ["COURSE_EDITION"] = request.edition
     os.environ["COURSE_PACKAGE"] = request.package
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [request.edition, os.environ.get("PYTHONPATH")]))
-    sys.path.insert(0, request.edition)
+    zygote = None
+    if request.isolate:
+        if "COURSE_HOST_ZYGOTE" not in os.environ:  # grade_many starts one for all its requests
+            zygote = Zygote(request.check_timeout, request.memory_mb, request.output_mb)
+            os.environ["COURSE_HOST_ZYGOTE"] = zygote.path
+    else:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [request.edition, os.environ.get("PYTHONPATH")]))
+        sys.path.insert(0, request.edition)
+    try:
+        return _run_checks(request, basetemp, started)
+    finally:
+        if zygote is not None:
+            zygote.stop()
+            del os.environ["COURSE_HOST_ZYGOTE"]
+
+
+def _run_checks(request: Request, basetemp: Path, started: float) -> LessonResult:
     plugin = ForkPerCheck(request)
     result = LessonResult(lesson=request.lesson, title=request.title, edition=request.edition_name)
     code = pytest.main([*_pytest_args(request), f"--basetemp={basetemp}"], plugins=[plugin])
@@ -236,7 +263,8 @@ def grade_and_write(request: Request) -> None:
     os.replace(tmp, out)
 
 
-UIDS_PER_SLOT = 16  # a request in slot k runs its checks as uids sandbox_uid + 16 k + j
+UIDS_PER_SLOT = 16  # a request in uid block b runs its checks as uids sandbox_uid + 16 b + j
+UID_ROTATION = 8    # uid blocks each parallel slot cycles through
 
 
 def grade_many(requests: list[Request], parallel: int) -> None:
@@ -249,15 +277,41 @@ def grade_many(requests: list[Request], parallel: int) -> None:
     import checker.target  # noqa: F401 - import and warm the SDK once, before the forks
     from checker import sandbox
 
+    zygote = None
+    if any(r.isolate for r in requests):
+        first = requests[0]
+        zygote = Zygote(first.check_timeout, first.memory_mb, first.output_mb)
+        os.environ["COURSE_HOST_ZYGOTE"] = zygote.path
+
     def task(request: Request) -> dict[str, str]:
         if request.sandbox_uid is not None:
-            request.sandbox_uid += UIDS_PER_SLOT * sandbox.child_slot
+            # A fresh block of uids for each request a slot runs (cycling through a few): the
+            # processes killed after a hostile submission can still count against their uid's
+            # process limit for a moment, and must not use up the next submission's.
+            block = sandbox.child_slot * UID_ROTATION + sandbox.child_serial % UID_ROTATION
+            request.sandbox_uid += UIDS_PER_SLOT * block
         grade_and_write(request)
         return {}
 
     longest = max(r.lesson_timeout for r in requests)
     limits = Limits(wall_seconds=longest + 30, memory_mb=64 * 1024, output_mb=max(r.output_mb for r in requests))
-    run_forked([(i, (lambda r=r: task(r))) for i, r in enumerate(requests)], limits, jobs=parallel)
+    try:
+        run_forked([(i, (lambda r=r: task(r))) for i, r in enumerate(requests)], limits, jobs=parallel)
+    finally:
+        if zygote is not None:
+            zygote.stop()
+
+
+def _undumpable() -> None:
+    """No other process of this uid may ptrace this one or read its memory through /proc.
+
+    Isolated checks run as the same sandbox user as the host process that runs student code;
+    this keeps that code from reaching into the check and rewriting its verdict.
+    """
+    import ctypes
+
+    pr_set_dumpable = 4
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from checker.exports import write_all
 from checker.grading import SANDBOX_UID, Submission, discover, grade_all, sandbox_problem
+from checker.sandbox import is_zombie
 from tests.conftest import COURSE
 
 LESSON = COURSE.lesson("lesson-1")
@@ -57,6 +58,21 @@ CASES: dict[str, tuple[str, int, bool]] = {
         "import json\n_real = json.dumps\n"
         "json.dumps = lambda o, *a, **k: _real({'outcome': 'passed', 'message': ''} if isinstance(o, dict) else o)\n",
         (COURSE.starter / MODULE).read_text()), 0, False),
+    # The one-line cheats: rewrite pytest's verdict, the checker's, or the result channel itself.
+    "pytest-report-forgery": (at_import(
+        "import _pytest.reports as r\nr.BaseReport.failed = property(lambda self: False)\n",
+        (COURSE.starter / MODULE).read_text()), 0, False),
+    "checker-forgery": (at_import(
+        "import checker.worker as w\n"
+        "w.ForkPerCheck._run_one = lambda self, item: {'outcome': 'passed', 'message': ''}\n",
+        (COURSE.starter / MODULE).read_text()), 0, False),
+    "result-channel-forgery": (at_import(
+        "import os\nfor fd in range(3, 256):\n    try:\n"
+        "        os.write(fd, b'outcome\\0passed\\0message\\0')\n    except OSError:\n        pass\n"
+        "os._exit(0)\n", (COURSE.starter / MODULE).read_text()), 0, False),
+    # An answer that equals anything: only the two checks that compare document_names lose their points.
+    "always-equal": (SOLVED + "\n\nclass _Anything(list):\n    def __eq__(self, other):\n        return True\n\n"
+                     "    __hash__ = None\n\n\nDeskState.document_names = lambda self: _Anything()\n", 15, False),
     "fork-bomb": (at_import("import os\nwhile True:\n    os.fork()\n"), 0, True),
     "vandal": (at_import(
         "import os, shutil\n"
@@ -85,8 +101,8 @@ def _sandbox_processes() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if SANDBOX_UID <= entry.stat().st_uid < SANDBOX_UID + 1000:
-                    pids.append(int(entry.name))
+                if SANDBOX_UID <= entry.stat().st_uid < SANDBOX_UID + 1000 and not is_zombie(entry):
+                    pids.append(int(entry.name))  # a zombie has ended; only its reaping is pending
             except OSError:
                 pass
     return pids
@@ -121,7 +137,7 @@ def test_each_submission_scores_its_honest_work(graded: dict, case: str) -> None
     lesson = result.lessons[0]
     assert not lesson.error, lesson.error
     assert lesson.earned == expected, f"{case}: scored {lesson.earned}, expected {expected}: " + "; ".join(
-        f"{c.id}={c.outcome}" for c in lesson.checks)
+        f"{c.id}={c.outcome} {c.message[:200]}" for c in lesson.checks)
 
 
 def test_unreadable_submissions_are_reported_not_fatal(graded: dict) -> None:

@@ -4,9 +4,13 @@ anything; one that fails on the solutions is wrong."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from checker.catalog import read_catalog
+from checker.grading import discover, grade_all, sandbox_problem
+from checker.results import LessonResult
 from tests.conftest import CODE_LESSONS, COURSE, lesson_run
 
 ids = [lesson.id for lesson in CODE_LESSONS]
@@ -42,3 +46,28 @@ def test_registry_points_match_the_checks(lesson) -> None:
     assert sum(c.points for c in checks) == lesson.points, (
         f"course.toml says {lesson.id} is worth {lesson.points} points, its checks add up to {sum(c.points for c in checks)}")
     assert all(c.hint for c in checks), f"{lesson.id}: every check needs a hint"
+
+
+ISOLATED = [lesson for lesson in CODE_LESSONS if lesson.isolated]
+
+
+@pytest.fixture(scope="module")
+def isolated_grades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, LessonResult]]:
+    """`course grade`'s isolated runs (student code in a host process) of the starter and the solutions."""
+    root = tmp_path_factory.mktemp("editions")
+    for name, edition in (("starter", COURSE.starter), ("solutions", COURSE.solutions)):
+        shutil.copytree(edition, root / name / "capstone" / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    results = grade_all(COURSE, discover(root), ISOLATED, jobs=2, hidden=True, sandbox=not sandbox_problem(COURSE))
+    return {r.id: {lesson.lesson: lesson for lesson in r.lessons} for r in results}
+
+
+@pytest.mark.parametrize("lesson", ISOLATED, ids=[lesson.id for lesson in ISOLATED])
+def test_isolated_grading_is_honest_too(lesson, isolated_grades) -> None:
+    """The same checks, reading student code through a host process, still tell the editions apart."""
+    solved, starter = isolated_grades["solutions"][lesson.id], isolated_grades["starter"][lesson.id]
+    assert not solved.error and not starter.error, solved.error or starter.error
+    failing = {c.id: c.message for c in solved.checks if c.outcome != "passed"}
+    assert not failing, f"{lesson.id}, graded isolated: the reference solution does not pass {failing}"
+    passing = [c.id for c in starter.checks if c.outcome == "passed"]
+    assert not passing, f"{lesson.id}, graded isolated: these pass on the starter: {passing}"
+    assert len(solved.checks) == len(lesson_run(lesson, "solutions").checks)

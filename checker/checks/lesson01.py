@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,25 +59,6 @@ def _diff(got: list[str], want: list[str]) -> str:
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     parts = [f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else ""]
     return "; ".join(p for p in parts if p) or f"same names, but got {got!r}, expected sorted {want!r}"
-
-
-@asynccontextmanager
-async def _spy_on_lifespan(context: Any) -> AsyncIterator[list[Any]]:
-    """Record every DeskState that `open_desk` yields while the block runs."""
-    original = context.open_desk
-    states: list[Any] = []
-
-    @asynccontextmanager
-    async def recording(root: Path) -> AsyncIterator[Any]:
-        async with original(root) as state:
-            states.append(state)
-            yield state
-
-    context.open_desk = recording
-    try:
-        yield states
-    finally:
-        context.open_desk = original
 
 
 async def _desk_info(client: Any) -> dict[str, Any]:
@@ -139,7 +118,7 @@ async def test_startup_failure_is_clear(target: Target, tmp_path: Path) -> None:
             "read the index from it and count requests on it. Never keep the state in a global.")
 async def test_tools_read_lifespan_state(target: Target, workspace: Workspace) -> None:
     context = target.module("context")
-    async with _spy_on_lifespan(context) as states:
+    async with target.record_yields("context", "open_desk") as states:
         async with target.client(context.create_server(workspace.root)) as client:
             listed = await client.call_tool("list_documents", {})
             assert not listed.is_error, f"list_documents failed: {listed.content[0].text}"
@@ -187,7 +166,7 @@ async def test_request_context_both_eras(target: Target, workspace: Workspace) -
             "the index per request or per connection instead of in the lifespan.")
 async def test_lifespan_once_per_process(target: Target, workspace: Workspace) -> None:
     context = target.module("context")
-    async with _spy_on_lifespan(context) as states:
+    async with target.record_yields("context", "open_desk") as states:
         app = context.create_server(workspace.root).streamable_http_app()
         infos: list[dict[str, Any]] = []
 
@@ -215,7 +194,7 @@ async def test_cleanup_after_failing_tool(target: Target, workspace: Workspace) 
     context = target.module("context")
     missing = f"{random.choice(['draft', 'plan', 'memo'])}-{random.randint(100, 999)}.md"
     name, text = random.choice(sorted(workspace.documents.items()))
-    async with _spy_on_lifespan(context) as states:
+    async with target.record_yields("context", "open_desk") as states:
         async with target.client(context.create_server(workspace.root)) as client:
             bad = await client.call_tool("read_document", {"name": missing})
             good = await client.call_tool("read_document", {"name": name})

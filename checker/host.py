@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import inspect
 import os
 import resource
@@ -24,6 +25,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -54,6 +56,7 @@ class Host:
         self.objects: dict[int, Any] = {}
         self.ids: dict[int, int] = {}
         self.closers: dict[int, Callable[[], Awaitable[None]]] = {}
+        self.helpers: dict[str, ModuleType] = {}
 
     # values out -----------------------------------------------------------------------------
     def handle(self, obj: Any) -> dict[str, Any]:
@@ -90,7 +93,7 @@ class Host:
             plain = str(exc)
         except BaseException:  # noqa: BLE001
             plain = ""
-        attrs = {}
+        attrs = {"code": self.out(exc.code)} if isinstance(exc, SystemExit) else {}
         for name, value in list(getattr(exc, "__dict__", {}).items())[:20]:
             if not name.startswith("_"):
                 try:
@@ -164,6 +167,19 @@ class Host:
 
     async def op_items(self, obj: Any) -> list[Any]:
         return list(obj)
+
+    async def op_helper(self, path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Run a check's own helper function here, beside the student code it exercises."""
+        module = self.helpers.get(path)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(f"_course_checks_{len(self.helpers)}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load the check helpers in {path}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            self.helpers[path] = module
+        result = getattr(module, name)(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
 
     async def op_tool_crash(self) -> str:
         return last_tool_crash()

@@ -60,7 +60,9 @@ def _trusted_class(module: str, qualname: str) -> type | None:
     found: Any = sys.modules.get(module)
     for part in qualname.split("."):
         found = getattr(found, part, None) if found is not None else None
-    if isinstance(found, type) and issubclass(found, Exception):
+    # Exceptions only, and SystemExit (argument parsers raise it): never a class that steers the
+    # checker's own control flow, such as CancelledError, KeyboardInterrupt or GeneratorExit.
+    if isinstance(found, type) and (issubclass(found, Exception) or found is SystemExit):
         return found
     return None
 

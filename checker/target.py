@@ -10,9 +10,10 @@ check starts; the check cannot tell and does not need to.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,22 @@ class Target:
             yield seen
         finally:
             await self._host().arequest("close", token)
+
+    async def in_host(self, helper: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `helper(*args, **kwargs)` (awaited if async) where the student's code runs.
+
+        For the parts of a check that must sit next to student code: handing it a fake, a
+        StringIO or a callback, capturing its log records, replacing one of its functions.
+        `helper` is a module-level function of the check file; it takes plain data and modules
+        or objects from `target`, and returns plain data *observations*, never a verdict: the
+        check asserts on what comes back, in its own process.
+        """
+        if not self.isolated:
+            result = helper(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+        if "." in helper.__qualname__:
+            raise TypeError(f"{helper.__qualname__} must be a module-level function to run in the host")
+        return await self._host().arequest("helper", inspect.getfile(helper), helper.__name__, list(args), kwargs)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a subprocess that must import the edition under test."""

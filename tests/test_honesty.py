@@ -56,7 +56,8 @@ def isolated_grades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[
     """`course grade`'s isolated runs (student code in a host process) of the starter and the solutions."""
     root = tmp_path_factory.mktemp("editions")
     for name, edition in (("starter", COURSE.starter), ("solutions", COURSE.solutions)):
-        shutil.copytree(edition, root / name / "capstone" / "src", ignore=shutil.ignore_patterns("__pycache__"))
+        project = edition.parent  # the whole project, as a student submits it: pyproject.toml, deploy files
+        shutil.copytree(project, root / name / "capstone", ignore=shutil.ignore_patterns("__pycache__", ".venv"))
     results = grade_all(COURSE, discover(root), ISOLATED, jobs=2, hidden=True, sandbox=not sandbox_problem(COURSE))
     return {r.id: {lesson.lesson: lesson for lesson in r.lessons} for r in results}
 

@@ -3,8 +3,10 @@
 The packaging checks never touch the student's folder: they copy the project that holds the
 graded `src/` (its pyproject.toml and everything beside it) into a temporary directory, put a
 few files there that a real working folder often has (a `.env`, a notebook, stale bytecode),
-build a wheel and an sdist with `uv build --offline`, and install the wheel into a fresh
-virtual environment. That environment borrows the course's already-installed dependencies
+build a wheel and an sdist with `uv build --offline --no-build-isolation` (the build backend,
+hatchling, is the course's own copy: nothing is downloaded, and it works for the unprivileged
+users `course grade` runs checks as, who cannot read the instructor's uv cache), and install
+the wheel into a fresh virtual environment. That environment borrows the course's already-installed dependencies
 (a `.pth` line), so nothing is downloaded; the package and its command come only from the
 wheel. One build serves every check: the first check to need it builds under a file lock in
 the system temp folder, keyed by a hash of the project, and the others reuse it.
@@ -48,7 +50,6 @@ pytestmark = pytest.mark.anyio
 MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 SCRIPT = "research-desk"
 ENTRY = "research_desk.__main__:main"
-CACHE = Path(tempfile.gettempdir()) / f"course-lesson08-builds-{os.getuid()}"
 SKIPPED_DIRS = {"__pycache__", ".venv", "venv", "dist", "build", ".pytest_cache", ".mypy_cache", ".ruff_cache",
                 ".git", ".course", ".ipynb_checkpoints"}
 COPY_IGNORE = shutil.ignore_patterns(*SKIPPED_DIRS, "*.pyc", "*.egg-info")
@@ -146,7 +147,8 @@ def _make_build(project: Path, home: Path) -> dict[str, Any]:
     (copy / strays[2]).parent.mkdir(parents=True, exist_ok=True)
     (copy / strays[2]).write_bytes(b"\x00stale bytecode")
     dist = home / "dist"
-    built = _run([uv, "build", "--offline", "--color", "never", "--python", sys.executable, "--out-dir", str(dist), str(copy)], cwd=home)
+    built = _run([uv, "build", "--offline", "--no-build-isolation", "--color", "never", "--python", sys.executable,
+                  "--out-dir", str(dist), str(copy)], cwd=home)
     log = (built.stdout + built.stderr).strip()
     if built.returncode != 0:
         if any(sign in log.lower() for sign in OFFLINE_SIGNS):
@@ -176,9 +178,14 @@ def _make_build(project: Path, home: Path) -> dict[str, Any]:
             "sdist": str(sdists[0]), "venv": str(venv)}
 
 
+def _cache() -> Path:
+    """Builds shared by the checks of one user (read at check time: grading runs checks as sandbox users)."""
+    return Path(tempfile.gettempdir()) / f"course-lesson08-builds-{os.getuid()}"
+
+
 def _prune(keep: str) -> None:
     """Remove other builds older than an hour, so the temp folder does not fill up."""
-    for old in CACHE.iterdir():
+    for old in _cache().iterdir():
         if keep not in old.name and time.time() - old.stat().st_mtime > 3600:
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
@@ -195,9 +202,10 @@ def build(target: Target) -> Build:
     """The one build of this project, made now or reused from an earlier check."""
     project = _project(target)
     key = _fingerprint(project)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    home = CACHE / key
-    with open(CACHE / f"{key}.lock", "w") as lock:
+    cache = _cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    home = cache / key
+    with open(cache / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; a killed builder releases it
         done = home / "build.json"
         if not _usable(done):  # never built, a builder died half-way, or the temp folder was cleaned

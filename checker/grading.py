@@ -10,6 +10,7 @@ Scores are assembled here, in a process that never imports student code.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -18,18 +19,22 @@ import sysconfig
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from checker.engine import build_request, worker_command, worker_env
+from checker.sandbox import UID_ROTATION, UIDS_PER_SLOT
 from checker.registry import Course, CourseError, Lesson
+from checker.request import Request
 from checker.results import LessonResult
 
 MAX_SUBMISSION_BYTES = 200 * 1024 * 1024
 MAX_SUBMISSION_FILES = 20_000
 SKIPPED_PARTS = {".git", ".venv", "__pycache__", "node_modules", ".course", ".ipynb_checkpoints"}
-SANDBOX_UID = 61000  # first uid for sandboxed checks when grading as root (see worker.UIDS_PER_SLOT)
+SANDBOX_UID = 61000  # first uid for sandboxed checks when grading as root (see sandbox.UIDS_PER_SLOT)
+LAST_SANDBOX_UID = 65533  # below `nobody`, and within the 16-bit uids a container maps
 
 
 @dataclass
@@ -134,6 +139,28 @@ def sandbox_problem(course: Course) -> str:
     if os.geteuid() != 0:
         return "the grader is not running as root, so checks cannot switch to a sandbox user"
     paths = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], str(course.checks_dir)]
+    blocked = [p for p in paths if not _sandbox_can_read(p)]
+    if blocked:
+        return (f"a sandbox user cannot read {blocked[0]}; make the folders above it traversable "
+                f"(e.g. `chmod o+x /root` for a pyenv Python) to grade with per-check users")
+    return ""
+
+
+def hidden_checks_exposed(course: Course) -> str:
+    """A warning when student code, running as a sandbox user, could open the hidden checks ("" if not).
+
+    `course grade` reads private copies, but the originals stay where they are; if anyone may
+    read them, a submission could, and could pass their source back in an error message.
+    """
+    hidden = course.checks_dir / "hidden"
+    if os.geteuid() != 0 or not hidden.is_dir() or not _sandbox_can_read(str(hidden)):
+        return ""
+    return (f"every user can read the hidden checks in {hidden}, so student code could too: "
+            f"`chmod o-rwx {hidden}` keeps them private")
+
+
+def _sandbox_can_read(path: str) -> bool:
+    """Whether the first sandbox uid may read (and traverse) `path`; asked in a forked child."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -141,18 +168,14 @@ def sandbox_problem(course: Course) -> str:
             os.setgroups([])
             os.setgid(SANDBOX_UID)
             os.setuid(SANDBOX_UID)
-            blocked = [p for p in paths if not os.access(p, os.R_OK | os.X_OK)]
-            os.write(write_end, "\n".join(blocked).encode())
+            os.write(write_end, b"1" if os.access(path, os.R_OK | os.X_OK) else b"0")
         finally:
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
-        blocked = [line for line in pipe.read().decode().splitlines() if line]
+        answer = pipe.read()
     os.waitpid(pid, 0)
-    if blocked:
-        return (f"a sandbox user cannot read {blocked[0]}; make the folders above it traversable "
-                f"(e.g. `chmod o+x /root` for a pyenv Python) to grade with per-check users")
-    return ""
+    return answer == b"1"
 
 
 @dataclass
@@ -177,7 +200,7 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
     submission that cannot be unpacked is reported, never fatal.
     """
     plans: list[_Planned] = []
-    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp, _reserved_uids(jobs, sandbox) as first_uid:
         workdir = Path(tmp)
         os.chmod(workdir, 0o711)  # the sandbox may traverse to a copy, not list or write our files
         results_dir = workdir / "results"
@@ -198,8 +221,10 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
                 out = results_dir / f"{index}-{lesson.id}.json"
                 request = build_request(course, lesson, edition, submission.id, out, jobs=1,
                                         hidden=hidden, check_timeout=check_timeout)
-                request.sandbox_uid = SANDBOX_UID if sandbox else None
+                request.sandbox_uid = first_uid
                 request.isolate = lesson.isolated
+                if sandbox:
+                    _use_private_checks(request, workdir / "checks")
                 request_file = results_dir / f"{index}-{lesson.id}.request.json"
                 request_file.write_text(json.dumps(asdict(request)))
                 request_files.append(request_file)
@@ -227,6 +252,46 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
     for plan in plans:  # what its own lessons took (the batch runs several at once)
         plan.result.duration = round(sum(lesson.duration for lesson in plan.result.lessons), 3)
     return [plan.result for plan in plans]
+
+
+@contextmanager
+def _reserved_uids(jobs: int, sandbox: bool) -> Iterator[int | None]:
+    """A range of sandbox uids no other `course grade` on this machine is using, held while grading.
+
+    Each batch kills whatever runs under its uids after every check; two batches sharing uids
+    would kill each other's checks.
+    """
+    if not sandbox:
+        yield None
+        return
+    size = UIDS_PER_SLOT * UID_ROTATION * max(1, jobs)
+    for start in range(SANDBOX_UID, LAST_SANDBOX_UID - size + 2, size):
+        with open(Path(tempfile.gettempdir()) / f"course-grade-uids-{start}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield start
+            return
+    raise CourseError("every range of sandbox uids is in use by other `course grade` runs: wait for one to finish")
+
+
+def _use_private_checks(request: Request, folder: Path) -> None:
+    """Point `request` at copies of its check files that only the grader can read.
+
+    Student code runs as sandbox users, who could otherwise open the hidden checks and pass
+    their source back in an error message, straight into the class's feedback.
+    """
+    folder.mkdir(mode=0o700, exist_ok=True)
+
+    def private(path: str) -> str:
+        copy = folder / Path(path).name
+        if not copy.exists():
+            shutil.copyfile(path, copy)
+        return str(copy)
+
+    request.checks_file = private(request.checks_file)
+    request.extra_checks = [private(path) for path in request.extra_checks]
 
 
 def _grade_quiz(course: Course, lesson: Lesson, edition: Path) -> LessonResult:

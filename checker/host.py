@@ -7,7 +7,7 @@ import a module, read an attribute, call a function, enter a context manager, se
 over MCP or HTTP. Whatever student code does here (patch pytest, forge results, exit) stays in
 this process: the verdict is reached in the check's process, from the values sent back.
 
-    python -m checker.host SOCKET WALL_SECONDS MEMORY_MB OUTPUT_MB    (the zygote)
+    python -m checker.host SOCKET WALL_SECONDS MEMORY_MB OUTPUT_MB [CHECK_FILE ...]   (the zygote)
 """
 
 from __future__ import annotations
@@ -170,14 +170,10 @@ class Host:
 
     async def op_helper(self, path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Run a check's own helper function here, beside the student code it exercises."""
-        module = self.helpers.get(path)
+        path = os.path.realpath(path)
+        module = _PRELOADED.get(path) or self.helpers.get(path)
         if module is None:
-            spec = importlib.util.spec_from_file_location(f"_course_checks_{len(self.helpers)}", path)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load the check helpers in {path}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            self.helpers[path] = module
+            module = self.helpers[path] = _load_checks(path)
         result = getattr(module, name)(*args, **kwargs)
         return await result if inspect.isawaitable(result) else result
 
@@ -298,6 +294,19 @@ async def _serve(conn: socket.socket, package: str, edition: str) -> None:
 
 
 # the zygote ----------------------------------------------------------------------------------
+_PRELOADED: dict[str, ModuleType] = {}  # check files loaded by the zygote, which hosts may not be able to read
+
+
+def _load_checks(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_course_checks_{abs(hash(path))}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the check helpers in {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pydantic look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def _warm() -> None:
     """Import and warm up the SDK and HTTP stack (no student code), so each fork starts ready."""
     import checker.target  # noqa: F401 - the same warm-up the in-process checks get
@@ -348,13 +357,20 @@ def _become_host(conn: socket.socket, peer: tuple[int, int, int], request: dict[
         os._exit(0)
 
 
-def zygote(path: str, limits: tuple[float, int, int]) -> None:
-    """Fork a host for every check that connects; refuse a requester that already has too many."""
+def zygote(path: str, limits: tuple[float, int, int], preload: list[str]) -> None:
+    """Fork a host for every check that connects; refuse a requester that already has too many.
+
+    `preload` are the check files whose helpers may run in hosts (`target.in_host`). The zygote
+    loads them before it forks, so a host needs no access to them: when grading is sandboxed
+    they sit in a folder only the grader can read, hidden checks included.
+    """
     import ctypes
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)  # die with the worker
     _warm()
+    for check_file in preload:
+        _PRELOADED[os.path.realpath(check_file)] = _load_checks(check_file)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     os.chmod(path, 0o777)  # checks run as sandbox users; SO_PEERCRED says who asked
@@ -403,8 +419,8 @@ def _recv_exactly(conn: socket.socket, size: int) -> bytes:
 
 
 def main() -> None:
-    path, wall, memory_mb, output_mb = sys.argv[1:5]
-    zygote(path, (float(wall), int(memory_mb), int(output_mb)))
+    path, wall, memory_mb, output_mb, *preload = sys.argv[1:]
+    zygote(path, (float(wall), int(memory_mb), int(output_mb)), preload)
 
 
 if __name__ == "__main__":

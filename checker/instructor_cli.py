@@ -52,7 +52,7 @@ def grade(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from checker.exports import write_all
-    from checker.grading import discover, grade_all, sandbox_problem
+    from checker.grading import discover, grade_all, hidden_checks_exposed, sandbox_problem
 
     course = load_course()
     chosen = _pick_lessons(course, lessons)
@@ -65,6 +65,9 @@ def grade(
     if problem:
         err.print(f"warning: {problem}. Student code will run as your own user: grade untrusted "
                   "submissions in a disposable machine or container.", markup=False, soft_wrap=True)
+    exposed = "" if no_hidden or problem else hidden_checks_exposed(course)
+    if exposed:
+        err.print(f"warning: {exposed}", markup=False, soft_wrap=True)
     with Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=err) as progress:
         task = progress.add_task("grading", total=len(found))

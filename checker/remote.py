@@ -340,7 +340,7 @@ async def mcp_over_tcp(port: int) -> AsyncIterator[Any]:
 class Zygote:
     """The warm process that forks a fresh host for every check (see `checker.host`)."""
 
-    def __init__(self, wall_seconds: float, memory_mb: int, output_mb: int) -> None:
+    def __init__(self, wall_seconds: float, memory_mb: int, output_mb: int, preload: list[str]) -> None:
         import subprocess
         import tempfile
 
@@ -348,7 +348,8 @@ class Zygote:
         os.chmod(self.folder, 0o755)  # sandboxed checks connect; the zygote checks who they are
         self.path = os.path.join(self.folder, "zygote.sock")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "checker.host", self.path, str(wall_seconds), str(memory_mb), str(output_mb)],
+            [sys.executable, "-m", "checker.host", self.path, str(wall_seconds), str(memory_mb), str(output_mb),
+             *preload],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=_zygote_env())
         assert self.process.stdout is not None
         if self.process.stdout.readline().strip() != b"ready":

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 OUTPUT_TAIL = 1200  # characters of a child's own output shown with its failure
+UIDS_PER_SLOT = 16  # a graded request in uid block b runs its checks as uids sandbox_uid + 16 b + j
+UID_ROTATION = 8    # uid blocks each parallel slot of a batch cycles through
 child_slot = 0      # in a child: which of the batch's `jobs` slots it runs in (0 .. jobs-1)
 child_serial = 0    # in a child: how many tasks ran in its slot before it
 

@@ -28,7 +28,7 @@ from checker.catalog import check_id
 from checker.remote import RemoteSession, Zygote
 from checker.request import Request
 from checker.results import CheckResult, LessonResult
-from checker.sandbox import ChildOutcome, Limits, run_forked
+from checker.sandbox import UID_ROTATION, UIDS_PER_SLOT, ChildOutcome, Limits, run_forked
 
 
 def leaf_exception(exc: BaseException) -> BaseException:
@@ -224,7 +224,7 @@ def _grade(request: Request, basetemp: Path, started: float) -> LessonResult:
     zygote = None
     if request.isolate:
         if "COURSE_HOST_ZYGOTE" not in os.environ:  # grade_many starts one for all its requests
-            zygote = Zygote(request.check_timeout, request.memory_mb, request.output_mb)
+            zygote = Zygote(request.check_timeout, request.memory_mb, request.output_mb, _check_files([request]))
             os.environ["COURSE_HOST_ZYGOTE"] = zygote.path
     else:
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [request.edition, os.environ.get("PYTHONPATH")]))
@@ -263,8 +263,6 @@ def grade_and_write(request: Request) -> None:
     os.replace(tmp, out)
 
 
-UIDS_PER_SLOT = 16  # a request in uid block b runs its checks as uids sandbox_uid + 16 b + j
-UID_ROTATION = 8    # uid blocks each parallel slot cycles through
 
 
 def grade_many(requests: list[Request], parallel: int) -> None:
@@ -280,7 +278,7 @@ def grade_many(requests: list[Request], parallel: int) -> None:
     zygote = None
     if any(r.isolate for r in requests):
         first = requests[0]
-        zygote = Zygote(first.check_timeout, first.memory_mb, first.output_mb)
+        zygote = Zygote(first.check_timeout, first.memory_mb, first.output_mb, _check_files(requests))
         os.environ["COURSE_HOST_ZYGOTE"] = zygote.path
 
     def task(request: Request) -> dict[str, str]:
@@ -300,6 +298,12 @@ def grade_many(requests: list[Request], parallel: int) -> None:
     finally:
         if zygote is not None:
             zygote.stop()
+
+
+def _check_files(requests: list[Request]) -> list[str]:
+    """The isolated requests' check files, each once: the host zygote preloads them."""
+    files = [path for r in requests if r.isolate for path in (r.checks_file, *r.extra_checks)]
+    return list(dict.fromkeys(files))
 
 
 def _undumpable() -> None:

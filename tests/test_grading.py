@@ -19,12 +19,14 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from checker.catalog import read_catalog
 from checker.exports import write_all
-from checker.grading import SANDBOX_UID, Submission, discover, grade_all, sandbox_problem
+from checker.grading import LAST_SANDBOX_UID, SANDBOX_UID, Submission, discover, grade_all, sandbox_problem
 from checker.sandbox import is_zombie
 from tests.conftest import COURSE
 
 LESSON = COURSE.lesson("lesson-1")
+VISIBLE = {c.id for c in read_catalog(COURSE.checks_file(LESSON))}
 MODULE = f"{COURSE.package}/context.py"
 SOLVED = (COURSE.solutions / MODULE).read_text()
 FUTURE = "from __future__ import annotations\n"
@@ -42,6 +44,7 @@ def in_lifespan(code: str) -> str:
 CANARY_DIR = Path("/tmp/course-grader-canary")
 
 # name -> (module source, expected score on the visible lesson-1 checks, needs the sandbox).
+# The hidden checks run too (so a submission has something to leak) but are not scored here.
 # A hostile line inside open_desk breaks every check (each one opens the desk), so it earns 0.
 CASES: dict[str, tuple[str, int, bool]] = {
     "honest": (SOLVED, 20, False),
@@ -85,6 +88,13 @@ CASES: dict[str, tuple[str, int, bool]] = {
         "            except OSError:\n"
         "                pass\n",
         (COURSE.starter / MODULE).read_text()), 0, True),
+    # Reads the hidden checks (from the course, or the grader's working copy) to leak them in a message.
+    "reads-hidden-checks": (at_import(
+        "import glob, os, checker\n"
+        "_leak = glob.glob(os.path.join(os.path.dirname(checker.__file__), 'checks', 'hidden', '*.py'))\n"
+        "_leak += glob.glob('/tmp/course-grade-*/checks/*.py')\n"
+        "for _path in _leak:\n    try:\n        _source = open(_path).read()\n    except OSError:\n        continue\n"
+        "    raise RuntimeError(_source[:2000])\n"), 20, True),
     "outlives-its-check": (at_import(
         "import subprocess\nsubprocess.Popen(['sleep', '600'], start_new_session=True)\n"), 20, True),
 }
@@ -101,7 +111,7 @@ def _sandbox_processes() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if SANDBOX_UID <= entry.stat().st_uid < SANDBOX_UID + 1000 and not is_zombie(entry):
+                if SANDBOX_UID <= entry.stat().st_uid <= LAST_SANDBOX_UID and not is_zombie(entry):
                     pids.append(int(entry.name))  # a zombie has ended; only its reaping is pending
             except OSError:
                 pass
@@ -119,8 +129,14 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         _make_submission(root / name, source)
     (root / "no-package").mkdir()
     (root / "broken.zip").write_bytes(b"this is not a zip")
+    hidden = COURSE.checks_dir / "hidden"
+    mode = hidden.stat().st_mode
+    hidden.chmod(0o700)  # as `course grade` asks an instructor to
     started = time.monotonic()
-    results = grade_all(COURSE, discover(root), [LESSON], jobs=2, hidden=False, sandbox=SANDBOXED, check_timeout=4)
+    try:
+        results = grade_all(COURSE, discover(root), [LESSON], jobs=2, hidden=True, sandbox=SANDBOXED, check_timeout=4)
+    finally:
+        hidden.chmod(mode)
     elapsed = time.monotonic() - started
     out = tmp_path_factory.mktemp("grades")
     write_all(results, out)
@@ -136,8 +152,11 @@ def test_each_submission_scores_its_honest_work(graded: dict, case: str) -> None
     assert not result.error, result.error
     lesson = result.lessons[0]
     assert not lesson.error, lesson.error
-    assert lesson.earned == expected, f"{case}: scored {lesson.earned}, expected {expected}: " + "; ".join(
-        f"{c.id}={c.outcome} {c.message[:200]}" for c in lesson.checks)
+    visible = [c for c in lesson.checks if c.id in VISIBLE]
+    earned = sum(c.points for c in visible if c.outcome == "passed")
+    assert earned == expected, f"{case}: scored {earned}, expected {expected}: " + "; ".join(
+        f"{c.id}={c.outcome} {c.message[:200]}" for c in visible)
+    assert not any("instructor-only" in c.message for c in lesson.checks), f"{case}: a message leaks the hidden checks"
 
 
 def test_unreadable_submissions_are_reported_not_fatal(graded: dict) -> None:
@@ -164,7 +183,8 @@ def test_gradebook_exports_are_well_formed(graded: dict) -> None:
     out: Path = graded["out"]
     rows = list(csv.DictReader((out / "gradebook.csv").open(encoding="utf-8")))
     by_student = {row["student"]: row for row in rows}
-    assert by_student["honest"]["total"] == "20" and by_student["starter"]["total"] == "0"
+    full = graded["results"]["honest"].available
+    assert float(by_student["honest"]["total"]) == full > 20 and by_student["starter"]["total"] == "0"
     assert by_student["no-package"]["error"]
     suites = ET.parse(out / "junit.xml").getroot()
     assert suites.tag == "testsuites" and len(suites) >= len(rows)

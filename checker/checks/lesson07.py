@@ -13,6 +13,9 @@ import random
 import re
 import string
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,20 +119,66 @@ class Records(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
-    def __enter__(self) -> Records:
-        logging.getLogger().addHandler(self)
-        return self
 
-    def __exit__(self, *_: Any) -> None:
-        logging.getLogger().removeHandler(self)
+# -- run beside the student's code (target.in_host): they return observations, never verdicts ----
+
+def _use_backend(errors: Any, desk: Any, kind: str, *args: Any) -> None:
+    """Give `desk` one of the fake search services above, made where the desk lives."""
+    if kind == "healthy":
+        desk.backend = Healthy(list(args[0]))
+    elif kind == "crashing":
+        desk.backend = Crashing(str(args[0]))
+    else:
+        desk.backend = Outage(kind, errors)
+
+
+def _clear(desk: Any, *names: str) -> None:
+    """Empty what the desk remembers (its `notes`, `jobs`, `cleanups`...) in place."""
+    for name in names:
+        getattr(desk, name).clear()
+
+
+def _start_logs(token: str) -> None:
+    """Start collecting every log record the server writes, under the name `token`."""
+    records = Records()
+    records.name = token
+    logging.getLogger().addHandler(records)
+
+
+def _stop_logs(token: str) -> list[dict[str, Any]]:
+    """Stop collecting; what each record said: its level, message, and the exception it carried."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, Records) and handler.name == token:
+            root.removeHandler(handler)
+            return [{"levelno": r.levelno, "message": r.getMessage(),
+                     "exc": repr(r.exc_info[1]) if r.exc_info and r.exc_info[1] else ""}
+                    for r in handler.records]
+    return []
 
 
 # -- helpers -------------------------------------------------------------------------------------
 
-def _desk(target: Target, root: Path, **kwargs: Any) -> tuple[Any, Any]:
+async def _desk(target: Target, root: Path, backend: tuple[Any, ...] | None = None,
+                **kwargs: Any) -> tuple[Any, Any]:
+    """The student's ErrorDesk; `backend` names a fake search service, e.g. ("healthy", hits)."""
     errors = target.module("errors")
     desk = errors.ErrorDesk(root, **kwargs)
+    if backend is not None:
+        await target.in_host(_use_backend, errors, desk, *backend)
     return errors, desk
+
+
+@asynccontextmanager
+async def _server_logs(target: Target) -> AsyncIterator[list[dict[str, Any]]]:
+    """While the block runs, collect the log records the server writes; filled in when it ends."""
+    token = f"lesson07-{uuid.uuid4().hex}"
+    await target.in_host(_start_logs, token)
+    seen: list[dict[str, Any]] = []
+    try:
+        yield seen
+    finally:
+        seen.extend(await target.in_host(_stop_logs, token))
 
 
 def _text(result: Any) -> str:
@@ -160,7 +209,7 @@ def _key(rng: random.Random) -> str:
             "your message, so name what was wrong and how to find a valid value. Check names before any work starts.")
 async def test_tool_error_for_the_model(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    errors, desk = _desk(target, workspace.root, step_seconds=0)
+    errors, desk = await _desk(target, workspace.root, step_seconds=0)
     server = errors.create_server(desk)
     name = rng.choice(workspace.names)
     for mode in MODES:
@@ -190,7 +239,7 @@ async def test_tool_error_for_the_model(target: Target, workspace: Workspace) ->
             "MCPError with the invalid-params code from mcp.types and put the key in `data`.")
 async def test_protocol_error_for_the_client(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    errors, desk = _desk(target, workspace.root)
+    errors, desk = await _desk(target, workspace.root)
     server = errors.create_server(desk)
     for mode in MODES:
         key = _key(rng)
@@ -214,7 +263,7 @@ async def test_protocol_error_for_the_client(target: Target, workspace: Workspac
         note_id = (first.structured_content or {}).get("note_id")
         assert note_id in desk.notes and desk.notes[note_id].body == body, (
             "the original note must stay as it was")
-        desk.notes.clear()
+        await target.in_host(_clear, desk, "notes")
 
 
 @check("a crash reaches the client as an incident id, never its text (both eras)", points=3,
@@ -222,10 +271,10 @@ async def test_protocol_error_for_the_client(target: Target, workspace: Workspac
             "fresh incident id, and raise a ToolError that says `incident <id>` and nothing of the original.")
 async def test_crash_is_sanitised(target: Target, workspace: Workspace) -> None:
     secret = "".join(random.choices(string.ascii_letters + string.digits, k=24))
-    errors, desk = _desk(target, workspace.root, backend=Crashing(secret))
+    errors, desk = await _desk(target, workspace.root, backend=("crashing", secret))
     server = errors.create_server(desk)
     seen: list[str] = []
-    with Records() as logs:
+    async with _server_logs(target) as logs:
         for mode in MODES:
             async with target.client(server, mode=mode) as client:
                 result = await client.call_tool("search_documents", {"query": random.choice(workspace.names)[:3]})
@@ -245,15 +294,14 @@ async def test_crash_is_sanitised(target: Target, workspace: Workspace) -> None:
             seen.append(match.group(1))
     assert len(set(seen)) == len(seen), f"two crashes got the same incident id {seen[0]!r}: make a fresh one each time"
 
-    def carries(record: logging.LogRecord, incident: str) -> bool:
-        exc_text = repr(record.exc_info[1]) if record.exc_info and record.exc_info[1] else ""
-        return incident in record.getMessage() and (secret in exc_text or secret in record.getMessage())
+    def carries(record: dict[str, Any], incident: str) -> bool:
+        return incident in record["message"] and (secret in record["exc"] or secret in record["message"])
 
     for incident in seen:
-        hits = [r for r in logs.records if carries(r, incident)]
+        hits = [r for r in logs if carries(r, incident)]
         assert hits, (f"no server log record carries incident {incident} together with the original exception: "
                       f"log it (with exc_info) so the operators can see what went wrong")
-        assert any(r.levelno >= logging.WARNING for r in hits), (
+        assert any(r["levelno"] >= logging.WARNING for r in hits), (
             f"incident {incident} was logged below WARNING; a crash is an ERROR the operators must see")
 
 
@@ -269,7 +317,7 @@ async def test_outage_degrades_gracefully(target: Target, workspace: Workspace) 
     limit = rng.randint(2, 6)
     expected = workspace.title_matches(query, limit)
     remote_hits = rng.sample(workspace.names, k=3)
-    errors, desk = _desk(target, workspace.root, backend=Healthy(remote_hits), backend_timeout=0.3)
+    errors, desk = await _desk(target, workspace.root, backend=("healthy", remote_hits), backend_timeout=0.3)
     server = errors.create_server(desk)
     async with target.client(server) as client:
         healthy = (await _ok(client, "search_documents", {"query": query, "limit": limit})).structured_content or {}
@@ -278,7 +326,7 @@ async def test_outage_degrades_gracefully(target: Target, workspace: Workspace) 
         kinds = ["refused", "unavailable", "hang"]
         rng.shuffle(kinds)
         for kind in kinds:
-            desk.backend = Outage(kind, errors)
+            await target.in_host(_use_backend, errors, desk, kind)
             what = {"refused": "refuses connections", "unavailable": "raises BackendUnavailable",
                     "hang": "never answers"}[kind]
             began = time.monotonic()
@@ -309,7 +357,7 @@ async def test_outage_degrades_gracefully(target: Target, workspace: Workspace) 
             "concurrent ones) find the first receipt; store the note and its receipt together, after the slow write.")
 async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    errors, desk = _desk(target, workspace.root, write_seconds=0.15)
+    errors, desk = await _desk(target, workspace.root, write_seconds=0.15)
     server = errors.create_server(desk)
     async with target.client(server) as client:
         args = {"title": _word(rng).title(), "body": _word(rng), "idempotency_key": _key(rng)}
@@ -349,12 +397,11 @@ async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
             "re-raise, and remove the partial file in a finally block; a finished export must keep its file.")
 async def test_cancelled_call_stops_work(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    errors, desk = _desk(target, workspace.root, step_seconds=0.05)
+    errors, desk = await _desk(target, workspace.root, step_seconds=0.05)
     server = errors.create_server(desk)
     names = [rng.choice(workspace.names) for _ in range(rng.randint(30, 40))]
     for mode in MODES:
-        desk.jobs.clear()
-        desk.cleanups.clear()
+        await target.in_host(_clear, desk, "jobs", "cleanups")
         async with target.client(server, mode=mode) as client:
             try:
                 result = await client.call_tool("export_bundle", {"names": names}, read_timeout_seconds=0.3)
@@ -389,7 +436,7 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace) -
             "before your code runs, unknown tools are answered by the SDK, and valid calls still work afterwards.")
 async def test_survives_bad_call_storm(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    errors, desk = _desk(target, workspace.root, backend=Healthy(workspace.names[:2]), step_seconds=0)
+    errors, desk = await _desk(target, workspace.root, backend=("healthy", workspace.names[:2]), step_seconds=0)
     server = errors.create_server(desk)
     huge = "x" * rng.randint(100_000, 400_000)
     bad_calls: list[tuple[str, Any]] = [
@@ -454,7 +501,7 @@ async def test_survives_bad_call_storm(target: Target, workspace: Workspace) -> 
             "input schema the client sees, and the SDK rejects a value past them with a message naming the field.")
 async def test_limits_advertised_and_enforced(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    errors, desk = _desk(target, workspace.root, backend=Healthy(workspace.names), step_seconds=0)
+    errors, desk = await _desk(target, workspace.root, backend=("healthy", workspace.names), step_seconds=0)
     server = errors.create_server(desk)
     async with target.client(server) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
@@ -501,7 +548,7 @@ async def test_limits_advertised_and_enforced(target: Target, workspace: Workspa
        hint="ToolAnnotations tell a host what it may retry or must confirm. Remember the defaults when a hint is "
             "missing: not read-only, destructive, not idempotent. A writer that destroys nothing must say so.")
 async def test_annotations_truthful(target: Target, workspace: Workspace) -> None:
-    errors, desk = _desk(target, workspace.root)
+    errors, desk = await _desk(target, workspace.root)
     async with target.client(errors.create_server(desk)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     problems: list[str] = []

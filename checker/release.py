@@ -44,6 +44,25 @@ jobs:
 """
 
 
+# README sections about material the release leaves out.
+INSTRUCTOR_SECTIONS = ("## Instructor guide", "## How fast is it?", "## For course developers")
+
+
+def _student_readme(text: str) -> str:
+    """The course README as a student's copy should read: no instructor or developer sections,
+    and a quick start whose second command exists there (the release has no test suite)."""
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            skipping = line.strip() in INSTRUCTOR_SECTIONS
+        if not skipping:
+            kept.append(line)
+    readme = "".join(kept)
+    return readme.replace("uv run pytest          # the course's own test suite (what CI runs)",
+                          "uv run course check lesson-1   # check your work on lesson 1 (any lesson id)")
+
+
 def _excluded(rel: Path) -> bool:
     return any(rel.match(pattern) for pattern in EXCLUDE_GLOBS)
 
@@ -77,6 +96,8 @@ def build_release(course: Course, out: Path) -> list[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".ipynb":
                 _clean_notebook(path, dest)
+            elif rel == Path("README.md"):
+                dest.write_text(_student_readme(path.read_text(encoding="utf-8")), encoding="utf-8")
             else:
                 shutil.copy2(path, dest)
             written.append(dest)

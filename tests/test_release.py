@@ -70,6 +70,13 @@ def test_release_leaves_instructor_material_behind(release: Path) -> None:
     assert (release / ".github" / "workflows" / "classroom.yml").is_file()
 
 
+def test_release_readme_speaks_to_students(release: Path) -> None:
+    readme = (release / "README.md").read_text()
+    assert "uv run course check lesson-1" in readme and "## Student guide" in readme
+    assert "uv run pytest" not in readme, "the release has no test suite to run"
+    assert "## Instructor guide" not in readme and "course grade" not in readme
+
+
 def test_release_contains_no_reference_code(release: Path) -> None:
     secrets = solution_runs()
     assert secrets, "expected solution regions to search for"

@@ -27,8 +27,8 @@ def build_class(root: Path, copies: int) -> None:
     course = load_course()
     for edition, name in ((course.solutions, "solved"), (course.starter, "starter")):
         for i in range(copies):
-            dest = root / f"{name}-{i:02d}" / "capstone" / "src"
-            shutil.copytree(edition, dest, ignore=shutil.ignore_patterns("__pycache__"))
+            dest = root / f"{name}-{i:02d}" / "capstone"  # the whole project, as a student submits it
+            shutil.copytree(edition.parent, dest, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
 
 
 def main() -> None:

@@ -92,16 +92,53 @@ def _fail_if_crashed(target: Target, result: Any, tool: str) -> None:
         pytest.fail(f"{tool} crashed (the client saw only 'Error executing tool {tool}')")
 
 
-def _new_server(target: Target, root: Path | None = None, limit: int | None = None) -> Any:
-    """A server with this lesson's tools, built from the module's functions (register is checked on its own)."""
+# --- helpers that run beside the student's code (see Target.in_host) ---------------------------
+# They build what the student's code is handed (servers, SDK objects, fake models) and report
+# plain observations; every verdict stays in the check body.
+
+
+def _mcp_server(name: str) -> Any:
+    """An empty SDK server, made where the student's code runs, for it to register tools on."""
     from mcp.server.mcpserver import MCPServer
 
-    sampling = target.module("sampling")
-    server = MCPServer(f"desk-{random.randint(1000, 9999)}", log_level="WARNING")
+    return MCPServer(name, log_level="WARNING")
+
+
+def _lesson_server(sampling: Any, name: str, root: Path | None, limit: int | None) -> Any:
+    """A server with this lesson's tools, built from the module's functions (register is checked on its own)."""
+    server = _mcp_server(name)
     server.tool()(sampling.summarise)
     if root is not None:
         server.tool(name="summarise_document")(sampling.document_summariser(root, limit))
     return server
+
+
+def _sdk_object(kind: str, data: dict[str, Any]) -> Any:
+    """The SDK model `mcp.types.<kind>` rebuilt from its JSON form, to hand to the student's code."""
+    import mcp.types
+
+    return getattr(mcp.types, kind).model_validate(data)
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _class_names(obj: Any) -> list[str]:
+    """The qualified names of every class `obj` is an instance of: the check decides what it is."""
+    return [_qualified(cls) for cls in type(obj).__mro__]
+
+
+async def _new_server(target: Target, root: Path | None = None, limit: int | None = None) -> Any:
+    """A server with this lesson's tools, built beside the student's code."""
+    return await target.in_host(_lesson_server, target.module("sampling"), f"desk-{random.randint(1000, 9999)}",
+                                root, limit)
+
+
+async def _hand_in(target: Target, obj: Any) -> Any:
+    """The SDK object `obj`, rebuilt where the student's code runs, so it can be passed to it."""
+    return await target.in_host(_sdk_object, type(obj).__name__,
+                                obj.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
 
 async def _summarise(target: Target, client: Any, text: str, max_words: int, tool: str = "summarise") -> CallToolResult:
@@ -147,7 +184,7 @@ async def test_summary_request_shape(target: Target) -> None:
     passage = _passage(rng)
     small, large = rng.randint(10, 60), rng.randint(200, 400)
     fake = FakeClientModel(rng)
-    async with target.client(_new_server(target), sampling_callback=fake) as client:
+    async with target.client(await _new_server(target), sampling_callback=fake) as client:
         for max_words in (small, large):
             await _summarise(target, client, passage, max_words)
     assert len(fake.seen) == 2, f"expected one sampling request per call (2), the client model was asked {len(fake.seen)} times"
@@ -184,7 +221,7 @@ async def test_summary_request_shape(target: Target) -> None:
             "client's reply on 2026-07-28 (a retried call) and on legacy sessions (a pushed request). Read its text.")
 async def test_reply_reaches_result_both_eras(target: Target) -> None:
     rng = random.Random()
-    server = _new_server(target)
+    server = await _new_server(target)
     for mode, version in MODES.items():
         fake = FakeClientModel(rng)
         passage = _passage(rng)
@@ -203,7 +240,7 @@ async def test_reply_reaches_result_both_eras(target: Target) -> None:
             "sampling, return a CreateMessageResult built from extractive_summary() and labelled FALLBACK_MODEL.")
 async def test_degrades_without_sampling(target: Target) -> None:
     rng = random.Random()
-    server = _new_server(target)
+    server = await _new_server(target)
     for mode, version in MODES.items():
         passage = _passage(rng, rng.randint(4, 9))
         max_words = rng.randint(12, 30)
@@ -224,7 +261,7 @@ async def test_degrades_without_sampling(target: Target) -> None:
             "ToolError with a message that names the model, so the caller learns what went wrong.")
 async def test_unusable_reply_is_tool_error(target: Target) -> None:
     rng = random.Random()
-    server = _new_server(target)
+    server = await _new_server(target)
     contents = [ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"), TextContent(type="text", text="  ")]
     for mode, version in MODES.items():
         for content in rng.sample(contents, len(contents)):
@@ -247,7 +284,7 @@ async def test_request_stable_across_rounds(target: Target) -> None:
     rng = random.Random()
     fake = FakeClientModel(rng)
     args = {"text": _passage(rng), "max_words": rng.randint(20, 90)}
-    async with target.client(_new_server(target), mode="2026-07-28", sampling_callback=fake) as client:
+    async with target.client(await _new_server(target), mode="2026-07-28", sampling_callback=fake) as client:
         rounds = []
         for _ in range(2):
             first = await client.session.call_tool("summarise", args, allow_input_required=True)
@@ -277,19 +314,42 @@ async def test_request_stable_across_rounds(target: Target) -> None:
     assert data["summary"] == fake.reply, f"round 2 should return the answered summary {fake.reply!r}, got {data['summary']!r}"
 
 
+_RECORDERS: list[tuple[Any, list[warnings.WarningMessage]]] = []
+
+
+def _record_warnings() -> None:
+    """Start recording every warning raised in this process (until `_recorded_warnings`)."""
+    recorder = warnings.catch_warnings(record=True)
+    caught = recorder.__enter__()
+    warnings.simplefilter("always")
+    _RECORDERS.append((recorder, caught))
+
+
+def _recorded_warnings() -> list[dict[str, Any]]:
+    """Stop the latest recording; each warning's message and the names of its category's classes."""
+    recorder, caught = _RECORDERS.pop()
+    recorder.__exit__(None, None, None)
+    return [{"message": str(w.message), "categories": [_qualified(c) for c in w.category.__mro__]} for w in caught]
+
+
 @check("the modern path uses no deprecated push call (no MCPDeprecationWarning)", points=2,
        hint="ctx.session.create_message is the 2025 push API: it warns, and it cannot work on a 2026-07-28 connection "
             "(no back-channel). Return Sample(...) from a resolver and let the SDK deliver it in either era.")
 async def test_no_deprecated_calls(target: Target) -> None:
     rng = random.Random()
-    server = _new_server(target)
+    server = await _new_server(target)
     for mode, version in MODES.items():
         fake = FakeClientModel(rng)
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught:  # the client's side
             warnings.simplefilter("always")
-            async with target.client(server, mode=mode, sampling_callback=fake) as client:
-                result = await _summarise(target, client, _passage(rng), 40)
+            await target.in_host(_record_warnings)  # the server's side, where the student's code runs
+            try:
+                async with target.client(server, mode=mode, sampling_callback=fake) as client:
+                    result = await _summarise(target, client, _passage(rng), 40)
+            finally:
+                served = await target.in_host(_recorded_warnings)
         deprecated = [str(w.message) for w in caught if issubclass(w.category, MCPDeprecationWarning)]
+        deprecated += [w["message"] for w in served if _qualified(MCPDeprecationWarning) in w["categories"]]
         assert not deprecated, f"on {version} summarise raised MCPDeprecationWarning: {deprecated[0]}"
         data = _structured(result)
         assert data["summary"] == fake.reply, f"on {version} the summary should be the client model's reply"
@@ -324,8 +384,52 @@ class FakeModel:
         return self.completion_type(text=self.text, model=self.answered_by, stop_reason=self.stop_reason)
 
 
-def _fake_model(target: Target, rng: random.Random, **kwargs: Any) -> FakeModel:
-    return FakeModel(rng, completion_type=target.attr("sampling", "Completion"), **kwargs)
+def _host_model(sampling: Any, completion_type: Any, failure: str | None = None, reason: str = "",
+                **answers: str) -> FakeModel:
+    """A FakeModel beside the student's code, giving `answers`, or failing with `failure`(reason)."""
+    fail = (sampling.ModelError if failure == "ModelError" else ConnectionError)(reason) if failure else None
+    return FakeModel(random.Random(), fail=fail, completion_type=completion_type, **answers)
+
+
+async def _fake_model(target: Target, rng: random.Random, failure: str | None = None,
+                      reason: str = "") -> tuple[FakeModel, Any]:
+    """A FakeModel with random answers: the check's own copy (what to expect) and the model handed to the student."""
+    want = FakeModel(rng)
+    model = await target.in_host(_host_model, target.module("sampling"), target.attr("sampling", "Completion"),
+                                 failure, reason, name=want.name, answered_by=want.answered_by, text=want.text,
+                                 stop_reason=want.stop_reason)
+    return want, model
+
+
+async def _answer_sampling(callback: Any, params: dict[str, Any]) -> list[Any]:
+    """Have the student's sampling callback answer a request given as JSON: its reply's classes and JSON."""
+    from mcp.types import CreateMessageRequestParams
+
+    reply = await callback(None, CreateMessageRequestParams.model_validate(params))
+    dump = getattr(reply, "model_dump", None)
+    return [_class_names(reply), dump(mode="json", by_alias=True, exclude_unset=True) if callable(dump) else None]
+
+
+def _short(names: list[str]) -> str:
+    return names[0].rsplit(".", 1)[-1] if names else "nothing"
+
+
+def _sampling_callback_of(target: Target, callback: Any) -> Callable[..., Any]:
+    """A client's sampling_callback that lets the student's `callback` answer, where the student's code runs.
+
+    The request goes there as JSON and is rebuilt; the reply comes back as JSON and is rebuilt here.
+    The student's callback gets no client context (None), as in the checks that call it directly.
+    """
+
+    async def sampling_callback(context: Any, params: CreateMessageRequestParams) -> CreateMessageResult | ErrorData:
+        names, data = await target.in_host(_answer_sampling, callback,
+                                           params.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        for kind in (CreateMessageResult, ErrorData):
+            if _qualified(kind) in names:
+                return kind.model_validate(data)
+        raise TypeError(f"the sampling callback returned {_short(names)}, not a CreateMessageResult or ErrorData")
+
+    return sampling_callback
 
 
 def _random_params(rng: random.Random) -> tuple[CreateMessageRequestParams, dict[str, Any]]:
@@ -351,7 +455,7 @@ async def test_prompt_from_request(target: Target) -> None:
     rng = random.Random()
     prompt_from_request = target.attr("sampling", "prompt_from_request")
     params, want = _random_params(rng)
-    prompt = prompt_from_request(params)
+    prompt = prompt_from_request(await _hand_in(target, params))
     assert prompt.system == want["system"], f"system should be {want['system']!r}, got {prompt.system!r}"
     turns = [tuple(t) for t in prompt.turns]
     assert turns == [tuple(t) for t in want["turns"]], (
@@ -364,14 +468,15 @@ async def test_prompt_from_request(target: Target) -> None:
     a, b = _word(rng), _word(rng)
     two_blocks = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
         role="user", content=[TextContent(type="text", text=a), TextContent(type="text", text=b)])])
-    (role, text), = prompt_from_request(two_blocks).turns
+    (role, text), = prompt_from_request(await _hand_in(target, two_blocks)).turns
     assert role == "user" and a in text and b in text and text.index(a) < text.index(b), (
         f"a message with two text blocks ({a!r}, {b!r}) should keep both, in order; got {text!r}")
     image_only = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
         role="user", content=ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"))])
+    image_only_handed = await _hand_in(target, image_only)
     model_error = target.attr("sampling", "ModelError")
     with pytest.raises(model_error):
-        prompt_from_request(image_only)
+        prompt_from_request(image_only_handed)
         pytest.fail("a message holding only an image cannot go to a text model: raise ModelError")
 
 
@@ -381,20 +486,23 @@ async def test_prompt_from_request(target: Target) -> None:
 async def test_callback_replies_with_completion(target: Target) -> None:
     rng = random.Random()
     make_sampling_callback = target.attr("sampling", "make_sampling_callback")
-    model = _fake_model(target, rng)
-    params, want = _random_params(rng)
-    reply = await make_sampling_callback(model)(None, params)
-    assert isinstance(reply, CreateMessageResult), f"the callback should return a CreateMessageResult, got {type(reply).__name__}"
-    assert len(model.prompts) == 1, f"the callback should ask the model once, it asked {len(model.prompts)} times"
-    assert [tuple(t) for t in model.prompts[0].turns] == [tuple(t) for t in want["turns"]], (
+    want, model = await _fake_model(target, rng)
+    params, expected = _random_params(rng)
+    reply = await make_sampling_callback(model)(None, await _hand_in(target, params))
+    kind = await target.in_host(_class_names, reply)
+    assert _qualified(CreateMessageResult) in kind, f"the callback should return a CreateMessageResult, got {_short(kind)}"
+    prompts = model.prompts
+    assert len(prompts) == 1, f"the callback should ask the model once, it asked {len(prompts)} times"
+    assert [tuple(t) for t in prompts[0].turns] == [tuple(t) for t in expected["turns"]], (
         "the model did not receive the request's messages: pass it prompt_from_request(params)")
     assert reply.role == "assistant", f"the reply's role should be 'assistant', got {reply.role!r}"
-    assert reply.content.type == "text" and reply.content.text == model.text, (
-        f"the reply should carry the model's text {model.text!r}, got {reply.content!r}")
-    assert reply.model == model.answered_by, (
-        f"the reply names model {reply.model!r}; the completion says {model.answered_by!r} answered. The client picks "
+    content = reply.content
+    assert content.type == "text" and content.text == want.text, (
+        f"the reply should carry the model's text {want.text!r}, got {content!r}")
+    assert reply.model == want.answered_by, (
+        f"the reply names model {reply.model!r}; the completion says {want.answered_by!r} answered. The client picks "
         "the model, so it must report the one that really answered")
-    assert reply.stop_reason == model.stop_reason, f"stop_reason should be {model.stop_reason!r}, got {reply.stop_reason!r}"
+    assert reply.stop_reason == want.stop_reason, f"stop_reason should be {want.stop_reason!r}, got {reply.stop_reason!r}"
 
 
 @check("a failing model reaches the caller as a readable error, not a crash", points=3,
@@ -402,27 +510,30 @@ async def test_callback_replies_with_completion(target: Target) -> None:
             "that names the model and the reason. An exception that escapes the callback crashes the client instead.")
 async def test_model_failure_is_readable(target: Target) -> None:
     rng = random.Random()
-    sampling = target.module("sampling")
     make_sampling_callback = target.attr("sampling", "make_sampling_callback")
     params, _ = _random_params(rng)
-    for failure in (sampling.ModelError, ConnectionError):
+    handed = await _hand_in(target, params)
+    for failure in ("ModelError", "ConnectionError"):
         reason = f"{_word(rng)} quota exhausted after {rng.randint(100, 999)} tokens"
-        model = _fake_model(target, rng, fail=failure(reason))
+        want, model = await _fake_model(target, rng, failure, reason)
         callback = make_sampling_callback(model)
         try:
-            reply = await callback(None, params)
+            reply = await callback(None, handed)
         except Exception as exc:  # noqa: BLE001
-            if exc is not model.fail:
+            if type(exc).__name__ != failure or str(exc) != reason:
                 raise
-            pytest.fail(f"the callback let the model's {type(exc).__name__}({reason!r}) escape; return ErrorData instead")
-        assert isinstance(reply, ErrorData), f"for a failing model the callback should return ErrorData, got {type(reply).__name__}"
-        assert reason in reply.message and model.name in reply.message, (
-            f"the ErrorData message {reply.message!r} should name the model ({model.name!r}) and the reason ({reason!r})")
-    server = _new_server(target)
+            pytest.fail(f"the callback let the model's {failure}({reason!r}) escape; return ErrorData instead")
+        kind = await target.in_host(_class_names, reply)
+        assert _qualified(ErrorData) in kind, f"for a failing model the callback should return ErrorData, got {_short(kind)}"
+        message = reply.message
+        assert reason in message and want.name in message, (
+            f"the ErrorData message {message!r} should name the model ({want.name!r}) and the reason ({reason!r})")
+    server = await _new_server(target)
     for mode, version in MODES.items():
         reason = f"{_word(rng)} is overloaded ({rng.randint(100, 999)})"
-        model = _fake_model(target, rng, fail=sampling.ModelError(reason))
-        async with target.client(server, mode=mode, sampling_callback=make_sampling_callback(model)) as client:
+        _, model = await _fake_model(target, rng, "ModelError", reason)
+        callback = _sampling_callback_of(target, make_sampling_callback(model))
+        async with target.client(server, mode=mode, sampling_callback=callback) as client:
             try:
                 result = await client.call_tool("summarise", {"text": _passage(rng), "max_words": 30})
             except MCPError as exc:
@@ -441,19 +552,21 @@ async def test_model_failure_is_readable(target: Target) -> None:
 async def test_callback_end_to_end(target: Target) -> None:
     rng = random.Random()
     make_sampling_callback = target.attr("sampling", "make_sampling_callback")
-    server = _new_server(target)
+    server = await _new_server(target)
     for mode, version in MODES.items():
-        model = _fake_model(target, rng)
+        want, model = await _fake_model(target, rng)
         passage = _passage(rng)
-        async with target.client(server, mode=mode, sampling_callback=make_sampling_callback(model)) as client:
+        callback = _sampling_callback_of(target, make_sampling_callback(model))
+        async with target.client(server, mode=mode, sampling_callback=callback) as client:
             data = _structured(await _summarise(target, client, passage, rng.randint(20, 80)))
-        assert model.prompts, f"on {version} the model behind the callback was never asked"
-        prompt = model.prompts[-1]
+        prompts = model.prompts
+        assert prompts, f"on {version} the model behind the callback was never asked"
+        prompt = prompts[-1]
         assert prompt.system, f"on {version} the model never saw the desk's system prompt"
         assert any(passage in text for role, text in prompt.turns if role == "user"), (
             f"on {version} the model never saw the passage in a user turn")
-        assert data["summary"] == model.text and data["model"] == model.answered_by, (
-            f"on {version} expected the summary {model.text!r} by {model.answered_by!r}, got {data!r}")
+        assert data["summary"] == want.text and data["model"] == want.answered_by, (
+            f"on {version} expected the summary {want.text!r} by {want.answered_by!r}, got {data!r}")
 
 
 # --- elicitation ---------------------------------------------------------------------------------
@@ -497,7 +610,7 @@ def _answer(events: list[str], seen: list[str], content: dict[str, Any] | None,
             "small documents need no question. Name the document and its word count so the user can decide.")
 async def test_large_document_asks_first(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    server = _new_server(target, workspace.root, workspace.limit)
+    server = await _new_server(target, workspace.root, workspace.limit)
     refusals = rng.sample([({"proceed": False}, "accept"), (None, "decline")], 2)  # one style per era
     for (mode, version), refusal in zip(MODES.items(), refusals):
         events: list[str] = []
@@ -533,7 +646,7 @@ async def test_large_document_asks_first(target: Target, workspace: Workspace) -
             "call with -32021. Treat 'cannot ask' as 'no' for large documents; small ones need no question.")
 async def test_large_document_without_elicitation(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    server = _new_server(target, workspace.root, workspace.limit)
+    server = await _new_server(target, workspace.root, workspace.limit)
     for mode, version in MODES.items():
         fake = FakeClientModel(rng)
         async with target.client(server, mode=mode, sampling_callback=fake) as client:
@@ -552,10 +665,8 @@ async def test_large_document_without_elicitation(target: Target, workspace: Wor
        hint="server.tool(title=..., annotations=ToolAnnotations(read_only_hint=True)) for summarise, and for "
             "document_summariser(...) only when a root is given. Resolved parameters never appear in the schema.")
 async def test_tools_registered(target: Target, workspace: Workspace) -> None:
-    from mcp.server.mcpserver import MCPServer
-
     register = target.attr("sampling", "register")
-    bare_server, rooted_server = MCPServer("bare", log_level="WARNING"), MCPServer("rooted", log_level="WARNING")
+    bare_server, rooted_server = await target.in_host(_mcp_server, "bare"), await target.in_host(_mcp_server, "rooted")
     register(bare_server)
     register(rooted_server, root=workspace.root)
     async with target.client(bare_server) as client:

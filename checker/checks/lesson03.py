@@ -99,12 +99,24 @@ def _text(result: Any) -> str:
     return result.content[0].text if result.content else ""
 
 
-def _summary(result: Any, what: str) -> dict[str, Any]:
-    crash = last_tool_crash() if result.is_error else ""
-    if crash:
-        pytest.fail(f"{what}: index_documents crashed: {crash}")
-    assert not result.is_error, f"{what}: index_documents returned an error: {_text(result)}"
-    summary = result.structured_content
+def _seen_result(result: Any, crash: str = "") -> dict[str, Any]:
+    """A tool result as plain data (what a helper in the host sends back), with its crash, if any."""
+    return {"is_error": bool(result.is_error), "text": _text(result), "structured": result.structured_content,
+            "crash": crash if result.is_error else ""}
+
+
+def _summary(result: Any, what: str, target: Target | None = None) -> dict[str, Any]:
+    """The IndexSummary of a call. `target` is given when the tool ran where the student's code runs
+    (in memory or in the host), so a crash can be explained; a subprocess's crashes are its own."""
+    crash = target.tool_crash() if target is not None and result.is_error else ""
+    return _summary_seen(_seen_result(result, crash), what)
+
+
+def _summary_seen(seen: dict[str, Any], what: str) -> dict[str, Any]:
+    if seen["crash"]:
+        pytest.fail(f"{what}: index_documents crashed: {seen['crash']}")
+    assert not seen["is_error"], f"{what}: index_documents returned an error: {seen['text']}"
+    summary = seen["structured"]
     assert isinstance(summary, dict), f"{what}: index_documents must return an IndexSummary (structured output)"
     return summary
 
@@ -125,7 +137,7 @@ async def _index(target: Target, workspace: Workspace, **client_kwargs: Any) -> 
     recorder = Recorder()
     async with target.client(progress.create_server(workspace.root), **client_kwargs) as client:
         result = await client.call_tool("index_documents", {}, progress_callback=recorder)
-    return recorder, _summary(result, "with a progress callback")
+    return recorder, _summary(result, "with a progress callback", target)
 
 
 def _assert_climbs_to_total(updates: list[Update], where: str) -> None:
@@ -190,9 +202,8 @@ async def test_progress_messages_name_documents(target: Target, workspace: Works
 
 
 @contextmanager
-def _spy_on_loading(target: Target, events: list[Any]) -> Iterator[None]:
+def _spy_on_loading(modules: list[Any], events: list[Any]) -> Iterator[None]:
     """Record every load_document call (through the progress module or the documents module)."""
-    modules = [target.module("documents"), target.module("progress")]
     original = modules[0].load_document
     saved = [(m, getattr(m, "load_document", None)) for m in modules]
 
@@ -210,17 +221,31 @@ def _spy_on_loading(target: Target, events: list[Any]) -> Iterator[None]:
                 module.load_document = value
 
 
+async def _index_watching_loads(documents: Any, progress: Any, root: Path) -> dict[str, Any]:
+    """Beside the student's code: index `root` in memory while load_document is spied on.
+
+    Loads and progress reports land in one list in the order they happened (which only one
+    process can tell). Returns that list and the call's result, as plain data.
+    """
+    from mcp import Client
+
+    events: list[Any] = []
+    with _spy_on_loading([documents, progress], events):
+        async with Client(progress.create_server(root)) as client:
+            result = await client.call_tool("index_documents", {}, progress_callback=Recorder(events))
+    return {"events": [[kind, value] for kind, value in events],
+            "result": _seen_result(result, last_tool_crash() if result.is_error else "")}
+
+
 @check("progress is reported while the work happens, not all at the end", points=2,
        hint="Report right after each document is done. Collecting every document first and then sending all "
             "the reports in a burst leaves a watching client with a frozen bar for the whole job.")
 async def test_progress_is_live(target: Target, workspace: Workspace) -> None:
-    events: list[Any] = []
     progress = target.module("progress")
     n = len(workspace.names)
-    with _spy_on_loading(target, events):
-        async with target.client(progress.create_server(workspace.root)) as client:
-            result = await client.call_tool("index_documents", {}, progress_callback=Recorder(events))
-    _summary(result, "with a progress callback")
+    seen = await target.in_host(_index_watching_loads, target.module("documents"), progress, workspace.root)
+    events = seen["events"]
+    _summary_seen(seen["result"], "with a progress callback")
     loads = sum(1 for kind, _ in events if kind == "load")
     assert loads == n, (f"index_documents loaded {loads} documents with load_document() for a workspace of {n}; "
                         "load each document once with the given helper")
@@ -255,9 +280,9 @@ async def test_no_progress_without_token(target: Target, workspace: Workspace) -
         legacy = await client.call_tool("index_documents", {})
     async with target.client(progress.create_server(workspace.root)) as client:
         modern = await client.call_tool("index_documents", {})
-    _check_summary(_summary(legacy, "a legacy client without a progress callback"), workspace,
+    _check_summary(_summary(legacy, "a legacy client without a progress callback", target), workspace,
                    "a legacy client without a progress callback")
-    _check_summary(_summary(modern, "a client without a progress callback"), workspace,
+    _check_summary(_summary(modern, "a client without a progress callback", target), workspace,
                    "a client without a progress callback")
     assert not seen, (
         f"the client sent no progress token, yet {len(seen)} progress notifications arrived "
@@ -423,10 +448,10 @@ async def test_http_sse_and_json_response(target: Target, workspace: Workspace) 
                 await anyio.sleep(0.05)
         found[json_response] = (recorder, result)
     sse, plain = found[False], found[True]
-    _check_summary(_summary(sse[1], "over HTTP (SSE)"), workspace, "over HTTP (SSE)")
+    _check_summary(_summary(sse[1], "over HTTP (SSE)", target), workspace, "over HTTP (SSE)")
     _assert_climbs_to_total(sse[0].updates, "over HTTP (SSE)")
     _assert_counts_the_work(sse[0].updates, len(workspace.names), "over HTTP (SSE)")
-    _check_summary(_summary(plain[1], "over HTTP with json_response=True"), workspace,
+    _check_summary(_summary(plain[1], "over HTTP with json_response=True", target), workspace,
                    "over HTTP with json_response=True")
     assert not plain[0].updates, (f"{len(plain[0].updates)} progress notifications arrived over a json_response=True "
                                   "app, which answers with a single JSON body; they should have been dropped")
@@ -445,13 +470,9 @@ def _isolated_package_logger() -> Iterator[None]:
         root.handlers[:], root.level = saved[3], saved[4]
 
 
-@check("configure_logging sends the package's logs to stderr, once, never stdout", points=2,
-       hint="Give the package logger ('research_desk') its own StreamHandler on stderr with a format and a "
-            "level. logging.basicConfig does nothing once the root logger has a handler (MCPServer installs "
-            "one), and a second call must not add a second handler.")
-async def test_configure_logging_uses_stderr(target: Target) -> None:
-    progress = target.module("progress")
-    token = f"lesson3-log-{random.randint(10_000, 99_999)}"
+def _configure_logging_twice(progress: Any, token: str) -> list[str]:
+    """Beside the student's code: call configure_logging twice, log an INFO and a DEBUG line with
+    `token`; return what reached stdout and stderr. The loggers are restored afterwards."""
     out, err = io.StringIO(), io.StringIO()
     with _isolated_package_logger():
         logging.getLogger().addHandler(logging.NullHandler())  # as after MCPServer(...) configured the root
@@ -461,9 +482,19 @@ async def test_configure_logging_uses_stderr(target: Target) -> None:
             logger = logging.getLogger("research_desk.progress")
             logger.info("%s indexed", token)
             logger.debug("%s-debug", token)
-    assert token not in out.getvalue(), (
+    return [out.getvalue(), err.getvalue()]
+
+
+@check("configure_logging sends the package's logs to stderr, once, never stdout", points=2,
+       hint="Give the package logger ('research_desk') its own StreamHandler on stderr with a format and a "
+            "level. logging.basicConfig does nothing once the root logger has a handler (MCPServer installs "
+            "one), and a second call must not add a second handler.")
+async def test_configure_logging_uses_stderr(target: Target) -> None:
+    progress = target.module("progress")
+    token = f"lesson3-log-{random.randint(10_000, 99_999)}"
+    out, written = await target.in_host(_configure_logging_twice, progress, token)
+    assert token not in out, (
         "a log record reached stdout: on the stdio transport that line lands in the protocol stream; log to stderr")
-    written = err.getvalue()
     assert token in written, ("an INFO record from research_desk.progress did not reach stderr after "
                               "configure_logging('INFO'); give the package logger its own stderr handler")
     assert written.count(f"{token} indexed") == 1, (
@@ -484,48 +515,72 @@ class _Collect(logging.Handler):
         self.records[id(record)] = record
 
 
+_CAPTURE: dict[str, Any] = {}  # in the process running the student's tools, between the two helpers below
+
+
+def _start_capture() -> None:
+    """Beside the student's code: collect every log record (root and package logger, DEBUG and up)
+    and every warning, until _stop_capture."""
+    collect = _Collect()
+    watched = [logging.getLogger(), logging.getLogger("research_desk")]
+    _CAPTURE["saved"] = [(logger, logger.level) for logger in watched]
+    _CAPTURE["collect"] = collect
+    for logger in watched:
+        logger.addHandler(collect)
+        logger.setLevel(logging.DEBUG)
+    catching = warnings.catch_warnings(record=True)
+    _CAPTURE["caught"] = catching.__enter__()
+    _CAPTURE["catching"] = catching
+    warnings.simplefilter("always")
+
+
+def _stop_capture() -> dict[str, Any]:
+    """Undo _start_capture; return the records as [pathname, level, message] (INFO and up) and the
+    messages of the MCP deprecation warnings that were raised."""
+    from mcp import MCPDeprecationWarning
+
+    _CAPTURE.pop("catching").__exit__(None, None, None)
+    collect = _CAPTURE.pop("collect")
+    for logger, level in _CAPTURE.pop("saved"):
+        logger.removeHandler(collect)
+        logger.setLevel(level)
+    caught = _CAPTURE.pop("caught")
+    return {"deprecated": [str(w.message) for w in caught if issubclass(w.category, MCPDeprecationWarning)],
+            "records": [[str(r.pathname), r.levelno, r.getMessage()] for r in collect.records.values()
+                        if r.levelno >= logging.INFO]}
+
+
 @check("the tool logs with the logging module, not deprecated protocol logging", points=2,
        hint="A module-level logger (logging.getLogger) and one INFO line summarising the work (how many "
             "documents). ctx.info()/ctx.log() send protocol log notifications, deprecated in 2026-07-28: they "
             "warn, and modern clients drop them unless they opted in.")
 async def test_tool_logs_with_stdlib_logging(target: Target, workspace: Workspace) -> None:
     progress = target.module("progress")
-    from mcp import MCPDeprecationWarning
-
-    collect = _Collect()
-    watched = [logging.getLogger(), logging.getLogger("research_desk")]
-    saved = [(logger, logger.level) for logger in watched]
     protocol_logs: list[Any] = []
 
     async def on_log(params: Any) -> None:
         protocol_logs.append(params)
 
-    for logger in watched:
-        logger.addHandler(collect)
-        logger.setLevel(logging.DEBUG)
+    await target.in_host(_start_capture)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            async with target.client(progress.create_server(workspace.root), mode="legacy",
-                                     logging_callback=on_log) as client:
-                result = await client.call_tool("index_documents", {})
+        async with target.client(progress.create_server(workspace.root), mode="legacy",
+                                 logging_callback=on_log) as client:
+            result = await client.call_tool("index_documents", {})
     finally:
-        for logger, level in saved:
-            logger.removeHandler(collect)
-            logger.setLevel(level)
-    _check_summary(_summary(result, "a legacy client"), workspace, "a legacy client")
-    deprecated = [w for w in caught if issubclass(w.category, MCPDeprecationWarning)]
-    assert not deprecated, f"the tool used a deprecated API: {deprecated[0].message}"
+        captured = await target.in_host(_stop_capture)
+    _check_summary(_summary(result, "a legacy client", target), workspace, "a legacy client")
+    deprecated = captured["deprecated"]
+    assert not deprecated, f"the tool used a deprecated API: {deprecated[0]}"
     assert not protocol_logs, (
         f"the tool sent {len(protocol_logs)} protocol log notifications (ctx.info / ctx.log), deprecated since "
         "2026-07-28; log with the logging module, which writes to stderr")
     edition = str(target.edition.resolve())
     n = len(workspace.names)
-    ours = [r for r in collect.records.values()
-            if str(Path(r.pathname).resolve()).startswith(edition) and r.levelno >= logging.INFO]
-    assert any(str(n) in r.getMessage() for r in ours), (
+    ours = [message for pathname, levelno, message in captured["records"]
+            if str(Path(pathname).resolve()).startswith(edition) and levelno >= logging.INFO]
+    assert any(str(n) in message for message in ours), (
         f"indexing {n} documents logged no INFO (or higher) line mentioning {n} through the logging module "
-        f"(found: {[r.getMessage() for r in ours][:3]}); log a one-line summary with a module-level logger")
+        f"(found: {ours[:3]}); log a one-line summary with a module-level logger")
 
 
 def _bar_cases(rng: random.Random) -> Iterator[tuple[int, int, int]]:
@@ -550,33 +605,47 @@ async def test_progress_bar_draws_the_fraction(target: Target) -> None:
     rng = random.Random()
     for width, done, total in _bar_cases(rng):
         label, message = _word(rng), f"indexed {_word(rng)}.md"
-        bar = progress_bar(label, width=width, stream=io.StringIO())
-        assert bar.update(done, total, message) is True, (
+        taken, text = await target.in_host(_draw_bar, progress_bar, label, width, done, total, message)
+        assert taken is True, (
             f"the first notification ({done:g} of {total:g}) should be taken (update returns True), even at 0: "
             "nothing was shown before it")
-        text = bar.text()
         full = math.floor(Fraction(width * done, total))
         assert text.count("█") == full and text.count("░") == width - full, (
             f"{done} of {total} on a bar {width} cells wide should show {full} full and {width - full} empty "
             f"cells, but the text is {text!r}")
         for part in (label, f"{done:g}/{total:g}", message):
             assert part in text, f"the bar text {text!r} should contain {part!r}"
-    bar = progress_bar("scan", width=20, stream=io.StringIO())
     count = rng.randint(2, 99)
-    bar.update(count, None, "still going")
-    text = bar.text()
+    _, text = await target.in_host(_draw_bar, progress_bar, "scan", 20, count, None, "still going")
     assert "█" not in text and "░" not in text, f"without a total the bar cannot be drawn, but the text is {text!r}"
     assert f"{count:g}" in text and "still going" in text, f"without a total, show the count and the message: {text!r}"
 
+    steps = rng.randint(3, 12)
+    seen = await target.in_host(_bar_follows_steps, progress_bar, steps)
+    progress, total, updates = seen["state"]
+    assert (progress, total, updates) == (steps, steps, steps), (
+        f"used as a progress_callback for a tool reporting 1..{steps} of {steps}, the bar ended at "
+        f"progress={progress!r}, total={total!r} after {updates} updates; expected {steps}, {steps}, {steps}")
+    assert seen["text"] in seen["drawn"], "the bar's final text was never drawn to its stream"
+
+
+def _draw_bar(progress_bar: Any, label: str, width: int, done: int, total: int | None, message: str) -> list[Any]:
+    """Beside the student's code: a fresh bar takes one notification; what update returned, and its text."""
+    bar = progress_bar(label, width=width, stream=io.StringIO())
+    taken = bar.update(done, total, message)
+    return [taken, bar.text()]
+
+
+async def _bar_follows_steps(progress_bar: Any, steps: int) -> dict[str, Any]:
+    """Beside the student's code: a bar as the progress_callback of a reference tool reporting 1..steps,
+    through an in-memory client. Returns where the bar ended, its text and all it drew."""
+    from mcp import Client
+
     stream = io.StringIO()
     bar = progress_bar("steps", stream=stream)
-    steps = rng.randint(3, 12)
-    async with target.client(_steps_server()) as client:
+    async with Client(_steps_server()) as client:
         await client.call_tool("steps", {"n": steps}, progress_callback=bar)
-    assert (bar.progress, bar.total, bar.updates) == (steps, steps, steps), (
-        f"used as a progress_callback for a tool reporting 1..{steps} of {steps}, the bar ended at "
-        f"progress={bar.progress!r}, total={bar.total!r} after {bar.updates} updates; expected {steps}, {steps}, {steps}")
-    assert bar.text() in stream.getvalue(), "the bar's final text was never drawn to its stream"
+    return {"state": [bar.progress, bar.total, bar.updates], "text": bar.text(), "drawn": stream.getvalue()}
 
 
 def _steps_server() -> MCPServer:
@@ -601,22 +670,40 @@ async def test_progress_bar_ignores_stale_updates(target: Target) -> None:
     rng = random.Random()
     total = rng.randint(10, 60)
     ahead = rng.randint(3, total - 3)
-    stream = io.StringIO()
-    bar = progress_bar("job", width=rng.randint(10, 30), stream=stream)
-    await bar(ahead, total, "newest")
-    drawn = stream.getvalue()
     late = rng.randint(1, ahead - 1)
-    assert bar.update(late, total, "older") is False, (
+    seen = await target.in_host(_stale_updates, progress_bar, rng.randint(10, 30), total, ahead, late)
+    assert seen["late"] is False, (
         f"after showing {ahead}/{total}, a late notification for {late} should be ignored (update returns False)")
-    assert bar.update(ahead, total, "again") is False, f"a repeated {ahead}/{total} does not move the bar: ignore it"
-    await bar(late, total, "older")
-    assert (bar.progress, bar.message) == (ahead, "newest"), (
-        f"the bar moved back to {bar.progress!r} ({bar.message!r}) after a late notification; it should stay at "
+    assert seen["repeated"] is False, f"a repeated {ahead}/{total} does not move the bar: ignore it"
+    progress, message = seen["after_late"]
+    assert (progress, message) == (ahead, "newest"), (
+        f"the bar moved back to {progress!r} ({message!r}) after a late notification; it should stay at "
         f"{ahead} ('newest')")
-    assert stream.getvalue() == drawn, "a late notification redrew the bar; only a change should draw"
-    assert bar.updates == 1, f"only one notification moved the bar, but updates={bar.updates}"
-    assert bar.update(ahead + 1, None, None) is True, "a notification that moves forward should be taken"
-    assert bar.total == total and bar.message == "newest", (
-        f"a notification without total or message erased them (total={bar.total!r}, message={bar.message!r}); "
+    assert seen["redrawn"] == seen["drawn"], "a late notification redrew the bar; only a change should draw"
+    assert seen["updates"] == 1, f"only one notification moved the bar, but updates={seen['updates']}"
+    assert seen["forward"] is True, "a notification that moves forward should be taken"
+    total_now, message_now, progress_now, updates_now = seen["end"]
+    assert total_now == total and message_now == "newest", (
+        f"a notification without total or message erased them (total={total_now!r}, message={message_now!r}); "
         "keep the last known ones")
-    assert bar.progress == ahead + 1 and bar.updates == 2, "the forward notification was not recorded"
+    assert progress_now == ahead + 1 and updates_now == 2, "the forward notification was not recorded"
+
+
+async def _stale_updates(progress_bar: Any, width: int, total: int, ahead: int, late: int) -> dict[str, Any]:
+    """Beside the student's code: show `ahead`/`total`, then feed late, repeated and partial notifications.
+
+    Returns what the bar said and drew after each step, for the check to judge.
+    """
+    stream = io.StringIO()
+    bar = progress_bar("job", width=width, stream=stream)
+    await bar(ahead, total, "newest")
+    seen: dict[str, Any] = {"drawn": stream.getvalue()}
+    seen["late"] = bar.update(late, total, "older")
+    seen["repeated"] = bar.update(ahead, total, "again")
+    await bar(late, total, "older")
+    seen["after_late"] = [bar.progress, bar.message]
+    seen["redrawn"] = stream.getvalue()
+    seen["updates"] = bar.updates
+    seen["forward"] = bar.update(ahead + 1, None, None)
+    seen["end"] = [bar.total, bar.message, bar.progress, bar.updates]
+    return seen

@@ -198,6 +198,7 @@ class Host:
         url: list[str] = []
         failed: list[BaseException] = []
         scope = anyio.CancelScope()
+        stopping = anyio.Event()
 
         async def run() -> None:
             with scope:
@@ -205,7 +206,7 @@ class Host:
                     async with serve_asgi(app, path=path, graceful=graceful) as address:
                         url.append(address)
                         started.set()
-                        await anyio.sleep_forever()
+                        await stopping.wait()
                 except BaseException as exc:  # noqa: BLE001 - reported to the check below
                     failed.append(exc)
                     started.set()
@@ -214,6 +215,10 @@ class Host:
         task = asyncio.get_running_loop().create_task(run())
 
         async def stop() -> None:
+            """Let uvicorn shut down as it would in-process (the app's lifespan exits); cancel if it hangs."""
+            stopping.set()
+            with anyio.move_on_after(10):
+                await asyncio.shield(task)
             scope.cancel()
             try:
                 await task

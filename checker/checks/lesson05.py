@@ -15,7 +15,6 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -67,16 +66,25 @@ async def count(n: int, ctx: Context) -> int:
     return n
 
 
-@dataclass
 class Deployment:
-    """One random production configuration and what happened to the server under it."""
+    """One random production configuration and what happened to the server under it.
 
-    host: str = field(default_factory=lambda: f"desk-{secrets.token_hex(3)}.example")
-    origin: str = field(default_factory=lambda: f"https://app-{secrets.token_hex(3)}.example")
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    issuer: str = field(default_factory=lambda: f"https://auth-{secrets.token_hex(3)}.example")
-    name: str = field(default_factory=lambda: f"desk-{secrets.token_hex(3)}")
-    events: list[str] = field(default_factory=list)  # the MCP server's own lifespan: start / stop
+    (A plain class, not a dataclass: this file is also loaded, unregistered, in the process that
+    hosts student code, and `@dataclass` needs its module in sys.modules.)
+    """
+
+    def __init__(self) -> None:
+        self.host = f"desk-{secrets.token_hex(3)}.example"
+        self.origin = f"https://app-{secrets.token_hex(3)}.example"
+        self.token = secrets.token_urlsafe(24)
+        self.issuer = f"https://auth-{secrets.token_hex(3)}.example"
+        self.name = f"desk-{secrets.token_hex(3)}"
+        self.log: Any = None  # an _EventLog beside the server: lifespan start / stop, host-start / host-stop
+
+    @property
+    def events(self) -> list[str]:
+        """What the lifespans have recorded so far (a snapshot, read where the server runs)."""
+        return list(self.log.seen) if self.log is not None else []
 
     @property
     def resource(self) -> str:
@@ -92,33 +100,52 @@ class Deployment:
         return out
 
 
-def _server(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False) -> MCPServer:
-    """A small server with a recording lifespan and, if asked, bearer auth and the health route."""
-    transport = target.module("transport")
+class _EventLog:
+    """Lifespan events, kept in the process that runs the server (the check reads `seen`)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+
+def _deploy_server(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Beside the student's code: a small server with a recording lifespan and the two tools.
+
+    `options` are MCPServer keyword arguments (what auth_options returned). Returns the server
+    and its event log, for the check to hand to the lesson's functions and to read.
+    """
+    log = _EventLog()
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[dict[str, Any]]:
-        dep.events.append("start")
+        log.seen.append("start")
         try:
             yield {}
         finally:
-            dep.events.append("stop")
+            log.seen.append("stop")
 
-    options: dict[str, Any] = {}
+    server = MCPServer(name, log_level="WARNING", lifespan=lifespan, **options)
+    server.tool()(whoami)
+    server.tool()(count)
+    return {"server": server, "log": log}
+
+
+async def _server(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False) -> Any:
+    """A small server with a recording lifespan and, if asked, bearer auth and the health route."""
+    transport = target.module("transport")
+    options: Any = {}
     if auth:
         options = transport.auth_options(dep.token, resource_url=dep.resource, issuer_url=dep.issuer)
         assert isinstance(options, dict), "auth_options must return a dict of MCPServer keyword arguments"
-    server = MCPServer(dep.name, log_level="WARNING", lifespan=lifespan, **options)
-    server.tool()(whoami)
-    server.tool()(count)
+    built = await target.in_host(_deploy_server, dep.name, options)
+    server, dep.log = built["server"], built["log"]
     if health:
         transport.add_health_route(server)
     return server
 
 
-def _app(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False, **kwargs: Any) -> Any:
+async def _app(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False, **kwargs: Any) -> Any:
     create_app = target.attr("transport", "create_app")
-    return create_app(_server(target, dep, auth=auth, health=health), allowed_hosts=[dep.host],
+    return create_app(await _server(target, dep, auth=auth, health=health), allowed_hosts=[dep.host],
                       allowed_origins=[dep.origin], **kwargs)
 
 
@@ -196,7 +223,7 @@ async def _whoami(client: Any) -> dict[str, Any]:
             "one endpoint; a modern client never gets an Mcp-Session-Id, a legacy one does.")
 async def test_both_eras_served(target: Target) -> None:
     dep = Deployment()
-    async with _raw() as http, target.http(_app(target, dep)) as url:
+    async with _raw() as http, target.http(await _app(target, dep)) as url:
         await _require_reachable(http, url, dep, "create_app")
         seen = {}
         for mode in ("auto", "legacy"):
@@ -221,7 +248,7 @@ async def test_progress_streams_over_sse(target: Target) -> None:
     n = random.randint(3, 6)
     call = {"name": "count", "arguments": {"n": n}}
     token = random.randint(1000, 9999)
-    async with _raw() as http, target.http(_app(target, dep)) as url:
+    async with _raw() as http, target.http(await _app(target, dep)) as url:
         await _require_reachable(http, url, dep, "create_app")
         discover = await _discover(http, url, dep)
         streamed = await http.post(url, json=_modern("tools/call", call, id=2, progressToken=token),
@@ -269,7 +296,7 @@ async def test_legacy_session_lifecycle(target: Target) -> None:
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": LEGACY, "capabilities": {},
                        "clientInfo": {"name": "course-check", "version": "1.0"}}}
-    async with _raw() as http, target.http(_app(target, dep)) as url:
+    async with _raw() as http, target.http(await _app(target, dep)) as url:
         await _require_reachable(http, url, dep, "create_app")
         opened = await http.post(url, json=init, headers=dep.headers())
         assert opened.status_code == 200, f"a legacy initialize got {_why(opened.status_code)}"
@@ -302,7 +329,7 @@ async def test_host_and_origin_allowlist(target: Target) -> None:
     dep = Deployment()
     evil = f"evil-{secrets.token_hex(3)}.example"
     port = random.choice([8443, 9000, random.randint(10_000, 60_000)])
-    async with _raw() as http, target.http(_app(target, dep)) as url:
+    async with _raw() as http, target.http(await _app(target, dep)) as url:
         bare = await _discover(http, url, dep)
         with_port = await _discover(http, url, dep, host=f"{dep.host}:{port}")
         bad_hosts = {h: await _discover(http, url, dep, host=h)
@@ -328,8 +355,12 @@ async def test_bearer_token_required(target: Target) -> None:
     dep = Deployment()
     wrong = {"no token": "", "a random token": secrets.token_urlsafe(24), "the token minus its last character":
              dep.token[:-1], "the token plus one character": dep.token + "x", "the token in upper case": dep.token.upper()}
-    async with _raw() as http, target.http(_app(target, dep, auth=True)) as url:
-        refused = {what: await _discover(http, url, dep, token=tok) for what, tok in wrong.items() if tok != dep.token}
+    async with _raw() as http, target.http(await _app(target, dep, auth=True)) as url:
+        refused: dict[str, httpx2.Response] = {}
+        for what, tok in wrong.items():
+            if tok != dep.token:
+                async with _raw() as fresh:  # its own connection: after a crash (500) the server closes the one it used
+                    refused[what] = await _discover(fresh, url, dep, token=tok)
         right = await _discover(http, url, dep)
         metadata_url = ""
         if (challenge := refused["no token"].headers.get("www-authenticate", "")) and "resource_metadata=" in challenge:
@@ -360,7 +391,7 @@ async def test_bearer_token_required(target: Target) -> None:
             "check. Answer JSON with status ok. A probe sends no token and often the pod's IP as Host.")
 async def test_health_is_public(target: Target) -> None:
     dep = Deployment()
-    async with _raw() as http, target.http(_app(target, dep, auth=True, health=True)) as url:
+    async with _raw() as http, target.http(await _app(target, dep, auth=True, health=True)) as url:
         base = url.rsplit("/mcp", 1)[0]
         probe = await http.get(f"{base}/health")                     # no token, Host 127.0.0.1:port
         with_token = await http.get(f"{base}/health", headers=dep.headers())
@@ -389,7 +420,7 @@ async def test_body_size_limit(target: Target) -> None:
         body["params"]["_meta"]["x-padding"] = "p" * (size - base)
         return json.dumps(body).encode()
 
-    async with _raw() as http, target.http(_app(target, dep, max_body_bytes=limit)) as url:
+    async with _raw() as http, target.http(await _app(target, dep, max_body_bytes=limit)) as url:
         headers = _modern_headers(dep, "server/discover")
         small = await http.post(url, content=padded(limit - 200), headers=headers)
         big = await http.post(url, content=padded(limit + 200), headers=headers)
@@ -399,22 +430,29 @@ async def test_body_size_limit(target: Target) -> None:
         "max_body_bytes is not applied")
 
 
-def _host_app(target: Target, dep: Deployment, prefix: str, page: str, secret: str) -> Any:
-    mount_app = target.attr("transport", "mount_app")
+def _host_parts(log: _EventLog, page: str, secret: str) -> list[Any]:
+    """Beside the student's code: a host app's own route (answering `secret`) and its recording lifespan."""
 
     async def host_page(request: Request) -> PlainTextResponse:
         return PlainTextResponse(secret)
 
     @asynccontextmanager
     async def host_lifespan(app: Any) -> AsyncIterator[None]:
-        dep.events.append("host-start")
+        log.seen.append("host-start")
         try:
             yield
         finally:
-            dep.events.append("host-stop")
+            log.seen.append("host-stop")
 
-    return mount_app(_server(target, dep), prefix=prefix, allowed_hosts=[dep.host], allowed_origins=[dep.origin],
-                     routes=[Route(page, host_page)], lifespan=host_lifespan)
+    return [[Route(page, host_page)], host_lifespan]
+
+
+async def _host_app(target: Target, dep: Deployment, prefix: str, page: str, secret: str) -> Any:
+    mount_app = target.attr("transport", "mount_app")
+    server = await _server(target, dep)
+    routes, host_lifespan = await target.in_host(_host_parts, dep.log, page, secret)
+    return mount_app(server, prefix=prefix, allowed_hosts=[dep.host], allowed_origins=[dep.origin],
+                     routes=routes, lifespan=host_lifespan)
 
 
 @check("mounted in a host app, the MCP endpoint works (session manager in the host lifespan)", points=3,
@@ -423,7 +461,7 @@ def _host_app(target: Target, dep: Deployment, prefix: str, page: str, secret: s
 async def test_mounted_app_works(target: Target) -> None:
     dep = Deployment()
     prefix, page, secret = f"/api-{secrets.token_hex(2)}", f"/page-{secrets.token_hex(2)}", secrets.token_hex(8)
-    app = _host_app(target, dep, prefix, page, secret)
+    app = await _host_app(target, dep, prefix, page, secret)
     async with _raw() as http, target.http(app, path=f"{prefix}/mcp") as url:
         base = url.rsplit(prefix, 1)[0]
         started = list(dep.events)
@@ -441,13 +479,31 @@ async def test_mounted_app_works(target: Target) -> None:
         f"the MCP server's lifespan should start once when the host starts; it started {started.count('start')} times")
 
 
+APP_STOPPED = "app-stopped"  # logged when the served app reports its ASGI lifespan shut down
+
+
+def _noting_shutdown(app: Any, log: _EventLog) -> Any:
+    """Beside the student's code: `app` as it is, except that `log` notes the moment its lifespan
+    has shut down, so the check judges what had finished by then, not what some later cleanup did."""
+
+    async def noted(scope: Any, receive: Any, send: Any) -> None:
+        async def sending(message: Any) -> None:
+            if scope.get("type") == "lifespan" and str(message.get("type", "")).startswith("lifespan.shutdown."):
+                log.seen.append(APP_STOPPED)
+            await send(message)
+
+        await app(scope, receive, sending)
+
+    return noted
+
+
 @check("the server stops cleanly: lifespans exit and the port is released", points=2,
        hint="Use `async with` for the session manager in the host lifespan (not a bare __aenter__), so shutdown "
             "exits it: the MCP server's cleanup must run and uvicorn must be able to finish.")
 async def test_clean_shutdown(target: Target) -> None:
     dep = Deployment()
     prefix = f"/mcp-{secrets.token_hex(2)}"
-    app = _host_app(target, dep, prefix, "/", "home")
+    app = await target.in_host(_noting_shutdown, await _host_app(target, dep, prefix, "/", "home"), dep.log)
     port, while_running = 0, []
     try:
         async with _raw() as http, target.http(app, path=f"{prefix}/mcp") as url:
@@ -464,10 +520,12 @@ async def test_clean_shutdown(target: Target) -> None:
             raise
         pytest.fail(f"the server crashed while shutting down ({type(leaf).__name__}: {leaf}): something the "
                     "host lifespan entered was not exited by the same `async with`")
+    events = dep.events
+    stopped = events[:events.index(APP_STOPPED)] if APP_STOPPED in events else events  # as the host app stopped
     assert while_running.count("start") == 1, "the MCP server's lifespan did not start with the host app"
-    assert dep.events.count("stop") == 1, (
+    assert stopped.count("stop") == 1, (
         "after the host app stopped, the MCP server's lifespan never finished: its cleanup did not run")
-    assert "host-stop" in dep.events, "the host app's own lifespan never finished"
+    assert "host-stop" in stopped, "the host app's own lifespan never finished"
     with socket.socket() as sock:
         sock.settimeout(1)
         refused = sock.connect_ex(("127.0.0.1", port)) != 0

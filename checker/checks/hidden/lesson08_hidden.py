@@ -1,0 +1,167 @@
+"""Lesson 8, instructor-only checks: edge cases of the command's settings and logging.
+
+Left out of the student release and run by `course grade`, so a submission tuned to the
+visible checks alone does not collect these points. They call `load_settings` and
+`configure_logging` directly (no build, no subprocess), so they take well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checker.marks import check
+from checker.target import Target
+
+pytestmark = pytest.mark.anyio
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _word(rng: random.Random, low: int = 4, high: int = 8) -> str:
+    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(low, high)))
+
+
+def _shown(argv: list[str], env: dict[str, str]) -> str:
+    return " ".join([*(f"{k}={v}" for k, v in env.items()), "research-desk", *argv])
+
+
+def _outcome(main: Any, argv: list[str], env: dict[str, str]) -> tuple[Any, int | None]:
+    """(settings, None) when load_settings accepts, (None, exit code) when it exits; other errors fail."""
+    try:
+        return main.load_settings(argv, env), None
+    except SystemExit as exc:
+        return None, exc.code
+    except Exception as exc:  # noqa: BLE001 - the student's crash, reported as a failure
+        pytest.fail(f"`{_shown(argv, env)}`: load_settings raised {type(exc).__name__}: {str(exc)[:200]}")
+
+
+@check("ports 1 and 65535 are accepted, 0 and above 65535 refused, from a flag or a variable", points=1,
+       hint="A TCP port is a number from 1 to 65535. Check the range after you know the port, wherever it came "
+            "from (flag or RESEARCH_DESK_PORT), and refuse the rest with parser.error (exit code 2).")
+async def test_port_range_boundaries(target: Target, tmp_path: Path) -> None:
+    main = target.module("__main__")
+    rng = random.Random()
+    root = ["--root", str(tmp_path)]
+    good = [1, 65535, rng.randint(2, 65534)]
+    bad = [0, 65536, rng.randint(65537, 999999)]
+    for port in good:
+        for argv, env in ((root + ["--port", str(port)], {}), (root, {"RESEARCH_DESK_PORT": str(port)})):
+            settings, code = _outcome(main, argv, env)
+            assert code is None, (
+                f"`{_shown(argv, env)}` exited with code {code}, but {port} is a valid port (1-65535 are)")
+            assert settings.port == port, f"`{_shown(argv, env)}` gave port {settings.port!r}, expected {port}"
+    for port in bad:
+        for argv, env in ((root + ["--port", str(port)], {}), (root, {"RESEARCH_DESK_PORT": str(port)})):
+            settings, code = _outcome(main, argv, env)
+            assert code == 2, (
+                f"`{_shown(argv, env)}` was accepted (port {getattr(settings, 'port', None)!r}): {port} is not a "
+                f"TCP port (1-65535), so it should be refused with exit code 2"
+                if code is None else
+                f"`{_shown(argv, env)}` exited with code {code}; a bad port is a usage error, exit code 2")
+    negative = -rng.randint(1, 9999)
+    argv = root + [f"--port={negative}"]
+    settings, code = _outcome(main, argv, {})
+    assert code == 2, (f"`{_shown(argv, {})}` should be refused with exit code 2, "
+                       f"got {'acceptance' if code is None else f'exit code {code}'}")
+
+
+@check("roots keep unusual folder names intact, and a file is not a root", points=1,
+       hint="RESEARCH_DESK_ROOTS is split on os.pathsep only (folder names may hold spaces, commas, non-ASCII "
+            "letters). A root must be a folder: a path that exists but is a file is a bad setting too.")
+async def test_roots_names_and_files(target: Target, tmp_path: Path) -> None:
+    main = target.module("__main__")
+    rng = random.Random()
+    picked = [rng.choice(["q&a, drafts", "semi;colon", "a,b;c"])]
+    picked += rng.sample(["my notes", "café", "研究 data", "Ünïcode name", "two  spaces"], k=rng.randint(1, 3))
+    rng.shuffle(picked)
+    folders = [tmp_path / f"{stem} {rng.randint(1, 99)}" for stem in picked]
+    for folder in folders:
+        folder.mkdir()
+    env = {"RESEARCH_DESK_ROOTS": os.pathsep.join(str(f) for f in folders)}
+    settings, code = _outcome(main, [], env)
+    assert code is None, (
+        f"RESEARCH_DESK_ROOTS naming {len(folders)} existing folders {[f.name for f in folders]} (joined with "
+        f"{os.pathsep!r}) was refused with exit code {code}: split the variable on os.pathsep only")
+    got = [Path(r) for r in settings.roots]
+    assert got == folders, (
+        f"RESEARCH_DESK_ROOTS held {len(folders)} folders {[f.name for f in folders]} joined with {os.pathsep!r}; "
+        f"the roots came out as {[str(r) for r in settings.roots]} (split on os.pathsep, nothing else)")
+    afile = rng.choice(folders) / f"{_word(rng)}.md"
+    afile.write_text("# a document, not a folder\n")
+    for argv, bad_env in ((["--root", str(afile)], {}), ([], {"RESEARCH_DESK_ROOTS": str(afile)}),
+                          ([], {"RESEARCH_DESK_ROOTS": os.pathsep.join([str(folders[0]), str(afile)])})):
+        settings, code = _outcome(main, argv, bad_env)
+        assert code == 2, (
+            f"{afile.name} exists but is a file, not a folder, so it cannot be a root: expected exit code 2, got "
+            f"{'acceptance' if code is None else f'exit code {code}'} for `{_shown(argv, bad_env)}` "
+            f"(does your check only ask whether the path exists?)")
+
+
+def _logging_probe(main: Any, level: str, records: list[list[str]]) -> dict[str, Any]:
+    """Call configure_logging twice over a stale root handler, log `records`; report what went where."""
+    import io
+    import logging
+    import sys
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    out, err, stale = io.StringIO(), io.StringIO(), io.StringIO()
+    try:
+        sys.stdout = sys.__stdout__ = out
+        sys.stderr = sys.__stderr__ = err
+        root.handlers[:] = [logging.StreamHandler(stale)]  # left by a library or an earlier basicConfig
+        try:
+            main.configure_logging(level)
+            main.configure_logging(level)
+        except Exception as exc:  # noqa: BLE001 - reported as an observation
+            return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        for name, record_level, message in records:
+            logging.getLogger(name).log(getattr(logging, record_level), "%s", message)
+        for handler in root.handlers:
+            handler.flush()
+        return {"error": "", "stdout": out.getvalue(), "stderr": err.getvalue(), "stale": stale.getvalue(),
+                "handlers": len(root.handlers)}
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved[2:]
+
+
+@check("configure_logging replaces old handlers, and calling it twice logs each record once", points=1,
+       hint="Set the root logger's handlers to exactly one stderr handler (replace the list, do not append), so "
+            "a stale handler writing elsewhere stops, and a second call does not double every line.")
+async def test_logging_replaces_handlers(target: Target) -> None:
+    main = target.module("__main__")
+    rng = random.Random()
+    level = rng.choice(LEVELS[:-1])
+    names = [f"research_desk.{_word(rng)}", f"{_word(rng)}.{_word(rng)}"]
+    records = [[rng.choice(names), record_level, f"{record_level.lower()}-{_word(rng, 8, 12)}-{rng.randint(100, 999)}"]
+               for record_level in rng.sample(LEVELS, k=len(LEVELS))]
+    seen = await target.in_host(_logging_probe, main, level, records)
+    assert not seen["error"], f"configure_logging({level!r}) raised {seen['error']}"
+    assert not seen["stdout"], (
+        f"logging wrote to stdout ({seen['stdout'].strip()[:120]!r}): on stdio that is the protocol stream")
+    assert not seen["stale"], (
+        "a handler that was on the root logger before configure_logging still received records: configure_logging "
+        "should replace the root's handlers, not add one beside them")
+    lines = seen["stderr"].splitlines()
+    threshold = LEVELS.index(level)
+    for name, record_level, message in records:
+        shown = [line for line in lines if message in line]
+        if LEVELS.index(record_level) < threshold:
+            assert not shown, f"at level {level}, a {record_level} record still reached stderr: {shown[0][:160]!r}"
+            continue
+        assert shown, (f"at level {level}, a {record_level} record from logger {name!r} never reached stderr "
+                       f"(stderr held {len(lines)} lines): records at or above the level must be shown")
+        assert len(shown) == 1, (
+            f"after configure_logging was called twice, one {record_level} record appeared {len(shown)} times on "
+            f"stderr: each call added a handler instead of replacing them (root has {seen['handlers']} handlers)")
+        assert record_level in shown[0] and name in shown[0], (
+            f"a log line should show the level and the logger's name; got {shown[0][:160]!r} for a record "
+            f"at {record_level} from {name!r}")

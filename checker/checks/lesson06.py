@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +131,13 @@ for pid in list(logs):
 """
 
 
-@dataclass
 class Replica:
-    name: str
-    port: int
-    pid: int
-    log: Path
+    # Plain classes, not dataclasses, here and below: this file is also loaded, unregistered in
+    # sys.modules, in the process that hosts student code (for target.in_host), where @dataclass
+    # cannot resolve its annotations.
+
+    def __init__(self, name: str, port: int, pid: int, log: Path) -> None:
+        self.name, self.port, self.pid, self.log = name, port, pid, log
 
     @property
     def url(self) -> str:
@@ -230,12 +231,11 @@ async def _accept(context: Any, params: Any) -> ElicitResult:
     return ElicitResult(action="accept", content={"file_it": True})
 
 
-@dataclass
 class Split:
     """One file_note call whose first round went to one replica and whose retry went to another."""
 
-    result: dict[str, Any] | None = None
-    error: MCPError | None = None
+    def __init__(self, result: dict[str, Any] | None = None, error: MCPError | None = None) -> None:
+        self.result, self.error = result, error
 
 
 async def _split_call(first: Replica, second: Replica, title: str, text: str) -> Split:
@@ -296,6 +296,104 @@ async def _replica_of(client: Any) -> str:
     return str((result.structured_content or {}).get("replica"))
 
 
+# --- run beside the student's code (target.in_host): they return observations, never verdicts -----
+#
+# Events, buses and listeners must live where the student's code does. Events cross between the
+# processes as plain data, [class name, fields], and are rebuilt on this side as the SDK's own
+# classes, so the checks compare real events. Anything that is not one of the SDK's events comes
+# back as a stand-in that equals nothing.
+
+_EVENT_CLASSES = {cls.__name__: cls for cls in (ToolsListChanged, PromptsListChanged, ResourcesListChanged,
+                                                ResourceUpdated)}
+_HEARD: list[list[Any]] = []  # what each recording listener heard, by its token (its index)
+
+
+class _NotAnEvent:
+    """What the student's code returned instead of one of the SDK's events, as its repr."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _plain_event(obj: Any) -> list[Any] | None:
+    """`obj` as plain data: None, [class name, fields] for an SDK event, or [None, its repr]."""
+    if obj is None:
+        return None
+    kind = type(obj)
+    if _EVENT_CLASSES.get(kind.__name__) is kind:
+        fields = dataclasses.asdict(obj)
+        if all(type(value) is str for value in fields.values()):
+            return [kind.__name__, fields]
+    try:
+        text = repr(obj)[:300]
+    except Exception:  # noqa: BLE001 - a student's __repr__ may raise
+        text = f"<a {kind.__name__}>"
+    return [None, f"{text} (a {kind.__name__})"]
+
+
+def _event(plain: Any) -> Any:
+    """The inverse of `_plain_event`."""
+    if plain is None:
+        return None
+    name, data = plain
+    if name is None:
+        return _NotAnEvent(str(data))
+    return _EVENT_CLASSES[name](**data)
+
+
+def _encode(scaling: Any, event: list[Any]) -> list[Any]:
+    """What encode_event returned (plain if bytes or str), and the name of its type."""
+    data = scaling.encode_event(_event(event))
+    return [type(data).__name__, data]
+
+
+def _decode(scaling: Any, data: Any) -> list[Any] | None:
+    return _plain_event(scaling.decode_event(data))
+
+
+async def _publish(bus: Any, event: list[Any]) -> None:
+    await bus.publish(_event(event))
+
+
+def _record_events(bus: Any) -> list[Any]:
+    """Subscribe a listener that records what it hears; its token, and the unsubscribe `bus` returned."""
+    _HEARD.append([])
+    return [len(_HEARD) - 1, bus.subscribe(_HEARD[-1].append)]
+
+
+def _events_heard(token: int) -> list[Any]:
+    return [_plain_event(event) for event in _HEARD[token]]
+
+
+def _explode(event: Any) -> None:
+    raise RuntimeError("a broken listener")
+
+
+def _subscribe_explode(bus: Any) -> None:
+    bus.subscribe(_explode)
+
+
+def _recording_bus() -> list[Any]:
+    """The SDK's in-process bus with a recording listener: the bus, and the listener's token."""
+    from mcp.server.subscriptions import InMemorySubscriptionBus
+
+    bus = InMemorySubscriptionBus()
+    token, _ = _record_events(bus)
+    return [bus, token]
+
+
+def _class_names(obj: Any) -> list[str]:
+    """The classes `obj` is an instance of, as `module.qualname`."""
+    return [f"{cls.__module__}.{cls.__qualname__}" for cls in type(obj).__mro__]
+
+
+async def _heard(target: Target, token: int) -> list[Any]:
+    return [_event(plain) for plain in await target.in_host(_events_heard, token)]
+
+
 # --- checks ----------------------------------------------------------------------------------------
 
 
@@ -309,7 +407,8 @@ async def test_state_keys_from_configuration(target: Target) -> None:
     current, previous, other = (secrets.token_hex(32) for _ in range(3))
     env = {KEYS: f"{current},{previous}", "RESEARCH_DESK_REPLICA": "a"}
     policy = scaling.state_security_from_env(env)
-    assert isinstance(policy, RequestStateSecurity), (
+    sdk_policy = f"{RequestStateSecurity.__module__}.{RequestStateSecurity.__qualname__}"
+    assert sdk_policy in await target.in_host(_class_names, policy), (
         f"with {KEYS} set, state_security_from_env should return a RequestStateSecurity, got {policy!r}")
     payload = secrets.token_bytes(24)
     token = policy.codec.seal(payload)
@@ -358,8 +457,6 @@ async def test_state_keys_from_configuration(target: Target) -> None:
             "`subscriptions`.")
 async def test_one_name_and_the_given_bus(target: Target, tmp_path: Path) -> None:
     scaling = target.module("scaling")
-    from mcp.server.subscriptions import InMemorySubscriptionBus
-
     first, second = _replica_names(2)
     servers = [scaling.create_server({"RESEARCH_DESK_REPLICA": name, "RESEARCH_DESK_ROOT": str(tmp_path)})
                for name in (first, second)]
@@ -367,13 +464,12 @@ async def test_one_name_and_the_given_bus(target: Target, tmp_path: Path) -> Non
         f"replicas {first} and {second} are named {servers[0].name!r} and {servers[1].name!r}: state sealed by "
         f"one is addressed to a different audience than the other, so a retry on a sibling fails")
     assert first not in servers[0].name, "the replica's own name is part of the server name; keep it out"
-    heard: list[Any] = []
-    bus = InMemorySubscriptionBus()
-    bus.subscribe(heard.append)
+    bus, token = await target.in_host(_recording_bus)  # the SDK's in-process bus, where the server lives
     server = scaling.create_server({"RESEARCH_DESK_REPLICA": first, "RESEARCH_DESK_ROOT": str(tmp_path)}, bus=bus)
     title = f"{_word()} {_word()}"
     async with target.client(server, elicitation_callback=_accept) as client:
         result = await client.call_tool("file_note", {"title": title, "text": _word(20)})
+    heard = await _heard(target, token)
     assert not result.is_error, f"file_note failed: {result.content[0].text if result.content else ''}"
     assert ResourceUpdated(uri=NOTES) in heard, (
         "filing a note published nothing on the bus create_server was given: pass it to MCPServer(subscriptions=...)")
@@ -633,15 +729,17 @@ async def test_events_round_trip(target: Target) -> None:
     events = [ToolsListChanged(), PromptsListChanged(), ResourcesListChanged(),
               ResourceUpdated(uri=f"desk://{_word()}/{_word()}?v={random.randint(1, 999)}")]
     for event in events:
-        data = scaling.encode_event(event)
-        assert isinstance(data, (bytes, str)), f"encode_event should return bytes, got {type(data).__name__}"
-        assert scaling.decode_event(data) == event, f"{event!r} came back as {scaling.decode_event(data)!r}"
+        kind, data = await target.in_host(_encode, scaling, _plain_event(event))
+        assert isinstance(data, (bytes, str)), f"encode_event should return bytes, got {kind}"
+        back = _event(await target.in_host(_decode, scaling, data))
+        assert back == event, f"{event!r} came back as {back!r}"
         text = data.decode() if isinstance(data, bytes) else data
-        assert scaling.decode_event(text) == event, "decode_event should accept str as well as bytes"
+        assert _event(await target.in_host(_decode, scaling, text)) == event, (
+            "decode_event should accept str as well as bytes")
     for junk in (b"", b"not json", b"[1, 2]", b'{"method": 3}', b'{"method": "tools/call", "params": {}}',
                  _word().encode()):
         try:
-            got = scaling.decode_event(junk)
+            got = _event(await target.in_host(_decode, scaling, junk))
         except Exception as exc:  # noqa: BLE001
             pytest.fail(f"decode_event({junk!r}) raised {type(exc).__name__}: return None for anything that is not an event")
         assert got is None, f"decode_event({junk!r}) should be None, got {got!r}"
@@ -658,19 +756,23 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
         here = scaling.RedisSubscriptionBus(url, channel=channel)
         there = scaling.RedisSubscriptionBus(url, channel=channel)
         elsewhere = scaling.RedisSubscriptionBus(url, channel=channel + "-other")
+        # The listeners live beside the buses; `heard` is refreshed from what they recorded.
         heard: dict[str, list[Any]] = {"here": [], "there": [], "elsewhere": []}
+        tokens: dict[str, int] = {}
 
-        def explode(event: Any) -> None:
-            raise RuntimeError("a broken listener")
+        async def listened() -> dict[str, list[Any]]:
+            for where, token in tokens.items():
+                heard[where] = await _heard(target, token)
+            return heard
 
-        here.subscribe(explode)
-        here.subscribe(heard["here"].append)
-        stop_there = there.subscribe(heard["there"].append)
-        elsewhere.subscribe(heard["elsewhere"].append)
+        await target.in_host(_subscribe_explode, here)
+        tokens["here"], _ = await target.in_host(_record_events, here)
+        tokens["there"], stop_there = await target.in_host(_record_events, there)
+        tokens["elsewhere"], _ = await target.in_host(_record_events, elsewhere)
         async with here, there, elsewhere:
             events = [ResourceUpdated(uri=f"desk://{_word()}"), ToolsListChanged(), ResourceUpdated(uri=NOTES)]
             for event in events:
-                await here.publish(event)
+                await target.in_host(_publish, here, _plain_event(event))
             import redis.asyncio as aioredis
 
             raw = aioredis.Redis.from_url(url)
@@ -679,15 +781,16 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
             finally:
                 await raw.aclose()
             last = PromptsListChanged()
-            await there.publish(last)
+            await target.in_host(_publish, there, _plain_event(last))
             with anyio.move_on_after(3):
-                while len(heard["here"]) < 4 or len(heard["there"]) < 4:
+                while len((await listened())["here"]) < 4 or len(heard["there"]) < 4:
                     await anyio.sleep(0.02)
             await anyio.sleep(0.3)
             stop_there()
             stop_there()
-            await here.publish(ResourcesListChanged())
+            await target.in_host(_publish, here, _plain_event(ResourcesListChanged()))
             await anyio.sleep(0.3)
+        await listened()
     want = [*events, last]
     assert heard["there"] == want, (
         f"the other replica's bus heard {heard['there']}, expected {want}: publish must go through Redis")

@@ -21,7 +21,8 @@ import pytest
 
 from checker.catalog import read_catalog
 from checker.exports import write_all
-from checker.grading import LAST_SANDBOX_UID, SANDBOX_UID, Submission, discover, grade_all, sandbox_problem
+from checker.grading import (LAST_SANDBOX_UID, SANDBOX_UID, Submission, discover, grade_all, hidden_checks_exposed,
+                             sandbox_problem)
 from checker.sandbox import is_zombie
 from tests.conftest import COURSE
 
@@ -206,3 +207,16 @@ def test_grade_command_exit_codes(tmp_path: Path) -> None:
     (tmp_path / "subs" / "empty").mkdir()
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 1
     assert subprocess.run([*cmd[:4], str(tmp_path / "nowhere")], env=env, capture_output=True).returncode == 2
+
+
+@pytest.mark.skipif(not SANDBOXED, reason="needs sandbox users (root with a readable interpreter)")
+def test_grading_warns_when_anyone_can_read_the_hidden_checks() -> None:
+    hidden = COURSE.checks_dir / "hidden"
+    mode = hidden.stat().st_mode
+    try:
+        hidden.chmod(0o755)
+        assert "chmod o-rwx" in hidden_checks_exposed(COURSE)
+        hidden.chmod(0o700)
+        assert hidden_checks_exposed(COURSE) == ""
+    finally:
+        hidden.chmod(mode)

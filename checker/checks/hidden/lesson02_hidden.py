@@ -1,0 +1,293 @@
+"""Lesson 2, instructor-only checks: edge cases the visible checks do not spell out.
+
+Left out of the student release and run by `course grade`, so a submission tuned to the
+visible checks alone does not collect these points. Every run invents its own documents, word
+limits, model names and requests; expected answers are computed here from what the check made.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import MCPError
+from mcp.types import (
+    INTERNAL_ERROR,
+    CallToolResult,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitResult,
+    ErrorData,
+    ImageContent,
+    ModelPreferences,
+    SamplingMessage,
+    TextContent,
+)
+
+from checker.marks import check
+from checker.target import Target
+
+pytestmark = pytest.mark.anyio
+
+MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9)))
+
+
+def _text_of_words(rng: random.Random, count: int) -> str:
+    """Prose of exactly `count` whitespace-separated words, in sentences."""
+    words = [_word(rng) for _ in range(count)]
+    sentences, start = [], 0
+    while start < count:
+        size = rng.randint(4, 12)
+        sentence = words[start:start + size]
+        sentences.append(" ".join(sentence).capitalize() + ".")
+        start += size
+    return " ".join(sentences)
+
+
+def _first_line(result: CallToolResult) -> str:
+    text = result.content[0].text if result.content and result.content[0].type == "text" else ""
+    return text.splitlines()[0] if text else "(no text)"
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class _ClientSide:
+    """The check's own client: records what it was asked, agrees to every question, answers every sample."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.events: list[str] = []
+        self.questions: list[str] = []
+        self.reply = " ".join(_word(rng) for _ in range(rng.randint(5, 10)))
+        self.model = f"client-model-{rng.randint(1000, 9999)}"
+
+    async def sample(self, context: Any, params: CreateMessageRequestParams) -> CreateMessageResult:
+        self.events.append("sample")
+        return CreateMessageResult(role="assistant", model=self.model,
+                                   content=TextContent(type="text", text=self.reply), stop_reason="endTurn")
+
+    async def elicit(self, context: Any, params: Any) -> ElicitResult:
+        self.events.append("elicit")
+        self.questions.append(params.message)
+        return ElicitResult(action="accept", content={"proceed": True})
+
+
+async def _summarise_document(target: Target, client: Any, name: str, version: str) -> CallToolResult:
+    try:
+        result = await client.call_tool("summarise_document", {"name": name, "max_words": 40})
+    except MCPError as exc:
+        pytest.fail(f"on {version} summarise_document({name!r}) failed with a protocol error: MCPError {exc.code} "
+                    f"{exc.message}")
+    if result.is_error and _first_line(result) == "Error executing tool summarise_document":
+        crash = target.tool_crash()
+        pytest.fail(f"on {version} summarise_document({name!r}) crashed: {crash or 'no detail'}")
+    assert not result.is_error, f"on {version} summarise_document({name!r}) returned an error: {_first_line(result)}"
+    return result
+
+
+# --- run beside the student's code (target.in_host) ----------------------------------------------
+
+
+def _document_server(sampling: Any, name: str, root: Path, limit: int) -> Any:
+    """A server whose summarise_document is built by the module's document_summariser(root, limit)."""
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer(name, log_level="WARNING")
+    server.tool(name="summarise_document")(sampling.document_summariser(root, limit))
+    return server
+
+
+def _registered_server(sampling: Any, name: str, root: str, limit: int) -> Any:
+    """A server set up only by the student's register(server, root=<a str>, large_document_words=limit)."""
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer(name, log_level="WARNING")
+    sampling.register(server, root=root, large_document_words=limit)
+    return server
+
+
+def _sdk_object(kind: str, data: dict[str, Any]) -> Any:
+    """The SDK model `mcp.types.<kind>` rebuilt from its JSON form, to hand to the student's code."""
+    import mcp.types
+
+    return getattr(mcp.types, kind).model_validate(data)
+
+
+def _class_names(obj: Any) -> list[str]:
+    return [_qualified(cls) for cls in type(obj).__mro__]
+
+
+class RecordingModel:
+    """A ChatModel for the student's callback: records every prompt and answers with a fixed completion."""
+
+    def __init__(self, completion_type: Any, name: str, answered_by: str, text: str) -> None:
+        self.completion_type, self.name, self.answered_by, self.text = completion_type, name, answered_by, text
+        self.prompts: list[Any] = []
+
+    async def complete(self, prompt: Any) -> Any:
+        self.prompts.append(prompt)
+        return self.completion_type(text=self.text, model=self.answered_by, stop_reason="endTurn")
+
+
+def _recording_model(completion_type: Any, name: str, answered_by: str, text: str) -> RecordingModel:
+    return RecordingModel(completion_type, name, answered_by, text)
+
+
+async def _hand_in(target: Target, obj: Any) -> Any:
+    """The SDK object `obj`, rebuilt where the student's code runs (only the fields that were set)."""
+    return await target.in_host(_sdk_object, type(obj).__name__,
+                                obj.model_dump(mode="json", by_alias=True, exclude_unset=True))
+
+
+# --- the checks ------------------------------------------------------------------------------------
+
+
+@check("a document of exactly the limit needs no question; one word more does", points=1,
+       hint="The limit is the largest size that may be sent without asking: compare the word count with it so "
+            "that a document of exactly `limit` words is summarised directly and only longer ones need a go-ahead.")
+async def test_limit_is_inclusive(target: Target, tmp_path: Path) -> None:
+    rng = random.Random()
+    limit = rng.randint(20, 80)
+    root = tmp_path / f"desk-{_word(rng)}"
+    (root / "notes").mkdir(parents=True)
+    at_limit, over = f"notes/{_word(rng)}-{rng.randint(1, 99)}.md", f"{_word(rng)}-{rng.randint(100, 999)}.txt"
+    sizes = {at_limit: limit, over: limit + 1}
+    for name, words in sizes.items():
+        (root / name).write_text(_text_of_words(rng, words))
+    server = await target.in_host(_document_server, target.module("sampling"), f"desk-{rng.randint(1000, 9999)}",
+                                  root, limit)
+    for mode, version in MODES.items():
+        client_side = _ClientSide(rng)
+        async with target.client(server, mode=mode, sampling_callback=client_side.sample,
+                                 elicitation_callback=client_side.elicit) as client:
+            await _summarise_document(target, client, at_limit, version)
+            assert client_side.events == ["sample"], (
+                f"on {version} a document of exactly {limit} words with limit={limit} should be summarised without "
+                f"a question (the limit itself is still allowed); the client saw {client_side.events}")
+            client_side.events.clear()
+            data = (await _summarise_document(target, client, over, version)).structured_content or {}
+        assert client_side.events == ["elicit", "sample"], (
+            f"on {version} a document of {limit + 1} words, one over limit={limit}, should ask the user once before "
+            f"sampling; the client saw {client_side.events}")
+        assert data.get("summary") == client_side.reply, (
+            f"on {version} after the user agreed, the summary should be the client model's reply "
+            f"{client_side.reply!r}, got {data!r}")
+
+
+@check("register passes its root and large_document_words on to summarise_document", points=1,
+       hint="register(server, root=..., large_document_words=N) is how a deployment sets its own limit, and root may "
+            "be given as a str: hand both to the document tool rather than falling back to the defaults.")
+async def test_register_forwards_root_and_limit(target: Target, tmp_path: Path) -> None:
+    rng = random.Random()
+    limit = rng.randint(8, 40)
+    root = tmp_path / f"workspace-{_word(rng)}"
+    (root / "papers").mkdir(parents=True)
+    small, large = f"papers/{_word(rng)}.md", f"{_word(rng)}-{rng.randint(1, 99)}.txt"
+    sizes = {small: rng.randint(3, limit), large: limit + rng.randint(2, 40)}
+    for name, words in sizes.items():
+        (root / name).write_text(_text_of_words(rng, words))
+    server = await target.in_host(_registered_server, target.module("sampling"), f"desk-{rng.randint(1000, 9999)}",
+                                  str(root), limit)
+    for mode, version in MODES.items():
+        client_side = _ClientSide(rng)
+        async with target.client(server, mode=mode, sampling_callback=client_side.sample,
+                                 elicitation_callback=client_side.elicit) as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert "summarise_document" in tools, (
+                f"register(server, root={str(root)!r}) with the root as a str should add summarise_document; the "
+                f"server lists {sorted(tools)}")
+            small_data = (await _summarise_document(target, client, small, version)).structured_content or {}
+            assert client_side.events == ["sample"], (
+                f"on {version} with large_document_words={limit}, a {sizes[small]}-word document should be "
+                f"summarised without a question; the client saw {client_side.events}")
+            client_side.events.clear()
+            large_data = (await _summarise_document(target, client, large, version)).structured_content or {}
+        assert client_side.events == ["elicit", "sample"], (
+            f"on {version} register(..., large_document_words={limit}) was given, yet a {sizes[large]}-word document "
+            f"went out with {'no question' if 'elicit' not in client_side.events else client_side.events}: the tool "
+            f"is not using the limit register was handed (the default is far larger)")
+        assert large in client_side.questions[0] and str(sizes[large]) in client_side.questions[0], (
+            f"on {version} the question {client_side.questions[0]!r} should name {large!r} and its {sizes[large]} words")
+        for name, data in ((small, small_data), (large, large_data)):
+            assert data.get("summary") == client_side.reply, (
+                f"on {version} summarise_document({name!r}) should return the client model's reply "
+                f"{client_side.reply!r}, got {data!r}")
+
+
+@check("the sampling callback copes with bare requests and refuses unreadable ones with ErrorData", points=1,
+       hint="Everything but the messages and max_tokens is optional in a sampling request (no system prompt, no "
+            "preferences, preferences without hints). And a request the model cannot read is a failure like any "
+            "other: the callback answers with ErrorData (INTERNAL_ERROR) naming the model, and never raises.")
+async def test_callback_bare_and_unreadable_requests(target: Target) -> None:
+    rng = random.Random()
+    make_sampling_callback = target.attr("sampling", "make_sampling_callback")
+    completion_type = target.attr("sampling", "Completion")
+
+    bare_kinds = {
+        "no system prompt, preferences, temperature or stop sequences": None,
+        "preferences with priorities but no hints": ModelPreferences(cost_priority=round(rng.random(), 2),
+                                                                     speed_priority=round(rng.random(), 2)),
+    }
+    for what, preferences in bare_kinds.items():
+        name = f"local-{rng.randint(100, 999)}"
+        answered_by, answer = f"{name}-{_word(rng)}", " ".join(_word(rng) for _ in range(rng.randint(4, 9)))
+        question, max_tokens = " ".join(_word(rng) for _ in range(rng.randint(5, 15))), rng.randint(16, 900)
+        extra = {"model_preferences": preferences} if preferences is not None else {}
+        params = CreateMessageRequestParams(
+            max_tokens=max_tokens, messages=[SamplingMessage(role="user", content=TextContent(type="text", text=question))],
+            **extra)
+        model = await target.in_host(_recording_model, completion_type, name, answered_by, answer)
+        reply = await make_sampling_callback(model)(None, await _hand_in(target, params))
+        kind = await target.in_host(_class_names, reply)
+        if _qualified(CreateMessageResult) not in kind:
+            detail = f": {reply.message}" if _qualified(ErrorData) in kind else ""
+            pytest.fail(f"a request with {what} is valid, yet the callback answered {kind[0].rsplit('.', 1)[-1]}"
+                        f"{detail}; optional fields may be missing (None)")
+        assert reply.content.type == "text" and reply.content.text == answer, (
+            f"for a request with {what} the reply should carry the model's text {answer!r}, got {reply.content!r}")
+        prompts = model.prompts
+        assert len(prompts) == 1, f"for a request with {what} the model should be asked once, it was asked {len(prompts)} times"
+        prompt = prompts[0]
+        assert [tuple(t) for t in prompt.turns] == [("user", question)], (
+            f"for a request with {what} the model should see the one user turn {question!r}, got {prompt.turns!r}")
+        assert prompt.max_tokens == max_tokens, f"max_tokens should be {max_tokens}, got {prompt.max_tokens}"
+        assert prompt.system is None and prompt.temperature is None, (
+            f"the request set no system prompt and no temperature: expected None for both, got system="
+            f"{prompt.system!r}, temperature={prompt.temperature!r}")
+        assert list(prompt.stop) == [] and list(prompt.hints) == [], (
+            f"the request has no stop sequences and no hints: expected both empty, got stop={list(prompt.stop)}, "
+            f"hints={list(prompt.hints)}")
+
+    name = f"reader-{rng.randint(100, 999)}"
+    model = await target.in_host(_recording_model, completion_type, name, f"{name}-x", _word(rng))
+    roles = ["user", "assistant", "user", "assistant", "user"][: rng.choice([3, 5])]
+    messages = [SamplingMessage(role=role, content=TextContent(type="text", text=_text_of_words(rng, rng.randint(3, 9))))
+                for role in roles]
+    position = rng.randrange(len(messages))
+    messages[position] = SamplingMessage(role=roles[position], content=ImageContent(
+        type="image", data="iVBORw0KGgo=", mime_type="image/png"))
+    unreadable = CreateMessageRequestParams(max_tokens=rng.randint(50, 300), messages=messages)
+    handed = await _hand_in(target, unreadable)
+    try:
+        reply = await make_sampling_callback(model)(None, handed)
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"message {position + 1} of {len(messages)} holds only an image, and the callback raised "
+                    f"{type(exc).__name__}: {exc}. A request the model cannot read must come back as ErrorData, "
+                    "or the client crashes")
+    kind = await target.in_host(_class_names, reply)
+    assert _qualified(ErrorData) in kind, (
+        f"message {position + 1} of {len(messages)} holds only an image, which a text model cannot read; the callback "
+        f"should answer ErrorData, it answered {kind[0].rsplit('.', 1)[-1]}")
+    code, message = reply.code, reply.message
+    assert code == INTERNAL_ERROR, f"the ErrorData code should be INTERNAL_ERROR ({INTERNAL_ERROR}), got {code}"
+    assert name in message, f"the ErrorData message {message!r} should name the client's model ({name!r})"
+    asked = len(model.prompts)
+    assert asked == 0, f"the request could not be read, yet the model was asked {asked} time(s)"

@@ -277,10 +277,11 @@ def _reserved_uids(jobs: int, sandbox: bool) -> Iterator[int | None]:
 
 
 def _use_private_checks(request: Request, folder: Path) -> None:
-    """Point `request` at copies of its check files that only the grader can read.
+    """Point `request` at copies of its hidden check files that only the grader can read.
 
     Student code runs as sandbox users, who could otherwise open the hidden checks and pass
-    their source back in an error message, straight into the class's feedback.
+    their source back in an error message, straight into the class's feedback. The visible
+    checks stay where they are: students have them anyway, and checks import one another.
     """
     folder.mkdir(mode=0o700, exist_ok=True)
 
@@ -290,7 +291,6 @@ def _use_private_checks(request: Request, folder: Path) -> None:
             shutil.copyfile(path, copy)
         return str(copy)
 
-    request.checks_file = private(request.checks_file)
     request.extra_checks = [private(path) for path in request.extra_checks]
 
 

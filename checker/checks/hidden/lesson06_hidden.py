@@ -1,0 +1,233 @@
+"""Lesson 6, instructor-only checks: edge cases the visible checks do not spell out.
+
+Left out of the student release and run by `course grade`, so a submission tuned to the
+visible checks alone does not collect these points. The visible checks start real replicas
+(whose configuration sits in the process environment), nginx and Redis; these stay fast:
+servers built in memory from a mapping, one app behind one uvicorn, and the event codec's
+pure functions. Keys, names, URIs and values are random on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import string
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import MCPError
+from mcp.shared.subscriptions import (PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged,
+                                      event_from_wire, event_to_notification)
+from mcp.types import INVALID_PARAMS, ElicitResult, InputRequiredResult
+
+from checker.marks import check
+from checker.target import Target
+
+pytestmark = pytest.mark.anyio
+
+KEYS = "RESEARCH_DESK_STATE_KEYS"
+REPLICA = "RESEARCH_DESK_REPLICA"
+ROOT = "RESEARCH_DESK_ROOT"
+STATELESS = "RESEARCH_DESK_STATELESS"
+LEGACY = "2025-11-25"
+
+
+def _word(k: int = 6) -> str:
+    return "".join(random.choices(string.ascii_lowercase, k=k))
+
+
+def _replica_names(count: int) -> list[str]:
+    names: set[str] = set()
+    while len(names) < count:
+        names.add(random.choice(string.ascii_lowercase) + "".join(random.choices(string.ascii_lowercase + string.digits, k=3)))
+    return sorted(names)
+
+
+# --- events as plain data, so they can cross to the process that hosts student code --------------
+
+_EVENT_CLASSES = {cls.__name__: cls for cls in (ToolsListChanged, PromptsListChanged, ResourcesListChanged,
+                                                ResourceUpdated)}
+
+
+def _plain(obj: Any) -> Any:
+    """None, [class name, fields] for one of the SDK's events, or [None, a description] for anything else."""
+    if obj is None:
+        return None
+    kind = type(obj)
+    if _EVENT_CLASSES.get(kind.__name__) is kind:
+        fields = {name: getattr(obj, name) for name in getattr(kind, "__dataclass_fields__", {})}
+        if all(type(value) is str for value in fields.values()):
+            return [kind.__name__, fields]
+    try:
+        text = repr(obj)[:200]
+    except Exception:  # noqa: BLE001 - a student's __repr__ may raise
+        text = "?"
+    return [None, f"{text} (a {kind.__name__})"]
+
+
+def _unplain(plain: Any) -> Any:
+    if plain is None:
+        return None
+    name, data = plain
+    return _EVENT_CLASSES[name](**data) if name is not None else f"<{data}>"
+
+
+def _encode_in_host(scaling: Any, plain: list[Any]) -> list[Any]:
+    """Beside the student's code: what encode_event returned for this event (bytes or str as they are)."""
+    data = scaling.encode_event(_unplain(plain))
+    return [type(data).__name__, data if isinstance(data, (bytes, str)) else repr(data)[:200]]
+
+
+def _decode_in_host(scaling: Any, data: Any) -> list[Any]:
+    """Beside the student's code: ["ok", the event as plain data] or ["raised", the exception]."""
+    try:
+        return ["ok", _plain(scaling.decode_event(data))]
+    except Exception as exc:  # noqa: BLE001 - an observation: the check decides
+        return ["raised", f"{type(exc).__name__}: {exc}"[:200]]
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+
+async def _accept(context: Any, params: Any) -> ElicitResult:
+    return ElicitResult(action="accept", content={"file_it": True})
+
+
+async def _split(first_client: Any, second_client: Any, title: str, text: str) -> Any:
+    """Round 1 through one client, the retry through the other: the final result, or the MCPError."""
+    args = {"title": title, "text": text}
+    opening = await first_client.session.call_tool("file_note", args, allow_input_required=True)
+    if not isinstance(opening, InputRequiredResult):
+        pytest.fail(f"file_note should ask before filing (an InputRequiredResult), got {type(opening).__name__}")
+    answers = {key: ElicitResult(action="accept", content={"file_it": True}) for key in opening.input_requests}
+    try:
+        return await second_client.session.call_tool("file_note", args, input_responses=answers,
+                                                     request_state=opening.request_state, allow_input_required=True)
+    except MCPError as exc:
+        return exc
+
+
+@check("create_server takes its keys from the mapping it is given, and a rotated ring still opens old state",
+       points=1,
+       hint="create_server(environ) must be configured only from `environ`, the mapping passed in (the notebook "
+            "builds two replicas in memory from two dicts); the process environment may hold nothing, or something "
+            "else. During a rotation one replica runs keys 'old,new' and another 'new,old': the first key seals, "
+            "every key opens.")
+async def test_keys_from_the_given_mapping(target: Target, tmp_path: Path) -> None:
+    scaling = target.module("scaling")
+    old, new, other = (secrets.token_hex(32) for _ in range(3))
+    first, second, stranger = _replica_names(3)
+
+    def build(name: str, ring: str) -> Any:
+        return scaling.create_server({REPLICA: name, ROOT: str(tmp_path), KEYS: ring})
+
+    sealer, rotated, foreign = build(first, f"{old},{new}"), build(second, f"{new},{old}"), build(stranger, other)
+    title, text = f"{_word()} {_word()}", " ".join(_word() for _ in range(6))
+    with anyio.fail_after(10):
+        async with target.client(sealer, elicitation_callback=_accept) as a, \
+                target.client(rotated, elicitation_callback=_accept) as b, \
+                target.client(foreign, elicitation_callback=_accept) as c:
+            finished = await _split(a, b, title, text)
+            refused = await _split(a, c, _word(), _word())
+    if isinstance(finished, MCPError):
+        pytest.fail(f"round 1 on replica {first} ({KEYS}='old,new' in its mapping), retry on replica {second} "
+                    f"('new,old'): MCPError {finished.code} {finished.message}. Both mappings share the key that "
+                    f"sealed it: does replica_server read the configuration it is given, rather than os.environ?")
+    assert not isinstance(finished, InputRequiredResult), f"replica {second} asked again instead of finishing the call"
+    assert not finished.is_error, (
+        f"file_note failed on replica {second}: {finished.content[0].text if finished.content else ''}")
+    receipt = finished.structured_content or {}
+    assert receipt.get("replica") == second and receipt.get("filed"), (
+        f"the retry should be finished (and filed) by replica {second}, got {receipt}")
+    note = tmp_path / str(receipt.get("name"))
+    assert note.is_file() and text in note.read_text(encoding="utf-8"), f"the note was not written to {note}"
+    if not isinstance(refused, MCPError):
+        pytest.fail(f"state sealed by replica {first} was accepted by replica {stranger}, whose mapping holds a "
+                    f"different key: the keys in use are not the ones the mapping configures")
+    assert refused.code == INVALID_PARAMS and "requeststate" in refused.message.lower(), (
+        f"expected 'Invalid or expired requestState' (-32602) from a replica with another key, got "
+        f"{refused.code} {refused.message}")
+
+
+@check("only RESEARCH_DESK_STATELESS=1 turns legacy sessions off, and then no session id is sent", points=1,
+       hint="The switch is on for exactly one value, \"1\": an operator who writes 0, false or off means off, and "
+            "must keep sessions (and the back-channel they carry). When sessions are off there is no session id to "
+            "tag, so the owner tag must not invent a header.")
+async def test_stateless_only_on_one(target: Target, tmp_path: Path) -> None:
+    scaling = target.module("scaling")
+    off = random.choice(["0", "false", "no", "off", "False"])
+    name = _replica_names(1)[0]
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": _word(), "version": "1"}}}
+    seen: dict[str, list[str]] = {}
+    for value in (off, "1"):
+        app = scaling.build_app({REPLICA: name, ROOT: str(tmp_path), STATELESS: value})
+        async with target.http(app, graceful=False) as url:
+            async with httpx2.AsyncClient(timeout=10) as http:
+                response = await http.post(url, json=initialize,
+                                           headers={"accept": "application/json, text/event-stream"})
+        assert response.status_code == 200, f"a legacy initialize with {STATELESS}={value!r} got HTTP {response.status_code}"
+        seen[value] = response.headers.get_list("mcp-session-id")
+    kept = seen[off]
+    assert kept, (f"with {STATELESS}={off!r} a legacy initialize got no Mcp-Session-Id: only the value \"1\" turns "
+                  f"sessions off; any other value keeps them")
+    assert len(kept) == 1 and kept[0].startswith(f"{name}.") and len(kept[0]) > len(name) + 8, (
+        f"with {STATELESS}={off!r} the session id should be '{name}.<id>', got {kept}")
+    assert not seen["1"], (
+        f"with {STATELESS}=1 a legacy initialize still got Mcp-Session-Id {seen['1']}: stateless serving has no "
+        f"session, so there is nothing to tag (and a bare tag would send the client back with a bogus id)")
+
+
+@check("events use the SDK's wire form, so every replica (and version) reads the others", points=1,
+       hint="Another replica may run another build of the desk, or another program entirely: the message on the "
+            "channel must be the JSON of the SDK's own notification for the event (mcp.shared.subscriptions), "
+            "and decoding must accept any such JSON (any key order, extra fields like _meta) and shrug off "
+            "near-misses, such as an update that carries no usable uri.")
+async def test_sdk_wire_form(target: Target) -> None:
+    scaling = target.module("scaling")
+    uri = f"desk://notes/{_word()} {random.choice(['café', '研究', 'q&a', 'naïve'])}?v={random.randint(1, 999)}&t=\"x\""
+    events = [ResourceUpdated(uri=uri), random.choice([ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()])]
+    # What this build writes, read the way any other program would: JSON, then the SDK's parser.
+    for event in events:
+        kind, data = await target.in_host(_encode_in_host, scaling, _plain(event))
+        assert kind in ("bytes", "str"), f"encode_event should return bytes, got a {kind}"
+        try:
+            message = json.loads(data)
+        except ValueError:
+            pytest.fail(f"encode_event({event!r}) is not JSON: {data[:80]!r}")
+        method = message.get("method") if isinstance(message, dict) else None
+        params = message.get("params") if isinstance(message, dict) else None
+        want = event_to_notification(event, {}).method
+        assert method == want, (
+            f"encode_event({event!r}) wrote {data[:120]!r}: expected the SDK's notification for it, method {want!r}")
+        got = event_from_wire(method, params if isinstance(params, dict) else None)
+        assert got == event, f"the SDK reads encode_event({event!r}) back as {got!r}"
+    # What another build might write: the SDK's notification, serialized some other way.
+    for event in events:
+        wire = event_to_notification(event, {"io.modelcontextprotocol/subscriptionId": random.randint(1, 99)})
+        fields = wire.model_dump(mode="json", by_alias=True, exclude_none=True)
+        fields["jsonrpc"] = "2.0"
+        fields = dict(random.sample(list(fields.items()), len(fields)))
+        text = json.dumps(fields, indent=random.choice([None, 2]), ensure_ascii=random.choice([True, False]))
+        outcome, plain = await target.in_host(_decode_in_host, scaling, text.encode())
+        assert outcome == "ok", f"decode_event raised on the SDK's own wire form {text[:120]!r}: {plain}"
+        assert _unplain(plain) == event, (
+            f"decode_event({text[:120]!r}) gave {_unplain(plain)!r}, expected {event!r}: read the SDK's wire form, "
+            f"not only the exact bytes your encode_event writes")
+    near_misses = [
+        {"jsonrpc": "2.0", "method": "notifications/resources/updated"},
+        {"method": "notifications/resources/updated", "params": {"uri": random.randint(1, 99)}},
+        {"method": "notifications/resources/updated", "params": [uri]},
+        {"method": "notifications/resources/updated", "params": None},
+        {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": _word()}},
+        "notifications/tools/list_changed",
+    ]
+    for junk in [json.dumps(x).encode() for x in near_misses] + [b"\x80" + _word().encode()]:
+        outcome, plain = await target.in_host(_decode_in_host, scaling, junk)
+        assert outcome == "ok", (
+            f"decode_event({junk!r}) raised {plain}: anything that is not an event is None, never an exception")
+        assert plain is None, f"decode_event({junk!r}) should be None (not an event), got {_unplain(plain)!r}"

@@ -35,6 +35,7 @@ MAX_SUBMISSION_FILES = 20_000
 SKIPPED_PARTS = {".git", ".venv", "__pycache__", "node_modules", ".course", ".ipynb_checkpoints"}
 SANDBOX_UID = 61000  # first uid for sandboxed checks when grading as root (see sandbox.UIDS_PER_SLOT)
 LAST_SANDBOX_UID = 65533  # below `nobody`, and within the 16-bit uids a container maps
+CHECKS_AT_ONCE = 2  # per lesson-submission: many checks mostly wait (timeouts, servers starting), so overlap them
 
 
 @dataclass
@@ -219,7 +220,7 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
                 if lesson.kind == "quiz":
                     continue  # graded below, from data: no student code runs
                 out = results_dir / f"{index}-{lesson.id}.json"
-                request = build_request(course, lesson, edition, submission.id, out, jobs=1,
+                request = build_request(course, lesson, edition, submission.id, out, jobs=CHECKS_AT_ONCE,
                                         hidden=hidden, check_timeout=check_timeout)
                 request.sandbox_uid = first_uid
                 request.isolate = lesson.isolated

@@ -13,6 +13,7 @@ this process: the verdict is reached in the check's process, from the values sen
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import importlib.util
 import inspect
@@ -376,6 +377,8 @@ def zygote(path: str, limits: tuple[float, int, int], preload: list[str]) -> Non
     _warm()
     for check_file in preload:
         _PRELOADED[os.path.realpath(check_file)] = _load_checks(check_file)
+    gc.collect()
+    gc.freeze()  # hosts' collections then skip (and so do not copy) the warmed-up heap they inherit
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     os.chmod(path, 0o777)  # checks run as sandbox users; SO_PEERCRED says who asked

@@ -3,8 +3,9 @@
     uv run python bench/grade_throughput.py [--copies 20] [--lessons lesson-1,lesson-2]
 
 Grades N copies of the reference solution and N copies of the starter (every available code
-lesson unless --lessons says otherwise) once with one worker slot and once with one per core,
-in the same run, and prints per-lesson costs and the speed-up.
+lesson unless --lessons says otherwise) with one worker slot and with one per core, first running
+one check of a lesson-submission at a time (how the pool scales), then `course grade`'s default
+of several at once; all in the same run. Prints per-lesson costs and the speed-ups.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checker.grading import discover, grade_all, sandbox_problem  # noqa: E402
+from checker.grading import CHECKS_AT_ONCE, discover, grade_all, sandbox_problem  # noqa: E402
 from checker.registry import load_course  # noqa: E402
 
 
@@ -44,26 +45,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         build_class(Path(tmp), args.copies)
         submissions = discover(Path(tmp))
-        timings: dict[int, float] = {}
+        timings: dict[tuple[int, int], float] = {}
         per_lesson: dict[str, list[float]] = {}
-        for jobs in sorted({1, cores}):
+        # (worker slots, checks at once per lesson-submission): the pool's scaling with one check
+        # at a time, then course grade's default.
+        for jobs, at_once in dict.fromkeys([(1, 1), (cores, 1), (1, CHECKS_AT_ONCE), (cores, CHECKS_AT_ONCE)]):
             started = time.perf_counter()
-            results = grade_all(course, submissions, lessons, jobs=jobs, hidden=True, sandbox=sandbox)
-            timings[jobs] = time.perf_counter() - started
+            results = grade_all(course, submissions, lessons, jobs=jobs, hidden=True, sandbox=sandbox,
+                                checks_at_once=at_once)
+            timings[jobs, at_once] = time.perf_counter() - started
             bad = [r.id for r in results if r.error or any(l.error for l in r.lessons)]
             if bad:
                 sys.exit(f"grading failed for {bad[:3]}")
-            if jobs == cores:
+            if (jobs, at_once) == (cores, CHECKS_AT_ONCE):
                 for result in results:
                     for lesson in result.lessons:
                         per_lesson.setdefault(lesson.lesson, []).append(lesson.duration)
     n = len(submissions)
     print(f"{cores} cores; {n} submissions x {len(lessons)} lessons; sandbox users: {'yes' if sandbox else 'no'}")
-    for jobs, seconds in timings.items():
-        print(f"  {jobs} worker slot(s): {seconds:7.1f} s total, {seconds / n:5.2f} s per submission, "
-              f"{seconds / (n * len(lessons)):5.2f} s per lesson-submission")
-    if len(timings) > 1:
-        print(f"  speed-up 1 -> {cores} slots: {timings[1] / timings[cores]:.2f}x")
+    for (jobs, at_once), seconds in timings.items():
+        print(f"  {jobs} worker slot(s), {at_once} check(s) at once: {seconds:7.1f} s total, "
+              f"{seconds / n:5.2f} s per submission, {seconds / (n * len(lessons)):5.2f} s per lesson-submission")
+    for at_once in sorted({a for _, a in timings}):
+        if (1, at_once) in timings and (cores, at_once) in timings and cores > 1:
+            print(f"  speed-up 1 -> {cores} slots, {at_once} check(s) at once: "
+                  f"{timings[1, at_once] / timings[cores, at_once]:.2f}x")
     print("  check time inside one lesson-submission (median, includes pytest start-up in its fork):")
     for lesson_id, values in per_lesson.items():
         values.sort()

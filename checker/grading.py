@@ -193,7 +193,8 @@ class _Planned:
 
 def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesson], *, jobs: int,
               hidden: bool = True, sandbox: bool = True, check_timeout: float | None = None,
-              on_done: Callable[[SubmissionResult], None] | None = None) -> list[SubmissionResult]:
+              on_done: Callable[[SubmissionResult], None] | None = None,
+              checks_at_once: int = CHECKS_AT_ONCE) -> list[SubmissionResult]:
     """Grade every submission's lessons; results come back in submission order.
 
     Every submission is copied first; then one warm worker process (the SDK imported once for
@@ -220,7 +221,7 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
                 if lesson.kind == "quiz":
                     continue  # graded below, from data: no student code runs
                 out = results_dir / f"{index}-{lesson.id}.json"
-                request = build_request(course, lesson, edition, submission.id, out, jobs=CHECKS_AT_ONCE,
+                request = build_request(course, lesson, edition, submission.id, out, jobs=checks_at_once,
                                         hidden=hidden, check_timeout=check_timeout)
                 request.sandbox_uid = first_uid
                 request.isolate = lesson.isolated

@@ -18,7 +18,6 @@ import importlib
 import importlib.util
 import inspect
 import os
-import resource
 import signal
 import socket
 import struct
@@ -33,6 +32,7 @@ import anyio
 
 from checker import wire
 from checker.recording import recording_yields
+from checker.sandbox import Limits, apply_limits, drop_privileges
 from checker.serving import serve_asgi
 from checker.toolcrash import last_tool_crash
 from checker.worker import describe_failure, leaf_exception
@@ -318,20 +318,9 @@ def _warm() -> None:
     import checker.target  # noqa: F401 - the same warm-up the in-process checks get
 
 
-def _limit(wall: float, memory_mb: int, output_mb: int) -> None:
-    mem = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    size = output_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    cpu = int(wall) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-
-
-def _become_host(conn: socket.socket, peer: tuple[int, int, int], request: dict[str, Any],
-                 limits: tuple[float, int, int]) -> None:
+def _become_host(conn: socket.socket, peer: tuple[int, int, int], request: dict[str, Any], limits: Limits) -> None:
     """In the forked child: join the requester's process group, take on its uid, serve. Never returns."""
-    peer_pid, peer_uid, peer_gid = peer
+    peer_pid, peer_uid, _ = peer
     try:
         try:
             os.setpgid(0, os.getpgid(peer_pid))  # killed along with the check that asked for it
@@ -341,15 +330,13 @@ def _become_host(conn: socket.socket, peer: tuple[int, int, int], request: dict[
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _limit(*limits)
+        apply_limits(limits)
         if os.geteuid() == 0 and peer_uid != 0:
-            resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-            os.setgroups([])
-            os.setgid(peer_gid)
-            os.setuid(peer_uid)
-        scratch = Path(tempfile.gettempdir()) / f"course-sandbox-{os.getuid()}"  # the one its checks use
-        scratch.mkdir(exist_ok=True)
-        os.chdir(scratch)
+            drop_privileges(peer_uid, limits)  # the check's own sandbox user, scratch folder included
+        else:
+            scratch = Path(tempfile.gettempdir()) / f"course-sandbox-{os.getuid()}"
+            scratch.mkdir(exist_ok=True)
+            os.chdir(scratch)
         edition = str(request["edition"])
         package = str(request["package"])
         sys.path.insert(0, edition)
@@ -363,7 +350,7 @@ def _become_host(conn: socket.socket, peer: tuple[int, int, int], request: dict[
         os._exit(0)
 
 
-def zygote(path: str, limits: tuple[float, int, int], preload: list[str]) -> None:
+def zygote(path: str, limits: Limits, preload: list[str]) -> None:
     """Fork a host for every check that connects; refuse a requester that already has too many.
 
     `preload` are the check files whose helpers may run in hosts (`target.in_host`). The zygote
@@ -399,8 +386,7 @@ def zygote(path: str, limits: tuple[float, int, int], preload: list[str]) -> Non
         try:
             peer = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
             conn.settimeout(5)
-            head = _recv_exactly(conn, 4)
-            request = wire.parse(_recv_exactly(conn, wire.frame_length(head)))
+            request = wire.recv_frame(conn)
             if sum(1 for uid in alive.values() if uid == peer[1]) >= MAX_HOSTS_PER_UID:
                 conn.sendall(wire.frame({"error": "too many hosts for one check"}))
                 conn.close()
@@ -416,19 +402,10 @@ def zygote(path: str, limits: tuple[float, int, int], preload: list[str]) -> Non
         conn.close()
 
 
-def _recv_exactly(conn: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise OSError("connection closed")
-        data += chunk
-    return bytes(data)
-
 
 def main() -> None:
     path, wall, memory_mb, output_mb, *preload = sys.argv[1:]
-    zygote(path, (float(wall), int(memory_mb), int(output_mb)), preload)
+    zygote(path, Limits(float(wall), int(memory_mb), int(output_mb)), preload)
 
 
 if __name__ == "__main__":

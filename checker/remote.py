@@ -182,7 +182,7 @@ class RemoteSession:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(zygote)
         sock.sendall(wire.frame({"edition": os.path.abspath(edition), "package": package}))
-        reply = wire.parse(_recv_exactly(sock, wire.frame_length(_recv_exactly(sock, 4))))
+        reply = wire.recv_frame(sock)
         if type(reply) is not dict or type(reply.get("pid")) is not int:
             raise HostEnded(f"no process to host the code: {reply}")
         return cls(sock, reply["pid"])
@@ -227,7 +227,7 @@ class RemoteSession:
     def _read(self) -> None:
         try:
             while True:
-                reply = wire.parse(_recv_exactly(self.sock, wire.frame_length(_recv_exactly(self.sock, 4))))
+                reply = wire.recv_frame(self.sock)
                 if type(reply) is not dict:
                     raise wire.WireError("a reply that is not an object")
                 future = self.pending.pop(reply.get("id"), None) if type(reply.get("id")) is int else None
@@ -280,15 +280,6 @@ class RemoteSession:
                         continue
         return exc
 
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(min(size - len(data), 1 << 20))
-        if not chunk:
-            raise OSError("connection closed")
-        data += chunk
-    return bytes(data)
 
 
 @asynccontextmanager

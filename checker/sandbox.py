@@ -59,7 +59,7 @@ class _Running:
     buffer: bytearray
 
 
-def _drop_privileges(uid: int, limits: Limits) -> None:
+def drop_privileges(uid: int, limits: Limits) -> None:
     """Become an unprivileged user that owns nothing of the grader's: no forged result files,
     no edits to the course, no reading root-only folders, and a process count limit that holds."""
     resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
@@ -100,7 +100,7 @@ def is_zombie(proc: Path) -> bool:
     return stat[stat.rfind(")") + 2:].startswith(("Z", "X"))
 
 
-def _apply_limits(limits: Limits) -> None:
+def apply_limits(limits: Limits) -> None:
     mem = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     size = limits.output_mb * 1024 * 1024
@@ -138,9 +138,9 @@ def _child(fn: Callable[[], dict[str, str]], pipe: int, capture_fd: int, limits:
         os.dup2(devnull, 0)
         os.dup2(capture_fd, 1)
         os.dup2(capture_fd, 2)
-        _apply_limits(limits)
+        apply_limits(limits)
         if uid is not None:
-            _drop_privileges(uid, limits)
+            drop_privileges(uid, limits)
         sys.dont_write_bytecode = True  # student code is imported here: leave no __pycache__ in their tree
         data = encode_payload(fn())
         view = memoryview(data)

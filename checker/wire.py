@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import struct
 from collections.abc import Callable
 from pathlib import Path, PurePath
@@ -37,6 +38,22 @@ def frame_length(header: bytes) -> int:
     if length > MAX_FRAME:
         raise WireError(f"the other side announced a {length}-byte message (limit {MAX_FRAME})")
     return length
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """Read exactly `size` bytes from a blocking socket; OSError if it closes first."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            raise OSError("connection closed")
+        data += chunk
+    return bytes(data)
+
+
+def recv_frame(sock: socket.socket) -> Any:
+    """The next frame's message from a blocking socket."""
+    return parse(recv_exactly(sock, frame_length(recv_exactly(sock, 4))))
 
 
 def parse(body: bytes) -> Any:

@@ -67,11 +67,7 @@ async def count(n: int, ctx: Context) -> int:
 
 
 class Deployment:
-    """One random production configuration and what happened to the server under it.
-
-    (A plain class, not a dataclass: this file is also loaded, unregistered, in the process that
-    hosts student code, and `@dataclass` needs its module in sys.modules.)
-    """
+    """One random production configuration and what happened to the server under it."""
 
     def __init__(self) -> None:
         self.host = f"desk-{secrets.token_hex(3)}.example"

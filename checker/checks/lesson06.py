@@ -132,10 +132,6 @@ for pid in list(logs):
 
 
 class Replica:
-    # Plain classes, not dataclasses, here and below: this file is also loaded, unregistered in
-    # sys.modules, in the process that hosts student code (for target.in_host), where @dataclass
-    # cannot resolve its annotations.
-
     def __init__(self, name: str, port: int, pid: int, log: Path) -> None:
         self.name, self.port, self.pid, self.log = name, port, pid, log
 

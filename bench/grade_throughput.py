@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checker.grading import CHECKS_AT_ONCE, discover, grade_all, sandbox_problem  # noqa: E402
+from checker.grading.batch import CHECKS_AT_ONCE, discover, grade_all, sandbox_problem  # noqa: E402
 from checker.registry import load_course  # noqa: E402
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.terminal_theme import TerminalTheme
 
 from checker.registry import load_course
-from checker.results import LessonResult
+from checker.runner.results import LessonResult
 
 
 class CheckReport:
@@ -29,7 +29,7 @@ class CheckReport:
         return self.result.ok
 
     def _render(self, html: bool) -> str:
-        from checker.render import lesson_report
+        from checker.cli.render import lesson_report
 
         console = Console(record=True, width=100, file=io.StringIO(), force_jupyter=False, force_terminal=html)
         console.print(lesson_report(self.result))
@@ -71,8 +71,8 @@ def check(lesson: str) -> CheckReport:
     With COURSE_NOTEBOOK_STRICT=1 (the course's own notebook tests) a failure raises, so a
     broken reference solution cannot hide behind a nicely rendered red cross.
     """
-    from checker.engine import run_lesson
-    from checker.progress import record
+    from checker.runner.lesson import run_lesson
+    from checker.student.progress import record
 
     course = load_course()
     chosen = course.lesson(lesson)

@@ -30,7 +30,7 @@ class Lesson:
     points: int
     status: str
     kind: str = "code"  # "code": pytest checks on the package; "quiz": graded answers
-    isolated: bool = False  # its checks also run with student code in a separate host process
+    needs: tuple[str, ...] = ()  # programs its checks start: the preflight and `course doctor` look for them
 
     @property
     def available(self) -> bool:
@@ -115,7 +115,7 @@ def load_course(root: Path | None = None) -> Course:
             points=int(entry.get("points", 0)),
             status=entry.get("status", "available"),
             kind=entry.get("kind", "code"),
-            isolated=bool(entry.get("isolated", False)),
+            needs=tuple(entry.get("needs", ())),
         )
         for entry in data["lessons"]
     )

@@ -118,7 +118,7 @@ def drift(solutions_root: Path, starter_root: Path, exclude: tuple[str, ...] = (
 def write_starter(solutions_root: Path, starter_root: Path, state_dir: Path,
                   only: set[str] | None = None, exclude: tuple[str, ...] = ()) -> tuple[list[str], Path | None]:
     """Write the generated starter files that differ (or just those in `only`), backing up first."""
-    from checker.backup import backup_files
+    from checker.student.backup import backup_files
 
     files = expected_starter(solutions_root, exclude)
     changed = [rel for rel in drift(solutions_root, starter_root, exclude) if only is None or rel in only]

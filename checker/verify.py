@@ -702,7 +702,7 @@ def verify(
     """Judge the capstone with the official MCP Inspector CLI and conformance suite (lesson 9)."""
     from rich.console import Console
 
-    from checker.engine import edition_path
+    from checker.runner.lesson import edition_path
     from checker.registry import CourseError, load_course
 
     out = Console(highlight=False, soft_wrap=True)

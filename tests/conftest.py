@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from checker.engine import run_lesson
+from checker.runner.lesson import run_lesson
 from checker.registry import Course, Lesson, load_course
-from checker.results import LessonResult
+from checker.runner.results import LessonResult
 
 COURSE = load_course()
 CODE_LESSONS = [lesson for lesson in COURSE.lessons if lesson.available and lesson.kind == "code"]

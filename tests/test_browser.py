@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from checker.jupyter import Lab
+from checker.student.jupyter import Lab
 from checker.registry import load_course
-from checker.serve import descendants
+from checker.runner.warm import descendants
 from tests.coursecopy import copy_course
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

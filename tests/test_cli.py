@@ -15,7 +15,7 @@ from tests.conftest import COURSE
 
 def course(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COURSE_ROOT=str(COURSE.root), COLUMNS="120")
-    return subprocess.run([sys.executable, "-m", "checker.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "checker.cli.app", *args], capture_output=True, text=True,
                           cwd=cwd or COURSE.root, env=env, timeout=300)
 
 

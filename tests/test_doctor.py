@@ -50,8 +50,8 @@ def test_all_present_is_ready(tmp_path: Path) -> None:
 def test_optional_services_missing_are_warnings_with_install_commands(tmp_path: Path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from checker import doctor as module
-    from checker.cli import app
+    from checker.student import doctor as module
+    from checker.cli.app import app
 
     bin_dir = _fake_bin(tmp_path / "bin", uv="uv 0.9.0", node="v20.19.0", npm="10.0.0", **{"apt-get": ""})
     monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}")

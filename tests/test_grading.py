@@ -19,11 +19,11 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from checker.catalog import read_catalog
-from checker.exports import write_all
-from checker.grading import (LAST_SANDBOX_UID, SANDBOX_UID, Submission, discover, grade_all, hidden_checks_exposed,
+from checker.runner.catalog import read_catalog
+from checker.grading.exports import write_all
+from checker.grading.batch import (LAST_SANDBOX_UID, SANDBOX_UID, Submission, discover, grade_all, hidden_checks_exposed,
                              sandbox_problem)
-from checker.sandbox import is_zombie
+from checker.sandbox.forking import is_zombie
 from tests.conftest import COURSE
 
 LESSON = COURSE.lesson("lesson-1")
@@ -67,7 +67,7 @@ CASES: dict[str, tuple[str, int, bool]] = {
         "import _pytest.reports as r\nr.BaseReport.failed = property(lambda self: False)\n",
         (COURSE.starter / MODULE).read_text()), 0, False),
     "checker-forgery": (at_import(
-        "import checker.worker as w\n"
+        "import checker.runner.worker as w\n"
         "w.ForkPerCheck._run_one = lambda self, item: {'outcome': 'passed', 'message': ''}\n",
         (COURSE.starter / MODULE).read_text()), 0, False),
     "result-channel-forgery": (at_import(
@@ -202,7 +202,7 @@ def test_gradebook_exports_are_well_formed(graded: dict) -> None:
 def test_grade_command_exit_codes(tmp_path: Path) -> None:
     _make_submission(tmp_path / "subs" / "ok", SOLVED)
     env = dict(os.environ, COURSE_ROOT=str(COURSE.root))
-    cmd = [sys.executable, "-m", "checker.cli", "grade", str(tmp_path / "subs"), "--lessons", "1", "--out", str(tmp_path / "g")]
+    cmd = [sys.executable, "-m", "checker.cli.app", "grade", str(tmp_path / "subs"), "--lessons", "1", "--out", str(tmp_path / "g")]
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
     (tmp_path / "subs" / "empty").mkdir()
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 1

@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 
-from checker.catalog import read_catalog
-from checker.grading import discover, grade_all, sandbox_problem
-from checker.results import LessonResult
+from checker.runner.catalog import read_catalog
+from checker.grading.batch import grade_all
+from checker.grading.submissions import discover
+from checker.runner.results import LessonResult
 from tests.conftest import CODE_LESSONS, COURSE, lesson_run
 
 ids = [lesson.id for lesson in CODE_LESSONS]
@@ -48,7 +49,7 @@ def test_registry_points_match_the_checks(lesson) -> None:
     assert all(c.hint for c in checks), f"{lesson.id}: every check needs a hint"
 
 
-ISOLATED = [lesson for lesson in CODE_LESSONS if lesson.isolated]
+ISOLATED = CODE_LESSONS  # `course grade` runs every code lesson's student code in a sandboxed host
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def isolated_grades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[
     for name, edition in (("starter", COURSE.starter), ("solutions", COURSE.solutions)):
         project = edition.parent  # the whole project, as a student submits it: pyproject.toml, deploy files
         shutil.copytree(project, root / name / "capstone", ignore=shutil.ignore_patterns("__pycache__", ".venv"))
-    results = grade_all(COURSE, discover(root), ISOLATED, jobs=2, hidden=True, sandbox=not sandbox_problem(COURSE))
+    results = grade_all(COURSE, discover(root), ISOLATED, jobs=2, hidden=True)
     return {r.id: {lesson.lesson: lesson for lesson in r.lessons} for r in results}
 
 

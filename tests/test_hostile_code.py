@@ -56,7 +56,7 @@ def test_hostile_module_fails_its_checks_and_nothing_else(case: str, tmp_path: P
     before = _snapshot(edition)
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "checker.cli", "check", "1", "--against", str(edition), "--timeout", "3", "--json"],
+        [sys.executable, "-m", "checker.cli.app", "check", "1", "--against", str(edition), "--timeout", "3", "--json"],
         capture_output=True, text=True, cwd=COURSE.root, timeout=120, env=dict(os.environ, COURSE_ROOT=str(COURSE.root)))
     elapsed = time.monotonic() - started
     assert proc.returncode == 1, f"expected exit 1, got {proc.returncode}: {proc.stderr[-1500:]}"

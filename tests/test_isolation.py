@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
 from checker import wire
-from checker.remote import HostEnded, Mirrored, Remote, RemoteSession, Zygote, mirror_class
+from checker.sandbox.limits import Limits
+from checker.sandbox.submission import Mode, Running, SandboxPlan, SubmissionSandbox
+from checker.target import Target
+from checker.target.remote import HostEnded, Mirrored, Remote, RemoteSession, mirror_class
 from tests.conftest import COURSE
 
 
@@ -91,11 +98,25 @@ def test_garbage_from_the_host_fails_the_request() -> None:
         _FakeHost(b"").session.request("import", "context")
 
 
-def test_a_real_host_runs_student_code_and_reports_its_errors() -> None:
-    zygote = Zygote(10, 1024, 16, [])
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A real zygote for the starter edition, unconfined (the sandboxes themselves are tested in test_grading)."""
+    workdir = tmp_path_factory.mktemp("submission")
+    running_sandbox = SubmissionSandbox(SandboxPlan(Mode.NONE), COURSE.starter, workdir, Limits(10, 1024, 16))
     try:
-        host = RemoteSession.spawn(zygote.path, str(COURSE.starter), COURSE.package)
-        context = host.request("import", "context")
+        yield running_sandbox.start()
+    finally:
+        running_sandbox.stop()
+
+
+def _target(running: Running, edition: Path = COURSE.starter) -> Target:
+    return Target(edition, COURSE.package, running.socket, running.scratch)
+
+
+def test_a_real_host_runs_student_code_and_reports_its_errors(sandbox: Running) -> None:
+    target = _target(sandbox)
+    try:
+        context = target.module("context")
         assert isinstance(context, Remote)
         with pytest.raises(Exception) as caught:
             asyncio.run(_open(context))
@@ -103,11 +124,122 @@ def test_a_real_host_runs_student_code_and_reports_its_errors() -> None:
         assert "TODO(lesson-1)" in str(caught.value)
         with pytest.raises(AttributeError):
             context.no_such_function
-        host.close()
     finally:
-        zygote.stop()
+        target.close()
 
 
 async def _open(context: Remote) -> None:
     async with context.open_desk(Path("/tmp")):
         pass
+
+
+class _Spy:
+    """A check's own object, handed to student code: it records here, in the check's process."""
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def note(self, value: object) -> str:
+        self.calls.append(value)
+        return f"noted {value}"
+
+    async def later(self, value: object) -> int:
+        self.calls.append(("later", value))
+        return len(self.calls)
+
+
+def test_student_code_calls_back_into_the_check(sandbox: Running) -> None:
+    target = _target(sandbox)
+    try:
+        spy = _Spy()
+        operator = target.library("operator")
+        shown = target.expose(spy, methods=["note", "later"])
+        assert operator.methodcaller("note", [1, "two"])(shown) == "noted [1, 'two']"
+        assert spy.calls == [[1, "two"]], "the call ran here, with the arguments as plain data"
+
+        async def awaited() -> object:
+            return await operator.methodcaller("later", "x")(shown)
+        assert asyncio.run(awaited()) == 2 and spy.calls[-1] == ("later", "x")
+        with pytest.raises(AttributeError):
+            operator.attrgetter("calls")(shown)  # only the listed methods exist over there
+    finally:
+        target.close()
+
+
+def test_an_exposed_function_may_look_at_student_objects_while_they_wait(sandbox: Running) -> None:
+    target = _target(sandbox)
+    try:
+        builtins = target.library("builtins")
+        numbers = builtins.list([3, 1, 2])
+
+        def length_of_numbers() -> int:
+            return len(numbers)  # a request to the host while the host waits for this very call
+
+        assert target.library("operator").call(target.expose(length_of_numbers)) == 3
+    finally:
+        target.close()
+
+
+def test_an_exposed_function_raises_the_students_own_exception(sandbox: Running) -> None:
+    target = _target(sandbox)
+    try:
+        roots = target.module("roots")
+        error_class = target.library("builtins").LookupError
+
+        def fail() -> None:
+            raise target.error(error_class, "from the check")
+
+        with pytest.raises(LookupError, match="from the check"):
+            target.library("operator").call(target.expose(fail))
+        assert roots is not None
+    finally:
+        target.close()
+
+
+def test_what_student_code_prints_reaches_the_check(sandbox: Running) -> None:
+    target = _target(sandbox)
+    try:
+        token = f"printed-{id(target)}"
+        target.library("builtins").print(token)
+        target.library("logging").getLogger("x").warning("%s-logged", token)
+        seen = target.output()
+        assert token in seen and f"{token}-logged" in seen
+    finally:
+        target.close()
+
+
+def test_a_command_runs_in_the_sandbox_with_its_stdio_signals_and_exit(sandbox: Running, tmp_path: Path) -> None:
+    target = _target(sandbox)
+    script = "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n" \
+             "print(sys.stdin.readline().strip().upper(), flush=True)\ntime.sleep(30)\n"
+    process = subprocess.Popen(target.command([sys.executable, "-c", script]), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, cwd=sandbox.scratch)
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(b"hello\n")
+        process.stdin.flush()
+        assert process.stdout.readline().strip() == b"HELLO"
+        process.terminate()
+        assert process.wait(timeout=10) == 7, "SIGTERM reaches the command, which exits its own way"
+    finally:
+        process.kill()
+    done = subprocess.run(target.command([sys.executable, "-c", "import os; os.kill(os.getpid(), 9)"]), timeout=20)
+    assert done.returncode == -9, "a command killed by a signal looks killed by that signal"
+    missing = subprocess.run(target.command(["no-such-program-here"]), capture_output=True, timeout=20)
+    assert missing.returncode == 127 and b"no-such-program-here" in missing.stderr
+
+
+def test_a_killed_relay_takes_its_command_along(sandbox: Running, tmp_path: Path) -> None:
+    target = _target(sandbox)
+    marker = tmp_path / "alive"
+    script = f"import time, pathlib\nwhile True:\n    pathlib.Path({str(marker)!r}).touch()\n    time.sleep(0.05)\n"
+    process = subprocess.Popen(target.command([sys.executable, "-c", script]))
+    deadline = time.monotonic() + 15
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    time.sleep(0.5)
+    marker.unlink()
+    time.sleep(0.5)
+    assert not marker.exists(), "the command kept running after the check's relay was killed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from checker.engine import run_lesson
+from checker.runner.lesson import run_lesson
 from tests.conftest import COURSE
 
 SERVICE_CHECKS = ["nginx_sticky_legacy_sessions", "redis_bus_fan_out", "redis_bus_across_replicas"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.engine import run_lesson
+from checker.runner.lesson import run_lesson
 from tests.conftest import COURSE
 
 MUTANTS_DIR = Path(__file__).parent / "mutants"

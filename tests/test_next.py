@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from checker.catalog import read_catalog
+from checker.runner.catalog import read_catalog
 from tests.conftest import CODE_LESSONS, COURSE
 from tests.coursecopy import COURSE_SCRIPT, copy_course, course_env
 

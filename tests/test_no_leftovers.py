@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.engine import run_lesson
+from checker.runner.lesson import run_lesson
 from tests.conftest import COURSE
 
 SERVICE_WORDS = ("nginx", "redis-server", "uvicorn", "research_desk")

@@ -9,8 +9,8 @@ import re
 from rich.console import Console
 
 from checker.notebook import CheckReport
-from checker.render import lesson_report
-from checker.results import CheckResult, LessonResult
+from checker.cli.render import lesson_report
+from checker.runner.results import CheckResult, LessonResult
 
 RESULT = LessonResult(lesson="lesson-3", title="Progress & logging", edition="starter", duration=0.42, checks=[
     CheckResult("reports_progress", "reports absolute progress", 3, "passed"),

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from checker.serve import descendants
+from checker.runner.warm import descendants
 from tests.conftest import CODE_LESSONS, COURSE
 from tests.coursecopy import COURSE_SCRIPT, course_env
 

@@ -33,7 +33,7 @@ PLAIN = load_plain_key(SETTINGS.plain_key, BANK)
 HASHED = load_hashed_key(SETTINGS.key, BANK)
 PREDICT = [q for q in BANK if q.kind == "predict"]
 VERIFIED = [q for q in BANK if PLAIN[q.id].verify]
-COURSE_CMD = [sys.executable, "-m", "checker.cli"]
+COURSE_CMD = [sys.executable, "-m", "checker.cli.app"]
 
 
 def course_cmd(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -182,7 +182,7 @@ def test_student_edition_holds_no_plain_answer() -> None:
 # ---------------------------------------------------------------- grading
 
 def test_reference_answers_pass_through_the_engine() -> None:
-    from checker.engine import run_lesson
+    from checker.runner.lesson import run_lesson
 
     result = run_lesson(COURSE, SETTINGS.lesson, "solutions")
     assert isinstance(result, QuizResult) and not result.error, result.error
@@ -343,7 +343,7 @@ def _spawn(root: Path, *args: str):
     env = {**os.environ, "COURSE_ROOT": str(root), "COURSE_STUDENT": "pexpect@example.com", "COLUMNS": "110",
            "LINES": "50", "TERM": "xterm-256color"}
     env.pop("COURSE_QUIZ_ANSWERS", None)
-    return pexpect.spawn(sys.executable, ["-m", "checker.cli", "quiz", *args], cwd=str(root), env=env,
+    return pexpect.spawn(sys.executable, ["-m", "checker.cli.app", "quiz", *args], cwd=str(root), env=env,
                          encoding="utf-8", timeout=30, dimensions=(50, 110))
 
 

@@ -104,7 +104,7 @@ def test_release_notebooks_are_clean(release: Path) -> None:
 
 def _course(release: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COURSE_ROOT=str(release), PYTHONPATH=str(release))
-    return subprocess.run([sys.executable, "-m", "checker.cli", *args], cwd=release, env=env,
+    return subprocess.run([sys.executable, "-m", "checker.cli.app", *args], cwd=release, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

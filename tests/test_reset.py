@@ -9,7 +9,7 @@ from pathlib import Path
 import pexpect
 
 from checker.registry import load_course
-from checker.reset import changed_files, find_backup, lesson_files, list_backups, reset_lesson, restore_backup
+from checker.student.reset import changed_files, find_backup, lesson_files, list_backups, reset_lesson, restore_backup
 from checker.starter import expected_starter
 from tests.conftest import COURSE
 from tests.coursecopy import COURSE_SCRIPT, copy_course, course_env

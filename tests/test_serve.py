@@ -6,8 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from checker.catalog import read_catalog
-from checker.serve import WarmWorker, descendants
+from checker.runner.catalog import read_catalog
+from checker.runner.warm import WarmWorker, descendants
 from tests.conftest import COURSE
 
 LESSON = COURSE.lesson("1")

@@ -115,7 +115,7 @@ def test_missing_node_is_one_line_of_advice(tmp_path: Path, monkeypatch: pytest.
 def test_verify_command_reports_skipped_without_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from checker.cli import app
+    from checker.cli.app import app
 
     monkeypatch.setenv("COURSE_JUDGES_DIR", str(tmp_path / "judges"))
     monkeypatch.setattr(verify, "find_node", lambda base=None: None)

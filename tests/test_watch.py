@@ -17,9 +17,9 @@ import pexpect
 import pytest
 
 from checker.registry import load_course
-from checker.results import CheckResult, LessonResult
-from checker.serve import descendants
-from checker.watch import Watcher, compare, next_lesson, polling_reason, render_run
+from checker.runner.results import CheckResult, LessonResult
+from checker.runner.warm import descendants
+from checker.student.watch import Watcher, compare, next_lesson, polling_reason, render_run
 from tests.conftest import COURSE
 from tests.coursecopy import COURSE_SCRIPT, copy_course, course_env
 
@@ -79,7 +79,7 @@ def test_polling_is_chosen_for_network_and_wsl_drives(tmp_path: Path) -> None:
 
 def test_polling_sees_two_saves_within_one_second(tmp_path: Path) -> None:
     """Two quick saves (a typo, then its fix) are two changes, even where mtimes are coarse."""
-    from checker.watch import poll_files
+    from checker.student.watch import poll_files
 
     target = tmp_path / "context.py"
     target.write_text("x = 1\n")

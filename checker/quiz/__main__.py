@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections import Counter
 
-from checker.progress import write_atomically
+from checker.student.progress import write_atomically
 from checker.quiz.bank import Bank, QuizError, load_bank, load_settings
 from checker.quiz.tomlw import dumps_sections, header
 from checker.quiz.keys import PlainAnswer, build_hashed_key, disagreements, load_hashed_key, load_plain_key

@@ -35,7 +35,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from checker.progress import write_atomically
+from checker.student.progress import write_atomically
 from checker.quiz.bank import Question, QuizError, QuizSettings
 from checker.quiz.keys import InvalidAnswer, normalise
 from checker.quiz.tomlw import dumps_sections, header

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from checker.catalog import CheckInfo
+from checker.runner.catalog import CheckInfo
 from checker.quiz.answers import AnswerSheet, BadAnswer, canonical_letters, is_blank, load_sheet, option_order, short_answer
 from checker.quiz.bank import Bank, Question, QuizError, QuizSettings, load_bank, load_settings
 from checker.quiz.keys import HashedAnswer, load_hashed_key
 from checker.registry import Course, CourseError, Lesson
-from checker.results import CheckResult, LessonResult
+from checker.runner.results import CheckResult, LessonResult
 
 Status = Literal["right", "partial", "wrong", "unanswered", "invalid"]
 

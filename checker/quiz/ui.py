@@ -214,7 +214,7 @@ def take_quiz(course: Course, console: Console, lesson: str | None = None, redo:
                            only=[q.id for q in questions])
     console.print(review_view(verdicts, session.settings, session.shown_path()))
     if sheet.exists and not lesson:
-        from checker.progress import record
+        from checker.student.progress import record
 
         result = grade_lesson(course, session.settings.lesson, "starter")
         if not result.error:

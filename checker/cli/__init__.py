@@ -1,0 +1,1 @@
+"""The `course` command line: Typer commands and what they print."""

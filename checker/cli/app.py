@@ -1,0 +1,214 @@
+"""`course`: the lesson runner students and instructors type.
+
+Exit codes: 0 everything asked for passed, 1 a check failed, 2 bad usage (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from checker.runner.catalog import read_catalog
+from checker.cli.common import course_or_exit, fail_usage, lesson_or_exit
+from checker.registry import Course, CourseError, Lesson
+
+app = typer.Typer(help="Advanced MCP Server Development: run, check and grade the lessons.",
+                  invoke_without_command=True, no_args_is_help=False, add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+dev_app = typer.Typer(help="Commands for people who maintain the course.", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+
+out = Console(highlight=False, soft_wrap=False)
+
+LessonArg = Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _available_points(course: Course, lesson: Lesson) -> int:
+    path = course.checks_file(lesson)
+    return sum(c.points for c in read_catalog(path)) if lesson.available and path.is_file() else lesson.points
+
+
+def _rows(course: Course) -> list[dict[str, object]]:
+    from checker.student.progress import load_progress
+
+    progress = load_progress(course.state_dir)
+    rows = []
+    for lesson in course.lessons:
+        record = progress.get(lesson.id, {})
+        if not lesson.available:
+            status, step = "coming soon", "not built yet"
+        elif record.get("status") == "passed":
+            status, step = "passed", "done"
+        elif record:
+            failing = record.get("failing") or []
+            status = "in progress"
+            step = f"fix `{failing[0]}`: course hint {lesson.id}" if failing else f"course check {lesson.id}"
+        else:
+            status, step = "not started", f"open {lesson.notebook}"
+        rows.append({"id": lesson.id, "title": lesson.title, "status": status,
+                     "earned": int(record.get("earned", 0)) if lesson.available else 0,
+                     "available": _available_points(course, lesson), "next": step, "notebook": lesson.notebook})
+    return rows
+
+
+@app.callback()
+def main(ctx: typer.Context) -> None:
+    """With no command, show the lessons (the same as `course list`)."""
+    if ctx.invoked_subcommand is None:
+        list_lessons(as_json=False)
+
+
+@app.command("list")
+def list_lessons(as_json: JsonOpt = False) -> None:
+    """Show every lesson with its status, points and the next step to take."""
+    course = course_or_exit()
+    rows = _rows(course)
+    if as_json:
+        print(json.dumps({"lessons": rows}, indent=2))
+        return
+    from checker.cli.render import lessons_table
+
+    styles = {"passed": "green", "in progress": "yellow", "not started": "", "coming soon": "dim"}
+    table_rows = [(str(r["id"]), str(r["title"]), f"[{styles[str(r['status'])]}]{r['status']}[/]" if styles[str(r["status"])] else str(r["status"]),
+                   f"{r['earned']}/{r['available']}" if r["status"] != "coming soon" else "—", str(r["next"])) for r in rows]
+    out.print(lessons_table(table_rows))
+    todo = next((r for r in rows if r["status"] in ("in progress", "not started")), None)
+    if todo:
+        out.print(f"Next: {todo['id']} — {todo['next']}, then run `course check {todo['id']}`.", markup=False)
+
+
+@app.command()
+def check(
+    lesson: LessonArg,
+    against: Annotated[str, typer.Option(help="What to grade: starter (your code), solutions, or a path to a src/ folder.")] = "starter",
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run just this check (repeatable).")] = None,
+    no_hints: Annotated[bool, typer.Option("--no-hints", help="Do not show hints under failures.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds one check may take (default: course.toml).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a lesson's graded checks and explain every failure."""
+    from checker.runner.lesson import LessonRun
+    from checker.student.progress import record
+
+    course = course_or_exit()
+    chosen = lesson_or_exit(course, lesson)
+    try:
+        running = LessonRun(course, chosen, against, select=only, check_timeout=timeout)
+    except CourseError as exc:
+        fail_usage(str(exc))
+        return
+    from checker.cli.render import lesson_report  # imported while the worker starts, on the other core
+
+    result = running.wait()
+    if against == "starter" and not only and not result.error:
+        record(course.state_dir, result)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        out.print(lesson_report(result, show_hints=not no_hints))
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(metavar="CHECK", help="A check id; default: the failing ones.")] = None) -> None:
+    """Show the hints for a lesson's checks (the failing ones first)."""
+    from checker.student.progress import load_progress
+
+    course = course_or_exit()
+    chosen = lesson_or_exit(course, lesson)
+    if not chosen.available:
+        fail_usage(f"{chosen.id} is coming soon: it has no checks yet")
+    if chosen.kind == "quiz":  # lesson 10: each question's hint names the lesson to revisit
+        from checker.quiz.grading import question_hints
+
+        try:
+            catalog = question_hints(course, chosen)
+        except CourseError as exc:
+            fail_usage(str(exc))
+            return
+    else:
+        catalog = read_catalog(course.checks_file(chosen))
+    if check_id:
+        picked = [c for c in catalog if c.id == check_id]
+        if not picked:
+            fail_usage(f"{chosen.id} has no check {check_id!r}; its checks are {', '.join(c.id for c in catalog)}")
+    else:
+        failing = set(load_progress(course.state_dir).get(chosen.id, {}).get("failing", []))
+        picked = [c for c in catalog if c.id in failing] or catalog
+    for info in picked:
+        out.print(f"[bold]{info.title}[/] [dim]({info.id}, {info.points} pt)[/]")
+        out.print(f"  {info.hint}", markup=False)
+
+
+@app.command()
+def quiz(
+    lesson: Annotated[Optional[str], typer.Option("--lesson", help="Only the questions about this lesson (3, lesson-3).")] = None,
+    redo: Annotated[bool, typer.Option("--redo", help="Ask the questions you have already answered again.")] = False,
+    review: Annotated[bool, typer.Option("--review", help="Ask nothing; score your answers and explain what you missed.")] = False,
+) -> None:
+    """Take the chapter quiz (lesson 10) in the terminal: saved as you go, resumable, reviewed at the end."""
+    from checker.quiz.ui import take_quiz
+
+    course = course_or_exit()
+    try:
+        code = take_quiz(course, out, lesson=lesson, redo=redo, review_only=review)
+    except CourseError as exc:
+        fail_usage(str(exc))
+        return
+    raise typer.Exit(code)
+
+
+@dev_app.command("sync-starter")
+def sync_starter(
+    check_only: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False,
+    lesson: Annotated[Optional[str], typer.Option(help="Only this lesson's modules (others stay as they are).")] = None,
+) -> None:
+    """Regenerate the starter package (capstone/) from solutions/, keeping a backup of changed files."""
+    from checker.starter import drift, write_starter
+
+    course = course_or_exit()
+    solutions, starter = course.solutions.parent, course.starter.parent
+    only = None
+    if lesson:
+        package_dir = course.starter.relative_to(starter) / course.package
+        only = {(package_dir / f"{module}.py").as_posix() for module in lesson_or_exit(course, lesson).modules}
+    if check_only:
+        changed = [rel for rel in drift(solutions, starter, course.solutions_only) if only is None or rel in only]
+        for rel in changed:
+            out.print(f"drift: {rel}", markup=False)
+        raise typer.Exit(1 if changed else 0)
+    changed, backup = write_starter(solutions, starter, course.state_dir, only=only, exclude=course.solutions_only)
+    for rel in changed:
+        out.print(f"wrote {starter.name}/{rel}", markup=False)
+    if backup:
+        out.print(f"your previous versions are kept in {backup}", markup=False)
+    if not changed:
+        out.print("the starter is up to date")
+
+
+from checker.cli.instructor import export, grade, release  # noqa: E402 - instructor commands
+
+app.command()(release)
+app.command()(grade)
+app.command()(export)
+
+from checker.cli.student import doctor, next_, open_lesson, reset, solution, watch  # noqa: E402 - student commands
+
+app.command()(watch)
+app.command("open")(open_lesson)
+app.command()(reset)
+app.command()(doctor)
+app.command("next")(next_)
+app.command()(solution)
+
+from checker.verify import verify  # noqa: E402 - lesson 9: the capstone's independent judges
+
+app.command()(verify)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,325 @@
+"""Batch grading for instructors: a folder of submissions in, one result per student out.
+
+Each submission is copied into a folder of its own, then graded by the batch worker
+(`checker.grading.worker`) in a sandbox of its own with the instructor's checks (visible and
+hidden), never the submission's. This process never imports student code: it plans, watches
+result files appear, and assembles each student's result as soon as their last lesson is in,
+storing it at once (so an interrupted batch resumes where it stopped).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import checker
+from checker.grading.submissions import Submission, locate_edition, unpack
+from checker.registry import Course, CourseError, Lesson
+from checker.runner.lesson import build_request, worker_env
+from checker.runner.request import Request
+from checker.runner.results import CheckResult, LessonResult
+from checker.sandbox.cgroups import Group, GroupsUnavailable, batch_groups
+from checker.sandbox.preflight import Finding, Preflight, preflight, private_paths
+from checker.sandbox.submission import Mode, SandboxPlan
+
+SANDBOX_UID = 61000       # first uid for sandboxed submissions when grading as root
+LAST_SANDBOX_UID = 65533  # below `nobody`, and within the 16-bit uids a container maps
+UIDS_PER_SLOT = 8         # see checker.grading.worker.UID_ROTATION
+CHECKS_AT_ONCE = 2        # per lesson-submission: many checks mostly wait (servers starting), so overlap them
+
+
+@dataclass
+class SubmissionResult:
+    id: str
+    lessons: list[LessonResult] = field(default_factory=list)
+    error: str = ""  # the submission could not be graded at all (unreadable zip, no package, ...)
+    duration: float = 0.0
+
+    @property
+    def earned(self) -> float:
+        return sum(lesson.earned for lesson in self.lessons)
+
+    @property
+    def available(self) -> float:
+        return sum(lesson.available for lesson in self.lessons)
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.id, "error": self.error, "duration": self.duration, "earned": self.earned,
+                "available": self.available, "lessons": [lesson.to_json() for lesson in self.lessons]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> SubmissionResult:
+        lessons = [LessonResult.from_json(item) for item in data.get("lessons", [])]  # type: ignore[union-attr]
+        return cls(str(data["id"]), lessons, str(data.get("error", "")), float(data.get("duration", 0.0)))  # type: ignore[arg-type]
+
+
+@dataclass
+class _Planned:
+    index: int
+    submission: Submission
+    result: SubmissionResult
+    workdir: Path
+    requests: list[tuple[Lesson, Path]] = field(default_factory=list)  # lesson, its result file
+    edition: Path | None = None  # the copy's src/ folder, once unpacked
+    reported: bool = False
+
+    def finished(self) -> bool:
+        return all(out.is_file() for _, out in self.requests)
+
+
+def sandbox_check(course: Course, lessons: list[Lesson], *, no_sandbox: bool = False,
+                  private: list[Path] | None = None) -> Preflight:
+    """The preflight for grading `lessons` here (see `checker.sandbox.preflight`)."""
+    with tempfile.TemporaryDirectory(prefix="course-preflight-") as scratch:
+        return preflight(course, lessons, no_sandbox=no_sandbox, probe_uid=SANDBOX_UID if os.geteuid() == 0 else None,
+                         scratch=Path(scratch), private=private_paths(course, private or []))
+
+
+def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesson], *, jobs: int,
+              hidden: bool = True, sandbox: bool = True, check_timeout: float | None = None,
+              on_done: Callable[[SubmissionResult], None] | None = None,
+              checks_at_once: int = CHECKS_AT_ONCE, checked: Preflight | None = None,
+              store: Path | None = None) -> list[SubmissionResult]:
+    """Grade every submission's lessons; results come back in submission order.
+
+    `checked` is the preflight already shown to the instructor (made here if not given);
+    grading refuses to start when it found no safe way to run student code (`sandbox=False`
+    means `--no-sandbox`). With `store`, each student's result is written there as soon as it
+    is complete, and a student already there is not graded again (`--resume`).
+    """
+    checked = checked or sandbox_check(course, lessons, no_sandbox=not sandbox)
+    if checked.refusal:
+        raise CourseError(checked.refusal)
+    assert checked.mode is not None
+    plans: list[_Planned] = []
+    done = _stored(store)
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp, \
+            _reserved_uids(jobs, checked.mode is not Mode.NONE and os.geteuid() == 0) as first_uid, \
+            _batch_groups(checked) as groups:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o711)  # a submission's user may pass through to its own folder, never list them
+        results_dir = workdir / "results"
+        results_dir.mkdir(mode=0o700)
+        private_checks = workdir / "checks"
+        private_checks.mkdir(mode=0o700)
+        entries = []
+        for index, submission in enumerate(submissions):
+            plan = _Planned(index, submission, SubmissionResult(submission.id), workdir / f"sub-{index}")
+            plans.append(plan)
+            if submission.id in done:
+                plan.result, plan.reported = done[submission.id], True
+                continue
+            entries.append(_plan_submission(course, plan, lessons, results_dir, private_checks, hidden=hidden,
+                                            check_timeout=check_timeout, checks_at_once=checks_at_once))
+        for plan in plans:
+            if plan.edition is None and not plan.reported:
+                _report(plan, on_done, store)
+        todo = [entry for entry in entries if entry["requests"]]
+        if todo:
+            batch = {"plan": _plan_json(course, checked), "uid_base": first_uid, "parallel": max(1, jobs),
+                     "private": [str(p) for p in checked.private],
+                     "groups": [str(d) for d in groups.dirs] if groups else [], "groups_v2": bool(groups and groups.v2),
+                     "limits": {"wall_seconds": check_timeout or course.check_timeout,
+                                "memory_mb": course.memory_limit_mb, "output_mb": course.output_limit_mb},
+                     "submissions": todo}
+            batch_file = results_dir / "batch.json"
+            batch_file.write_text(json.dumps(batch))
+            _run_worker(course, batch_file, len(todo), jobs, plans,
+                        lambda plan: _finish(course, plan, lessons, checked, on_done, store))
+        for plan in plans:
+            if not plan.reported:
+                _finish(course, plan, lessons, checked, on_done, store)
+    return [plan.result for plan in plans]
+
+
+def _plan_submission(course: Course, plan: _Planned, lessons: list[Lesson], results_dir: Path, private_checks: Path,
+                     *, hidden: bool, check_timeout: float | None, checks_at_once: int) -> dict[str, object]:
+    """Copy one submission and write its lessons' requests; a submission that cannot be is reported."""
+    entry: dict[str, object] = {"index": plan.index, "id": plan.submission.id, "workdir": str(plan.workdir),
+                                "requests": []}
+    try:
+        plan.workdir.mkdir(mode=0o700)
+        copy = unpack(plan.submission, plan.workdir / "copy")
+        plan.edition = locate_edition(copy, course)
+    except (CourseError, OSError, ValueError) as exc:
+        plan.result.error = str(exc)
+        return entry
+    except Exception as exc:  # noqa: BLE001 - whatever a hostile archive does, the batch goes on
+        plan.result.error = f"the submission could not be unpacked: {type(exc).__name__}: {exc}"
+        return entry
+    entry["edition"] = str(plan.edition)
+    paths = []
+    for lesson in lessons:
+        if lesson.kind == "quiz":
+            continue  # graded from data, here: no student code runs
+        out = results_dir / f"{plan.index}-{lesson.id}.json"
+        request = build_request(course, lesson, plan.edition, plan.submission.id, out, jobs=checks_at_once,
+                                hidden=hidden, check_timeout=check_timeout)
+        _use_private_checks(request, private_checks)
+        request_file = results_dir / f"{plan.index}-{lesson.id}.request.json"
+        request_file.write_text(json.dumps(asdict(request)))
+        paths.append(str(request_file))
+        plan.requests.append((lesson, out))
+    entry["requests"] = paths
+    return entry
+
+
+def _plan_json(course: Course, checked: Preflight) -> dict[str, object]:
+    assert checked.mode is not None
+    hidden = course.checks_dir / "hidden"
+    return SandboxPlan(mode=checked.mode, runtime=checked.runtime, checker=str(Path(checker.__file__).resolve().parent),
+                       hidden=str(hidden) if hidden.is_dir() else "", path_dirs=checked.path_dirs).to_json()
+
+
+@contextmanager
+def _batch_groups(checked: Preflight) -> Iterator[Group | None]:
+    """This batch's resource groups when the machine gives them (root), else per-process limits only."""
+    if checked.mode is Mode.NONE or os.geteuid() != 0:
+        checked.findings.append(Finding("limits", False, "per process only (resource groups need root)"))
+        yield None
+        return
+    try:
+        groups = batch_groups(f"course-grade-{os.getpid()}")
+    except GroupsUnavailable as exc:
+        checked.findings.append(Finding("limits", False, f"per process only: {exc}"))
+        yield None
+        return
+    checked.findings.append(Finding("limits", True, f"per check, on all its processes (cgroup {'v2' if groups.v2 else 'v1'})"))
+    try:
+        yield groups
+    finally:
+        groups.remove()
+
+
+def _finish(course: Course, plan: _Planned, lessons: list[Lesson], checked: Preflight,
+            on_done: Callable[[SubmissionResult], None] | None, store: Path | None) -> None:
+    """Assemble a student's result from their lessons' files (and quiz); report and store it."""
+    by_lesson: dict[str, LessonResult] = {}
+    for lesson, out in plan.requests:
+        try:
+            by_lesson[lesson.id] = LessonResult.from_json(json.loads(out.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            by_lesson[lesson.id] = LessonResult(lesson.id, lesson.title, plan.submission.id,
+                                                error="grading did not finish for this lesson")
+    if plan.edition is not None:
+        for lesson in (item for item in lessons if item.kind == "quiz"):
+            by_lesson[lesson.id] = _grade_quiz(course, lesson, plan.edition)
+    plan.result.lessons = [by_lesson[item.id] for item in lessons if item.id in by_lesson]
+    for lesson in plan.result.lessons:
+        for check in lesson.checks:
+            if check.outcome == "skipped":
+                _judge_skip(check, checked)
+    plan.result.duration = round(sum(lesson.duration for lesson in plan.result.lessons), 3)
+    _report(plan, on_done, store)
+
+
+def _judge_skip(check: CheckResult, checked: Preflight) -> None:
+    """A skip while grading: the grading machine's problem (not graded, not counted), or the student's.
+
+    Only a program the preflight found missing excuses a check. Anything else that made a check
+    skip itself on a machine that has everything (a build that reports it is "offline", say)
+    came from the submission, and counts against it like any failure.
+    """
+    lacking = [program for program in checked.missing if program in check.message]
+    if lacking:
+        check.message = (f"not graded: the grading machine lacks {lacking[0]} (your instructor's to install; "
+                         f"these points are left out of your total)")
+        return
+    check.outcome = "failed"
+    check.message = f"the check could not run your code as it should: {check.message}"
+
+
+def _report(plan: _Planned, on_done: Callable[[SubmissionResult], None] | None, store: Path | None) -> None:
+    plan.reported = True
+    if store is not None:
+        store.mkdir(parents=True, exist_ok=True)
+        target = store / f"{plan.submission.id}.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(plan.result.to_json()))
+        os.replace(tmp, target)
+    if on_done is not None:
+        on_done(plan.result)
+
+
+def _stored(store: Path | None) -> dict[str, SubmissionResult]:
+    """Students already graded into `store` (for --resume); unreadable files are graded again."""
+    found: dict[str, SubmissionResult] = {}
+    for path in sorted(store.glob("*.json")) if store is not None and store.is_dir() else []:
+        try:
+            result = SubmissionResult.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found[result.id] = result
+    return found
+
+
+@contextmanager
+def _reserved_uids(jobs: int, needed: bool) -> Iterator[int | None]:
+    """A range of sandbox uids no other `course grade` on this machine is using, held while grading."""
+    if not needed:
+        yield None
+        return
+    size = UIDS_PER_SLOT * max(1, jobs)
+    for start in range(SANDBOX_UID, LAST_SANDBOX_UID - size + 2, size):
+        with open(Path(tempfile.gettempdir()) / f"course-grade-uids-{start}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield start
+            return
+    raise CourseError("every range of sandbox uids is in use by other `course grade` runs: wait for one to finish")
+
+
+def _use_private_checks(request: Request, folder: Path) -> None:
+    """Point `request` at copies of its hidden check files that only the grader can read."""
+    def private(path: str) -> str:
+        copy = folder / Path(path).name
+        if not copy.exists():
+            shutil.copyfile(path, copy)
+        return str(copy)
+
+    request.extra_checks = [private(path) for path in request.extra_checks]
+
+
+def _grade_quiz(course: Course, lesson: Lesson, edition: Path) -> LessonResult:
+    """A quiz is data: grade the submission's answers file here. Nothing in it can stop the batch."""
+    from checker.quiz.grading import grade_lesson
+
+    try:
+        return grade_lesson(course, lesson, str(edition))
+    except CourseError as exc:
+        return LessonResult(lesson.id, lesson.title, "submission", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a hostile answers file is that student's problem only
+        return LessonResult(lesson.id, lesson.title, "submission",
+                            error=f"the answers file could not be graded: {type(exc).__name__}")
+
+
+def _run_worker(course: Course, batch_file: Path, count: int, jobs: int, plans: list[_Planned],
+                finish: Callable[[_Planned], None]) -> None:
+    """Run the batch worker, reporting submissions as their last lesson's result appears."""
+    budget = count * course.lesson_timeout * 9 / max(1, jobs) + 300
+    proc = subprocess.Popen([sys.executable, "-m", "checker.grading.worker", str(batch_file)],
+                            cwd=batch_file.parent, env=worker_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + budget
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            for plan in plans:
+                if plan.requests and not plan.reported and plan.finished():
+                    finish(plan)
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # lessons without a result file are reported as unfinished
+        proc.wait()

@@ -1,0 +1,106 @@
+"""Run one command where student code runs, for a check outside: its stdio, its signals, its exit.
+
+A check that starts a subprocess of student code (a stdio server, a replica, a build) runs it
+through the relay (`checker.sandbox.relay`), which asks the zygote for a spawner: a fresh fork
+that never imports student code. The relay hands over its own stdin, stdout and stderr; the
+spawner starts the command on them, passes on every signal the relay gets, and reports how the
+command ended. If the relay goes away (the check ended or was killed), the spawner kills the
+command's whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+from typing import Any
+
+from checker import wire
+
+
+def run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
+    """Start the command on the relay's file descriptors and look after it; returns when it ended."""
+    argv = [str(a) for a in request.get("argv", [])]
+    env = {str(k): str(v) for k, v in dict(request.get("env") or {}).items()}
+    cwd = str(request.get("cwd") or "/")
+    if not argv or len(fds) != 3:
+        conn.sendall(wire.frame({"error": "a spawn request needs a command and three file descriptors"}))
+        return 2
+    conn.sendall(wire.frame({"pid": os.getpid()}))
+    go = wire.recv_frame(conn)  # the relay first moves this process into the check's resource limits
+    if type(go) is not dict or not go.get("go"):
+        return 2
+    try:
+        pid = _start(argv, env, cwd, fds)
+    except OSError as exc:  # said on the command's own stderr, as a shell would, with a shell's exit code
+        os.write(fds[2], f"{argv[0]}: {exc.strerror or exc}\n".encode())
+        conn.sendall(wire.frame({"exit": 127}))
+        return 0
+    for fd in fds:
+        os.close(fd)
+    status = _look_after(conn, pid)
+    ended = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
+    try:
+        conn.sendall(wire.frame(ended))
+    except OSError:
+        pass
+    return 0
+
+
+def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int]) -> int:
+    """fork + exec `argv` with the relay's stdio, in a process group of its own."""
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.setpgid(0, 0)
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            os.chdir(cwd)
+            os.set_inheritable(ready_w, False)
+            os.execvpe(argv[0], argv, env)
+        except OSError as exc:
+            os.write(ready_w, str(exc.errno).encode())
+        finally:
+            os._exit(127)
+    os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        failed = ready.read()  # empty once exec succeeded (the pipe closes on exec)
+    if failed:
+        os.waitpid(pid, 0)
+        raise OSError(int(failed), os.strerror(int(failed)))
+    return pid
+
+
+def _look_after(conn: socket.socket, pid: int) -> int:
+    """Pass on signals from the relay until the command ends; kill it all if the relay goes away."""
+    while True:
+        ready, _, _ = select.select([conn], [], [], 0.05)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            _kill_group(pid)  # what the command left behind in its group goes with it
+            return status
+        if not ready:
+            continue
+        try:
+            message = wire.recv_frame(conn)
+        except (OSError, wire.WireError):
+            _kill_group(pid)
+            return os.waitpid(pid, 0)[1]
+        number = message.get("signal") if type(message) is dict else None
+        if type(number) is int and 0 < number < signal.NSIG:
+            try:
+                os.kill(pid, number)  # as Popen.send_signal would: to the command, not its group
+            except ProcessLookupError:
+                pass
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

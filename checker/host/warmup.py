@@ -1,0 +1,62 @@
+"""Import and warm up the SDK once, before a process forks the ones that run checks or student code.
+
+Both warm processes use it: the worker (which forks one process per check) and the zygote (which
+forks one host per check). Nothing here imports pytest or student code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import anyio
+from pydantic import BaseModel
+
+# jsonschema pulls in every optional *format* library it finds when first imported; one of them
+# (`rfc3987_syntax`) builds a parser grammar for over a second. MCP never checks formats.
+_FORMAT_LIBRARIES = ("fqdn", "rfc3987", "rfc3986_validator", "rfc3987_syntax", "rfc3339_validator",
+                     "webcolors", "jsonpointer", "uri_template", "isoduration")
+
+
+def warm_up() -> None:
+    """Import what every check's client and server need, and make one call per protocol era.
+
+    The MCP client validates structured tool output with jsonschema, imported on first use; the
+    format libraries are hidden during that one import and stay importable afterwards for any
+    code that really uses them. The first call in a process builds pydantic validators and schema
+    caches (~0.1 s); doing it here means no forked process pays for it again.
+    """
+    hidden = [name for name in _FORMAT_LIBRARIES if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(hidden))
+    try:
+        import jsonschema.validators  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+    import mcp.client  # noqa: F401
+    import mcp.client.streamable_http  # noqa: F401 - the HTTP stack many checks use, so forks skip it
+    import mcp.server.streamable_http_manager  # noqa: F401
+    import uvicorn.lifespan.on  # noqa: F401
+    import uvicorn.protocols.http.h11_impl  # noqa: F401
+
+    anyio.run(_sdk_round_trip)
+
+
+class _Echo(BaseModel):
+    text: str
+
+
+async def _echo(text: str) -> _Echo:
+    return _Echo(text=text)
+
+
+async def _sdk_round_trip() -> None:
+    """One in-memory call per protocol era on a throwaway SDK-only server (no student code)."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("warm-up", log_level="WARNING")
+    server.tool()(_echo)
+    for mode in ("auto", "legacy"):
+        async with Client(server, mode=mode) as client:
+            await client.call_tool("echo", {"text": "hi"})

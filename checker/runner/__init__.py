@@ -1,0 +1,1 @@
+"""Checking one lesson: build the request, run its checks in a worker, read the result back."""

@@ -1,0 +1,194 @@
+"""Grade one lesson: start the worker in a child process, bound it in time, read its result.
+
+This side never imports pytest, the SDK or student code, so it starts fast and nothing a
+check does can crash it. All it trusts is the JSON file the worker writes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from checker.runner.catalog import read_catalog
+from checker.registry import Course, CourseError, Lesson
+from checker.runner.request import Request
+from checker.runner.results import LessonResult
+
+TIMINGS = "timings.json"
+
+
+def edition_path(course: Course, against: str) -> tuple[Path, str]:
+    """`starter` (the student's package), `solutions`, or a path to another copy's src/ folder."""
+    if against == "starter":
+        path, name = course.starter, "starter"
+    elif against == "solutions":
+        path, name = course.solutions, "solutions"
+    else:
+        path, name = Path(against).resolve(), against
+    if not (path / course.package).is_dir():
+        raise CourseError(f"no {course.package} package found in {path}")
+    return path, name
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"       # load only the plugins the checks need: faster
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+_prestarted: subprocess.Popen[bytes] | None = None
+
+
+def prestart_worker() -> None:
+    """Start a worker now, before the CLI has even parsed its arguments.
+
+    It imports pytest and the SDK (most of a check's cost) while the CLI imports Typer and
+    reads the registry; `LessonRun` then hands it the request on stdin. A worker that is never
+    given one (a usage error, say) sees end-of-file and exits, or is killed at exit.
+    """
+    global _prestarted
+    _prestarted = subprocess.Popen([sys.executable, "-m", "checker.runner.worker", "--request", "-"],
+                                   cwd=tempfile.gettempdir(), env=worker_env(), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    atexit.register(_discard_prestarted)
+
+
+def _discard_prestarted() -> None:
+    if _prestarted is not None and _prestarted.poll() is None:
+        _prestarted.kill()
+        _prestarted.wait()
+
+
+def _start_worker(request_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """The pre-started worker if there is one, else a new one, working on `request_file`."""
+    global _prestarted
+    proc, _prestarted = _prestarted, None
+    if proc is not None and proc.poll() is None and proc.stdin is not None:
+        proc.stdin.write(f"{request_file}\n".encode())
+        proc.stdin.close()
+        proc.stdin = None  # handed over: communicate() must not touch it again
+        return proc
+    return subprocess.Popen([sys.executable, "-m", "checker.runner.worker", "--request", str(request_file)],
+                            cwd=cwd, env=worker_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: str, out: Path, *,
+                  jobs: int | None = None, select: list[str] | None = None,
+                  check_timeout: float | None = None, hidden: bool = False) -> Request:
+    """Everything a worker needs to check `lesson` against the package in `edition`.
+
+    `hidden` adds the instructor-only checks, when this copy of the course has them.
+    """
+    checks_file = course.checks_file(lesson)
+    if not checks_file.is_file():
+        raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
+    extra = [course.hidden_checks_file(lesson)] if hidden and course.hidden_checks_file(lesson).is_file() else []
+    known = {c.id for path in (checks_file, *extra) for c in read_catalog(path)}
+    unknown = sorted(set(select or ()) - known)
+    if unknown:
+        raise CourseError(f"{lesson.id} has no check {unknown[0]!r}; its checks are {', '.join(sorted(known))}")
+    return Request(
+        lesson=lesson.id, title=lesson.title, checks_file=str(checks_file), edition=str(edition),
+        edition_name=edition_name, package=course.package, modules=list(lesson.modules),
+        out=str(out), check_timeout=check_timeout or course.check_timeout,
+        lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
+        output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
+        expected=load_timings(course.state_dir).get(lesson.id, {}),
+        extra_checks=[str(path) for path in extra],
+    )
+
+
+class LessonRun:
+    """One lesson being checked in a worker process; `wait()` gives its result.
+
+    Starting and waiting are separate so a caller can do its own work (the CLI imports its
+    renderer) on the other core while the worker imports the SDK.
+    """
+
+    _quiz: LessonResult | None = None  # a quiz lesson's result, graded without a worker
+
+    def __init__(self, course: Course, lesson: Lesson, against: str = "starter",
+                 select: list[str] | None = None, jobs: int | None = None,
+                 check_timeout: float | None = None, hidden: bool = False) -> None:
+        if not lesson.available:
+            raise CourseError(f"{lesson.id} ({lesson.title}) is coming soon: it has no checks yet")
+        # BEGIN quiz dispatch (lesson 10): a quiz's answers are data, not code, so they are graded
+        # here, in-process, against the hashed key; one CheckResult per question (checker/quiz/).
+        if lesson.kind == "quiz":
+            from checker.quiz.grading import grade_lesson
+
+            self._quiz = grade_lesson(course, lesson, against, select)
+            return
+        # END quiz dispatch
+        edition, self.edition_name = edition_path(course, against)
+        self.course, self.lesson = course, lesson
+        self.started = time.monotonic()
+        self._tmp = tempfile.TemporaryDirectory(prefix="course-check-")
+        tmp = Path(self._tmp.name)
+        self.request = build_request(course, lesson, edition, self.edition_name, tmp / "result.json",
+                                     jobs=jobs, select=select, check_timeout=check_timeout, hidden=hidden)
+        request_file = tmp / "request.json"
+        request_file.write_text(json.dumps(asdict(self.request)))
+        self._proc = _start_worker(request_file, tmp)
+
+    def wait(self) -> LessonResult:
+        if self._quiz is not None:  # quiz dispatch (lesson 10), see __init__
+            return self._quiz
+        error = ""
+        try:
+            _, stderr = self._proc.communicate(timeout=self.course.lesson_timeout + 30)
+            if self._proc.returncode != 0:
+                error = f"the check runner exited with code {self._proc.returncode}: {stderr.decode(errors='replace')[-1500:]}"
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            error = f"the lesson did not finish within its limit of {self.course.lesson_timeout:g} s"
+        out = Path(self.request.out)
+        if out.is_file():
+            result = LessonResult.from_json(json.loads(out.read_text()))
+        else:
+            result = LessonResult(lesson=self.lesson.id, title=self.lesson.title, edition=self.edition_name,
+                                  error=error or "the check runner produced no result")
+        self._tmp.cleanup()
+        result.duration = round(time.monotonic() - self.started, 3)
+        if result.checks and not result.error:
+            save_timings(self.course.state_dir, self.lesson.id, {c.id: c.duration for c in result.checks})
+        return result
+
+
+def run_lesson(course: Course, lesson: Lesson, against: str = "starter",
+               select: list[str] | None = None, jobs: int | None = None,
+               check_timeout: float | None = None, hidden: bool = False) -> LessonResult:
+    """Run `lesson`'s graded checks against an edition and return the result."""
+    return LessonRun(course, lesson, against, select, jobs, check_timeout, hidden).wait()
+
+
+def load_timings(state_dir: Path) -> dict[str, dict[str, float]]:
+    try:
+        data = json.loads((state_dir / TIMINGS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_timings(state_dir: Path, lesson_id: str, durations: dict[str, float]) -> None:
+    """Remember how long each check took, so the next run can start the slowest first."""
+    from checker.student.progress import write_atomically
+
+    data = load_timings(state_dir)
+    data[lesson_id] = durations
+    try:
+        write_atomically(state_dir / TIMINGS, json.dumps(data, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only course folder only costs the ordering hint
+

@@ -1,0 +1,31 @@
+"""What the engine asks of the worker: one lesson, one edition, the limits. Plain data, cheap to import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    """Everything the worker needs, passed as one JSON file (nothing else crosses over)."""
+
+    lesson: str
+    title: str
+    checks_file: str
+    edition: str        # the src/ folder whose package is graded
+    edition_name: str   # "starter", "solutions", or a path, for display
+    package: str
+    modules: list[str]
+    out: str
+    check_timeout: float
+    lesson_timeout: float
+    memory_mb: int
+    output_mb: int
+    jobs: int
+    select: list[str]
+    expected: dict[str, float]  # check id -> seconds it took last time; the longest start first
+    extra_checks: list[str] = field(default_factory=list)  # instructor-only (hidden) check files
+    # Grading: the submission's running sandbox (`checker.sandbox.submission.Running`, as a dict).
+    # Student code then runs only in it, in host processes, never in a check's own process.
+    sandbox: dict[str, Any] | None = None

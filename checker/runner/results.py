@@ -1,0 +1,82 @@
+"""The result model every consumer shares: terminal, notebook, JSON, progress file, grader.
+
+Results cross a process boundary (the check runs in a child), so they are plain data that
+round-trips through JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Outcome = Literal["passed", "failed", "skipped"]
+
+
+@dataclass
+class CheckResult:
+    id: str
+    title: str
+    points: int
+    outcome: Outcome
+    message: str = ""
+    hint: str = ""
+    duration: float = 0.0
+    fraction: float | None = None  # partial credit in [0, 1] (e.g. a multiple-select question)
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+    @property
+    def earned(self) -> float:
+        if self.fraction is not None:
+            return round(self.points * max(0.0, min(1.0, self.fraction)), 2)
+        return self.points if self.passed else 0
+
+
+@dataclass
+class LessonResult:
+    lesson: str
+    title: str
+    edition: str
+    checks: list[CheckResult] = field(default_factory=list)
+    error: str = ""  # the lesson could not be checked at all (the runner's fault, not a check's)
+    duration: float = 0.0
+
+    @property
+    def passed(self) -> int:
+        return sum(c.outcome == "passed" for c in self.checks)
+
+    @property
+    def failed(self) -> int:
+        return sum(c.outcome == "failed" for c in self.checks)
+
+    @property
+    def skipped(self) -> int:
+        return sum(c.outcome == "skipped" for c in self.checks)
+
+    @property
+    def earned(self) -> float:
+        return sum(c.earned for c in self.checks)
+
+    @property
+    def available(self) -> int:
+        """Points that could be earned: a skipped check (a program this machine lacks) is not graded."""
+        return sum(c.points for c in self.checks if c.outcome != "skipped")
+
+    @property
+    def ok(self) -> bool:
+        """All graded checks passed (skipped ones do not count against the student)."""
+        return not self.error and self.failed == 0 and bool(self.checks)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data.update(passed=self.passed, failed=self.failed, skipped=self.skipped,
+                    earned=self.earned, available=self.available, ok=self.ok)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> LessonResult:
+        checks = [CheckResult(**c) for c in data.get("checks", [])]  # type: ignore[arg-type]
+        return cls(lesson=str(data["lesson"]), title=str(data["title"]), edition=str(data["edition"]),
+                   checks=checks, error=str(data.get("error", "")), duration=float(data.get("duration", 0.0)))  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Where student code may run: processes, limits, and the sandbox around them."""

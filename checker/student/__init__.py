@@ -1,0 +1,1 @@
+"""What the runner keeps and does for a student: progress, backups and reset, watch, open, next, doctor."""

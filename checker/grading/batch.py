@@ -78,11 +78,12 @@ class _Planned:
 
 
 def sandbox_check(course: Course, lessons: list[Lesson], *, no_sandbox: bool = False,
-                  private: list[Path] | None = None) -> Preflight:
+                  private: list[Path] | None = None, without_bubblewrap: bool = False) -> Preflight:
     """The preflight for grading `lessons` here (see `checker.sandbox.preflight`)."""
     with tempfile.TemporaryDirectory(prefix="course-preflight-") as scratch:
         return preflight(course, lessons, no_sandbox=no_sandbox, probe_uid=SANDBOX_UID if os.geteuid() == 0 else None,
-                         scratch=Path(scratch), private=private_paths(course, private or []))
+                         scratch=Path(scratch), private=private_paths(course, private or []),
+                         without_bubblewrap=without_bubblewrap)
 
 
 def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesson], *, jobs: int,
@@ -127,7 +128,7 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
         todo = [entry for entry in entries if entry["requests"]]
         if todo:
             batch = {"plan": _plan_json(course, checked), "uid_base": first_uid, "parallel": max(1, jobs),
-                     "private": [str(p) for p in checked.private],
+                     "private": [str(p) for p in checked.private], "view": checked.view,
                      "groups": [str(d) for d in groups.dirs] if groups else [], "groups_v2": bool(groups and groups.v2),
                      "limits": {"wall_seconds": check_timeout or course.check_timeout,
                                 "memory_mb": course.memory_limit_mb, "output_mb": course.output_limit_mb},
@@ -185,16 +186,13 @@ def _plan_json(course: Course, checked: Preflight) -> dict[str, object]:
 def _batch_groups(checked: Preflight) -> Iterator[Group | None]:
     """This batch's resource groups when the machine gives them (root), else per-process limits only."""
     if checked.mode is Mode.NONE or os.geteuid() != 0:
-        checked.findings.append(Finding("limits", False, "per process only (resource groups need root)"))
         yield None
         return
     try:
         groups = batch_groups(f"course-grade-{os.getpid()}")
-    except GroupsUnavailable as exc:
-        checked.findings.append(Finding("limits", False, f"per process only: {exc}"))
-        yield None
+    except GroupsUnavailable:
+        yield None  # the preflight has said so
         return
-    checked.findings.append(Finding("limits", True, f"per check, on all its processes (cgroup {'v2' if groups.v2 else 'v1'})"))
     try:
         yield groups
     finally:

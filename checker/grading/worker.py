@@ -125,7 +125,7 @@ def main() -> None:
     batch = json.loads(Path(sys.argv[1]).read_text())
     plan = SandboxPlan.from_json(batch["plan"])
     os.environ["PATH"] = os.pathsep.join([*plan.path_dirs, os.environ.get("PATH", "")])  # the real uv, not a shim
-    if batch.get("uid_base") is not None:  # checks will run as unprivileged users: give them their view
+    if batch.get("view") and batch.get("uid_base") is not None:  # checks run as unprivileged users: their view
         judgeview.enter([Path(p) for p in plan.runtime], [Path(p) for p in batch["private"]], int(batch["uid_base"]),
                         Path(sys.argv[1]).parent.parent / "view")
     try:

@@ -138,10 +138,9 @@ class ForkPerCheck:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        # Create the base temp folder once, here, so forks only add sub-folders to it; world-
-        # writable and sticky (like /tmp) so checks running as a sandbox user can use it too.
+        # Create the base temp folder once, here, so forks only add sub-folders to it. Private (0700,
+        # from mkdtemp): when grading it belongs to the submission's user, who runs the checks.
         basetemp = session.config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - no public hook
-        basetemp.chmod(0o1777)
         if self.request.sandbox and self.request.sandbox["uid"] is not None:
             os.chown(basetemp, self.request.sandbox["uid"], self.request.sandbox["uid"])
         items = list(session.items)

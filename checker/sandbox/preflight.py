@@ -8,6 +8,7 @@ reported "not graded" and left out of the student's possible points, never count
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import checker
 from checker.registry import Course, Lesson
 from checker.sandbox import bwrap
+from checker.sandbox.cgroups import GroupsUnavailable, batch_groups
 from checker.sandbox.submission import Mode
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -43,6 +45,7 @@ class Preflight:
     runtime: list[str] = field(default_factory=list)
     path_dirs: list[str] = field(default_factory=list)
     private: list[Path] = field(default_factory=list)  # the instructor's: hidden from checks and student code
+    view: bool = False  # checks get their own view of the file system (`checker.sandbox.judgeview`)
 
     def lacks(self, program: str) -> bool:
         return program in self.missing
@@ -129,8 +132,11 @@ def private_paths(course: Course, extra: list[Path]) -> list[Path]:
 
 
 def preflight(course: Course, lessons: list[Lesson], *, no_sandbox: bool, probe_uid: int | None,
-              scratch: Path, private: list[Path]) -> Preflight:
-    """Decide how to grade here; `probe_uid` is the first sandbox user (None when not root)."""
+              scratch: Path, private: list[Path], without_bubblewrap: bool = False) -> Preflight:
+    """Decide how to grade here; `probe_uid` is the first sandbox user (None when not root).
+
+    `without_bubblewrap` skips straight to the fallback (as where bubblewrap cannot make namespaces).
+    """
     uv = find_program("uv")
     runtime = runtime_paths(uv)
     path_dirs = list(dict.fromkeys(str(Path(p).parent) for p in (sys.executable, uv) if p))
@@ -140,7 +146,13 @@ def preflight(course: Course, lessons: list[Lesson], *, no_sandbox: bool, probe_
         result.findings.append(Finding("sandbox", False, "off (--no-sandbox): student code runs as you, unconfined",
                                        "grade untrusted work without --no-sandbox"))
     else:
-        _choose_sandbox(course, result, probe_uid, scratch, private)
+        if not without_bubblewrap and _bubblewrap(course, result, probe_uid, scratch):
+            result.mode = Mode.BUBBLEWRAP
+        else:
+            _users(result, probe_uid, private)
+        if result.mode is not None and probe_uid is not None:
+            result.view = mount_namespaces()
+            result.findings.append(_groups_finding())
     for program in sorted({need for lesson in lessons for need in lesson.needs}):
         found = find_program(program)
         if found:
@@ -148,42 +160,65 @@ def preflight(course: Course, lessons: list[Lesson], *, no_sandbox: bool, probe_
         else:
             result.missing.append(program)
             result.findings.append(Finding(program, False, "not found: its checks will be reported as not graded",
-                                           f"apt-get install {'redis-server' if program == 'redis-server' else program}"
-                                           if program != "uv" else "python3 -m pip install uv"))
+                                           "python3 -m pip install uv" if program == "uv" else f"apt-get install {program}"))
     return result
 
 
-def _choose_sandbox(course: Course, result: Preflight, uid: int | None, scratch: Path, private: list[Path]) -> None:
-    if shutil.which("bwrap"):
-        view = probe_view(course, result.runtime, result.path_dirs, scratch)
-        probe = [sys.executable, "-c", "import mcp, checker.host.zygote"]
-        ok, why = _probe(bwrap.command(view, probe, uid=uid), None)
-        if ok:
-            result.mode = Mode.BUBBLEWRAP
-            who = f"as sandbox users from uid {uid}" if uid is not None else "as your user, in a user namespace"
-            result.findings.append(Finding("sandbox", True, f"bubblewrap: a namespace per submission, {who}"))
-            return
+def _bubblewrap(course: Course, result: Preflight, uid: int | None, scratch: Path) -> bool:
+    """Whether bubblewrap makes a working sandbox here: the course's Python and runner run inside it."""
+    if not shutil.which("bwrap"):
+        result.findings.append(Finding("bubblewrap", False, "not installed", "apt-get install bubblewrap"))
+        return False
+    view = probe_view(course, result.runtime, result.path_dirs, scratch)
+    probe = [sys.executable, "-c", "import mcp, checker.host.zygote"]
+    ok, why = _probe(bwrap.command(view, probe, uid=uid), None)
+    if not ok:
         result.findings.append(Finding("bubblewrap", False, f"cannot make a sandbox here: {why}",
                                        "allow user namespaces, or run the grader's container with "
                                        "--security-opt seccomp=unconfined"))
-    else:
-        result.findings.append(Finding("bubblewrap", False, "not installed", "apt-get install bubblewrap"))
+        return False
+    who = f"as its own unprivileged user (from uid {uid})" if uid is not None else "as your user, in a user namespace"
+    result.findings.append(Finding("sandbox", True, f"bubblewrap: a namespace of its own per submission, {who}"))
+    return True
+
+
+def _users(result: Preflight, uid: int | None, private: list[Path]) -> None:
+    """The fallback: each submission as its own user, no namespaces. Refuse when it would not hold."""
     if uid is None:
         result.refusal = ("no sandbox is possible here: bubblewrap cannot run and the grader is not root (needed "
                           "for the fallback that runs student code as its own user). Fix the line above, grade "
                           "as root in a container, or pass --no-sandbox for trusted code only")
         return
-    unreadable = [p for p in result.runtime if not can_read(uid, p)]
-    if unreadable:
-        result.refusal = (f"the fallback sandbox runs student code as uid {uid}, which cannot read {unreadable[0]}: "
-                          "install Python and uv where other users can read them (not in /root), or make "
-                          "bubblewrap work here")
-        return
-    exposed = [str(p) for p in private if can_read(uid, str(p))]
-    if exposed:
-        result.refusal = (f"the fallback sandbox runs student code as uid {uid}, which could read {exposed[0]}: "
-                          f"`chmod -R o-rwx {' '.join(exposed)}` first")
-        return
+    if not mount_namespaces():  # no view to hide the instructor's files or open the runtime: files must do it
+        unreadable = [p for p in result.runtime if not can_read(uid, p)]
+        if unreadable:
+            result.refusal = (f"the fallback sandbox runs student code as uid {uid}, which cannot read {unreadable[0]}: "
+                              "install Python and uv where other users can read them (not in /root), or make "
+                              "bubblewrap work here")
+            return
+        exposed = [str(p) for p in private if can_read(uid, str(p))]
+        if exposed:
+            result.refusal = (f"the fallback sandbox runs student code as uid {uid}, which could read {exposed[0]}: "
+                              f"`chmod -R o-rwx {' '.join(exposed)}` first")
+            return
     result.mode = Mode.USERS
-    result.findings.append(Finding("sandbox", True, f"users: each submission as its own uid from {uid}, no "
-                                                    "namespaces (bubblewrap cannot make them here)"))
+    result.findings.append(Finding("sandbox", True, f"users: each submission as its own unprivileged user (from uid "
+                                                    f"{uid}); no namespaces, no private network"))
+
+
+def mount_namespaces() -> bool:
+    """Whether this process may make a mount namespace (root, and not forbidden by a container)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if ctypes.CDLL(None, use_errno=True).unshare(0x00020000) == 0 else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def _groups_finding() -> Finding:
+    try:
+        groups = batch_groups(f"course-preflight-{os.getpid()}")
+    except GroupsUnavailable as exc:
+        return Finding("limits", False, f"per process only: {exc}")
+    groups.remove()
+    return Finding("limits", True, f"memory and processes per check, all its processes together "
+                                   f"(cgroup {'v2' if groups.v2 else 'v1'})")

@@ -156,8 +156,31 @@ class SubmissionSandbox:
             self.group.remove()
         if self.plan.mode is Mode.USERS and self.plan.uid is not None:
             kill_uid(self.plan.uid)  # no namespace to end with the sandbox: find what it left running
+            _sweep(self.plan.uid)
         shutil.rmtree(self.workdir / "scratch", ignore_errors=True)
         shutil.rmtree(self.workdir / "run", ignore_errors=True)
+
+
+SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _sweep(uid: int) -> None:
+    """Without a private /tmp, remove what the submission's user left in the shared temp folders."""
+    for folder in SHARED_TEMP:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
 
 
 def _join(procs_files: list[str]) -> None:

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -209,6 +210,24 @@ CASES: dict[str, tuple[str, int, bool]] = {
 }
 
 
+def test_a_submission_reaches_no_network_but_its_own(tmp_path: Path) -> None:
+    """Sandboxed with bubblewrap, the grading machine's own loopback services are out of reach."""
+    checked = sandbox_check(COURSE, [LESSON])
+    if checked.mode is not Mode.BUBBLEWRAP:
+        pytest.skip("a private network comes with bubblewrap's namespaces")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        probe = (f"import socket as _s\ntry:\n    _s.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
+                 f"except OSError:\n    pass\nelse:\n    raise RuntimeError('reached the grading machine on port {port}')\n")
+        _make_submission(tmp_path / "subs" / "prober", at_import(probe))
+        (result,) = grade_all(COURSE, discover(tmp_path / "subs"), [LESSON], jobs=1, hidden=False, checked=checked)
+    messages = [c.message for c in result.lessons[0].checks]
+    assert not any("reached the grading machine" in m for m in messages), messages[0]
+    assert sum(c.points for c in result.lessons[0].checks if c.passed) == 20
+
+
 def _make_submission(folder: Path, source: str, answers: str | None = None) -> None:
     edition = folder / "capstone" / "src"
     shutil.copytree(COURSE.solutions, edition, ignore=shutil.ignore_patterns("__pycache__"))
@@ -361,31 +380,35 @@ def test_no_answers_file_ends_the_batch(tmp_path: Path) -> None:
 # -- limits that hold for a whole check -----------------------------------------------------------------
 
 SPREAD = r'''
-import os as _os
+import os as _os, select as _select, signal as _signal, time as _time
 _read, _write = _os.pipe()
-_children = []
-for _ in range(4):
+_children = {}
+for _index in range(4):
     _pid = _os.fork()
     if _pid == 0:
         _os.close(_read)
         _chunks = []
-        try:
-            for _ in range(8):
-                _chunks.append(bytearray(32 * 1024 * 1024))  # zero-filled: every page touched
-                _os.write(_write, b"1")
-        finally:
-            _os._exit(0)
-    _children.append(_pid)
+        for _ in range(8):
+            _chunks.append(b"\x01" * (32 * 1024 * 1024))  # written, so every page is really held
+            _os.write(_write, bytes([_index]))
+        _time.sleep(30)  # hold it all
+        _os._exit(0)
+    _children[_pid] = _index
 _os.close(_write)
-_total = 0
-while True:
+_counts = [0, 0, 0, 0]
+while _select.select([_read], [], [], 2)[0]:  # until no child has made progress for 2 s
     _got = _os.read(_read, 64)
     if not _got:
         break
-    _total += len(_got) * 32
+    for _byte in _got:
+        _counts[_byte] += 1
+_alive = [index for pid, index in _children.items() if _os.waitpid(pid, _os.WNOHANG) == (0, 0)]
 for _pid in _children:
-    _os.waitpid(_pid, 0)
-raise RuntimeError(f"forked children held {_total} MB together")
+    try:
+        _os.kill(_pid, _signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+raise RuntimeError(f"forked children held {sum(_counts[i] for i in _alive) * 32} MB together")
 '''
 
 
@@ -454,3 +477,35 @@ def test_a_stored_student_is_not_graded_again_on_resume(tmp_path: Path) -> None:
                                           store=store)}
     assert results["first"].lessons[0].checks[0].message == "kept from the first run"
     assert results["second"].lessons and (store / "second.json").is_file()
+
+
+# -- nothing of a check's runs where student code could replace it --------------------------------------
+
+FORGE_HELPERS = r'''
+import sys as _sys
+def _forged(*args, **kwargs):
+    token = next((a for a in args if isinstance(a, str) and a.startswith("lesson3-log-")), "")
+    return ["", f"INFO research_desk.progress: {token} indexed\n"]
+class _Forger:
+    def __getattr__(self, name):
+        return _forged
+for _name in ("checker.host.zygote", "checker.host.process"):
+    if _name in _sys.modules and hasattr(_sys.modules[_name], "helper_module"):
+        _sys.modules[_name].helper_module = lambda path: _Forger()
+'''
+
+
+def test_replacing_what_runs_beside_student_code_earns_nothing(tmp_path: Path) -> None:
+    """A starter that replaces whatever check code it can find in its own process earns what the starter earns.
+
+    (It once earned a 2-point lesson-3 check: the check ran a helper beside student code.)
+    """
+    lesson = COURSE.lesson("lesson-3")
+    edition = tmp_path / "subs" / "forger" / "capstone" / "src"
+    shutil.copytree(COURSE.starter, edition, ignore=shutil.ignore_patterns("__pycache__"))
+    progress = edition / COURSE.package / "progress.py"
+    progress.write_text(progress.read_text().replace(FUTURE, FUTURE + FORGE_HELPERS, 1))
+    (result,) = grade_all(COURSE, discover(tmp_path / "subs"), [lesson], jobs=1, hidden=True,
+                          checked=sandbox_check(COURSE, [lesson]))
+    passed = [c.id for c in result.lessons[0].checks if c.passed]
+    assert not passed, f"the forged helpers earned {passed}"

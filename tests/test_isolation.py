@@ -243,3 +243,13 @@ def test_a_killed_relay_takes_its_command_along(sandbox: Running, tmp_path: Path
     marker.unlink()
     time.sleep(0.5)
     assert not marker.exists(), "the command kept running after the check's relay was killed"
+
+
+def test_the_host_side_never_imports_pytest() -> None:
+    """What runs beside student code (zygote, host, spawner) is the checker's own, never pytest's."""
+    code = ("import sys, checker.host.zygote, checker.host.host, checker.host.spawner\n"
+            "from checker.host.warmup import warm_up\nwarm_up()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"the host side imported {done.stdout.strip()}"

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from checker.runner.catalog import read_catalog
-from checker.grading.batch import grade_all
+from checker.grading.batch import grade_all, sandbox_check
 from checker.grading.submissions import discover
 from checker.runner.results import LessonResult
 from tests.conftest import CODE_LESSONS, COURSE, lesson_run
@@ -59,7 +59,10 @@ def isolated_grades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[
     for name, edition in (("starter", COURSE.starter), ("solutions", COURSE.solutions)):
         project = edition.parent  # the whole project, as a student submits it: pyproject.toml, deploy files
         shutil.copytree(project, root / name / "capstone", ignore=shutil.ignore_patterns("__pycache__", ".venv"))
-    results = grade_all(COURSE, discover(root), ISOLATED, jobs=2, hidden=True)
+    checked = sandbox_check(COURSE, ISOLATED)
+    if checked.refusal:
+        pytest.skip(f"no sandbox for `course grade` on this machine: {checked.refusal}")
+    results = grade_all(COURSE, discover(root), ISOLATED, jobs=2, hidden=True, checked=checked)
     return {r.id: {lesson.lesson: lesson for lesson in r.lessons} for r in results}
 
 

@@ -34,7 +34,7 @@ from checker.sandbox.submission import Mode, SandboxPlan
 
 SANDBOX_UID = 61000       # first uid for sandboxed submissions when grading as root
 LAST_SANDBOX_UID = 65533  # below `nobody`, and within the 16-bit uids a container maps
-UIDS_PER_SLOT = 8         # see checker.grading.worker.UID_ROTATION
+UIDS_PER_SLOT = 8         # users each slot cycles through: a killed submission's leftovers count against its user
 CHECKS_AT_ONCE = 2        # per lesson-submission: many checks mostly wait (servers starting), so overlap them
 
 

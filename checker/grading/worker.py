@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from checker.grading.batch import UIDS_PER_SLOT
 from checker.runner.request import Request
 from checker.runner.results import LessonResult
 from checker.runner.worker import _pytest_args, grade_and_write
@@ -34,14 +35,11 @@ from checker.sandbox.forking import Slot, run_forked
 from checker.sandbox.limits import Limits
 from checker.sandbox.submission import SandboxPlan, SubmissionSandbox
 
-UID_ROTATION = 8  # users a slot cycles through: what a killed submission left can still count against its user
-
-
 def uid_for(base: int | None, slot: Slot) -> int | None:
     """The submission's own user: per slot, rotating, so neighbours never share one."""
     if base is None:
         return None
-    return base + slot.index * UID_ROTATION + slot.serial % UID_ROTATION
+    return base + slot.index * UIDS_PER_SLOT + slot.serial % UIDS_PER_SLOT
 
 
 def write_result(path: Path, result: LessonResult) -> None:

@@ -1,6 +1,6 @@
 """The zygote: one warm process per submission that forks a fresh host or spawner for every request.
 
-    python -m checker.host.zygote LISTEN_FD WALL_SECONDS MEMORY_MB OUTPUT_MB [CHECK_FILE ...]
+    python -m checker.host.zygote LISTEN_FD WALL_SECONDS MEMORY_MB OUTPUT_MB
 
 It imports and warms up the SDK (never student code, never a check) once, so each fork starts
 ready in milliseconds. When an instructor grades, it runs inside the submission's sandbox, so
@@ -22,7 +22,6 @@ import signal
 import socket
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from checker import wire
@@ -34,7 +33,7 @@ MAX_FDS = 3                # file descriptors a request may hand over (a spawned
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
 _libc = ctypes.CDLL(None, use_errno=True)
 
-_PRELOADED: dict[str, Any] = {}  # visible check files whose helpers run beside student code (target.in_host)
+_HELPERS: dict[str, Any] = {}  # check files whose helpers run beside student code (target.in_host, on its way out)
 
 
 def read_request(conn: socket.socket) -> tuple[Any, list[int]]:
@@ -115,14 +114,14 @@ def _load_checks(path: str) -> Any:
 
 
 def helper_module(path: str) -> Any:
-    """The check file holding a `Target.in_host` helper: preloaded by the zygote, or loaded now."""
+    """The check file holding a `Target.in_host` helper, loaded on first use."""
     path = os.path.realpath(path)
-    if path not in _PRELOADED:
-        _PRELOADED[path] = _load_checks(path)
-    return _PRELOADED[path]
+    if path not in _HELPERS:
+        _HELPERS[path] = _load_checks(path)
+    return _HELPERS[path]
 
 
-def serve(listener: socket.socket, limits: Limits, preload: list[str]) -> None:
+def serve(listener: socket.socket, limits: Limits) -> None:
     """Fork a child for every connection; kill its group when the check at the other end hangs up."""
     from checker.host.warmup import warm_up
 
@@ -131,8 +130,6 @@ def serve(listener: socket.socket, limits: Limits, preload: list[str]) -> None:
     warm_up()
     import checker.host.host  # noqa: F401 - so a host starts with it imported
     import checker.host.spawner  # noqa: F401
-    for check_file in preload:
-        _PRELOADED[os.path.realpath(check_file)] = _load_checks(check_file)
     gc.collect()
     gc.freeze()  # children's collections then skip (and so do not copy) the warmed-up heap
     poller = select.poll()
@@ -199,10 +196,10 @@ def _reap(watched: dict[int, tuple[socket.socket, int]]) -> None:
 
 
 def main() -> None:
-    listen_fd, wall, memory_mb, output_mb, *preload = sys.argv[1:]
+    listen_fd, wall, memory_mb, output_mb = sys.argv[1:]
     listener = socket.socket(fileno=int(listen_fd))
     os.chdir("/")  # nothing of anyone's on the import path
-    serve(listener, Limits(float(wall), int(memory_mb), int(output_mb)), preload)
+    serve(listener, Limits(float(wall), int(memory_mb), int(output_mb)))
 
 
 if __name__ == "__main__":

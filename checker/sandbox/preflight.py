@@ -153,6 +153,8 @@ def preflight(course: Course, lessons: list[Lesson], *, no_sandbox: bool, probe_
         if result.mode is not None and probe_uid is not None:
             result.view = mount_namespaces()
             result.findings.append(_groups_finding())
+        elif result.mode is not None:
+            result.findings.append(Finding("limits", False, "per process only: resource groups need root"))
     for program in sorted({need for lesson in lessons for need in lesson.needs}):
         found = find_program(program)
         if found:

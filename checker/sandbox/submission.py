@@ -17,7 +17,6 @@ The three ways to run, chosen by the preflight (`checker.sandbox.preflight`):
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
@@ -198,6 +197,3 @@ def _zygote_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # the `checker` package itself
     return env
 
-
-def describe(running: Running) -> str:
-    return json.dumps(asdict(running))

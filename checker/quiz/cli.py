@@ -87,8 +87,8 @@ def write_exams(
     out_dir.mkdir(parents=True, exist_ok=True)
     for student, data in forms.items():
         write_atomically(out_dir / f"{student}.exam.toml", exam_text(data, f"{student}.exam.toml"))
-    out.print(f"wrote {len(forms)} exam files ({len(bank)} questions, {bank.points} points each) to {out_dir}; "
-              f"give each student their own file", markup=False)
+    out.print(f"wrote {len(forms)} exam files ({len(pool.ideas(bank))} questions, {pool.points(bank)} points each) "
+              f"to {out_dir}; give each student their own file", markup=False)
 
 
 class Format(str, Enum):
@@ -135,7 +135,7 @@ def export(
     else:
         text = to_gift(items, course.title) if fmt is Format.gift else to_moodle_xml(items, course.title)
         target.write_text(text, encoding="utf-8")
-    out.print(f"wrote {target}: {len(items)} questions{'' if exam else f' ({len(bank)} groups, one drawn from each)'}. "
+    out.print(f"wrote {target}: {len(items)} questions{'' if exam else f' ({len(pool.ideas(bank))} groups, one drawn from each)'}. "
               f"It holds the answers: upload it, do not share it.", markup=False)
 
 

@@ -161,15 +161,18 @@ def _question_table(question: Question, order: list[int]) -> dict[str, object]:
 
 
 def build_exam(course_title: str, bank: Bank, pool: Pool, secret: bytes, name: str, student: str) -> dict[str, object]:
-    """One student's signed exam: a variant of every practice question, shuffled within each lesson."""
+    """One student's signed exam: a variant of every idea the pool covers, shuffled within each lesson."""
     if not EXAM_NAME.match(name):
         raise QuizError(f"exam name {name!r}: use letters, digits, . _ - (at most 60)")
     if not STUDENT_ID.match(student):
         raise QuizError(f"{student!r} is not a usable student id")
     who = student.casefold()
     chosen: list[Question] = []
-    for lesson in sorted({q.lesson for q in bank}):
-        ideas = sorted((q for q in bank if q.lesson == lesson), key=lambda q: _draw(secret, name, who, "position", q.id))
+    covered = pool.ideas(bank)
+    if not covered:
+        raise QuizError(f"{pool.path.name} has no variants to draw an exam from")
+    for lesson in sorted({q.lesson for q in covered}):
+        ideas = sorted((q for q in covered if q.lesson == lesson), key=lambda q: _draw(secret, name, who, "position", q.id))
         for idea in ideas:
             variants = pool.of(idea.id)
             chosen.append(variants[_draw(secret, name, who, "variant", idea.id) % len(variants)])

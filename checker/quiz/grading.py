@@ -309,7 +309,8 @@ def _grade_exam(settings: QuizSettings, setup: ExamSetup, copy: Path, student: s
     answers_rel = settings.exam_answers.relative_to(course.root)
 
     def reject(reason: str, check_id: str = "exam-file") -> QuizResult:
-        return rejected(lesson, result.title, result.edition, setup.bank.points, reason, settings.pass_mark, check_id)
+        return rejected(lesson, result.title, result.edition, setup.pool.points(setup.bank), reason,
+                        settings.pass_mark, check_id)
 
     if not (copy / exam_rel).exists() and not (copy / exam_rel).is_symlink():
         return reject(f"no exam file {exam_rel} in the submission: hand in the exam file you answered")
@@ -379,7 +380,7 @@ def grade_submission_quiz(course: Course, lesson: Lesson, submission: Path, *, s
             rel = settings.answers.relative_to(course.root)
             result = _grade_practice(settings, bank, key, copy / rel, str(rel), result, seed="")
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one student's files never end a batch
-        result = rejected(lesson, result.title, result.edition, bank.points,
+        result = rejected(lesson, result.title, result.edition, exam.pool.points(bank) if exam else bank.points,
                           f"the quiz files could not be graded ({type(exc).__name__}: {shown(str(exc), 120)})",
                           settings.pass_mark)
     result.duration = round(time.monotonic() - started, 3)

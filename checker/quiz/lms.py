@@ -75,7 +75,7 @@ def question_html(q: Question) -> str:
 def option_html(q: Question, text: str) -> str:
     """An option as HTML: code and program output verbatim, prose as Markdown."""
     if q.code_options or q.kind == "predict":
-        escaped = html.escape(text)
+        escaped = html.escape(text, quote=False)
         return f"<pre><code>{escaped}</code></pre>" if "\n" in text else f"<code>{escaped}</code>"
     rendered = markdown.markdown(text)
     return rendered[3:-4] if rendered.startswith("<p>") and rendered.endswith("</p>") and rendered.count("<p>") == 1 else rendered
@@ -181,7 +181,7 @@ def _moodle_question(parent: ET.Element, item: Item) -> None:
     node = ET.SubElement(parent, "question", {"type": qtype})
     _text(node, "name", q.id, fmt=None)
     _text(node, "questiontext", question_html(q))
-    _text(node, "generalfeedback", html.escape(explanation(q, key)))
+    _text(node, "generalfeedback", html.escape(explanation(q, key), quote=False))
     ET.SubElement(node, "defaultgrade").text = str(q.points)
     ET.SubElement(node, "penalty").text = "0"
     ET.SubElement(node, "hidden").text = "0"
@@ -194,7 +194,7 @@ def _moodle_question(parent: ET.Element, item: Item) -> None:
         for index, letter in enumerate(q.letters):
             answer = ET.SubElement(node, "answer", {"fraction": _moodle_fraction(weights[letter]), "format": "html"})
             ET.SubElement(answer, "text").text = option_html(q, q.options[index])
-            _text(answer, "feedback", html.escape(key.why[letter]))
+            _text(answer, "feedback", html.escape(key.why[letter], quote=False))
         return
     if qtype == "shortanswer":
         ET.SubElement(node, "usecase").text = "0"
@@ -203,7 +203,7 @@ def _moodle_question(parent: ET.Element, item: Item) -> None:
                                  + [(a, "0", w) for a, w in key.wrong.items()]):
         answer = ET.SubElement(node, "answer", {"fraction": fraction, "format": "moodle_auto_format"})
         ET.SubElement(answer, "text").text = value
-        _text(answer, "feedback", html.escape(why))
+        _text(answer, "feedback", html.escape(why, quote=False))
         if qtype == "numerical":
             ET.SubElement(answer, "tolerance").text = "0"
 
@@ -241,7 +241,9 @@ def _t2q_option(q: Question, text: str) -> str:
 
 def _t2q_question(item: Item, number: int) -> list[str]:
     q, key = item.question, item.key
-    lines = [f"Title: {q.id}", f"Points: {q.points}", f"{number}.  {_t2q_block(question_markdown(q))}",
+    points = [] if item.group else [f"Points: {q.points}"]      # (a group sets its questions' points)
+    start = f"{number}.".ljust(max(4, len(str(number)) + 2))     # text2qti aligns wrapped lines with the text
+    lines = [f"Title: {q.id}", *points, f"{start}{_t2q_block(question_markdown(q), len(start))}",
              f"... {_t2q_block(explanation(q, key))}"]
     if q.is_choice:
         for index, letter in enumerate(q.letters):
@@ -272,7 +274,7 @@ def to_qti(items: list[Item], course_title: str, title: str) -> bytes:
         while group and index + len(members) < len(items) and items[index + len(members)].group == group:
             members.append(items[index + len(members)])
         if group:
-            lines += ["GROUP", f"title: {group}", "pick: 1", f"points per question: {members[0].question.points}", ""]
+            lines += ["GROUP", "pick: 1", f"points per question: {members[0].question.points}", ""]
         for item in members:
             number += 1
             lines += _t2q_question(item, number) + [""]

@@ -286,3 +286,67 @@ def test_exam_file_round_trips_through_its_text(tmp_path: Path) -> None:
     exam = read_exam(path)
     assert not verify(exam, SETUP.secret), "what tomli-w writes must read back to exactly what was signed"
     assert exam.items == as_exam(form("ada")).items
+
+
+# ---------------------------------------------------------------- the commands, end to end
+
+def test_instructor_writes_exams_student_answers_one_grader_grades_it(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.coursecopy import COURSE_SCRIPT, course_env
+    from tests.quiz_helpers import make_root
+
+    root = make_root(COURSE.root, tmp_path / "course")
+    (root / "quiz" / "exam").mkdir()
+    (root / "quiz" / "exam" / "pool.toml").write_text(POOL.path.read_text())
+    roster = tmp_path / "roster.csv"
+    roster.write_text("name,login\nAda,ada\nBob,bob\n")
+    run = lambda *args, **kw: subprocess.run([COURSE_SCRIPT, *args], cwd=root, capture_output=True, text=True,  # noqa: E731
+                                             timeout=120, env=course_env(root), **kw)
+    made = run("quiz", "exam", "--roster", str(roster), "--out", str(tmp_path / "exams"), "--name", "midterm")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "created the exam secret" in made.stdout and (root / ".course" / "exam-secret").stat().st_mode & 0o077 == 0
+    ada_file = tmp_path / "exams" / "ada.exam.toml"
+    assert ada_file.is_file() and (tmp_path / "exams" / "bob.exam.toml").is_file()
+    again = run("quiz", "exam", "--roster", str(roster), "--out", str(tmp_path / "again"), "--name", "midterm")
+    assert (tmp_path / "again" / "ada.exam.toml").read_text() == ada_file.read_text(), "re-running writes the same exams"
+    # the student answers the first question, then quits; the exam file is kept where it is handed in
+    exam = read_exam(ada_file)
+    first = exam.items[0]
+    typed = right_answers(exam)[first.question.id]
+    typed = " ".join(typed) if isinstance(typed, list) else str(typed)
+    taken = run("quiz", "--exam", str(ada_file), input=f"{typed}\nq\n")
+    assert taken.returncode == 0 and "Traceback" not in taken.stderr, taken.stdout + taken.stderr
+    assert (root / "quiz" / "exam.toml").read_text() == ada_file.read_text()
+    assert "nothing here can tell you the score" in taken.stdout
+    from checker.quiz.forms import load_exam_sheet, load_secret
+
+    sheet = load_exam_sheet(root / "quiz" / "exam-answers.toml")
+    assert sheet.signature == exam.signature and set(sheet.answers) == {first.question.id}
+    assert run("quiz", "--exam", str(ada_file), "--review").returncode == 2
+    # the grader: the student's copy, the instructor's secret
+    from dataclasses import replace
+
+    setup = replace(SETUP, secret=load_secret(root / ".course" / "exam-secret"))
+    result = grade_submission_quiz(COURSE, QUIZ, root, student="quiz-ada", exam=setup)
+    assert not result.error and result.available == TOTAL and result.earned == first.question.points, \
+        [c.message for c in result.checks][:3]
+    assert grade_submission_quiz(COURSE, QUIZ, root, student="bob", exam=setup).earned == 0
+
+
+def test_quiz_grading_options_for_course_grade() -> None:
+    from checker.quiz.cli import QuizMode, quiz_grading
+    from checker.registry import CourseError
+
+    code = [lesson for lesson in COURSE.lessons if lesson.available and lesson.kind == "code"]
+    everything = [lesson for lesson in COURSE.lessons if lesson.available]
+    lessons, setup = quiz_grading(COURSE, everything, QuizMode.none)
+    assert QUIZ not in lessons and setup is None, "by default the practice quiz is no part of the grade"
+    with pytest.raises(CourseError, match="--quiz exam"):
+        quiz_grading(COURSE, [QUIZ], QuizMode.none, named=True)
+    lessons, setup = quiz_grading(COURSE, code, QuizMode.practice)
+    assert QUIZ in lessons and setup is None
+    from checker.quiz.bank import QuizError
+
+    with pytest.raises(QuizError, match="no exam secret"):
+        quiz_grading(COURSE, code, QuizMode.exam, secret=Path("/nonexistent/secret"))

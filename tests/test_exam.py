@@ -18,7 +18,7 @@ from checker.quiz.pool import practice_leaks
 from checker.results import LessonResult
 from tests.conftest import COURSE
 from tests.exam_helpers import (BANK, POOL, PRACTICE_KEY, QUIZ, SETUP, TOTAL, answers_text, as_exam, exam_file, form,
-                                right_answers, shown_letters, submission)
+                                right_answers, submission)
 from tests.quiz_helpers import output_lines, run_snippet
 
 PREDICT = [q for q in POOL.variants if q.kind == "predict"]
@@ -160,10 +160,11 @@ def test_the_answers_files_own_seed_changes_nothing_in_an_exam(tmp_path: Path) -
             if item.question.is_choice else key.shown
     text = answers_text(ada, bank_order).replace("[answers]", '[quiz]\nseed = ""\n\n[answers]')
     result = grade(submission(tmp_path, exam_file(form("ada")), text))
-    expected = sum(item.question.points for item in ada.items
-                   if not item.question.is_choice or shown_letters(item, list(POOL.key[item.question.id].correct))
-                   == sorted(POOL.key[item.question.id].correct))
-    assert result.earned <= expected < TOTAL
+    from checker.quiz.grading import grade_in_order
+
+    as_signed = sum(grade_in_order(POOL.get(item.question.id), POOL.key[item.question.id],
+                                   bank_order[item.question.id], list(item.order)).points for item in ada.items)
+    assert result.earned == pytest.approx(as_signed) and as_signed < TOTAL, "the letters mean the signed order, always"
 
 
 # ---------------------------------------------------------------- hostile files: never raise, 0 of the real total

@@ -251,7 +251,7 @@ def _t2q_question(item: Item, number: int) -> list[str]:
             mark = ("[*]" if right else "[ ]") if q.is_multi else (f"*{'abcdefgh'[index]})" if right else f"{'abcdefgh'[index]}) ")
             lines.append(f"{mark} {_t2q_block(_t2q_option(q, q.options[index]))}")
             lines.append(f"... {_t2q_block(key.why[letter])}")
-    elif q.answer_type == "int":
+    elif q.answer_type == "int" and "0" not in key.correct:   # (text2qti's numerical answers cannot be 0)
         lines.append(f"=   {key.correct[0]}")
     else:
         lines.extend(f"*   {answer}" for answer in _short_forms(key))

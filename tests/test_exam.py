@@ -38,6 +38,8 @@ def test_pool_has_two_variants_per_idea_and_leaks_nothing_from_practice() -> Non
     assert not thin, f"ideas with one variant give every student the same question: {thin}"
     leaks = practice_leaks(BANK, PRACTICE_KEY, POOL)
     assert not leaks, "variants whose right answer the practice key gives away: " + "; ".join(leaks[:5])
+    seen = [(v.prompt, v.code) for v in POOL.variants]
+    assert len(set(seen)) == len(seen), "two variants ask the same thing (and text2qti refuses duplicate questions)"
     for variant in POOL.variants:
         for text in POOL.key[variant.id].why.values():
             assert "\n" not in text and 25 <= len(text) <= 320, f"{variant.id}: explanations are one line: {text!r}"

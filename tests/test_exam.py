@@ -33,7 +33,8 @@ def grade(root: Path, student: str = "ada", exam=SETUP) -> LessonResult:  # noqa
 
 def test_pool_has_two_variants_per_idea_and_leaks_nothing_from_practice() -> None:
     ideas = POOL.ideas(BANK)
-    assert len(ideas) >= 6, "the exam pool should cover at least a lesson's worth of practice questions"
+    assert [q.id for q in ideas] == [q.id for q in BANK], "every practice question needs exam variants"
+    assert TOTAL == BANK.points == QUIZ.points, "an exam is worth what the practice quiz is (course.toml's points)"
     thin = [idea.id for idea in ideas if len(POOL.of(idea.id)) < 2]
     assert not thin, f"ideas with one variant give every student the same question: {thin}"
     leaks = practice_leaks(BANK, PRACTICE_KEY, POOL)

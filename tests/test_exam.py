@@ -313,6 +313,7 @@ def test_instructor_writes_exams_student_answers_one_grader_grades_it(tmp_path: 
     ada_file = tmp_path / "exams" / "ada.exam.toml"
     assert ada_file.is_file() and (tmp_path / "exams" / "bob.exam.toml").is_file()
     again = run("quiz", "exam", "--roster", str(roster), "--out", str(tmp_path / "again"), "--name", "midterm")
+    assert again.returncode == 0 and "created the exam secret" not in again.stdout, "the secret is made once"
     assert (tmp_path / "again" / "ada.exam.toml").read_text() == ada_file.read_text(), "re-running writes the same exams"
     # the student answers the first question, then quits; the exam file is kept where it is handed in
     exam = read_exam(ada_file)

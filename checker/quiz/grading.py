@@ -215,9 +215,11 @@ def rejected(lesson: Lesson, title: str, edition: str, total: int, reason: str, 
              check_id: str = "answers-file") -> QuizResult:
     """A quiz that could not be graded because of the student's files: 0 out of its real total, the
     reason as the one failed check (so the gradebook never drops the quiz from the total)."""
-    check = CheckResult(id=check_id, title=f"{'exam file' if check_id == 'exam-file' else 'answers file'} not graded",
-                        points=total, outcome="failed", message=reason,
-                        hint="fix the file (or ask your instructor for a new exam file) and hand it in again")
+    exam_file = check_id == "exam-file"
+    hint = ("hand in the exam file you were given, unchanged (ask your instructor for a new copy if it is lost)"
+            if exam_file else "fix the answers file by hand (the comment at its top explains the format)")
+    check = CheckResult(id=check_id, title=f"{'exam file' if exam_file else 'answers file'} not graded",
+                        points=total, outcome="failed", message=reason, hint=hint)
     return QuizResult(lesson=lesson.id, title=title, edition=edition, checks=[check], pass_mark=pass_mark)
 
 

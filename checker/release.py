@@ -1,8 +1,9 @@
 """`course release OUT`: the student edition, ready to push as a template repository.
 
 What a student gets: the starter package, notebooks without outputs, the runner with the
-visible checks, the quiz with its hashed key, and a GitHub Classroom workflow. What they never
-get: `solutions/`, hidden checks, the plain quiz key, the course's own tests and benchmarks.
+visible checks, the practice quiz with its hashed key, and a GitHub Classroom workflow. What they
+never get: `solutions/`, hidden checks, the plain quiz key, the exam pool (quiz/exam/), the
+course's own tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from checker.registry import Course, CourseError
 # Paths (relative to the course root) a release contains; everything else stays behind.
 INCLUDE = ["README.md", "pyproject.toml", "uv.lock", "course.toml", ".gitignore", "capstone", "checker", "lessons", "quiz"]
 # Instructor-only material inside included folders.
-EXCLUDE_GLOBS = ["checker/checks/hidden/*", "quiz/key.toml", "quiz/answers.toml",
+EXCLUDE_GLOBS = ["checker/checks/hidden/*", "quiz/key.toml", "quiz/answers.toml", "quiz/exam/*",
+                 "quiz/exam.toml", "quiz/exam-answers.toml",
                  "**/__pycache__/*", "**/*.pyc", "**/.ipynb_checkpoints/*"]
 
 CLASSROOM_WORKFLOW = """\

@@ -144,24 +144,6 @@ def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(me
         out.print(f"  {info.hint}", markup=False)
 
 
-@app.command()
-def quiz(
-    lesson: Annotated[Optional[str], typer.Option("--lesson", help="Only the questions about this lesson (3, lesson-3).")] = None,
-    redo: Annotated[bool, typer.Option("--redo", help="Ask the questions you have already answered again.")] = False,
-    review: Annotated[bool, typer.Option("--review", help="Ask nothing; score your answers and explain what you missed.")] = False,
-) -> None:
-    """Take the chapter quiz (lesson 10) in the terminal: saved as you go, resumable, reviewed at the end."""
-    from checker.quiz.ui import take_quiz
-
-    course = course_or_exit()
-    try:
-        code = take_quiz(course, out, lesson=lesson, redo=redo, review_only=review)
-    except CourseError as exc:
-        fail_usage(str(exc))
-        return
-    raise typer.Exit(code)
-
-
 @dev_app.command("sync-starter")
 def sync_starter(
     check_only: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False,
@@ -204,6 +186,10 @@ app.command()(reset)
 app.command()(doctor)
 app.command("next")(next_)
 app.command()(solution)
+
+from checker.quiz.cli import quiz_app  # noqa: E402 - `course quiz` (practice, exams, LMS exports)
+
+app.add_typer(quiz_app, name="quiz")
 
 from checker.verify import verify  # noqa: E402 - lesson 9: the capstone's independent judges
 

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from checker.cli.common import err, fail_usage
 from checker.registry import Course, CourseError, Lesson, load_course
+from checker.quiz.cli import ExamNameOpt, ExamSecretOpt, QuizMode, QuizModeOpt, quiz_grading
 from checker.sandbox.preflight import Preflight
 
 out = Console(highlight=False)
@@ -52,6 +53,9 @@ def grade(
     timeout: Annotated[Optional[float], typer.Option(help="Seconds one check may take (default: course.toml).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Keep the students already graded into --out; grade the rest.")] = False,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run student code unconfined, as you (trusted code only).")] = False,
+    quiz: QuizModeOpt = QuizMode.none,
+    exam_secret: ExamSecretOpt = None,
+    exam_name: ExamNameOpt = None,
 ) -> None:
     """Grade a folder of submissions in parallel; write CSV, JUnit, Gradescope, feedback and a report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -61,8 +65,9 @@ def grade(
     from checker.grading.submissions import discover
 
     course = load_course()
-    chosen = _pick_lessons(course, lessons)
     try:
+        chosen, exam = quiz_grading(course, _pick_lessons(course, lessons), quiz, named=lessons is not None,
+                                    secret=exam_secret, name=exam_name)
         found = discover(submissions)
     except CourseError as exc:
         fail_usage(str(exc))
@@ -80,7 +85,7 @@ def grade(
         try:
             results = grade_all(course, found, chosen, jobs=jobs or (os.cpu_count() or 1), hidden=not no_hidden,
                                 check_timeout=timeout, on_done=lambda _: progress.advance(task), checked=checked,
-                                store=store)
+                                store=store, quiz_exam=exam)
         except CourseError as exc:
             fail_usage(str(exc))
             return

@@ -25,6 +25,7 @@ from pathlib import Path
 import checker
 from checker.grading.submissions import Submission, locate_edition, unpack
 from checker.registry import Course, CourseError, Lesson
+from checker.quiz.grading import ExamSetup
 from checker.runner.lesson import build_request, worker_env
 from checker.runner.request import Request
 from checker.runner.results import CheckResult, LessonResult
@@ -90,13 +91,14 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
               hidden: bool = True, sandbox: bool = True, check_timeout: float | None = None,
               on_done: Callable[[SubmissionResult], None] | None = None,
               checks_at_once: int = CHECKS_AT_ONCE, checked: Preflight | None = None,
-              store: Path | None = None) -> list[SubmissionResult]:
+              store: Path | None = None, quiz_exam: ExamSetup | None = None) -> list[SubmissionResult]:
     """Grade every submission's lessons; results come back in submission order.
 
     `checked` is the preflight already shown to the instructor (made here if not given);
     grading refuses to start when it found no safe way to run student code (`sandbox=False`
     means `--no-sandbox`). With `store`, each student's result is written there as soon as it
-    is complete, and a student already there is not graded again (`--resume`).
+    is complete, and a student already there is not graded again (`--resume`). A quiz lesson among
+    `lessons` is graded from signed exam files with `quiz_exam`, else from the practice answers.
     """
     checked = checked or sandbox_check(course, lessons, no_sandbox=not sandbox)
     if checked.refusal:
@@ -136,10 +138,10 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
             batch_file = results_dir / "batch.json"
             batch_file.write_text(json.dumps(batch))
             _run_worker(course, batch_file, len(todo), jobs, plans,
-                        lambda plan: _finish(course, plan, lessons, checked, on_done, store))
+                        lambda plan: _finish(course, plan, lessons, checked, quiz_exam, on_done, store))
         for plan in plans:
             if not plan.reported:
-                _finish(course, plan, lessons, checked, on_done, store)
+                _finish(course, plan, lessons, checked, quiz_exam, on_done, store)
     return [plan.result for plan in plans]
 
 
@@ -199,7 +201,7 @@ def _batch_groups(checked: Preflight) -> Iterator[Group | None]:
         groups.remove()
 
 
-def _finish(course: Course, plan: _Planned, lessons: list[Lesson], checked: Preflight,
+def _finish(course: Course, plan: _Planned, lessons: list[Lesson], checked: Preflight, quiz_exam: ExamSetup | None,
             on_done: Callable[[SubmissionResult], None] | None, store: Path | None) -> None:
     """Assemble a student's result from their lessons' files (and quiz); report and store it."""
     by_lesson: dict[str, LessonResult] = {}
@@ -211,7 +213,7 @@ def _finish(course: Course, plan: _Planned, lessons: list[Lesson], checked: Pref
                                                 error="grading did not finish for this lesson")
     if plan.edition is not None:
         for lesson in (item for item in lessons if item.kind == "quiz"):
-            by_lesson[lesson.id] = _grade_quiz(course, lesson, plan.edition)
+            by_lesson[lesson.id] = _grade_quiz(course, lesson, plan, quiz_exam)
     plan.result.lessons = [by_lesson[item.id] for item in lessons if item.id in by_lesson]
     for lesson in plan.result.lessons:
         for check in lesson.checks:
@@ -290,17 +292,16 @@ def _use_private_checks(request: Request, folder: Path) -> None:
     request.extra_checks = [private(path) for path in request.extra_checks]
 
 
-def _grade_quiz(course: Course, lesson: Lesson, edition: Path) -> LessonResult:
-    """A quiz is data: grade the submission's answers file here. Nothing in it can stop the batch."""
-    from checker.quiz.grading import grade_lesson
+def _grade_quiz(course: Course, lesson: Lesson, plan: _Planned, exam: ExamSetup | None) -> LessonResult:
+    """A quiz is data: grade the submission's answers here. Nothing in them can stop the batch."""
+    from checker.quiz.grading import grade_submission_quiz
 
+    assert plan.edition is not None
     try:
-        return grade_lesson(course, lesson, str(edition))
-    except CourseError as exc:
-        return LessonResult(lesson.id, lesson.title, "submission", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a hostile answers file is that student's problem only
+        return grade_submission_quiz(course, lesson, plan.edition, student=plan.submission.id, exam=exam)
+    except Exception as exc:  # noqa: BLE001 - the quiz grader promises not to raise; if it does, one student's error
         return LessonResult(lesson.id, lesson.title, "submission",
-                            error=f"the answers file could not be graded: {type(exc).__name__}")
+                            error=f"the quiz could not be graded: {type(exc).__name__}")
 
 
 def _run_worker(course: Course, batch_file: Path, count: int, jobs: int, plans: list[_Planned],

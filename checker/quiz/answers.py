@@ -31,13 +31,13 @@ import os
 import random
 import re
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from checker.student.progress import write_atomically
 from checker.quiz.bank import Question, QuizError, QuizSettings
 from checker.quiz.keys import InvalidAnswer, normalise
+from checker.quiz.safe import MAX_ANSWERS_BYTES, parse_toml, read_capped, shown
 from checker.quiz.tomlw import dumps_sections, header
 
 Raw = str | int | list[str]
@@ -115,17 +115,11 @@ def is_blank(value: object) -> bool:
 
 def load_sheet(path: Path) -> AnswerSheet:
     """Read an answers file. Missing: an empty sheet. Broken: a one-line QuizError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = read_capped(path, MAX_ANSWERS_BYTES, "your answers file")
+    if text is None:
         return AnswerSheet(path, seed=None)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuizError(f"cannot read your answers file {path}: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise QuizError(f"your answers file {path} is not valid TOML ({exc}); fix that line by hand "
-                        f"(see the comment at its top) — nothing was changed") from None
+    data = parse_toml(text, f"your answers file {path}", "; fix that line by hand (see the comment at its top) "
+                      "— nothing was changed")
     quiz = data.get("quiz", {})
     answers = data.get("answers", {})
     if not isinstance(quiz, dict) or not isinstance(answers, dict):
@@ -133,7 +127,7 @@ def load_sheet(path: Path) -> AnswerSheet:
                         f"(see the comment at its top)")
     seed = quiz.get("seed")
     if seed is not None and not isinstance(seed, str):
-        raise QuizError(f"your answers file {path}: [quiz] seed must be a string in quotes, not {seed!r}")
+        raise QuizError(f"your answers file {path}: [quiz] seed must be a string in quotes, not {shown(seed)}")
     return AnswerSheet(path, seed=seed, answers=dict(answers), exists=True)
 
 
@@ -174,11 +168,11 @@ def letters_of(value: object, question: Question) -> list[str]:
     elif isinstance(value, str):
         text = value
     else:
-        raise BadAnswer(f"{value!r} is not a letter; write it in quotes, such as \"B\"")
+        raise BadAnswer(f"{shown(value)} is not a letter; write it in quotes, such as \"B\"")
     cleaned = re.sub(r"[\s,;/+&()\[\].\"'`]|\band\b", " ", text, flags=re.I)
     tokens = cleaned.split()
     if any(len(t) > 1 and not all(ch.upper() in question.letters for ch in t) for t in tokens):
-        raise BadAnswer(f"{text.strip()!r} is not a choice; answer with the letter(s) of the options, "
+        raise BadAnswer(f"{shown(text)!r} is not a choice; answer with the letter(s) of the options, "
                         f"{question.letters[0]}–{question.letters[-1]}")
     picked = list(dict.fromkeys(ch.upper() for t in tokens for ch in t))
     outside = [p for p in picked if p not in question.letters]
@@ -189,19 +183,18 @@ def letters_of(value: object, question: Question) -> list[str]:
     return picked
 
 
-def canonical_letters(value: object, question: Question, seed: str) -> list[str]:
-    """The student's displayed letters mapped back to the bank's letters."""
-    order = option_order(seed, question.id, len(question.options))
+def canonical_letters(value: object, question: Question, order: list[int]) -> list[str]:
+    """The student's displayed letters mapped back to the bank's letters (`order`: see option_order)."""
     return sorted(question.letters[order[question.letters.index(letter)]] for letter in letters_of(value, question))
 
 
 def short_answer(value: object, question: Question) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise BadAnswer(f"{value!r} is not a short answer; write it in quotes, such as \"421\"")
+        raise BadAnswer(f"{shown(value)} is not a short answer; write it in quotes, such as \"421\"")
     try:
         return normalise(value, question.answer_type)
     except InvalidAnswer as exc:
-        raise BadAnswer(f"{str(value).strip()!r}: this question {exc}") from None
+        raise BadAnswer(f"{shown(value)!r}: this question {exc}") from None
 
 
 def check_response(value: object, question: Question) -> Raw:

@@ -44,6 +44,7 @@ class Question:
     code_options: bool = False           # render each option as code
     answer_type: AnswerType = "text"     # short answers (and predict questions without options)
     placeholder: str = ""                # what a short answer looks like, e.g. "a number"
+    idea: str = ""                       # exam variants: the practice question whose idea it tests
 
     @property
     def is_choice(self) -> bool:
@@ -116,6 +117,10 @@ class QuizSettings:
     reference_answers: Path  # what `--against solutions` grades
     pass_mark: float         # fraction of the points needed to pass, in (0, 1]
     seed_env: str            # environment variable that names the student (the shuffle seed)
+    exam_pool: Path          # variants and their key (instructor edition only)
+    exam_file: Path          # the student's signed exam, as handed in
+    exam_answers: Path       # the student's exam answers, as handed in
+    exam_secret: Path        # the instructor's signing secret (never in any edition)
 
     @property
     def pass_percent(self) -> int:
@@ -151,6 +156,9 @@ def load_settings(course: Course, lesson: Lesson | None = None) -> QuizSettings:
         plain_key=path("plain_key", "quiz/key.toml"), answers=path("answers", "quiz/answers.toml"),
         reference_answers=path("reference_answers", "solutions/quiz-answers.toml"),
         pass_mark=float(pass_mark), seed_env=str(block.get("seed_env", "COURSE_STUDENT")),
+        exam_pool=path("exam_pool", "quiz/exam/pool.toml"), exam_file=path("exam_file", "quiz/exam.toml"),
+        exam_answers=path("exam_answers", "quiz/exam-answers.toml"),
+        exam_secret=path("exam_secret", ".course/exam-secret"),
     )
 
 
@@ -161,7 +169,12 @@ def _text(entry: dict[str, object], name: str, where: str, required: bool = True
     return value.strip("\n") if name == "code" else value.strip()
 
 
-def _question(entry: dict[str, object], index: int, path: Path) -> Question:
+QUESTION_FIELDS = frozenset({"id", "lesson", "kind", "title", "prompt", "points", "code", "options",
+                             "code_options", "answer_type", "placeholder"})
+
+
+def parse_question(entry: dict[str, object], index: int, path: Path, extra: frozenset[str] = frozenset()) -> Question:
+    """One `[[question]]` table, validated; `extra` names further fields the caller allows (e.g. `idea`)."""
     qid = entry.get("id")
     where = f"{path.name}: question #{index + 1}"
     if not isinstance(qid, str) or not QID.match(qid):
@@ -173,8 +186,7 @@ def _question(entry: dict[str, object], index: int, path: Path) -> Question:
     kind = entry.get("kind")
     if kind not in KINDS:
         raise QuizError(f"{where}: kind {kind!r} must be one of {', '.join(KINDS)}")
-    unknown = set(entry) - {"id", "lesson", "kind", "title", "prompt", "points", "code", "options",
-                            "code_options", "answer_type", "placeholder"}
+    unknown = set(entry) - QUESTION_FIELDS - extra
     if unknown:
         raise QuizError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} (answers and explanations "
                         f"belong in the key, never in the bank)")
@@ -206,7 +218,7 @@ def _question(entry: dict[str, object], index: int, path: Path) -> Question:
         id=qid, lesson=int(lesson), kind=kind, title=_text(entry, "title", where),  # type: ignore[arg-type]
         prompt=_text(entry, "prompt", where), points=points, code=code, options=tuple(options),
         code_options=bool(entry.get("code_options", False)), answer_type=answer_type,  # type: ignore[arg-type]
-        placeholder=str(entry.get("placeholder", "")),
+        placeholder=str(entry.get("placeholder", "")), idea=str(entry.get("idea", "")),
     )
 
 
@@ -221,7 +233,7 @@ def load_bank(path: Path) -> Bank:
     entries = data.get("question", [])
     if not isinstance(entries, list) or not entries:
         raise QuizError(f"{path} has no [[question]] entries")
-    questions = [_question(entry, i, path) for i, entry in enumerate(entries)]
+    questions = [parse_question(entry, i, path) for i, entry in enumerate(entries)]
     seen: set[str] = set()
     for question in questions:
         if question.id in seen:

@@ -62,7 +62,7 @@ def normalise(value: object, answer_type: str) -> str:
     if answer_type == "int":
         compact = re.sub(r"[\s_,]", "", text)
         compact = re.sub(r"^(?i:http)", "", compact).lstrip("+")
-        if not re.fullmatch(r"-?\d+", compact):
+        if not re.fullmatch(r"-?\d{1,30}", compact):  # (int() of 4,300+ digits raises ValueError)
             raise InvalidAnswer("expects a whole number, such as -32000 or 404")
         return str(int(compact))
     if answer_type == "identifier":
@@ -122,6 +122,19 @@ class PlainAnswer:
     verify: str = ""                    # optional script proving the key against the installed SDK
     shown: str = ""                     # short answers: the first accepted answer as written in key.toml
 
+    # The questions grading asks of a key, answered in the clear (HashedAnswer answers them from digests).
+    def option_correct(self, index: int, letter: str) -> bool:
+        return letter in self.correct
+
+    def option_why(self, index: int, letter: str) -> str:
+        return self.why[letter]
+
+    def accepts(self, normalised: str) -> bool:
+        return normalised in self.correct
+
+    def answer_why(self, normalised: str) -> str | None:
+        return self.why["right"] if normalised in self.correct else self.wrong.get(normalised)
+
 
 def load_plain_key(path: Path, bank: Bank) -> dict[str, PlainAnswer]:
     """Read and validate the instructor's key against the bank."""
@@ -134,10 +147,11 @@ def load_plain_key(path: Path, bank: Bank) -> dict[str, PlainAnswer]:
     extra = sorted(set(data) - {q.id for q in bank})
     if extra:
         raise QuizError(f"{path.name}: {extra[0]!r} is not a question in the bank")
-    return {q.id: _plain_answer(q, data.get(q.id), path) for q in bank}
+    return {q.id: plain_answer(q, data.get(q.id), path) for q in bank}
 
 
-def _plain_answer(q: Question, entry: object, path: Path) -> PlainAnswer:
+def plain_answer(q: Question, entry: object, path: Path) -> PlainAnswer:
+    """One question's key entry (`answer`, `why`, `wrong`, `verify`), validated against the question."""
     where = f"{path.name}: {q.id}"
     if not isinstance(entry, dict):
         raise QuizError(f"{where}: no key entry")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from checker.quiz.answers import BadAnswer, check_response, save_answer
-from checker.quiz.bank import QuizError
+from checker.quiz.answers import BadAnswer, check_response, option_order, save_answer
+from checker.quiz.bank import QuizError, load_settings
+from checker.quiz.forms import Exam, ExamItem, install_exam, load_exam_sheet, save_exam_answer
 from checker.quiz.grading import grade_sheet
 from checker.quiz.ui import Session, question_view, review_view
 from checker.registry import CourseError, load_course
@@ -53,21 +54,21 @@ def answer(qid: str, response: str | list[str] | int | None = "") -> None:
         session, writable = _session()
         question = session.bank[qid]
         sheet = session.sheet()
-        seed = sheet.effective_seed(session.settings)
+        order = option_order(sheet.effective_seed(session.settings), qid, len(question.options))
         number = [q.id for q in session.bank].index(qid) + 1
         blank = response is None or (isinstance(response, (str, list)) and not response)
         if blank:
-            console.print(question_view(question, seed, number, len(session.bank), sheet.answers.get(qid)))
+            console.print(question_view(question, order, number, len(session.bank), sheet.answers.get(qid)))
             console.print("Type your answer between the quotes and run the cell again.", style="dim")
             return
         value = check_response(response, question)
         if not writable:
-            console.print(question_view(question, seed, number, len(session.bank)))
+            console.print(question_view(question, order, number, len(session.bank)))
             console.print(f"This kernel imports the reference edition, so nothing is saved; the check cell grades "
                           f"{session.shown_path()}.", style="yellow", markup=False)
             return
         sheet = save_answer(session.settings, session.path, qid, value, session.order)
-        console.print(question_view(question, seed, number, len(session.bank), value))
+        console.print(question_view(question, order, number, len(session.bank), value))
         done = sum(sheet.answered(q.id) for q in session.bank)
         console.print(f"saved to {session.shown_path()} ({done}/{len(session.bank)} answered)", style="green",
                       markup=False)
@@ -109,3 +110,79 @@ def review() -> None:
         console.print(str(exc), style="red", markup=False)
         return
     console.print(review_view(verdicts, session.settings, session.shown_path()))
+
+
+class ExamPaper:
+    """An exam in the notebook: `paper = exam("quiz/exam.toml")`, then `paper.answer(3, "B")`.
+
+    Answers go to quiz/exam-answers.toml, the same file `course quiz --exam` writes. There is no
+    review: the exam's key stays with the instructor.
+    """
+
+    def __init__(self, exam: Exam, answers: Path) -> None:
+        self.exam = exam
+        self.answers = answers
+
+    def _item(self, ref: int | str) -> tuple[int, ExamItem]:
+        ids = [item.question.id for item in self.exam.items]
+        if isinstance(ref, int) and not isinstance(ref, bool) and 1 <= ref <= len(ids):
+            return ref, self.exam.items[ref - 1]
+        if isinstance(ref, str) and ref in ids:
+            return ids.index(ref) + 1, self.exam.items[ids.index(ref)]
+        raise QuizError(f"the exam has no question {ref!r}: use its number (1–{len(ids)}) or its id")
+
+    def show(self, ref: int | str | None = None) -> None:
+        """Show one question, or all of them, with the answers you saved."""
+        console = _console()
+        saved = load_exam_sheet(self.answers).answers
+        refs = [ref] if ref is not None else list(range(1, len(self.exam.items) + 1))
+        for each in refs:
+            number, item = self._item(each)
+            console.print(question_view(item.question, item.order, number, len(self.exam.items),
+                                        saved.get(item.question.id)))
+
+    def answer(self, ref: int | str, response: str | list[str] | int) -> None:
+        """Save your answer to question `ref` (its number or id): "B", "A C", ["A", "C"] or "421"."""
+        console = _console()
+        try:
+            number, item = self._item(ref)
+            value = check_response(response, item.question)
+            sheet = save_exam_answer(self.exam, self.answers, item.question.id, value)
+        except BadAnswer as exc:
+            console.print(f"question {ref}: {exc} — nothing was saved", style="red", markup=False)
+            return
+        except (QuizError, CourseError) as exc:
+            console.print(str(exc), style="red", markup=False)
+            return
+        console.print(question_view(item.question, item.order, number, len(self.exam.items), value))
+        done = sum(sheet.answered(i.question.id) for i in self.exam.items)
+        console.print(f"saved to {self.answers.name} ({done}/{len(self.exam.items)} answered)", style="green",
+                      markup=False)
+
+    def progress(self) -> None:
+        sheet = load_exam_sheet(self.answers)
+        missing = [str(n) for n, item in enumerate(self.exam.items, 1) if not sheet.answered(item.question.id)]
+        _console().print(f"exam {self.exam.name} for {self.exam.student}: {len(self.exam.items) - len(missing)} of "
+                         f"{len(self.exam.items)} answered" + (f"; not yet: {', '.join(missing)}" if missing else ""),
+                         markup=False)
+
+
+def exam(path: str | Path = "quiz/exam.toml") -> ExamPaper | None:
+    """Open the exam file your instructor gave you (kept as quiz/exam.toml) and show its questions."""
+    console = _console()
+    try:
+        course = load_course()
+        settings = load_settings(course)
+        source = Path(path).expanduser()
+        source = source if source.is_absolute() else course.root / source
+        if not source.exists():
+            console.print(f"No exam file at {path}. If your instructor gave you one, save it as quiz/exam.toml "
+                          f"(or pass its path). The practice questions above need none.", markup=False)
+            return None
+        paper = ExamPaper(install_exam(settings, source)[0], settings.exam_answers)
+    except (QuizError, CourseError) as exc:
+        console.print(str(exc), style="red", markup=False)
+        return None
+    paper.show()
+    paper.progress()
+    return paper

@@ -3,10 +3,13 @@
 The same renderables serve the terminal and the notebook (rich renders HTML in Jupyter).
 `course quiz` asks the questions you have not answered yet (so it resumes where you stopped),
 saves after every answer, and ends with a review that explains what you missed.
+`course quiz --exam FILE` asks an exam's questions the same way and saves to the exam answers
+file; an exam has no review, because the student's machine holds no key for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +21,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from checker.quiz.answers import AnswerSheet, BadAnswer, check_response, is_blank, load_sheet, option_order, save_answer
+from checker.quiz.answers import AnswerSheet, BadAnswer, Raw, check_response, is_blank, load_sheet, option_order, save_answer
 from checker.quiz.bank import Bank, Question, QuizError, QuizSettings, load_bank, load_settings
+from checker.quiz.forms import install_exam, load_exam_sheet, save_exam_answer
 from checker.quiz.grading import Verdict, answers_path, grade_lesson, grade_sheet
 from checker.quiz.keys import HashedAnswer, load_hashed_key
 from checker.registry import Course, CourseError
@@ -69,9 +73,9 @@ def _option_cell(question: Question, text: str) -> RenderableType:
     return Markdown(text)
 
 
-def question_view(question: Question, seed: str, number: int | None = None, total: int | None = None,
+def question_view(question: Question, order: Sequence[int], number: int | None = None, total: int | None = None,
                   saved: object = None) -> RenderableType:
-    """A question as the student sees it, with their own option order."""
+    """A question as the student sees it: `order` is the canonical index of each option as shown."""
     parts: list[RenderableType] = [Markdown(question.prompt)]
     if question.code:
         parts.append(Panel(Syntax(question.code, "python", theme="ansi_dark", background_color="default",
@@ -80,7 +84,7 @@ def question_view(question: Question, seed: str, number: int | None = None, tota
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for position, canonical in enumerate(option_order(seed, question.id, len(question.options))):
+        for position, canonical in enumerate(order):
             table.add_row(f"{question.letters[position]})", _option_cell(question, question.options[canonical]))
         parts.append(table)
     elif question.placeholder:
@@ -150,10 +154,10 @@ def _prompt(question: Question) -> str:
     return f"[bold]Your answer[/] [dim]({how}; s skip, q save & quit)[/]: "
 
 
-def _ask(console: Console, session: Session, question: Question, number: int, total: int, seed: str,
-         saved: object) -> str:
+def _ask(console: Console, question: Question, order: Sequence[int], number: int, total: int, saved: object,
+         save: Callable[[Raw], None]) -> str:
     """Ask until a valid answer, a skip or a quit. Returns "saved", "skip" or "quit"."""
-    console.print(question_view(question, seed, number, total, saved))
+    console.print(question_view(question, order, number, total, saved))
     while True:
         raw = console.input(_prompt(question)).strip()
         if raw.lower() in QUIT:
@@ -168,7 +172,7 @@ def _ask(console: Console, session: Session, question: Question, number: int, to
         except BadAnswer as exc:
             console.print(f"  {exc}", style="red", markup=False)
             continue
-        save_answer(session.settings, session.path, question.id, value, session.order)
+        save(value)
         shown = ", ".join(value) if isinstance(value, list) else str(value)
         console.print(f"  saved: {shown}", style="green", markup=False)
         return "saved"
@@ -191,16 +195,23 @@ def take_quiz(course: Course, console: Console, lesson: str | None = None, redo:
     answered = sum(sheet.answered(q.id) for q in session.bank)
     if not review_only:
         console.print(Text.assemble(
-            ("Chapter quiz", "bold"), f" — {len(session.bank)} questions on lessons 1–9, pass mark "
+            ("Chapter quiz (practice)", "bold"), f" — {len(session.bank)} questions on lessons 1–9, pass mark "
             f"{session.settings.pass_percent} %. Answers are saved to {session.shown_path()} after each one."))
+        if session.settings.exam_file.is_file():
+            console.print(f"You also have an exam in {session.settings.exam_file.relative_to(course.root)}: "
+                          f"answer it with `course quiz --exam {session.settings.exam_file.relative_to(course.root)}`.",
+                          style="yellow", markup=False)
         console.print(f"You have answered {answered} of {len(session.bank)}. Options are shuffled for you "
                       f"(seed {seed or 'none: the bank order'}).", style="dim", markup=False)
         if not todo:
             console.print("Nothing left to ask here; `course quiz --redo` asks again.", style="dim", markup=False)
         try:
             for question in todo:
-                outcome = _ask(console, session, question, position[question.id], len(session.bank), seed,
-                               session.sheet().answers.get(question.id))
+                def save(value: Raw, qid: str = question.id) -> None:
+                    save_answer(session.settings, session.path, qid, value, session.order)
+
+                outcome = _ask(console, question, option_order(seed, question.id, len(question.options)),
+                               position[question.id], len(session.bank), session.sheet().answers.get(question.id), save)
                 if outcome == "quit":
                     console.print(f"Saved. Run `course quiz` to continue where you left off "
                                   f"({session.shown_path()}).", markup=False)
@@ -220,3 +231,53 @@ def take_quiz(course: Course, console: Console, lesson: str | None = None, redo:
         if not result.error:
             record(course.state_dir, result)
     return 0
+
+
+def take_exam(course: Course, console: Console, source: Path, lesson: str | None = None, redo: bool = False) -> int:
+    """`course quiz --exam FILE`: ask the exam's questions, saving each answer; no review (no key here)."""
+    settings = load_settings(course)
+    exam, kept = install_exam(settings, source)
+    answers = settings.exam_answers
+    where = _relative(answers, course)
+    items = list(exam.items)
+    if lesson:
+        wanted = course.lesson(lesson).number
+        items = [item for item in items if item.question.lesson == wanted]
+        if not items:
+            raise QuizError(f"the exam has no questions about lesson {wanted}")
+    sheet = load_exam_sheet(answers)
+    if sheet.exists and sheet.signature not in (None, exam.signature):
+        raise QuizError(f"{where} holds answers to a different exam; move it away before answering this one")
+    position = {item.question.id: i + 1 for i, item in enumerate(exam.items)}
+    todo = [item for item in items if redo or not sheet.answered(item.question.id)]
+    console.print(Text.assemble(("Exam ", "bold"), (exam.name, "bold"), f" for {exam.student} — {len(exam.items)} "
+                                f"questions, {exam.points} points. Answers are saved to {where} after each one."))
+    console.print(f"You have answered {sum(sheet.answered(i.question.id) for i in exam.items)} of {len(exam.items)}. "
+                  f"Your instructor grades the exam; nothing here can tell you the score.", style="dim", markup=False)
+    try:
+        for item in todo:
+            def save(value: Raw, qid: str = item.question.id) -> None:
+                save_exam_answer(exam, answers, qid, value)
+
+            outcome = _ask(console, item.question, item.order, position[item.question.id], len(exam.items),
+                           load_exam_sheet(answers).answers.get(item.question.id), save)
+            if outcome == "quit":
+                break
+    except (KeyboardInterrupt, EOFError) as exc:
+        console.print(f"\nStopped. Every answer you confirmed is saved in {where}.", markup=False)
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+    sheet = load_exam_sheet(answers)
+    missing = [item.question.id for item in exam.items if not sheet.answered(item.question.id)]
+    console.print(f"{len(exam.items) - len(missing)} of {len(exam.items)} answered"
+                  + (f"; not yet: {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}" if missing else "")
+                  + f". Hand in {_relative(kept, course)} and {where} with your work "
+                  f"(`course quiz --exam {_relative(kept, course)}` continues).", markup=False)
+    return 0
+
+
+def _relative(path: Path, course: Course) -> str:
+    try:
+        return str(path.resolve().relative_to(course.root.resolve()))
+    except ValueError:
+        return str(path)

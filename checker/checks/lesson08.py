@@ -176,7 +176,9 @@ def _make_build(target: Target, uv: str, project: Path, home: Path) -> dict[str,
     if created.returncode != 0:
         return {"ok": False, "strays": strays, "problem": "could not create a virtual environment to install your "
                 "wheel in: " + _last_line(created.stdout + created.stderr)[:300]}
-    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    site = next((p for p in venv.glob("lib/python*/site-packages") if not p.is_symlink()), None)
+    if site is None:
+        return {"ok": False, "strays": strays, "problem": f"`uv venv` made no site-packages folder in {venv}"}
     course_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     _write_new(site / "_course_dependencies.pth", "".join(f"{p}\n" for p in sorted(course_site)))
     installed = _run(target, [uv, "pip", "install", "--offline", "--no-deps", "--quiet", "--python",

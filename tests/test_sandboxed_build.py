@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,6 @@ from checker.sandbox.submission import Mode
 from tests.conftest import COURSE
 
 LESSON = COURSE.lesson("lesson-8")
-OUTSIDE = Path("/tmp/course-grader-canary-lesson8")  # readable by the checks' user, absent in the sandbox
-CLEAN_SDIST = OUTSIDE / "clean.tar.gz"
 SDIST_RULES = '[tool.hatch.build.targets.sdist]\nonly-include = ["src/research_desk", "pyproject.toml", "README.md", "LICENSE"]\n'
 
 HOOK_INSIDE = '''
@@ -38,7 +37,7 @@ class CustomBuildHook(BuildHookInterface):
             raise SystemExit("this build hook ran outside the submission's sandbox")
 '''
 
-HOOK_LINK = f'''
+HOOK_LINK = '''
 import os
 from pathlib import Path
 
@@ -49,7 +48,7 @@ class CustomBuildHook(BuildHookInterface):
     def initialize(self, version, build_data):
         for sdist in Path(self.directory).glob("*.tar.gz"):
             sdist.unlink()
-            os.symlink({str(CLEAN_SDIST)!r}, sdist)
+            os.symlink(CLEAN_SDIST, sdist)
 '''
 
 
@@ -81,15 +80,17 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, tupl
     if checked.mode is not Mode.BUBBLEWRAP or checked.lacks("uv"):
         pytest.skip(f"needs bubblewrap and uv (grading here would run in mode {checked.mode})")
     root = tmp_path_factory.mktemp("class")
+    outside = Path(tempfile.mkdtemp(prefix="course-grader-canary-lesson8-"))  # absent in the sandbox
+    outside.chmod(0o755)  # readable by the checks' user, as a file of the grader's may be
+    clean = outside / "clean.tar.gz"
+    clean.write_bytes(_clean_sdist())
+    clean.chmod(0o644)
     _submission(root / "hook-inside", HOOK_INSIDE, sdist_rules=True)
-    _submission(root / "link-out", HOOK_LINK, sdist_rules=False)  # honestly, its sdist ships the .env
-    OUTSIDE.mkdir(mode=0o755, exist_ok=True)
-    CLEAN_SDIST.write_bytes(_clean_sdist())
-    CLEAN_SDIST.chmod(0o644)
+    _submission(root / "link-out", f"CLEAN_SDIST = {str(clean)!r}\n" + HOOK_LINK, sdist_rules=False)  # ships .env
     try:
         results = grade_all(COURSE, discover(root), [LESSON], jobs=2, hidden=False, checked=checked)
     finally:
-        shutil.rmtree(OUTSIDE, ignore_errors=True)
+        shutil.rmtree(outside, ignore_errors=True)
     return {r.id: {c.id: (c.outcome, c.message) for lesson in r.lessons for c in lesson.checks} for r in results}
 
 

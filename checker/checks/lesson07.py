@@ -3,11 +3,13 @@
 Each run builds a workspace of random documents and talks to the desk through a real
 in-memory MCP client, in both protocol eras where the era matters. The search service the
 desk depends on is a fake made here: healthy, down, hanging, or crashing with a message that
-holds a random secret. Expected answers are computed here, never by the code under test.
+holds a random secret; the desk calls it through `target.expose`, so every call runs in the
+check's process. Expected answers are computed here, never by the code under test.
 """
 
 from __future__ import annotations
 
+import ast
 import logging
 import random
 import re
@@ -71,7 +73,7 @@ def workspace(tmp_path: Path) -> Workspace:
     return Workspace(root, titles, texts)
 
 
-# -- fake search services -----------------------------------------------------------------------
+# -- fake search services, handed to the desk with target.expose: every call runs here ----------
 
 class Healthy:
     def __init__(self, hits: list[str]) -> None:
@@ -86,14 +88,14 @@ class Healthy:
 class Outage:
     """Down in one of three ways: a refused connection, the desk's own outage error, or a hang."""
 
-    def __init__(self, kind: str, errors: Any) -> None:
-        self.kind, self.errors = kind, errors
+    def __init__(self, kind: str, target: Target, errors: Any) -> None:
+        self.kind, self.target, self.errors = kind, target, errors
 
     async def search(self, query: str, limit: int) -> list[str]:
         if self.kind == "refused":
             raise ConnectionRefusedError(111, "Connection refused")
         if self.kind == "unavailable":
-            raise self.errors.BackendUnavailable("search service is in maintenance")
+            raise self.target.error(self.errors.BackendUnavailable, "search service is in maintenance")
         await anyio.sleep(30)  # hangs far beyond the desk's deadline
         return []
 
@@ -109,55 +111,18 @@ class Crashing:
         raise kind(f"cannot open index at postgres://desk:{self.secret}@10.1.2.3/search (/srv/desk/secrets.env)")
 
 
-class Records(logging.Handler):
-    """Collects every log record the server writes while a check runs."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-# -- run beside the student's code (target.in_host): they return observations, never verdicts ----
-
-def _use_backend(errors: Any, desk: Any, kind: str, *args: Any) -> None:
-    """Give `desk` one of the fake search services above, made where the desk lives."""
-    if kind == "healthy":
-        desk.backend = Healthy(list(args[0]))
-    elif kind == "crashing":
-        desk.backend = Crashing(str(args[0]))
-    else:
-        desk.backend = Outage(kind, errors)
-
-
-def _clear(desk: Any, *names: str) -> None:
-    """Empty what the desk remembers (its `notes`, `jobs`, `cleanups`...) in place."""
-    for name in names:
-        getattr(desk, name).clear()
-
-
-def _start_logs(token: str) -> None:
-    """Start collecting every log record the server writes, under the name `token`."""
-    records = Records()
-    records.name = token
-    logging.getLogger().addHandler(records)
-
-
-def _stop_logs(token: str) -> list[dict[str, Any]]:
-    """Stop collecting; what each record said: its level, message, and the exception it carried."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, Records) and handler.name == token:
-            root.removeHandler(handler)
-            return [{"levelno": r.levelno, "message": r.getMessage(),
-                     "exc": repr(r.exc_info[1]) if r.exc_info and r.exc_info[1] else ""}
-                    for r in handler.records]
-    return []
-
-
 # -- helpers -------------------------------------------------------------------------------------
+
+def _backend(target: Target, errors: Any, kind: str, *args: Any) -> Any:
+    """One of the fake search services above, handed to student code: its calls run in this process."""
+    if kind == "healthy":
+        service: Any = Healthy(list(args[0]))
+    elif kind == "crashing":
+        service = Crashing(str(args[0]))
+    else:
+        service = Outage(kind, target, errors)
+    return target.expose(service, methods=["search"])
+
 
 async def _desk(target: Target, root: Path, backend: tuple[Any, ...] | None = None,
                 **kwargs: Any) -> tuple[Any, Any]:
@@ -165,20 +130,54 @@ async def _desk(target: Target, root: Path, backend: tuple[Any, ...] | None = No
     errors = target.module("errors")
     desk = errors.ErrorDesk(root, **kwargs)
     if backend is not None:
-        await target.in_host(_use_backend, errors, desk, *backend)
+        desk.backend = _backend(target, errors, *backend)
     return errors, desk
 
 
 @asynccontextmanager
 async def _server_logs(target: Target) -> AsyncIterator[list[dict[str, Any]]]:
-    """While the block runs, collect the log records the server writes; filled in when it ends."""
+    """While the block runs, collect the log records the server writes; filled in when it ends.
+
+    A plain standard-library handler on the root logger, where the server runs, writes each
+    record as one line to that process's stderr, behind a fresh token; the check reads the
+    lines back from what the process printed.
+    """
     token = f"lesson07-{uuid.uuid4().hex}"
-    await target.in_host(_start_logs, token)
+    logs = target.library("logging")
+    handler = logs.StreamHandler()
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logs.Formatter(f"{token} {{levelno}} {{message!r}} {token} {{exc_info!r}}", style="{"))
+    root = logs.getLogger()
+    root.addHandler(handler)
     seen: list[dict[str, Any]] = []
     try:
         yield seen
     finally:
-        seen.extend(await target.in_host(_stop_logs, token))
+        root.removeHandler(handler)
+        seen.extend(_records(target.output(), token))
+
+
+def _records(output: str, token: str) -> list[dict[str, Any]]:
+    """The records `_server_logs` wrote into `output`: level, message, and the exception they carried."""
+    records: list[dict[str, Any]] = []
+    for line in output.splitlines():
+        head, mark, exc = line.partition(f" {token} ")
+        if not line.startswith(f"{token} ") or not mark:
+            continue
+        level, _, message = head.removeprefix(f"{token} ").partition(" ")
+        try:
+            text = ast.literal_eval(message)
+            records.append({"levelno": int(level), "message": str(text), "exc": exc})
+        except (ValueError, SyntaxError):
+            continue
+    return records
+
+
+def _files_in(target: Target, folder: Path) -> list[str]:
+    """The names in a folder the desk chose (its exports), listed where the desk runs."""
+    if not target.library("os.path").isdir(str(folder)):
+        return []
+    return sorted(target.library("os").listdir(str(folder)))
 
 
 def _text(result: Any) -> str:
@@ -244,6 +243,7 @@ async def test_protocol_error_for_the_client(target: Target, workspace: Workspac
     for mode in MODES:
         key = _key(rng)
         title, body = _word(rng).title(), " ".join(_word(rng) for _ in range(8))
+        before = set(desk.notes)  # the notes an earlier era saved
         async with target.client(server, mode=mode) as client:
             first = await _ok(client, "save_note", {"title": title, "body": body, "idempotency_key": key})
             other = {"title": title, "body": body + " " + _word(rng), "idempotency_key": key}
@@ -259,11 +259,12 @@ async def test_protocol_error_for_the_client(target: Target, workspace: Workspac
                 pytest.fail(f"[{mode}] reusing an idempotency key for a different note returned a tool result "
                             f"(is_error={result.is_error}: {_text(result)[:150]!r}); the client's retry logic is "
                             f"broken, which no model can fix: raise MCPError so the client sees a protocol error")
-        assert len(desk.notes) == 1, f"[{mode}] a rejected request must not save a note (found {len(desk.notes)})"
+        notes = desk.notes
+        saved = [n for n in notes if n not in before]
+        assert len(saved) == 1, f"[{mode}] a rejected request must not save a note (found {len(saved)})"
         note_id = (first.structured_content or {}).get("note_id")
-        assert note_id in desk.notes and desk.notes[note_id].body == body, (
+        assert note_id in saved and notes[note_id].body == body, (
             "the original note must stay as it was")
-        await target.in_host(_clear, desk, "notes")
 
 
 @check("a crash reaches the client as an incident id, never its text (both eras)", points=3,
@@ -326,7 +327,7 @@ async def test_outage_degrades_gracefully(target: Target, workspace: Workspace) 
         kinds = ["refused", "unavailable", "hang"]
         rng.shuffle(kinds)
         for kind in kinds:
-            await target.in_host(_use_backend, errors, desk, kind)
+            desk.backend = _backend(target, errors, kind)
             what = {"refused": "refuses connections", "unavailable": "raises BackendUnavailable",
                     "hang": "never answers"}[kind]
             began = time.monotonic()
@@ -401,7 +402,7 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace) -
     server = errors.create_server(desk)
     names = [rng.choice(workspace.names) for _ in range(rng.randint(30, 40))]
     for mode in MODES:
-        await target.in_host(_clear, desk, "jobs", "cleanups")
+        before = set(desk.jobs)  # the jobs of an earlier era
         async with target.client(server, mode=mode) as client:
             try:
                 result = await client.call_tool("export_bundle", {"names": names}, read_timeout_seconds=0.3)
@@ -411,8 +412,10 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace) -
                 pytest.fail(f"[{mode}] the export of {len(names)} documents should outlast the 0.3 s timeout, but it "
                             f"answered: {_text(result)[:200]!r}{_not_written(_text(result), 'export_bundle')}")
             await anyio.sleep(0.3)
-            assert len(desk.jobs) == 1, f"expected one export job in desk.jobs, found {len(desk.jobs)}"
-            job = next(iter(desk.jobs.values()))
+            jobs = desk.jobs
+            started = [j for j in jobs if j not in before]
+            assert len(started) == 1, f"expected one export job in desk.jobs, found {len(started)}"
+            job = jobs[started[0]]
             done = job.done
             await anyio.sleep(0.4)
             assert job.done == done and done < len(names), (
@@ -420,15 +423,16 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace) -
                 f"the cancellation propagate instead of catching it")
             assert job.status == "cancelled", f"[{mode}] a cancelled export should end with status 'cancelled', got {job.status!r}"
             assert job.id in desk.cleanups, f"[{mode}] the cancelled job's cleanup did not run (desk.cleanups)"
-            leftovers = sorted(p.name for p in desk.exports.iterdir()) if desk.exports.exists() else []
+            leftovers = _files_in(target, desk.exports)
             assert not leftovers, f"[{mode}] the cancelled export left files behind: {leftovers}"
             small = rng.sample(workspace.names, k=2)
             done_result = (await _ok(client, "export_bundle", {"names": small})).structured_content or {}
             bundle = desk.exports / str(done_result.get("bundle"))
-            assert bundle.is_file(), f"a finished export must keep its bundle file; {bundle.name} is missing"
-            content = bundle.read_text()
+            assert target.library("os.path").isfile(str(bundle)), (
+                f"a finished export must keep its bundle file; {bundle.name} is missing")
+            content = target.read_text(bundle)
             assert all(workspace.texts[n].strip() in content for n in small), "the bundle should hold each document's text"
-            bundle.unlink()
+            target.library("os").remove(str(bundle))
 
 
 @check("the server keeps serving after a storm of bad calls", points=2,

@@ -8,8 +8,10 @@ hatchling, is the course's own copy: nothing is downloaded, and it works for the
 users `course grade` runs checks as, who cannot read the instructor's uv cache), and install
 the wheel into a fresh virtual environment. That environment borrows the course's already-installed dependencies
 (a `.pth` line), so nothing is downloaded; the package and its command come only from the
-wheel. One build serves every check: the first check to need it builds under a file lock in
-the system temp folder, keyed by a hash of the project, and the others reuse it.
+wheel. One build serves every check of a lesson run: the first check to need it builds under a
+file lock in the run's own temporary folder, keyed by a hash of the project, and the others
+reuse it. The build backend runs code of the student's project, so every step runs where
+student code runs (`target.command`), and what the build wrote is read back from there too.
 
 The command-line checks run `python -m research_desk` from the graded edition as a real
 subprocess, and stop every process they start.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import random
@@ -37,7 +40,7 @@ import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import pytest
@@ -53,7 +56,6 @@ ENTRY = "research_desk.__main__:main"
 SKIPPED_DIRS = {"__pycache__", ".venv", "venv", "dist", "build", ".pytest_cache", ".mypy_cache", ".ruff_cache",
                 ".git", ".course", ".ipynb_checkpoints"}
 COPY_IGNORE = shutil.ignore_patterns(*SKIPPED_DIRS, "*.pyc", "*.egg-info")
-OFFLINE_SIGNS = ("network was disabled", "offline", "failed to fetch", "could not connect", "dns error")
 
 
 def _word(rng: random.Random, low: int = 4, high: int = 9) -> str:
@@ -106,7 +108,7 @@ def _fingerprint(project: Path) -> str:
 class Build:
     ok: bool
     problem: str          # why the build or install failed ("" when ok)
-    skip: str             # why the build could not be tried here (no uv, no network): not the student's fault
+    skip: str             # why the build could not be tried here (no uv): not the student's fault
     wheel: Path | None
     sdist: Path | None
     venv: Path | None
@@ -125,19 +127,31 @@ class Build:
         return self
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 15) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONSTARTUP")}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+def _plain_env(target: Target) -> dict[str, str]:
+    """For a build step or the installed command: nothing of the grader's, and no graded source on the path."""
+    env = target.env()
+    env.pop("PYTHONPATH", None)
+    return env
 
 
-def _make_build(project: Path, home: Path) -> dict[str, Any]:
+def _run(target: Target, cmd: list[str], cwd: Path, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+    """One build step, run where student code runs (the build backend runs the project's own code)."""
+    try:
+        return subprocess.run(target.command(cmd), cwd=cwd, env=_plain_env(target), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise subprocess.TimeoutExpired(cmd, timeout) from None  # named as the step, not as its relay
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create `path` with `text`; never through a link planted there, never over an existing file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _make_build(target: Target, uv: str, project: Path, home: Path) -> dict[str, Any]:
     """Copy, plant strays, build, install. Returns what `Build` needs, as JSON-able data."""
-    uv = shutil.which("uv")
-    if uv is None:
-        return {"ok": False, "problem": "", "skip": "needs the `uv` command to build the project: install uv "
-                                                    "(https://docs.astral.sh/uv/) and check again"}
     rng = random.Random()
     copy = home / "project"
     shutil.copytree(project, copy, ignore=COPY_IGNORE, symlinks=False)
@@ -147,83 +161,115 @@ def _make_build(project: Path, home: Path) -> dict[str, Any]:
     (copy / strays[2]).parent.mkdir(parents=True, exist_ok=True)
     (copy / strays[2]).write_bytes(b"\x00stale bytecode")
     dist = home / "dist"
-    built = _run([uv, "build", "--offline", "--no-build-isolation", "--color", "never", "--python", sys.executable,
-                  "--out-dir", str(dist), str(copy)], cwd=home)
+    built = _run(target, [uv, "build", "--offline", "--no-build-isolation", "--color", "never", "--python",
+                          sys.executable, "--out-dir", str(dist), str(copy)], cwd=home)
     log = (built.stdout + built.stderr).strip()
     if built.returncode != 0:
-        if any(sign in log.lower() for sign in OFFLINE_SIGNS):
-            return {"ok": False, "problem": "", "skip": (
-                "could not build offline: uv has not cached something the build needs (" + _last_line(log)[:200]
-                + "). This is not your code: run `uv sync` (or `uv build` in your project) once while online, "
-                  "then check again")}
         return {"ok": False, "strays": strays, "problem": "`uv build` failed on a copy of your project:\n" + log[-1500:]}
-    wheels, sdists = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
+    made = sorted(p.name for p in dist.iterdir()) if dist.is_dir() and not dist.is_symlink() else []
+    wheels, sdists = [n for n in made if n.endswith(".whl")], [n for n in made if n.endswith(".tar.gz")]
     if len(wheels) != 1 or len(sdists) != 1:
         return {"ok": False, "strays": strays,
-                "problem": f"`uv build` should make one wheel and one sdist, it made {[p.name for p in dist.iterdir()]}"}
+                "problem": f"`uv build` should make one wheel and one sdist, it made {made}"}
     venv = home / "venv"
-    made = _run([uv, "venv", "--offline", "--quiet", "--python", sys.executable, str(venv)], cwd=home)
-    if made.returncode != 0:
-        return {"ok": False, "problem": "", "skip": "could not create a virtual environment offline (not your code): "
-                                                    + _last_line(made.stdout + made.stderr)[:300]}
-    site = next(venv.glob("lib/python*/site-packages"))
+    created = _run(target, [uv, "venv", "--offline", "--quiet", "--python", sys.executable, str(venv)], cwd=home)
+    if created.returncode != 0:
+        return {"ok": False, "strays": strays, "problem": "could not create a virtual environment to install your "
+                "wheel in: " + _last_line(created.stdout + created.stderr)[:300]}
+    site = next((p for p in venv.glob("lib/python*/site-packages") if not p.is_symlink()), None)
+    if site is None:
+        return {"ok": False, "strays": strays, "problem": f"`uv venv` made no site-packages folder in {venv}"}
     course_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (site / "_course_dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(course_site)))
-    installed = _run([uv, "pip", "install", "--offline", "--no-deps", "--quiet", "--python", str(venv / "bin" / "python"),
-                      str(wheels[0])], cwd=home)
+    _write_new(site / "_course_dependencies.pth", "".join(f"{p}\n" for p in sorted(course_site)))
+    installed = _run(target, [uv, "pip", "install", "--offline", "--no-deps", "--quiet", "--python",
+                              str(venv / "bin" / "python"), str(dist / wheels[0])], cwd=home)
     if installed.returncode != 0:
         return {"ok": False, "strays": strays,
                 "problem": "installing your wheel failed: " + (installed.stdout + installed.stderr)[-1500:]}
-    return {"ok": True, "problem": "", "strays": strays, "wheel": str(wheels[0]),
-            "sdist": str(sdists[0]), "venv": str(venv)}
+    return {"ok": True, "problem": "", "strays": strays, "wheel": wheels[0], "sdist": sdists[0]}
 
 
-def _cache() -> Path:
-    """Builds shared by the checks of one user (read at check time: grading runs checks as sandbox users)."""
-    return Path(tempfile.gettempdir()) / f"course-lesson08-builds-{os.getuid()}"
+def _folder(path: Path) -> Path:
+    """`path` as a real folder of this run (made if missing); a link in its place fails the check."""
+    path.mkdir(exist_ok=True)
+    if path.is_symlink() or not path.is_dir():
+        pytest.fail(f"{path} is no longer a folder: something replaced the checks' build folder with a link")
+    return path
 
 
-def _prune(keep: str) -> None:
-    """Remove other builds older than an hour, so the temp folder does not fill up."""
-    for old in _cache().iterdir():
-        if keep not in old.name and time.time() - old.stat().st_mtime > 3600:
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+def _recorded(target: Target, home: Path) -> Build | None:
+    """The finished build recorded in `home`, if its record is sound and its files are still there.
+
+    The record lies where student code may write, so it is read where student code runs and
+    trusted only for names: every path is rebuilt here, inside `home`.
+    """
+    done = home / "build.json"
+    if not os.path.lexists(done):
+        return None
+    try:
+        data = json.loads(target.read_text(done))
+    except Exception:  # noqa: BLE001 - an unreadable or garbled record: build again
+        return None
+    if type(data) is not dict or type(data.get("ok")) is not bool:
+        return None
+    strays = data.get("strays")
+    strays = [str(s) for s in strays] if type(strays) is list else []
+    if not data["ok"]:
+        return Build(ok=False, problem=str(data.get("problem", "")), skip="", wheel=None, sdist=None, venv=None,
+                     strays=strays)
+    names = [data.get("wheel"), data.get("sdist")]
+    if not all(type(n) is str and n and "/" not in n and n not in (".", "..") for n in names):
+        return None
+    wheel, sdist, venv = home / "dist" / str(names[0]), home / "dist" / str(names[1]), home / "venv"
+    if not all(os.path.lexists(p) for p in (wheel, sdist, venv)):
+        return None
+    return Build(ok=True, problem="", skip="", wheel=wheel, sdist=sdist, venv=venv, strays=strays)
 
 
-def _usable(done: Path) -> bool:
-    """A finished build whose files are still there."""
-    if not done.is_file():
-        return False
-    data = json.loads(done.read_text())
-    return not data.get("ok") or all(Path(data[k]).exists() for k in ("wheel", "sdist", "venv"))
+def build(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """The one build of this project in this lesson run, made now or reused from an earlier check.
 
-
-def build(target: Target) -> Build:
-    """The one build of this project, made now or reused from an earlier check."""
+    It lives in the run's own temporary folder (inside the submission's sandbox when grading),
+    shared by the run's checks and by nothing else.
+    """
+    uv = shutil.which("uv")
+    if uv is None:
+        return Build(ok=False, problem="", skip="needs the `uv` command to build the project: install uv "
+                     "(https://docs.astral.sh/uv/) and check again", wheel=None, sdist=None, venv=None, strays=[])
     project = _project(target)
     key = _fingerprint(project)
-    cache = _cache()
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = _folder(tmp_path_factory.getbasetemp() / "lesson08-builds")
     home = cache / key
-    with open(cache / f"{key}.lock", "w") as lock:
+    lock = os.open(cache / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; a killed builder releases it
-        done = home / "build.json"
-        if not _usable(done):  # never built, a builder died half-way, or the temp folder was cleaned
-            _prune(key)
+        found = _recorded(target, home) if os.path.isdir(home) and not os.path.islink(home) else None
+        if found is None:  # never built, a builder died half-way, or its record is unusable
+            if os.path.islink(home):
+                os.unlink(home)
             shutil.rmtree(home, ignore_errors=True)
-            home.mkdir()
+            _folder(home)
             try:
-                data = _make_build(project, home)
+                data = _make_build(target, uv, project, home)
             except subprocess.TimeoutExpired as exc:
-                data = {"ok": False, "problem": f"`{' '.join(exc.cmd[:2])}` took more than {exc.timeout:g} s"}
-            tmp = home / "build.json.tmp"
-            tmp.write_text(json.dumps(data))
-            tmp.replace(done)
-        data = json.loads(done.read_text())
-    return Build(ok=data["ok"], problem=data["problem"], skip=data.get("skip", ""),
-                 wheel=Path(data["wheel"]) if data.get("wheel") else None,
-                 sdist=Path(data["sdist"]) if data.get("sdist") else None,
-                 venv=Path(data["venv"]) if data.get("venv") else None, strays=data.get("strays", []))
+                data = {"ok": False, "problem": f"`uv {exc.cmd[1]}` took more than {exc.timeout:g} s"}
+            tmp = home / f"build.json.{os.getpid()}"
+            _write_new(tmp, json.dumps(data))
+            os.replace(tmp, home / "build.json")
+            found = _recorded(target, home)
+        if found is None:
+            pytest.fail("the build's record vanished or was changed while the checks ran")
+        return found
+    finally:
+        os.close(lock)
+
+
+def _archive(target: Target, path: Path) -> io.BytesIO:
+    """A file the build made, read where it was made (a link in its place never leads out)."""
+    try:
+        return io.BytesIO(target.read_bytes(path))
+    except Exception as exc:  # noqa: BLE001 - gone, or replaced by something unreadable
+        pytest.fail(f"{path.name}, which `uv build` made, could not be read back: {exc}")
 
 
 # -- subprocess helpers ----------------------------------------------------------------------------
@@ -234,22 +280,22 @@ def _stderr_tail(stderr: str, lines: int = 6) -> str:
     return ("\nThe server's stderr ends with:\n" + "\n".join(line[:200] for line in kept)) if kept else ""
 
 
-def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    env.update(extra or {})
-    return env
+def _errlog(folder: Path) -> IO[str]:
+    """A nameless file for a server's stderr: read back through this handle, nothing can swap it."""
+    return tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace", dir=folder)
 
 
-def _tail(path: Path) -> str:
-    text = path.read_text(errors="replace") if path.is_file() else ""
-    return _stderr_tail(text)
+def _tail(errlog: IO[str]) -> str:
+    errlog.flush()
+    errlog.seek(0)
+    return _stderr_tail(errlog.read())
 
 
 def _module(target: Target, *args: str, env: dict[str, str] | None = None, cwd: Path,
             timeout: float = 10) -> subprocess.CompletedProcess[str]:
     """`python -m research_desk ARGS` from the graded edition, with a clean environment."""
     try:
-        return subprocess.run([sys.executable, "-m", target.package, *args], cwd=cwd,
+        return subprocess.run(target.command([sys.executable, "-m", target.package, *args]), cwd=cwd,
                               env=target.env(env),
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -280,15 +326,18 @@ def _mcp_requirement(project: Path) -> str | None:
 @check("uv build makes a wheel and an sdist, and the sdist ships only the project", points=2,
        hint="`uv build` packs everything in the project folder into the sdist unless you say otherwise: tell "
             "hatchling what belongs there ([tool.hatch.build.targets.sdist]), so a .env or a notebook never ships.")
-async def test_builds_wheel_and_sdist(target: Target) -> None:
-    built = build(target).require()
+async def test_builds_wheel_and_sdist(target: Target, tmp_path_factory: pytest.TempPathFactory) -> None:
+    built = build(target, tmp_path_factory).require()
     assert built.wheel and built.sdist
     version = _edition_version(target)
     assert built.wheel.name == f"research_desk-{version}-py3-none-any.whl", (
         f"the wheel is {built.wheel.name}; expected research_desk-{version}-py3-none-any.whl (the distribution "
         f"is research-desk and its version should match research_desk.__version__ = {version!r})")
-    with tarfile.open(built.sdist) as sdist:
-        names = [name.split("/", 1)[1] for name in sdist.getnames() if "/" in name]
+    try:
+        with tarfile.open(fileobj=_archive(target, built.sdist)) as sdist:
+            names = [name.split("/", 1)[1] for name in sdist.getnames() if "/" in name]
+    except tarfile.TarError as exc:
+        pytest.fail(f"the sdist {built.sdist.name} is not a readable tar.gz archive: {exc}")
     for needed in ("pyproject.toml", "src/research_desk/__init__.py", "src/research_desk/__main__.py"):
         assert needed in names, f"the sdist lacks {needed}: a wheel built from it would be incomplete"
     shipped = [n for n in names if n in built.strays or n.rsplit("/", 1)[-1] == ".env"
@@ -301,12 +350,15 @@ async def test_builds_wheel_and_sdist(target: Target) -> None:
 @check("the wheel holds the package and its console script, and nothing stray", points=2,
        hint="[project.scripts] maps a command name to `package.module:function`; the wheel's "
             "entry_points.txt is where installers read it. Only the package and its .dist-info belong in a wheel.")
-async def test_wheel_contents(target: Target) -> None:
-    built = build(target).require()
+async def test_wheel_contents(target: Target, tmp_path_factory: pytest.TempPathFactory) -> None:
+    built = build(target, tmp_path_factory).require()
     assert built.wheel
-    with zipfile.ZipFile(built.wheel) as wheel:
-        names = wheel.namelist()
-        points = next((wheel.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")), "")
+    try:
+        with zipfile.ZipFile(_archive(target, built.wheel)) as wheel:
+            names = wheel.namelist()
+            points = next((wheel.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")), "")
+    except (zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        pytest.fail(f"the wheel {built.wheel.name} is not a readable zip archive: {exc}")
     sources = sorted(p.relative_to(target.edition).as_posix() for p in (target.edition / target.package).rglob("*.py")
                      if "__pycache__" not in p.parts)
     missing = [s for s in sources if s not in names]
@@ -332,21 +384,22 @@ async def test_wheel_contents(target: Target) -> None:
 @check("the installed research-desk command serves tools over stdio in both eras", points=3,
        hint="Test what users install, not your source tree: the wheel in a fresh environment, started through "
             "its console script, spoken to by a real stdio client. main() must run the server and return.")
-async def test_installed_command_serves_stdio(target: Target, workspace: tuple[Path, list[str]], tmp_path: Path) -> None:
+async def test_installed_command_serves_stdio(target: Target, workspace: tuple[Path, list[str]], tmp_path: Path,
+                                             tmp_path_factory: pytest.TempPathFactory) -> None:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    built = build(target).require()
-    assert built.command.is_file(), f"installing the wheel made no `{SCRIPT}` command: declare it in [project.scripts]"
+    built = build(target, tmp_path_factory).require()
+    assert target.library("os.path").isfile(str(built.command)), (
+        f"installing the wheel made no `{SCRIPT}` command: declare it in [project.scripts]")
     root, names = workspace
     version = _edition_version(target)
     seen: dict[str, Any] = {}
 
     async def connect(mode: str) -> None:
-        errlog = tmp_path / f"stderr-{mode}.txt"
-        params = StdioServerParameters(command=str(built.command), args=["--root", str(root)],
-                                       env=_clean_env(), cwd=str(tmp_path))
-        with errlog.open("w") as err:
+        command, *args = target.command([str(built.command), "--root", str(root)])
+        params = StdioServerParameters(command=command, args=args, env=_plain_env(target), cwd=str(tmp_path))
+        with _errlog(tmp_path) as err:
             try:
                 with anyio.fail_after(16):
                     async with Client(stdio_client(params, errlog=err), mode=mode) as client:
@@ -357,7 +410,7 @@ async def test_installed_command_serves_stdio(target: Target, workspace: tuple[P
                 err.flush()
                 while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                     exc = exc.exceptions[0]
-                seen[mode] = f"({type(exc).__name__}: {exc}){_tail(errlog)}"
+                seen[mode] = f"({type(exc).__name__}: {exc}){_tail(err)}"
 
     async with anyio.create_task_group() as tg:  # one server process per era, started side by side
         for mode in MODES:
@@ -486,7 +539,8 @@ async def test_stdout_is_protocol_only(target: Target, workspace: tuple[Path, li
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_documents", "arguments": {}}},
     ]
     out, err = bytearray(), bytearray()
-    process = await anyio.open_process([sys.executable, "-m", target.package, *args], env=env, cwd=str(tmp_path))
+    process = await anyio.open_process(target.command([sys.executable, "-m", target.package, *args]), env=env,
+                                       cwd=str(tmp_path))
     try:
         async def drain(stream: Any, into: bytearray) -> None:
             async for chunk in stream:
@@ -563,10 +617,9 @@ async def test_http_transport(target: Target, workspace: tuple[Path, list[str]],
     else:
         args, extra = [], {"RESEARCH_DESK_TRANSPORT": "http", "RESEARCH_DESK_PORT": str(port),
                            "RESEARCH_DESK_HOST": "127.0.0.1", "RESEARCH_DESK_ROOTS": str(root)}
-    errlog = tmp_path / "http-stderr.txt"
-    with errlog.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", target.package, *args], cwd=tmp_path, env=target.env(extra),
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    errlog = _errlog(tmp_path)
+    process = subprocess.Popen(target.command([sys.executable, "-m", target.package, *args]), cwd=tmp_path,
+                               env=target.env(extra), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog)
     try:
         deadline = time.monotonic() + 12
         while True:
@@ -595,6 +648,7 @@ async def test_http_transport(target: Target, workspace: tuple[Path, list[str]],
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        errlog.close()
 
 
 @check("a bad setting stops the command with exit code 2 and one clear line on stderr", points=2,

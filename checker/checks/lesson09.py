@@ -4,9 +4,10 @@ Most checks deploy the student's `build_app(settings)` with a real uvicorn on a 
 port and talk to it as a client behind a proxy would: a random public host name in `Host`, a
 random bearer token, random replica names and request-state keys. The workspace holds random
 documents and, beside it, a private folder whose name shares the workspace's prefix; a secret
-word lives only there, and no answer may ever contain it. The stdio check runs
-`python -m research_desk.server` as a real subprocess; the command-line check runs the
-documented `uvicorn --factory` command. Every process a check starts is stopped in `finally`.
+word lives only there, and no answer may ever contain it. The stdio check runs the installed
+`research-desk-server` command (lesson 8's build) as a real subprocess; the command-line check
+runs `python -m research_desk.server` and the documented `uvicorn --factory` command. Those processes run student code, so they start where
+student code runs (`target.command`); every process a check starts is stopped in `finally`.
 Expected answers are computed here, never by the code under test.
 """
 
@@ -23,12 +24,13 @@ import signal
 import string
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import httpx2
@@ -655,19 +657,23 @@ async def test_redis_bus_across_replicas(target: Target, desk: Desk, tmp_path: P
        hint="What users run is the wheel's research-desk-server command (research_desk.server:main). main() with no "
             "transport serves stdio from the server built without HTTP parts. Log through logging (stderr); a "
             "print() or a stdout log handler puts a line on the wire that no client can parse.")
-async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> None:
+async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path,
+                               tmp_path_factory: pytest.TempPathFactory) -> None:
     marker, model_name = f"summary {_word()}", f"model-{_word(4)}"
     inside = random.choice(desk.names)
-    # The wheel of this very project, installed offline into a fresh environment (lesson 8's cached build).
+    # The wheel of this very project, installed offline into a fresh environment (lesson 8's build, made
+    # where student code runs).
     from lesson08 import build
 
-    command = build(target).require().venv / "bin" / "research-desk-server"
-    assert command.is_file(), ("installing the wheel made no `research-desk-server` command: keep it in "
-                               "[project.scripts] of your pyproject.toml")
+    command = build(target, tmp_path_factory).require().venv / "bin" / "research-desk-server"
+    assert target.library("os.path").isfile(str(command)), (
+        "installing the wheel made no `research-desk-server` command: keep it in [project.scripts] of your "
+        "pyproject.toml")
     env = target.env({"RESEARCH_DESK_ROOTS": str(desk.root), "RESEARCH_DESK_LOG_LEVEL": "INFO",
                       "RESEARCH_DESK_TOKEN": desk.token, "PYTHONUNBUFFERED": "1"})  # a stray write shows at once
     env.pop("PYTHONPATH")  # the installed package, not the source tree
     report: dict[str, dict[str, Any]] = {}
+    errlogs = {mode: _log(tmp_path) for mode in MODES}
 
     async def session(mode: str) -> None:
         junk: list[str] = []
@@ -682,23 +688,23 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> No
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             steps.append(progress)
 
-        params = StdioServerParameters(command=str(command), args=[], env=env, cwd=str(tmp_path))
+        program, *args = target.command([str(command)])
+        params = StdioServerParameters(command=program, args=args, env=env, cwd=str(tmp_path))
         got: dict[str, Any] = {"junk": junk, "steps": steps}
-        with (tmp_path / f"stderr-{mode}.log").open("w") as errlog:
-            async with Client(stdio_client(params, errlog=errlog), mode=mode, message_handler=on_message,
-                              sampling_callback=_model(marker, model_name), read_timeout_seconds=15) as client:
-                got["version"] = client.protocol_version
-                got["tools"] = {t.name for t in (await client.list_tools()).tools}
-                got["inside"] = _text(await _call(client, "read_file", {"path": inside}))
-                outside = await client.call_tool("read_file", {"path": str(desk.secret_file)})
-                got["outside"] = (outside.is_error, _text(outside))
-                got["summary"] = (await _call(client, "summarise", {"text": _sentence() + " " + _sentence()})
-                                  ).structured_content
-                got["index"] = (await _call(client, "index_documents", {}, progress_callback=on_progress)
-                                ).structured_content
-                with anyio.move_on_after(2):
-                    while len(steps) < len(desk.names):
-                        await anyio.sleep(0.02)
+        async with Client(stdio_client(params, errlog=errlogs[mode]), mode=mode, message_handler=on_message,
+                          sampling_callback=_model(marker, model_name), read_timeout_seconds=15) as client:
+            got["version"] = client.protocol_version
+            got["tools"] = {t.name for t in (await client.list_tools()).tools}
+            got["inside"] = _text(await _call(client, "read_file", {"path": inside}))
+            outside = await client.call_tool("read_file", {"path": str(desk.secret_file)})
+            got["outside"] = (outside.is_error, _text(outside))
+            got["summary"] = (await _call(client, "summarise", {"text": _sentence() + " " + _sentence()})
+                              ).structured_content
+            got["index"] = (await _call(client, "index_documents", {}, progress_callback=on_progress)
+                            ).structured_content
+            with anyio.move_on_after(2):
+                while len(steps) < len(desk.names):
+                    await anyio.sleep(0.02)
         report[mode] = got
 
     try:
@@ -712,9 +718,12 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> No
             raise leaf from None
         if not isinstance(leaf, Exception):
             raise
-        logs = " | ".join(_last_line(tmp_path / f"stderr-{m}.log") for m in MODES)
+        logs = " | ".join(_last_line(errlogs[m]) for m in MODES)
         pytest.fail(f"the installed `research-desk-server` did not serve stdio ({type(leaf).__name__}: {leaf}). "
                     f"Its stderr ended: {logs or '(empty)'}")
+    finally:
+        for errlog in errlogs.values():
+            errlog.close()
     for mode, version in MODES.items():
         got = report[mode]
         assert not got["junk"], (f"{version}: the server wrote {got['junk'][0]!r} to stdout, which is not JSON-RPC: on "
@@ -731,19 +740,30 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path) -> No
             f"{version} over stdio: indexing {len(desk.names)} documents gave {len(got['steps'])} progress steps")
 
 
-def _last_line(path: Path) -> str:
-    """The last non-empty line a process wrote to a log (usually the error that ended it)."""
+def _log(folder: Path) -> IO[str]:
+    """A nameless file for a process's stderr: read back through this handle, nothing can swap it."""
+    return tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace", dir=folder)
+
+
+def _read(log: IO[str]) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read()
+
+
+def _last_line(log: IO[str]) -> str:
+    """The last non-empty line a process wrote to its log (usually the error that ended it)."""
     try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
+        lines = [line.strip() for line in _read(log).splitlines() if line.strip()]
+    except (OSError, ValueError):
         return "(no log)"
     return lines[-1][:300] if lines else "(empty)"
 
 
-def _spawn(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as err:
-        return subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+def _spawn(target: Target, args: list[str], env: dict[str, str], cwd: Path, log: IO[str]) -> subprocess.Popen[bytes]:
+    """`python ARGS` from the graded edition, run where student code runs."""
+    return subprocess.Popen(target.command([sys.executable, *args]), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=log, start_new_session=True)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -765,24 +785,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             "`uvicorn --factory research_desk.server:build_app` configures each replica.")
 async def test_command_line_and_factory(target: Target, desk: Desk, tmp_path: Path) -> None:
     port = free_port()
-    refused = _spawn(["-m", f"{target.package}.server", "--transport", "http", "--port", str(free_port())],
+    refused_log, served_log = _log(tmp_path), _log(tmp_path)
+    refused = _spawn(target, ["-m", f"{target.package}.server", "--transport", "http", "--port", str(free_port())],
                      target.env({"RESEARCH_DESK_ROOTS": str(desk.root),
                                  "RESEARCH_DESK_PUBLIC_URL": f"https://{desk.host}/mcp"}),
-                     tmp_path, tmp_path / "refused.log")
-    served = _spawn(["-m", "uvicorn", "--factory", f"{target.package}.server:build_app", "--host", "127.0.0.1",
-                     "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                     tmp_path, refused_log)
+    served = _spawn(target, ["-m", "uvicorn", "--factory", f"{target.package}.server:build_app", "--host", "127.0.0.1",
+                             "--port", str(port), "--no-access-log", "--log-level", "warning"],
                     target.env({"RESEARCH_DESK_ROOTS": str(desk.root), "RESEARCH_DESK_TOKEN": desk.token,
-                                "RESEARCH_DESK_REPLICA": desk.replica}), tmp_path, tmp_path / "served.log")
+                                "RESEARCH_DESK_REPLICA": desk.replica}), tmp_path, served_log)
     info: dict[str, Any] = {}
     try:
         with anyio.fail_after(15):
             while refused.poll() is None:
                 await anyio.sleep(0.05)
         stdout = refused.stdout.read().decode(errors="replace") if refused.stdout else ""
-        stderr = (tmp_path / "refused.log").read_text(errors="replace")
+        stderr = _read(refused_log)
         assert refused.returncode == 2, (
             f"`python -m {target.package}.server --transport http` with a public URL and no token exited with "
-            f"{refused.returncode}, expected 2 (a refused setting). Its stderr ended: {_last_line(tmp_path / 'refused.log')}")
+            f"{refused.returncode}, expected 2 (a refused setting). Its stderr ended: {_last_line(refused_log)}")
         assert "RESEARCH_DESK_TOKEN" in stderr and not stdout.strip(), (
             "the refusal should be an error on stderr naming RESEARCH_DESK_TOKEN, and nothing on stdout")
         with anyio.fail_after(15):
@@ -790,7 +811,7 @@ async def test_command_line_and_factory(target: Target, desk: Desk, tmp_path: Pa
                 while True:
                     if served.poll() is not None:
                         pytest.fail(f"`uvicorn --factory {target.package}.server:build_app` exited "
-                                    f"({served.returncode}): {_last_line(tmp_path / 'served.log')}")
+                                    f"({served.returncode}): {_last_line(served_log)}")
                     try:
                         if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
                             break
@@ -806,6 +827,8 @@ async def test_command_line_and_factory(target: Target, desk: Desk, tmp_path: Pa
     finally:
         _stop(refused)
         _stop(served)
+        refused_log.close()
+        served_log.close()
     assert info.get("replica") == desk.replica, (
         f"the factory's server reported replica {info.get('replica')!r}, expected {desk.replica!r} from "
         f"RESEARCH_DESK_REPLICA: build_app() must read its settings from the environment")

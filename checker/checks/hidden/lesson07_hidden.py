@@ -70,7 +70,7 @@ def workspace(tmp_path: Path) -> Workspace:
     return Workspace(root, titles, texts)
 
 
-# -- run beside the student's code (target.in_host) ----------------------------------------------
+# -- a fake search service, handed to the desk with target.expose: its calls run here -----------
 
 class Sloppy:
     """A healthy search service that ignores `limit` and answers with every hit it has."""
@@ -80,10 +80,6 @@ class Sloppy:
 
     async def search(self, query: str, limit: int) -> list[str]:
         return list(self.hits)
-
-
-def _use_sloppy(desk: Any, hits: list[str]) -> None:
-    desk.backend = Sloppy(list(hits))
 
 
 # -- the checks ----------------------------------------------------------------------------------
@@ -118,7 +114,7 @@ async def test_search_without_service_and_over_answering_service(target: Target,
 
     hits = rng.sample(workspace.names, k=len(workspace.names))
     limit = rng.randint(1, len(hits) - 1)
-    await target.in_host(_use_sloppy, desk, hits)
+    desk.backend = target.expose(Sloppy(list(hits)), methods=["search"])
     async with target.client(server) as client:
         result = await client.call_tool("search_documents", {"query": _word(rng), "limit": limit})
     answer = result.structured_content or {}
@@ -209,6 +205,8 @@ async def test_failed_export_cleans_up(target: Target, workspace: Workspace) -> 
             f"[{mode}] an export that stopped on an error should end with status 'failed', got {job.status!r} "
             f"({job.done}/{job.total} documents)")
         assert job.id in desk.cleanups, f"[{mode}] the failed job's cleanup did not run (its id is not in desk.cleanups)"
-        leftovers = sorted(p.name for p in desk.exports.iterdir()) if desk.exports.exists() else []
+        exports = str(desk.exports)  # a folder the desk chose: listed where the desk runs
+        leftovers = sorted(target.library("os").listdir(exports)) if target.library("os.path").isdir(exports) else []
         assert not leftovers, f"[{mode}] the failed export left files behind: {leftovers}"
-        (workspace.root / victim).write_text(workspace.texts[victim])
+        # put the document back where student code runs (a link planted in its place leads nowhere else)
+        target.library("pathlib").Path(str(workspace.root / victim)).write_text(workspace.texts[victim])

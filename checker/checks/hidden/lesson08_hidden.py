@@ -103,32 +103,36 @@ async def test_roots_names_and_files(target: Target, tmp_path: Path) -> None:
             f"(does your check only ask whether the path exists?)")
 
 
-def _logging_probe(main: Any, level: str, records: list[list[str]]) -> dict[str, Any]:
-    """Call configure_logging twice over a stale root handler, log `records`; report what went where."""
-    import io
-    import logging
-    import sys
+def _logging_probe(target: Target, main: Any, level: str, records: list[list[str]]) -> dict[str, Any]:
+    """Call configure_logging twice over a stale root handler, log `records`; report what went where.
 
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    Everything is done where student code runs, with objects of the standard library made
+    there (three StringIO streams, a StreamHandler); what they caught is read back here.
+    """
+    io, logs, sys = target.library("io"), target.library("logging"), target.library("sys")
+    root = logs.getLogger()
+    saved = (root.handlers, root.level, sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     out, err, stale = io.StringIO(), io.StringIO(), io.StringIO()
     try:
-        sys.stdout = sys.__stdout__ = out
-        sys.stderr = sys.__stderr__ = err
-        root.handlers[:] = [logging.StreamHandler(stale)]  # left by a library or an earlier basicConfig
+        sys.stdout = out
+        sys.__stdout__ = out
+        sys.stderr = err
+        sys.__stderr__ = err
+        root.handlers = [logs.StreamHandler(stale)]  # left by a library or an earlier basicConfig
         try:
             main.configure_logging(level)
             main.configure_logging(level)
         except Exception as exc:  # noqa: BLE001 - reported as an observation
             return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         for name, record_level, message in records:
-            logging.getLogger(name).log(getattr(logging, record_level), "%s", message)
-        for handler in root.handlers:
+            logs.getLogger(name).log(getattr(logs, record_level), "%s", message)
+        handlers = root.handlers
+        for handler in handlers:
             handler.flush()
         return {"error": "", "stdout": out.getvalue(), "stderr": err.getvalue(), "stale": stale.getvalue(),
-                "handlers": len(root.handlers)}
+                "handlers": len(handlers)}
     finally:
-        root.handlers[:] = saved[0]
+        root.handlers = saved[0]
         root.setLevel(saved[1])
         sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved[2:]
 
@@ -143,7 +147,7 @@ async def test_logging_replaces_handlers(target: Target) -> None:
     names = [f"research_desk.{_word(rng)}", f"{_word(rng)}.{_word(rng)}"]
     records = [[rng.choice(names), record_level, f"{record_level.lower()}-{_word(rng, 8, 12)}-{rng.randint(100, 999)}"]
                for record_level in rng.sample(LEVELS, k=len(LEVELS))]
-    seen = await target.in_host(_logging_probe, main, level, records)
+    seen = _logging_probe(target, main, level, records)
     assert not seen["error"], f"configure_logging({level!r}) raised {seen['error']}"
     assert not seen["stdout"], (
         f"logging wrote to stdout ({seen['stdout'].strip()[:120]!r}): on stdio that is the protocol stream")

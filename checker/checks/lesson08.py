@@ -227,10 +227,10 @@ def _recorded(target: Target, home: Path) -> Build | None:
 
 
 def build(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Build:
-    """The one build of this project in this lesson run, made now or reused from an earlier check.
+    """The one build of this project, made now or reused from an earlier check.
 
-    It lives in the run's own temporary folder (inside the submission's sandbox when grading),
-    shared by the run's checks and by nothing else.
+    It lives in the lesson run's own temporary folder, or when grading in the submission's scratch
+    folder inside its sandbox (so lesson 9 reuses lesson 8's build), shared with nothing else.
     """
     uv = shutil.which("uv")
     if uv is None:
@@ -238,7 +238,7 @@ def build(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Build:
                      "(https://docs.astral.sh/uv/) and check again", wheel=None, sdist=None, venv=None, strays=[])
     project = _project(target)
     key = _fingerprint(project)
-    cache = _folder(tmp_path_factory.getbasetemp() / "lesson08-builds")
+    cache = _folder(Path(target.scratch or tmp_path_factory.getbasetemp()) / "lesson08-builds")
     home = cache / key
     lock = os.open(cache / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:

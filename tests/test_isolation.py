@@ -180,6 +180,24 @@ def test_an_exposed_function_may_look_at_student_objects_while_they_wait(sandbox
         target.close()
 
 
+def test_an_exposed_function_may_hand_back_a_student_object(sandbox: Running) -> None:
+    target = _target(sandbox)
+    try:
+        made = target.library("types").SimpleNamespace(value=7)  # lives with student code: a handle here
+        calls = target.library("operator").call
+
+        def same() -> object:
+            return made  # a sync function returning a handle: it goes back as the object, never awaited
+
+        returned: list[object] = []
+        worker = threading.Thread(target=lambda: returned.append(calls(target.expose(same))), daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert returned and returned[0] is made, "the object did not come back as itself"
+    finally:
+        target.close()
+
+
 def test_an_exposed_function_raises_the_students_own_exception(sandbox: Running) -> None:
     target = _target(sandbox)
     try:

@@ -180,6 +180,46 @@ def test_an_exposed_function_may_look_at_student_objects_while_they_wait(sandbox
         target.close()
 
 
+def test_an_exposed_function_may_ask_about_student_objects_at_once(sandbox: Running) -> None:
+    target = _target(sandbox)
+    try:
+        made = target.library("types").SimpleNamespace(value=7)  # a handle: reading it asks the host
+
+        def peek(_: object) -> object:
+            return made.value  # asked the moment the call arrives, before the host may look settled
+
+        builtins = target.library("builtins")
+        seen: list[object] = []
+
+        def peek_often() -> None:  # in student code's process, one call after another into the check
+            seen.append(builtins.list(builtins.map(target.expose(peek), list(range(200)))))
+
+        worker = threading.Thread(target=peek_often, daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+        assert seen == [[7] * 200], "a call into the check that asked about a student object at once got stuck"
+    finally:
+        target.close()
+
+
+def test_an_exposed_function_may_hand_back_a_student_object(sandbox: Running) -> None:
+    target = _target(sandbox)
+    try:
+        made = target.library("types").SimpleNamespace(value=7)  # lives with student code: a handle here
+        calls = target.library("operator").call
+
+        def same() -> object:
+            return made  # a sync function returning a handle: it goes back as the object, never awaited
+
+        returned: list[object] = []
+        worker = threading.Thread(target=lambda: returned.append(calls(target.expose(same))), daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert returned and returned[0] is made, "the object did not come back as itself"
+    finally:
+        target.close()
+
+
 def test_an_exposed_function_raises_the_students_own_exception(sandbox: Running) -> None:
     target = _target(sandbox)
     try:

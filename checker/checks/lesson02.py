@@ -92,53 +92,32 @@ def _fail_if_crashed(target: Target, result: Any, tool: str) -> None:
         pytest.fail(f"{tool} crashed (the client saw only 'Error executing tool {tool}')")
 
 
-# --- helpers that run beside the student's code (see Target.in_host) ---------------------------
-# They build what the student's code is handed (servers, SDK objects, fake models) and report
-# plain observations; every verdict stays in the check body.
+# --- what the student's code is handed, built where it runs (target.library) ---------------------
 
 
-def _mcp_server(name: str) -> Any:
+def _mcp_server(target: Target, name: str) -> Any:
     """An empty SDK server, made where the student's code runs, for it to register tools on."""
-    from mcp.server.mcpserver import MCPServer
-
-    return MCPServer(name, log_level="WARNING")
+    return target.library("mcp.server.mcpserver").MCPServer(name, log_level="WARNING")
 
 
-def _lesson_server(sampling: Any, name: str, root: Path | None, limit: int | None) -> Any:
+def _new_server(target: Target, root: Path | None = None, limit: int | None = None) -> Any:
     """A server with this lesson's tools, built from the module's functions (register is checked on its own)."""
-    server = _mcp_server(name)
+    sampling = target.module("sampling")
+    server = _mcp_server(target, f"desk-{random.randint(1000, 9999)}")
     server.tool()(sampling.summarise)
     if root is not None:
         server.tool(name="summarise_document")(sampling.document_summariser(root, limit))
     return server
 
 
-def _sdk_object(kind: str, data: dict[str, Any]) -> Any:
-    """The SDK model `mcp.types.<kind>` rebuilt from its JSON form, to hand to the student's code."""
-    import mcp.types
-
-    return getattr(mcp.types, kind).model_validate(data)
+def _hand_in(target: Target, obj: Any) -> Any:
+    """The SDK object `obj`, rebuilt where the student's code runs, so it can be passed to it."""
+    kind = getattr(target.library("mcp.types"), type(obj).__name__)
+    return kind.model_validate(obj.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
 
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _class_names(obj: Any) -> list[str]:
-    """The qualified names of every class `obj` is an instance of: the check decides what it is."""
-    return [_qualified(cls) for cls in type(obj).__mro__]
-
-
-async def _new_server(target: Target, root: Path | None = None, limit: int | None = None) -> Any:
-    """A server with this lesson's tools, built beside the student's code."""
-    return await target.in_host(_lesson_server, target.module("sampling"), f"desk-{random.randint(1000, 9999)}",
-                                root, limit)
-
-
-async def _hand_in(target: Target, obj: Any) -> Any:
-    """The SDK object `obj`, rebuilt where the student's code runs, so it can be passed to it."""
-    return await target.in_host(_sdk_object, type(obj).__name__,
-                                obj.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
 
 async def _summarise(target: Target, client: Any, text: str, max_words: int, tool: str = "summarise") -> CallToolResult:
@@ -184,7 +163,7 @@ async def test_summary_request_shape(target: Target) -> None:
     passage = _passage(rng)
     small, large = rng.randint(10, 60), rng.randint(200, 400)
     fake = FakeClientModel(rng)
-    async with target.client(await _new_server(target), sampling_callback=fake) as client:
+    async with target.client(_new_server(target), sampling_callback=fake) as client:
         for max_words in (small, large):
             await _summarise(target, client, passage, max_words)
     assert len(fake.seen) == 2, f"expected one sampling request per call (2), the client model was asked {len(fake.seen)} times"
@@ -221,7 +200,7 @@ async def test_summary_request_shape(target: Target) -> None:
             "client's reply on 2026-07-28 (a retried call) and on legacy sessions (a pushed request). Read its text.")
 async def test_reply_reaches_result_both_eras(target: Target) -> None:
     rng = random.Random()
-    server = await _new_server(target)
+    server = _new_server(target)
     for mode, version in MODES.items():
         fake = FakeClientModel(rng)
         passage = _passage(rng)
@@ -240,7 +219,7 @@ async def test_reply_reaches_result_both_eras(target: Target) -> None:
             "sampling, return a CreateMessageResult built from extractive_summary() and labelled FALLBACK_MODEL.")
 async def test_degrades_without_sampling(target: Target) -> None:
     rng = random.Random()
-    server = await _new_server(target)
+    server = _new_server(target)
     for mode, version in MODES.items():
         passage = _passage(rng, rng.randint(4, 9))
         max_words = rng.randint(12, 30)
@@ -261,7 +240,7 @@ async def test_degrades_without_sampling(target: Target) -> None:
             "ToolError with a message that names the model, so the caller learns what went wrong.")
 async def test_unusable_reply_is_tool_error(target: Target) -> None:
     rng = random.Random()
-    server = await _new_server(target)
+    server = _new_server(target)
     contents = [ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"), TextContent(type="text", text="  ")]
     for mode, version in MODES.items():
         for content in rng.sample(contents, len(contents)):
@@ -284,7 +263,7 @@ async def test_request_stable_across_rounds(target: Target) -> None:
     rng = random.Random()
     fake = FakeClientModel(rng)
     args = {"text": _passage(rng), "max_words": rng.randint(20, 90)}
-    async with target.client(await _new_server(target), mode="2026-07-28", sampling_callback=fake) as client:
+    async with target.client(_new_server(target), mode="2026-07-28", sampling_callback=fake) as client:
         rounds = []
         for _ in range(2):
             first = await client.session.call_tool("summarise", args, allow_input_required=True)
@@ -314,42 +293,31 @@ async def test_request_stable_across_rounds(target: Target) -> None:
     assert data["summary"] == fake.reply, f"round 2 should return the answered summary {fake.reply!r}, got {data['summary']!r}"
 
 
-_RECORDERS: list[tuple[Any, list[warnings.WarningMessage]]] = []
-
-
-def _record_warnings() -> None:
-    """Start recording every warning raised in this process (until `_recorded_warnings`)."""
-    recorder = warnings.catch_warnings(record=True)
-    caught = recorder.__enter__()
-    warnings.simplefilter("always")
-    _RECORDERS.append((recorder, caught))
-
-
-def _recorded_warnings() -> list[dict[str, Any]]:
-    """Stop the latest recording; each warning's message and the names of its category's classes."""
-    recorder, caught = _RECORDERS.pop()
-    recorder.__exit__(None, None, None)
-    return [{"message": str(w.message), "categories": [_qualified(c) for c in w.category.__mro__]} for w in caught]
-
-
 @check("the modern path uses no deprecated push call (no MCPDeprecationWarning)", points=2,
        hint="ctx.session.create_message is the 2025 push API: it warns, and it cannot work on a 2026-07-28 connection "
             "(no back-channel). Return Sample(...) from a resolver and let the SDK deliver it in either era.")
 async def test_no_deprecated_calls(target: Target) -> None:
     rng = random.Random()
-    server = await _new_server(target)
+    server = _new_server(target)
+    shown: list[tuple[str, Any]] = []
+
+    def showwarning(message: Any, category: Any, *where: Any) -> None:
+        """Every warning shown where the student's code runs comes here, to the check."""
+        shown.append((str(message), category))
+
     for mode, version in MODES.items():
         fake = FakeClientModel(rng)
+        shown.clear()
         with warnings.catch_warnings(record=True) as caught:  # the client's side
             warnings.simplefilter("always")
-            await target.in_host(_record_warnings)  # the server's side, where the student's code runs
-            try:
-                async with target.client(server, mode=mode, sampling_callback=fake) as client:
-                    result = await _summarise(target, client, _passage(rng), 40)
-            finally:
-                served = await target.in_host(_recorded_warnings)
+            served = target.library("warnings")  # the server's side, where the student's code runs
+            served.simplefilter("always")
+            served.showwarning = target.expose(showwarning)
+            async with target.client(server, mode=mode, sampling_callback=fake) as client:
+                result = await _summarise(target, client, _passage(rng), 40)
         deprecated = [str(w.message) for w in caught if issubclass(w.category, MCPDeprecationWarning)]
-        deprecated += [w["message"] for w in served if _qualified(MCPDeprecationWarning) in w["categories"]]
+        deprecated += [message for message, category in shown
+                       if isinstance(category, type) and issubclass(category, MCPDeprecationWarning)]
         assert not deprecated, f"on {version} summarise raised MCPDeprecationWarning: {deprecated[0]}"
         data = _structured(result)
         assert data["summary"] == fake.reply, f"on {version} the summary should be the client model's reply"
@@ -360,10 +328,14 @@ async def test_no_deprecated_calls(target: Target) -> None:
 
 @dataclass
 class FakeModel:
-    """A ChatModel for the student's callback: records prompts, answers or fails on demand."""
+    """A ChatModel for the student's callback: records prompts, answers or fails on demand.
+
+    It stays in the check: the student's code is handed `_fake_model`'s stand-in, whose
+    `complete` calls back here, so what the model was asked is the check's own record.
+    """
 
     rng: random.Random
-    fail: BaseException | None = None
+    fail: Callable[[], BaseException] | None = None  # makes the exception to raise, in the student's process
     name: str = ""
     answered_by: str = ""
     text: str = ""
@@ -380,34 +352,19 @@ class FakeModel:
     async def complete(self, prompt: Any) -> Any:
         self.prompts.append(prompt)
         if self.fail is not None:
-            raise self.fail
+            raise self.fail()
         return self.completion_type(text=self.text, model=self.answered_by, stop_reason=self.stop_reason)
 
 
-def _host_model(sampling: Any, completion_type: Any, failure: str | None = None, reason: str = "",
-                **answers: str) -> FakeModel:
-    """A FakeModel beside the student's code, giving `answers`, or failing with `failure`(reason)."""
-    fail = (sampling.ModelError if failure == "ModelError" else ConnectionError)(reason) if failure else None
-    return FakeModel(random.Random(), fail=fail, completion_type=completion_type, **answers)
-
-
-async def _fake_model(target: Target, rng: random.Random, failure: str | None = None,
-                      reason: str = "") -> tuple[FakeModel, Any]:
-    """A FakeModel with random answers: the check's own copy (what to expect) and the model handed to the student."""
-    want = FakeModel(rng)
-    model = await target.in_host(_host_model, target.module("sampling"), target.attr("sampling", "Completion"),
-                                 failure, reason, name=want.name, answered_by=want.answered_by, text=want.text,
-                                 stop_reason=want.stop_reason)
+def _fake_model(target: Target, rng: random.Random, failure: str | None = None,
+                reason: str = "") -> tuple[FakeModel, Any]:
+    """A FakeModel with random answers (failing with `failure`(reason) if given), and the ChatModel the
+    student's code is handed: an object there with the model's `name`, whose `complete` runs here."""
+    error = target.attr("sampling", "ModelError") if failure == "ModelError" else ConnectionError
+    want = FakeModel(rng, fail=(lambda: target.error(error, reason)) if failure else None,
+                     completion_type=target.attr("sampling", "Completion"))
+    model = target.library("types").SimpleNamespace(name=want.name, complete=target.expose(want.complete))
     return want, model
-
-
-async def _answer_sampling(callback: Any, params: dict[str, Any]) -> list[Any]:
-    """Have the student's sampling callback answer a request given as JSON: its reply's classes and JSON."""
-    from mcp.types import CreateMessageRequestParams
-
-    reply = await callback(None, CreateMessageRequestParams.model_validate(params))
-    dump = getattr(reply, "model_dump", None)
-    return [_class_names(reply), dump(mode="json", by_alias=True, exclude_unset=True) if callable(dump) else None]
 
 
 def _short(names: list[str]) -> str:
@@ -417,16 +374,16 @@ def _short(names: list[str]) -> str:
 def _sampling_callback_of(target: Target, callback: Any) -> Callable[..., Any]:
     """A client's sampling_callback that lets the student's `callback` answer, where the student's code runs.
 
-    The request goes there as JSON and is rebuilt; the reply comes back as JSON and is rebuilt here.
+    The request is rebuilt there from its JSON; the reply comes back as JSON and is rebuilt here.
     The student's callback gets no client context (None), as in the checks that call it directly.
     """
 
     async def sampling_callback(context: Any, params: CreateMessageRequestParams) -> CreateMessageResult | ErrorData:
-        names, data = await target.in_host(_answer_sampling, callback,
-                                           params.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        reply = await callback(None, _hand_in(target, params))
+        names = target.classes(reply)
         for kind in (CreateMessageResult, ErrorData):
             if _qualified(kind) in names:
-                return kind.model_validate(data)
+                return kind.model_validate(reply.model_dump(mode="json", by_alias=True, exclude_unset=True))
         raise TypeError(f"the sampling callback returned {_short(names)}, not a CreateMessageResult or ErrorData")
 
     return sampling_callback
@@ -455,7 +412,7 @@ async def test_prompt_from_request(target: Target) -> None:
     rng = random.Random()
     prompt_from_request = target.attr("sampling", "prompt_from_request")
     params, want = _random_params(rng)
-    prompt = prompt_from_request(await _hand_in(target, params))
+    prompt = prompt_from_request(_hand_in(target, params))
     assert prompt.system == want["system"], f"system should be {want['system']!r}, got {prompt.system!r}"
     turns = [tuple(t) for t in prompt.turns]
     assert turns == [tuple(t) for t in want["turns"]], (
@@ -468,12 +425,12 @@ async def test_prompt_from_request(target: Target) -> None:
     a, b = _word(rng), _word(rng)
     two_blocks = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
         role="user", content=[TextContent(type="text", text=a), TextContent(type="text", text=b)])])
-    (role, text), = prompt_from_request(await _hand_in(target, two_blocks)).turns
+    (role, text), = prompt_from_request(_hand_in(target, two_blocks)).turns
     assert role == "user" and a in text and b in text and text.index(a) < text.index(b), (
         f"a message with two text blocks ({a!r}, {b!r}) should keep both, in order; got {text!r}")
     image_only = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
         role="user", content=ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"))])
-    image_only_handed = await _hand_in(target, image_only)
+    image_only_handed = _hand_in(target, image_only)
     model_error = target.attr("sampling", "ModelError")
     with pytest.raises(model_error):
         prompt_from_request(image_only_handed)
@@ -486,12 +443,12 @@ async def test_prompt_from_request(target: Target) -> None:
 async def test_callback_replies_with_completion(target: Target) -> None:
     rng = random.Random()
     make_sampling_callback = target.attr("sampling", "make_sampling_callback")
-    want, model = await _fake_model(target, rng)
+    want, model = _fake_model(target, rng)
     params, expected = _random_params(rng)
-    reply = await make_sampling_callback(model)(None, await _hand_in(target, params))
-    kind = await target.in_host(_class_names, reply)
+    reply = await make_sampling_callback(model)(None, _hand_in(target, params))
+    kind = target.classes(reply)
     assert _qualified(CreateMessageResult) in kind, f"the callback should return a CreateMessageResult, got {_short(kind)}"
-    prompts = model.prompts
+    prompts = want.prompts
     assert len(prompts) == 1, f"the callback should ask the model once, it asked {len(prompts)} times"
     assert [tuple(t) for t in prompts[0].turns] == [tuple(t) for t in expected["turns"]], (
         "the model did not receive the request's messages: pass it prompt_from_request(params)")
@@ -512,10 +469,10 @@ async def test_model_failure_is_readable(target: Target) -> None:
     rng = random.Random()
     make_sampling_callback = target.attr("sampling", "make_sampling_callback")
     params, _ = _random_params(rng)
-    handed = await _hand_in(target, params)
+    handed = _hand_in(target, params)
     for failure in ("ModelError", "ConnectionError"):
         reason = f"{_word(rng)} quota exhausted after {rng.randint(100, 999)} tokens"
-        want, model = await _fake_model(target, rng, failure, reason)
+        want, model = _fake_model(target, rng, failure, reason)
         callback = make_sampling_callback(model)
         try:
             reply = await callback(None, handed)
@@ -523,15 +480,15 @@ async def test_model_failure_is_readable(target: Target) -> None:
             if type(exc).__name__ != failure or str(exc) != reason:
                 raise
             pytest.fail(f"the callback let the model's {failure}({reason!r}) escape; return ErrorData instead")
-        kind = await target.in_host(_class_names, reply)
+        kind = target.classes(reply)
         assert _qualified(ErrorData) in kind, f"for a failing model the callback should return ErrorData, got {_short(kind)}"
         message = reply.message
         assert reason in message and want.name in message, (
             f"the ErrorData message {message!r} should name the model ({want.name!r}) and the reason ({reason!r})")
-    server = await _new_server(target)
+    server = _new_server(target)
     for mode, version in MODES.items():
         reason = f"{_word(rng)} is overloaded ({rng.randint(100, 999)})"
-        _, model = await _fake_model(target, rng, "ModelError", reason)
+        _, model = _fake_model(target, rng, "ModelError", reason)
         callback = _sampling_callback_of(target, make_sampling_callback(model))
         async with target.client(server, mode=mode, sampling_callback=callback) as client:
             try:
@@ -552,14 +509,14 @@ async def test_model_failure_is_readable(target: Target) -> None:
 async def test_callback_end_to_end(target: Target) -> None:
     rng = random.Random()
     make_sampling_callback = target.attr("sampling", "make_sampling_callback")
-    server = await _new_server(target)
+    server = _new_server(target)
     for mode, version in MODES.items():
-        want, model = await _fake_model(target, rng)
+        want, model = _fake_model(target, rng)
         passage = _passage(rng)
         callback = _sampling_callback_of(target, make_sampling_callback(model))
         async with target.client(server, mode=mode, sampling_callback=callback) as client:
             data = _structured(await _summarise(target, client, passage, rng.randint(20, 80)))
-        prompts = model.prompts
+        prompts = want.prompts
         assert prompts, f"on {version} the model behind the callback was never asked"
         prompt = prompts[-1]
         assert prompt.system, f"on {version} the model never saw the desk's system prompt"
@@ -610,7 +567,7 @@ def _answer(events: list[str], seen: list[str], content: dict[str, Any] | None,
             "small documents need no question. Name the document and its word count so the user can decide.")
 async def test_large_document_asks_first(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    server = await _new_server(target, workspace.root, workspace.limit)
+    server = _new_server(target, workspace.root, workspace.limit)
     refusals = rng.sample([({"proceed": False}, "accept"), (None, "decline")], 2)  # one style per era
     for (mode, version), refusal in zip(MODES.items(), refusals):
         events: list[str] = []
@@ -646,7 +603,7 @@ async def test_large_document_asks_first(target: Target, workspace: Workspace) -
             "call with -32021. Treat 'cannot ask' as 'no' for large documents; small ones need no question.")
 async def test_large_document_without_elicitation(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    server = await _new_server(target, workspace.root, workspace.limit)
+    server = _new_server(target, workspace.root, workspace.limit)
     for mode, version in MODES.items():
         fake = FakeClientModel(rng)
         async with target.client(server, mode=mode, sampling_callback=fake) as client:
@@ -666,7 +623,7 @@ async def test_large_document_without_elicitation(target: Target, workspace: Wor
             "document_summariser(...) only when a root is given. Resolved parameters never appear in the schema.")
 async def test_tools_registered(target: Target, workspace: Workspace) -> None:
     register = target.attr("sampling", "register")
-    bare_server, rooted_server = await target.in_host(_mcp_server, "bare"), await target.in_host(_mcp_server, "rooted")
+    bare_server, rooted_server = _mcp_server(target, "bare"), _mcp_server(target, "rooted")
     register(bare_server)
     register(rooted_server, root=workspace.root)
     async with target.client(bare_server) as client:

@@ -7,7 +7,6 @@ words, how many cells of the bar are full) are computed here from what the check
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -15,9 +14,10 @@ import random
 import string
 import sys
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
@@ -28,7 +28,7 @@ import pytest
 from mcp.server.mcpserver import Context, MCPServer
 
 from checker.marks import check
-from checker.target import Target, last_tool_crash
+from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
@@ -85,14 +85,11 @@ class Update:
 class Recorder:
     """A progress callback that remembers every notification, in arrival order."""
 
-    def __init__(self, events: list[Any] | None = None) -> None:
+    def __init__(self) -> None:
         self.updates: list[Update] = []
-        self.events = events
 
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
         self.updates.append(Update(progress, total, message))
-        if self.events is not None:
-            self.events.append(("progress", progress))
 
 
 def _text(result: Any) -> str:
@@ -100,7 +97,7 @@ def _text(result: Any) -> str:
 
 
 def _seen_result(result: Any, crash: str = "") -> dict[str, Any]:
-    """A tool result as plain data (what a helper in the host sends back), with its crash, if any."""
+    """A tool result as plain data, with its crash, if any."""
     return {"is_error": bool(result.is_error), "text": _text(result), "structured": result.structured_content,
             "crash": crash if result.is_error else ""}
 
@@ -202,17 +199,14 @@ async def test_progress_messages_name_documents(target: Target, workspace: Works
 
 
 @contextmanager
-def _spy_on_loading(modules: list[Any], events: list[Any]) -> Iterator[None]:
-    """Record every load_document call (through the progress module or the documents module)."""
-    original = modules[0].load_document
-    saved = [(m, getattr(m, "load_document", None)) for m in modules]
-
-    def spy(root: Path, path: Path) -> Any:
-        events.append(("load", str(path)))
-        return original(root, path)
-
+def _loading_through(target: Target, spy: Callable[[Any, Any], Any]) -> Iterator[None]:
+    """While the block runs, the student's code loads documents through `spy`, a function of the
+    check (load_document is replaced in the documents module and in the progress module)."""
+    modules = [target.module("documents"), target.module("progress")]
+    saved = [(module, getattr(module, "load_document", None)) for module in modules]
+    exposed = target.expose(spy)
     for module in modules:
-        module.load_document = spy
+        module.load_document = exposed
     try:
         yield
     finally:
@@ -221,20 +215,8 @@ def _spy_on_loading(modules: list[Any], events: list[Any]) -> Iterator[None]:
                 module.load_document = value
 
 
-async def _index_watching_loads(documents: Any, progress: Any, root: Path) -> dict[str, Any]:
-    """Beside the student's code: index `root` in memory while load_document is spied on.
-
-    Loads and progress reports land in one list in the order they happened (which only one
-    process can tell). Returns that list and the call's result, as plain data.
-    """
-    from mcp import Client
-
-    events: list[Any] = []
-    with _spy_on_loading([documents, progress], events):
-        async with Client(progress.create_server(root)) as client:
-            result = await client.call_tool("index_documents", {}, progress_callback=Recorder(events))
-    return {"events": [[kind, value] for kind, value in events],
-            "result": _seen_result(result, last_tool_crash() if result.is_error else "")}
+LIVE_PATIENCE = 5.0
+"""Seconds a load may wait, when graded, for a progress report already on its way to the client."""
 
 
 @check("progress is reported while the work happens, not all at the end", points=2,
@@ -243,22 +225,40 @@ async def _index_watching_loads(documents: Any, progress: Any, root: Path) -> di
 async def test_progress_is_live(target: Target, workspace: Workspace) -> None:
     progress = target.module("progress")
     n = len(workspace.names)
-    seen = await target.in_host(_index_watching_loads, target.module("documents"), progress, workspace.root)
-    events = seen["events"]
-    _summary_seen(seen["result"], "with a progress callback")
-    loads = sum(1 for kind, _ in events if kind == "load")
+    original = target.attr("documents", "load_document")
+    recorder = Recorder()
+    received_at_load: list[int] = []  # per load_document call, in order: reports the client had by then
+    # In memory the client gets each report before report_progress returns. Graded, the client is
+    # across a socket, and each load holds the server's loop while the check looks: the report sent
+    # just before it may still wait in the server's write queue, but the one before that is on the
+    # wire (the SDK's writer takes a report only once the previous one is written). So a load may be
+    # one report ahead of the client, and waits for whatever is already on its way.
+    lag, patience = (1, LIVE_PATIENCE) if target.isolated else (0, 0.0)
+
+    def load_document(root: Any, path: Any) -> Any:
+        nonlocal patience
+        owed = len(received_at_load) - lag
+        deadline = time.monotonic() + patience
+        while len(recorder.updates) < owed and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if len(recorder.updates) < owed:
+            patience = 0.0  # it is not coming: no need to wait at every later load too
+        received_at_load.append(len(recorder.updates))
+        return original(root, path)
+
+    with _loading_through(target, load_document):
+        async with target.client(progress.create_server(workspace.root)) as client:
+            result = await client.call_tool("index_documents", {}, progress_callback=recorder)
+    _summary(result, "with a progress callback", target)
+    loads = len(received_at_load)
     assert loads == n, (f"index_documents loaded {loads} documents with load_document() for a workspace of {n}; "
                         "load each document once with the given helper")
-    loaded = reports = 0
-    for kind, _ in events:
-        if kind == "load":
-            loaded += 1
-            continue
-        reports += 1
-        if loaded > reports + 1:
-            pytest.fail(f"progress report #{reports} arrived after {loaded} of {n} documents were already loaded: "
-                        "report after each document, as you go, not in a burst at the end")
-    assert any(kind == "progress" for kind, _ in events), "no progress arrived although the client asked for it"
+    assert recorder.updates, "no progress arrived although the client asked for it"
+    for done, received in enumerate(received_at_load):
+        if received < done - lag:
+            pytest.fail(f"index_documents started loading document {done + 1} of {n} when the client had received "
+                        f"{received} progress report(s) for the {done} documents already done: report after each "
+                        "document, as you go, not in a burst at the end")
 
 
 @check("no progress token, no progress notifications; the result is the same", points=3,
@@ -290,10 +290,7 @@ async def test_no_progress_without_token(target: Target, workspace: Workspace) -
 
 
 def _stdio_params(target: Target, workspace: Workspace) -> Any:
-    from mcp import StdioServerParameters
-
-    return StdioServerParameters(command=sys.executable, args=["-m", f"{target.package}.progress", str(workspace.root)],
-                                 env=target.env())
+    return target.stdio_parameters(["-m", f"{target.package}.progress", str(workspace.root)])
 
 
 def _bad_line(problem: Exception) -> str:
@@ -352,7 +349,7 @@ async def _raw_stdio(target: Target, workspace: Workspace, requests: list[dict[s
     Unlike an SDK client, this reads stdout until the process has exited, so bytes flushed at
     exit (a buffered print) are seen too.
     """
-    command = [sys.executable, "-m", f"{target.package}.progress", str(workspace.root)]
+    command = target.command([sys.executable, "-m", f"{target.package}.progress", str(workspace.root)])
     lines: list[bytes] = []
     buffer = b""
 
@@ -458,31 +455,20 @@ async def test_http_sse_and_json_response(target: Target, workspace: Workspace) 
 
 
 @contextmanager
-def _isolated_package_logger() -> Iterator[None]:
-    """Undo whatever configure_logging does to the package logger once the block ends."""
-    package = logging.getLogger("research_desk")
-    root = logging.getLogger()
-    saved = (package.handlers[:], package.level, package.propagate, root.handlers[:], root.level)
+def _redirected_output(target: Target) -> Iterator[tuple[Any, Any, Any]]:
+    """Where the student's code runs, send stdout and stderr to two fresh StringIOs while the block
+    runs; yield that process's logging module and the two. Whatever the block did to the package
+    logger and the root logger is undone afterwards."""
+    logging_, contextlib_ = target.library("logging"), target.library("contextlib")
+    package, root = logging_.getLogger("research_desk"), logging_.getLogger()
+    saved = (list(package.handlers), package.level, package.propagate, list(root.handlers), root.level)
+    out, err = target.library("io").StringIO(), target.library("io").StringIO()
     try:
-        yield
+        with contextlib_.redirect_stdout(out), contextlib_.redirect_stderr(err):
+            yield logging_, out, err
     finally:
-        package.handlers[:], package.level, package.propagate = saved[0], saved[1], saved[2]
-        root.handlers[:], root.level = saved[3], saved[4]
-
-
-def _configure_logging_twice(progress: Any, token: str) -> list[str]:
-    """Beside the student's code: call configure_logging twice, log an INFO and a DEBUG line with
-    `token`; return what reached stdout and stderr. The loggers are restored afterwards."""
-    out, err = io.StringIO(), io.StringIO()
-    with _isolated_package_logger():
-        logging.getLogger().addHandler(logging.NullHandler())  # as after MCPServer(...) configured the root
-        with redirect_stdout(out), redirect_stderr(err):
-            progress.configure_logging("INFO")
-            progress.configure_logging("INFO")
-            logger = logging.getLogger("research_desk.progress")
-            logger.info("%s indexed", token)
-            logger.debug("%s-debug", token)
-    return [out.getvalue(), err.getvalue()]
+        package.handlers, package.level, package.propagate = saved[0], saved[1], saved[2]
+        root.handlers, root.level = saved[3], saved[4]
 
 
 @check("configure_logging sends the package's logs to stderr, once, never stdout", points=2,
@@ -492,7 +478,14 @@ def _configure_logging_twice(progress: Any, token: str) -> list[str]:
 async def test_configure_logging_uses_stderr(target: Target) -> None:
     progress = target.module("progress")
     token = f"lesson3-log-{random.randint(10_000, 99_999)}"
-    out, written = await target.in_host(_configure_logging_twice, progress, token)
+    with _redirected_output(target) as (logging_, stdout, stderr):
+        logging_.getLogger().addHandler(logging_.NullHandler())  # as after MCPServer(...) configured the root
+        progress.configure_logging("INFO")
+        progress.configure_logging("INFO")
+        logger = logging_.getLogger("research_desk.progress")
+        logger.info("%s indexed", token)
+        logger.debug("%s-debug", token)
+    out, written = stdout.getvalue(), stderr.getvalue()
     assert token not in out, (
         "a log record reached stdout: on the stdio transport that line lands in the protocol stream; log to stderr")
     assert token in written, ("an INFO record from research_desk.progress did not reach stderr after "
@@ -506,48 +499,47 @@ async def test_configure_logging_uses_stderr(target: Target) -> None:
         f"the log line {line!r} should show the level and the logger's name, so a reader knows who said it")
 
 
-class _Collect(logging.Handler):
+class _Records:
+    """The queue of a QueueHandler where the student's code runs: each INFO (or higher) log record
+    there is put here, in the check, as its [pathname, level, message]."""
+
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: dict[int, logging.LogRecord] = {}
+        self.records: list[tuple[str, int, str]] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records[id(record)] = record
-
-
-_CAPTURE: dict[str, Any] = {}  # in the process running the student's tools, between the two helpers below
+    def put_nowait(self, record: Any) -> None:
+        self.records.append((str(record.pathname), int(record.levelno), str(record.getMessage())))
 
 
-def _start_capture() -> None:
-    """Beside the student's code: collect every log record (root and package logger, DEBUG and up)
-    and every warning, until _stop_capture."""
-    collect = _Collect()
-    watched = [logging.getLogger(), logging.getLogger("research_desk")]
-    _CAPTURE["saved"] = [(logger, logger.level) for logger in watched]
-    _CAPTURE["collect"] = collect
-    for logger in watched:
-        logger.addHandler(collect)
-        logger.setLevel(logging.DEBUG)
-    catching = warnings.catch_warnings(record=True)
-    _CAPTURE["caught"] = catching.__enter__()
-    _CAPTURE["catching"] = catching
-    warnings.simplefilter("always")
-
-
-def _stop_capture() -> dict[str, Any]:
-    """Undo _start_capture; return the records as [pathname, level, message] (INFO and up) and the
-    messages of the MCP deprecation warnings that were raised."""
+@contextmanager
+def _capture_logs_and_warnings(target: Target) -> Iterator[tuple[_Records, list[str]]]:
+    """While the block runs, every log record of the root and package loggers (INFO and up) and every
+    MCP deprecation warning where the student's code runs reach the check (yielded as they come)."""
     from mcp import MCPDeprecationWarning
 
-    _CAPTURE.pop("catching").__exit__(None, None, None)
-    collect = _CAPTURE.pop("collect")
-    for logger, level in _CAPTURE.pop("saved"):
-        logger.removeHandler(collect)
-        logger.setLevel(level)
-    caught = _CAPTURE.pop("caught")
-    return {"deprecated": [str(w.message) for w in caught if issubclass(w.category, MCPDeprecationWarning)],
-            "records": [[str(r.pathname), r.levelno, r.getMessage()] for r in collect.records.values()
-                        if r.levelno >= logging.INFO]}
+    logging_ = target.library("logging")
+    sink, deprecated = _Records(), []
+
+    def showwarning(message: Any, category: Any, *where: Any) -> None:
+        if isinstance(category, type) and issubclass(category, MCPDeprecationWarning):
+            deprecated.append(str(message))
+
+    collect = target.library("logging.handlers").QueueHandler(target.expose(sink, methods=["put_nowait"]))
+    collect.setLevel(logging_.INFO)
+    watched = [logging_.getLogger(), logging_.getLogger("research_desk")]
+    saved = [(logger, logger.level) for logger in watched]
+    for logger in watched:
+        logger.addHandler(collect)
+        logger.setLevel(logging_.DEBUG)
+    try:
+        with warnings.catch_warnings():  # in-process the student's warnings module is this one: restore it
+            served = target.library("warnings")
+            served.simplefilter("always")
+            served.showwarning = target.expose(showwarning)
+            yield sink, deprecated
+    finally:
+        for logger, level in saved:
+            logger.removeHandler(collect)
+            logger.setLevel(level)
 
 
 @check("the tool logs with the logging module, not deprecated protocol logging", points=2,
@@ -561,22 +553,18 @@ async def test_tool_logs_with_stdlib_logging(target: Target, workspace: Workspac
     async def on_log(params: Any) -> None:
         protocol_logs.append(params)
 
-    await target.in_host(_start_capture)
-    try:
+    with _capture_logs_and_warnings(target) as (sink, deprecated):
         async with target.client(progress.create_server(workspace.root), mode="legacy",
                                  logging_callback=on_log) as client:
             result = await client.call_tool("index_documents", {})
-    finally:
-        captured = await target.in_host(_stop_capture)
     _check_summary(_summary(result, "a legacy client", target), workspace, "a legacy client")
-    deprecated = captured["deprecated"]
     assert not deprecated, f"the tool used a deprecated API: {deprecated[0]}"
     assert not protocol_logs, (
         f"the tool sent {len(protocol_logs)} protocol log notifications (ctx.info / ctx.log), deprecated since "
         "2026-07-28; log with the logging module, which writes to stderr")
     edition = str(target.edition.resolve())
     n = len(workspace.names)
-    ours = [message for pathname, levelno, message in captured["records"]
+    ours = [message for pathname, levelno, message in sink.records
             if str(Path(pathname).resolve()).startswith(edition) and levelno >= logging.INFO]
     assert any(str(n) in message for message in ours), (
         f"indexing {n} documents logged no INFO (or higher) line mentioning {n} through the logging module "
@@ -605,7 +593,7 @@ async def test_progress_bar_draws_the_fraction(target: Target) -> None:
     rng = random.Random()
     for width, done, total in _bar_cases(rng):
         label, message = _word(rng), f"indexed {_word(rng)}.md"
-        taken, text = await target.in_host(_draw_bar, progress_bar, label, width, done, total, message)
+        taken, text = _draw_bar(target, progress_bar, label, width, done, total, message)
         assert taken is True, (
             f"the first notification ({done:g} of {total:g}) should be taken (update returns True), even at 0: "
             "nothing was shown before it")
@@ -616,12 +604,12 @@ async def test_progress_bar_draws_the_fraction(target: Target) -> None:
         for part in (label, f"{done:g}/{total:g}", message):
             assert part in text, f"the bar text {text!r} should contain {part!r}"
     count = rng.randint(2, 99)
-    _, text = await target.in_host(_draw_bar, progress_bar, "scan", 20, count, None, "still going")
+    _, text = _draw_bar(target, progress_bar, "scan", 20, count, None, "still going")
     assert "█" not in text and "░" not in text, f"without a total the bar cannot be drawn, but the text is {text!r}"
     assert f"{count:g}" in text and "still going" in text, f"without a total, show the count and the message: {text!r}"
 
     steps = rng.randint(3, 12)
-    seen = await target.in_host(_bar_follows_steps, progress_bar, steps)
+    seen = await _bar_follows_steps(target, progress_bar, steps)
     progress, total, updates = seen["state"]
     assert (progress, total, updates) == (steps, steps, steps), (
         f"used as a progress_callback for a tool reporting 1..{steps} of {steps}, the bar ended at "
@@ -629,19 +617,20 @@ async def test_progress_bar_draws_the_fraction(target: Target) -> None:
     assert seen["text"] in seen["drawn"], "the bar's final text was never drawn to its stream"
 
 
-def _draw_bar(progress_bar: Any, label: str, width: int, done: int, total: int | None, message: str) -> list[Any]:
-    """Beside the student's code: a fresh bar takes one notification; what update returned, and its text."""
-    bar = progress_bar(label, width=width, stream=io.StringIO())
+def _draw_bar(target: Target, progress_bar: Any, label: str, width: int, done: int, total: int | None,
+              message: str) -> tuple[Any, Any]:
+    """A fresh bar takes one notification: what update returned, and the bar's text."""
+    bar = progress_bar(label, width=width, stream=target.library("io").StringIO())
     taken = bar.update(done, total, message)
-    return [taken, bar.text()]
+    return taken, bar.text()
 
 
-async def _bar_follows_steps(progress_bar: Any, steps: int) -> dict[str, Any]:
-    """Beside the student's code: a bar as the progress_callback of a reference tool reporting 1..steps,
-    through an in-memory client. Returns where the bar ended, its text and all it drew."""
+async def _bar_follows_steps(target: Target, progress_bar: Any, steps: int) -> dict[str, Any]:
+    """A bar as the progress_callback of a reference tool reporting 1..steps, through the check's
+    in-memory client. Returns where the bar ended, its text and all it drew."""
     from mcp import Client
 
-    stream = io.StringIO()
+    stream = target.library("io").StringIO()
     bar = progress_bar("steps", stream=stream)
     async with Client(_steps_server()) as client:
         await client.call_tool("steps", {"n": steps}, progress_callback=bar)
@@ -671,7 +660,7 @@ async def test_progress_bar_ignores_stale_updates(target: Target) -> None:
     total = rng.randint(10, 60)
     ahead = rng.randint(3, total - 3)
     late = rng.randint(1, ahead - 1)
-    seen = await target.in_host(_stale_updates, progress_bar, rng.randint(10, 30), total, ahead, late)
+    seen = await _stale_updates(target, progress_bar, rng.randint(10, 30), total, ahead, late)
     assert seen["late"] is False, (
         f"after showing {ahead}/{total}, a late notification for {late} should be ignored (update returns False)")
     assert seen["repeated"] is False, f"a repeated {ahead}/{total} does not move the bar: ignore it"
@@ -689,12 +678,13 @@ async def test_progress_bar_ignores_stale_updates(target: Target) -> None:
     assert progress_now == ahead + 1 and updates_now == 2, "the forward notification was not recorded"
 
 
-async def _stale_updates(progress_bar: Any, width: int, total: int, ahead: int, late: int) -> dict[str, Any]:
-    """Beside the student's code: show `ahead`/`total`, then feed late, repeated and partial notifications.
+async def _stale_updates(target: Target, progress_bar: Any, width: int, total: int, ahead: int,
+                         late: int) -> dict[str, Any]:
+    """Show `ahead`/`total` on a bar, then feed it late, repeated and partial notifications.
 
     Returns what the bar said and drew after each step, for the check to judge.
     """
-    stream = io.StringIO()
+    stream = target.library("io").StringIO()
     bar = progress_bar("job", width=width, stream=stream)
     await bar(ahead, total, "newest")
     seen: dict[str, Any] = {"drawn": stream.getvalue()}

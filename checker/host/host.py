@@ -189,11 +189,15 @@ class Host:
         return future
 
     def call_judge(self, ident: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """A synchronous call from student code: block until the check has answered."""
-        future = self._call_judge(ident, method, args, kwargs)
+        """A synchronous call from student code: block until the check has answered.
+
+        The loop counts as waiting before the call leaves: the check may ask about student
+        objects as soon as it has the call, and those requests must not queue behind it.
+        """
         in_loop = threading.current_thread() is threading.main_thread()
         self.waiting_in_loop += in_loop
         try:
+            future = self._call_judge(ident, method, args, kwargs)
             return self._judge_result(future.result())
         finally:
             self.waiting_in_loop -= in_loop

@@ -354,8 +354,8 @@ class RemoteSession:
 
     def _run(self, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         result = fn(*args, **kwargs)
-        if not inspect.isawaitable(result):
-            return result
+        if isinstance(result, Remote) or not inspect.isawaitable(result):
+            return result  # a handle goes back as it is, even one on an awaitable of student code
         loop = self.loop
         if loop is not None and loop.is_running() and not self.blocking:  # the check awaits: its loop is free
             return asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()

@@ -93,40 +93,33 @@ async def _summarise_document(target: Target, client: Any, name: str, version: s
     return result
 
 
-# --- run beside the student's code (target.in_host) ----------------------------------------------
+# --- what the student's code is handed, built where it runs (target.library) ---------------------
 
 
-def _document_server(sampling: Any, name: str, root: Path, limit: int) -> Any:
+def _mcp_server(target: Target, name: str) -> Any:
+    return target.library("mcp.server.mcpserver").MCPServer(name, log_level="WARNING")
+
+
+def _document_server(target: Target, name: str, root: Path, limit: int) -> Any:
     """A server whose summarise_document is built by the module's document_summariser(root, limit)."""
-    from mcp.server.mcpserver import MCPServer
-
-    server = MCPServer(name, log_level="WARNING")
-    server.tool(name="summarise_document")(sampling.document_summariser(root, limit))
+    server = _mcp_server(target, name)
+    server.tool(name="summarise_document")(target.module("sampling").document_summariser(root, limit))
     return server
 
 
-def _registered_server(sampling: Any, name: str, root: str, limit: int) -> Any:
+def _registered_server(target: Target, name: str, root: str, limit: int) -> Any:
     """A server set up only by the student's register(server, root=<a str>, large_document_words=limit)."""
-    from mcp.server.mcpserver import MCPServer
-
-    server = MCPServer(name, log_level="WARNING")
-    sampling.register(server, root=root, large_document_words=limit)
+    server = _mcp_server(target, name)
+    target.module("sampling").register(server, root=root, large_document_words=limit)
     return server
-
-
-def _sdk_object(kind: str, data: dict[str, Any]) -> Any:
-    """The SDK model `mcp.types.<kind>` rebuilt from its JSON form, to hand to the student's code."""
-    import mcp.types
-
-    return getattr(mcp.types, kind).model_validate(data)
-
-
-def _class_names(obj: Any) -> list[str]:
-    return [_qualified(cls) for cls in type(obj).__mro__]
 
 
 class RecordingModel:
-    """A ChatModel for the student's callback: records every prompt and answers with a fixed completion."""
+    """A ChatModel for the student's callback: records every prompt and answers with a fixed completion.
+
+    It stays in the check: `_recording_model` hands the student's code a stand-in whose
+    `complete` calls back here, so what the model was asked is the check's own record.
+    """
 
     def __init__(self, completion_type: Any, name: str, answered_by: str, text: str) -> None:
         self.completion_type, self.name, self.answered_by, self.text = completion_type, name, answered_by, text
@@ -137,14 +130,17 @@ class RecordingModel:
         return self.completion_type(text=self.text, model=self.answered_by, stop_reason="endTurn")
 
 
-def _recording_model(completion_type: Any, name: str, answered_by: str, text: str) -> RecordingModel:
-    return RecordingModel(completion_type, name, answered_by, text)
+def _recording_model(target: Target, completion_type: Any, name: str, answered_by: str,
+                     text: str) -> tuple[RecordingModel, Any]:
+    """The check's RecordingModel, and the ChatModel the student's code gets: its name, and its complete()."""
+    model = RecordingModel(completion_type, name, answered_by, text)
+    return model, target.library("types").SimpleNamespace(name=name, complete=target.expose(model.complete))
 
 
-async def _hand_in(target: Target, obj: Any) -> Any:
+def _hand_in(target: Target, obj: Any) -> Any:
     """The SDK object `obj`, rebuilt where the student's code runs (only the fields that were set)."""
-    return await target.in_host(_sdk_object, type(obj).__name__,
-                                obj.model_dump(mode="json", by_alias=True, exclude_unset=True))
+    kind = getattr(target.library("mcp.types"), type(obj).__name__)
+    return kind.model_validate(obj.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
 
 # --- the checks ------------------------------------------------------------------------------------
@@ -162,8 +158,7 @@ async def test_limit_is_inclusive(target: Target, tmp_path: Path) -> None:
     sizes = {at_limit: limit, over: limit + 1}
     for name, words in sizes.items():
         (root / name).write_text(_text_of_words(rng, words))
-    server = await target.in_host(_document_server, target.module("sampling"), f"desk-{rng.randint(1000, 9999)}",
-                                  root, limit)
+    server = _document_server(target, f"desk-{rng.randint(1000, 9999)}", root, limit)
     for mode, version in MODES.items():
         client_side = _ClientSide(rng)
         async with target.client(server, mode=mode, sampling_callback=client_side.sample,
@@ -194,8 +189,7 @@ async def test_register_forwards_root_and_limit(target: Target, tmp_path: Path) 
     sizes = {small: rng.randint(3, limit), large: limit + rng.randint(2, 40)}
     for name, words in sizes.items():
         (root / name).write_text(_text_of_words(rng, words))
-    server = await target.in_host(_registered_server, target.module("sampling"), f"desk-{rng.randint(1000, 9999)}",
-                                  str(root), limit)
+    server = _registered_server(target, f"desk-{rng.randint(1000, 9999)}", str(root), limit)
     for mode, version in MODES.items():
         client_side = _ClientSide(rng)
         async with target.client(server, mode=mode, sampling_callback=client_side.sample,
@@ -244,16 +238,16 @@ async def test_callback_bare_and_unreadable_requests(target: Target) -> None:
         params = CreateMessageRequestParams(
             max_tokens=max_tokens, messages=[SamplingMessage(role="user", content=TextContent(type="text", text=question))],
             **extra)
-        model = await target.in_host(_recording_model, completion_type, name, answered_by, answer)
-        reply = await make_sampling_callback(model)(None, await _hand_in(target, params))
-        kind = await target.in_host(_class_names, reply)
+        recorded, model = _recording_model(target, completion_type, name, answered_by, answer)
+        reply = await make_sampling_callback(model)(None, _hand_in(target, params))
+        kind = target.classes(reply)
         if _qualified(CreateMessageResult) not in kind:
             detail = f": {reply.message}" if _qualified(ErrorData) in kind else ""
             pytest.fail(f"a request with {what} is valid, yet the callback answered {kind[0].rsplit('.', 1)[-1]}"
                         f"{detail}; optional fields may be missing (None)")
         assert reply.content.type == "text" and reply.content.text == answer, (
             f"for a request with {what} the reply should carry the model's text {answer!r}, got {reply.content!r}")
-        prompts = model.prompts
+        prompts = recorded.prompts
         assert len(prompts) == 1, f"for a request with {what} the model should be asked once, it was asked {len(prompts)} times"
         prompt = prompts[0]
         assert [tuple(t) for t in prompt.turns] == [("user", question)], (
@@ -267,7 +261,7 @@ async def test_callback_bare_and_unreadable_requests(target: Target) -> None:
             f"hints={list(prompt.hints)}")
 
     name = f"reader-{rng.randint(100, 999)}"
-    model = await target.in_host(_recording_model, completion_type, name, f"{name}-x", _word(rng))
+    recorded, model = _recording_model(target, completion_type, name, f"{name}-x", _word(rng))
     roles = ["user", "assistant", "user", "assistant", "user"][: rng.choice([3, 5])]
     messages = [SamplingMessage(role=role, content=TextContent(type="text", text=_text_of_words(rng, rng.randint(3, 9))))
                 for role in roles]
@@ -275,19 +269,19 @@ async def test_callback_bare_and_unreadable_requests(target: Target) -> None:
     messages[position] = SamplingMessage(role=roles[position], content=ImageContent(
         type="image", data="iVBORw0KGgo=", mime_type="image/png"))
     unreadable = CreateMessageRequestParams(max_tokens=rng.randint(50, 300), messages=messages)
-    handed = await _hand_in(target, unreadable)
+    handed = _hand_in(target, unreadable)
     try:
         reply = await make_sampling_callback(model)(None, handed)
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"message {position + 1} of {len(messages)} holds only an image, and the callback raised "
                     f"{type(exc).__name__}: {exc}. A request the model cannot read must come back as ErrorData, "
                     "or the client crashes")
-    kind = await target.in_host(_class_names, reply)
+    kind = target.classes(reply)
     assert _qualified(ErrorData) in kind, (
         f"message {position + 1} of {len(messages)} holds only an image, which a text model cannot read; the callback "
         f"should answer ErrorData, it answered {kind[0].rsplit('.', 1)[-1]}")
     code, message = reply.code, reply.message
     assert code == INTERNAL_ERROR, f"the ErrorData code should be INTERNAL_ERROR ({INTERNAL_ERROR}), got {code}"
     assert name in message, f"the ErrorData message {message!r} should name the client's model ({name!r})"
-    asked = len(model.prompts)
+    asked = len(recorded.prompts)
     assert asked == 0, f"the request could not be read, yet the model was asked {asked} time(s)"

@@ -7,12 +7,9 @@ should answer is computed here from them.
 
 from __future__ import annotations
 
-import io
-import logging
 import math
 import random
 import string
-from contextlib import redirect_stderr, redirect_stdout
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -74,12 +71,12 @@ async def test_index_empty_workspace(target: Target, tmp_path: Path) -> None:
             "with nothing to do, no report may claim work done or a total other than 0")
 
 
-def _bar_edges(progress_bar: Any, cases: list[list[Any]]) -> list[list[Any]]:
-    """Beside the student's code: a fresh bar per case takes one notification; what update returned,
-    and the text (or the exception that text() or update() raised)."""
+def _bar_edges(target: Target, progress_bar: Any, cases: list[list[Any]]) -> list[list[Any]]:
+    """A fresh bar per case takes one notification: what update returned, and the text (or the
+    exception that text() or update() raised)."""
     seen: list[list[Any]] = []
     for width, done, total, message in cases:
-        bar = progress_bar("edge", width=width, stream=io.StringIO())
+        bar = progress_bar("edge", width=width, stream=target.library("io").StringIO())
         try:
             taken = bar.update(done, total, message)
             seen.append([taken, bar.text(), ""])
@@ -104,7 +101,7 @@ async def test_progress_bar_boundaries(target: Target) -> None:
         if (width * halves) % (2 * part_total):
             break
     part = [width, halves / 2, part_total, f"half {_word(rng)}"]
-    seen = await target.in_host(_bar_edges, progress_bar, [over, zero, part])
+    seen = _bar_edges(target, progress_bar, [over, zero, part])
 
     for (width, done, total, message), (taken, text, crash) in zip([over, zero, part], seen):
         assert not crash, f"ProgressBar crashed on update({done:g}, {total:g}, {message!r}) then text(): {crash}"
@@ -131,30 +128,31 @@ async def test_progress_bar_boundaries(target: Target) -> None:
         f"fractional progress should be written as {done:g}/{total:g} (the :g format), but the text is {text!r}")
 
 
-def _log_beside_root_handler(progress: Any, levels: list[str], token: str) -> dict[str, Any]:
-    """Beside the student's code: the root logger already prints to stderr (as after MCPServer(...));
+def _log_beside_root_handler(target: Target, progress: Any, levels: list[str], token: str) -> dict[str, Any]:
+    """Where the student's code runs, the root logger already prints to stderr (as after MCPServer(...));
     call configure_logging once per level in `levels`, then log a DEBUG and an INFO line carrying
     `token`. Returns what reached stdout and stderr, and whether the package logger came back.
     Every logger touched is restored afterwards."""
-    package, root = logging.getLogger("research_desk"), logging.getLogger()
-    saved = (package.handlers[:], package.level, package.propagate, root.handlers[:], root.level)
-    out, err = io.StringIO(), io.StringIO()
+    logging_, contextlib_ = target.library("logging"), target.library("contextlib")
+    package, root = logging_.getLogger("research_desk"), logging_.getLogger()
+    saved = (list(package.handlers), package.level, package.propagate, list(root.handlers), root.level)
+    out, err = target.library("io").StringIO(), target.library("io").StringIO()
     returned: list[bool] = []
     try:
-        with redirect_stdout(out), redirect_stderr(err):
-            already = logging.StreamHandler(err)
-            already.setFormatter(logging.Formatter("ROOT %(levelname)s %(name)s: %(message)s"))
-            root.handlers[:] = [already]
-            root.setLevel(logging.WARNING)
-            package.handlers[:], package.propagate = [], True  # as in a fresh process
+        with contextlib_.redirect_stdout(out), contextlib_.redirect_stderr(err):
+            already = logging_.StreamHandler(err)
+            already.setFormatter(logging_.Formatter("ROOT %(levelname)s %(name)s: %(message)s"))
+            root.handlers = [already]
+            root.setLevel(logging_.WARNING)
+            package.handlers, package.propagate = [], True  # as in a fresh process
             for level in levels:
                 returned.append(progress.configure_logging(level) is package)
-            logger = logging.getLogger("research_desk.progress")
+            logger = logging_.getLogger("research_desk.progress")
             logger.debug("%s-debug", token)
             logger.info("%s-info", token)
     finally:
-        package.handlers[:], package.level, package.propagate = saved[0], saved[1], saved[2]
-        root.handlers[:], root.level = saved[3], saved[4]
+        package.handlers, package.level, package.propagate = saved[0], saved[1], saved[2]
+        root.handlers, root.level = saved[3], saved[4]
     return {"out": out.getvalue(), "err": err.getvalue(), "returned": returned}
 
 
@@ -168,7 +166,7 @@ async def test_logging_once_beside_root_handler(target: Target) -> None:
     progress = target.module("progress")
     token = f"lesson3-hidden-{random.randint(10_000, 99_999)}"
     first = random.choice(["WARNING", "ERROR"])
-    seen = await target.in_host(_log_beside_root_handler, progress, [first, "DEBUG"], token)
+    seen = _log_beside_root_handler(target, progress, [first, "DEBUG"], token)
     out, err = seen["out"], seen["err"]
     assert token not in out, "a log record reached stdout: on the stdio transport that is the protocol stream"
     for suffix, level in (("info", "INFO"), ("debug", "DEBUG")):

@@ -478,34 +478,3 @@ def test_a_stored_student_is_not_graded_again_on_resume(tmp_path: Path) -> None:
     assert results["first"].lessons[0].checks[0].message == "kept from the first run"
     assert results["second"].lessons and (store / "second.json").is_file()
 
-
-# -- nothing of a check's runs where student code could replace it --------------------------------------
-
-FORGE_HELPERS = r'''
-import sys as _sys
-def _forged(*args, **kwargs):
-    token = next((a for a in args if isinstance(a, str) and a.startswith("lesson3-log-")), "")
-    return ["", f"INFO research_desk.progress: {token} indexed\n"]
-class _Forger:
-    def __getattr__(self, name):
-        return _forged
-for _name in ("checker.host.zygote", "checker.host.process"):
-    if _name in _sys.modules and hasattr(_sys.modules[_name], "helper_module"):
-        _sys.modules[_name].helper_module = lambda path: _Forger()
-'''
-
-
-def test_replacing_what_runs_beside_student_code_earns_nothing(tmp_path: Path) -> None:
-    """A starter that replaces whatever check code it can find in its own process earns what the starter earns.
-
-    (It once earned a 2-point lesson-3 check: the check ran a helper beside student code.)
-    """
-    lesson = COURSE.lesson("lesson-3")
-    edition = tmp_path / "subs" / "forger" / "capstone" / "src"
-    shutil.copytree(COURSE.starter, edition, ignore=shutil.ignore_patterns("__pycache__"))
-    progress = edition / COURSE.package / "progress.py"
-    progress.write_text(progress.read_text().replace(FUTURE, FUTURE + FORGE_HELPERS, 1))
-    (result,) = grade_all(COURSE, discover(tmp_path / "subs"), [lesson], jobs=1, hidden=True,
-                          checked=sandbox_check(COURSE, [lesson]))
-    passed = [c.id for c in result.lessons[0].checks if c.passed]
-    assert not passed, f"the forged helpers earned {passed}"

@@ -4,8 +4,9 @@ A check that starts a subprocess of student code (a stdio server, a replica, a b
 through the relay (`checker.sandbox.relay`), which asks the zygote for a spawner: a fresh fork
 that never imports student code. The relay hands over its own stdin, stdout and stderr; the
 spawner starts the command on them, passes on every signal the relay gets, and reports how the
-command ended. If the relay goes away (the check ended or was killed), the spawner kills the
-command's whole process group.
+command ended. The command shares the spawner's process group, so whoever ends the spawner's
+group (the spawner itself when the command has ended or the relay has gone away, or the zygote
+when the check hangs up) ends the command and whatever it started along with it.
 """
 
 from __future__ import annotations
@@ -40,22 +41,23 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
     for fd in fds:
         os.close(fd)
     status = _look_after(conn, pid)
-    ended = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
-    try:
-        conn.sendall(wire.frame(ended))
-    except OSError:
-        pass
+    if status is not None:
+        ended = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
+        try:
+            conn.sendall(wire.frame(ended))
+        except OSError:
+            pass
+    os.killpg(0, signal.SIGKILL)  # what the command left behind, and this spawner with it
     return 0
 
 
 def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int]) -> int:
-    """fork + exec `argv` with the relay's stdio, in a process group of its own."""
+    """fork + exec `argv` with the relay's stdio, in this spawner's process group."""
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(ready_r)
-            os.setpgid(0, 0)
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
@@ -76,21 +78,19 @@ def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int]) -> in
     return pid
 
 
-def _look_after(conn: socket.socket, pid: int) -> int:
-    """Pass on signals from the relay until the command ends; kill it all if the relay goes away."""
+def _look_after(conn: socket.socket, pid: int) -> int | None:
+    """Pass on signals from the relay until the command ends (its status), or the relay goes away (None)."""
     while True:
         ready, _, _ = select.select([conn], [], [], 0.05)
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            _kill_group(pid)  # what the command left behind in its group goes with it
             return status
         if not ready:
             continue
         try:
             message = wire.recv_frame(conn)
         except (OSError, wire.WireError):
-            _kill_group(pid)
-            return os.waitpid(pid, 0)[1]
+            return None
         number = message.get("signal") if type(message) is dict else None
         if type(number) is int and 0 < number < signal.NSIG:
             try:
@@ -98,9 +98,3 @@ def _look_after(conn: socket.socket, pid: int) -> int:
             except ProcessLookupError:
                 pass
 
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -25,7 +25,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from checker.grading.batch import LAST_SANDBOX_UID, SANDBOX_UID, grade_all, sandbox_check
+from checker.grading import batch
+from checker.grading.batch import grade_all, sandbox_check
 from checker.grading.exports import write_all
 from checker.grading.submissions import Submission, discover
 from checker.runner.catalog import read_catalog
@@ -141,15 +142,19 @@ if _leak:
     raise RuntimeError("leaked: " + " | ".join(_leak)[:3000])
 '''
 
-DAEMON = r'''
+# How long the daemonising cases sleep: a number no other process on the machine sleeps for.
+SLEEP = f"600.{os.getpid()}"
+DAEMON = f"""
 import os as _os, time as _time
 if _os.fork() == 0:
     _os.setsid()
     if _os.fork() == 0:
-        _os.execvp("sleep", ["sleep", "600"])
+        _os.execvp("sleep", ["sleep", "{SLEEP}"])
     _os._exit(0)
 _os.wait()
-'''
+"""
+# This run's own range of sandbox users, so graders running beside it (other checkouts) do not count.
+UID_BASE = 61000 + 64 * (os.getpid() % 60)
 
 # name -> (module source, expected score on the visible lesson-1 checks, run only sandboxed).
 # The hidden checks run too (so a submission has something to leak) but are not scored here.
@@ -205,7 +210,7 @@ CASES: dict[str, tuple[str, int, bool]] = {
         "            except OSError:\n"
         "                pass\n", STARTER), 0, True),
     "outlives-its-check": (at_import(
-        "import subprocess\nsubprocess.Popen(['sleep', '600'], start_new_session=True)\n"), 20, True),
+        f"import subprocess\nsubprocess.Popen(['sleep', '{SLEEP}'], start_new_session=True)\n"), 20, True),
     "daemonizes": (at_import(DAEMON), 20, True),
 }
 
@@ -242,7 +247,7 @@ def _sandbox_processes() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if SANDBOX_UID <= entry.stat().st_uid <= LAST_SANDBOX_UID and not is_zombie(entry):
+                if UID_BASE <= entry.stat().st_uid < UID_BASE + 64 and not is_zombie(entry):
                     pids.append(int(entry.name))  # a zombie has ended; only its reaping is pending
             except OSError:
                 pass
@@ -250,12 +255,12 @@ def _sandbox_processes() -> list[int]:
 
 
 def _sleepers() -> list[int]:
-    """`sleep 600` processes: what the daemonising cases leave behind if anything escaped."""
+    """This run's sleepers: what the daemonising cases leave behind if anything escaped."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "cmdline").read_bytes() == b"sleep\x00600\x00" and not is_zombie(entry):
+                if (entry / "cmdline").read_bytes() == f"sleep\x00{SLEEP}\x00".encode() and not is_zombie(entry):
                     found.append(int(entry.name))
             except OSError:
                 pass
@@ -278,7 +283,9 @@ def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     (root / "no-package").mkdir()
     (root / "broken.zip").write_bytes(b"this is not a zip")
     started = time.monotonic()
-    results = grade_all(COURSE, discover(root), [LESSON], jobs=2, hidden=True, check_timeout=4, checked=checked)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch, "SANDBOX_UID", UID_BASE)
+        results = grade_all(COURSE, discover(root), [LESSON], jobs=2, hidden=True, check_timeout=4, checked=checked)
     elapsed = time.monotonic() - started
     time.sleep(0.5)  # a process killed at the very end is reaped a moment later
     out = tmp_path_factory.mktemp("grades")

@@ -269,6 +269,18 @@ def test_a_command_runs_in_the_sandbox_with_its_stdio_signals_and_exit(sandbox: 
     assert missing.returncode == 127 and b"no-such-program-here" in missing.stderr
 
 
+def test_a_host_that_dies_is_seen_gone_at_once(sandbox: Running) -> None:
+    """Student code that ends its own process fails the request now, not at the check's time limit."""
+    target = _target(sandbox)
+    try:
+        started = time.monotonic()
+        with pytest.raises(HostEnded):
+            target.library("os")._exit(3)
+        assert time.monotonic() - started < 5, "the check waited for a host that had already ended"
+    finally:
+        target.close()
+
+
 def test_a_killed_relay_takes_its_command_along(sandbox: Running, tmp_path: Path) -> None:
     target = _target(sandbox)
     pid_file = tmp_path / "pid"

@@ -33,7 +33,7 @@ from checker.sandbox import judgeview
 from checker.sandbox.cgroups import Group
 from checker.sandbox.forking import Slot, run_forked
 from checker.sandbox.limits import Limits
-from checker.sandbox.submission import SandboxPlan, SubmissionSandbox
+from checker.sandbox.submission import Mode, SandboxPlan, SubmissionSandbox
 
 def uid_for(base: int | None, slot: Slot) -> int | None:
     """The submission's own user: per slot, rotating, so neighbours never share one."""
@@ -124,8 +124,9 @@ def main() -> None:
     plan = SandboxPlan.from_json(batch["plan"])
     os.environ["PATH"] = os.pathsep.join([*plan.path_dirs, os.environ.get("PATH", "")])  # the real uv, not a shim
     if batch.get("view") and batch.get("uid_base") is not None:  # checks run as unprivileged users: their view
+        workdir = Path(sys.argv[1]).parent.parent
         judgeview.enter([Path(p) for p in plan.runtime], [Path(p) for p in batch["private"]], int(batch["uid_base"]),
-                        Path(sys.argv[1]).parent.parent / "view")
+                        workdir / "view", keep=workdir if plan.mode is Mode.USERS else None)
     try:
         grade_batch(batch)
     except Exception:  # noqa: BLE001 - said once; the grader reports lessons without results

@@ -34,11 +34,19 @@ async def serve_asgi(app: Any, *, path: str = "/mcp", graceful: bool = True) -> 
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
+    stopped: list[bool] = []
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's answer to a failed startup: here it must not end the process
+            stopped.append(True)
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
+        tg.start_soon(serve)
         with anyio.fail_after(10):
             while not server.started:
-                if server.should_exit:
+                if server.should_exit or stopped:
                     raise ServerDidNotStart("the HTTP server did not start: its startup (lifespan) failed")
                 await anyio.sleep(0.01)
         try:

@@ -134,29 +134,34 @@ def serve(listener: socket.socket, limits: Limits) -> None:
     gc.freeze()  # children's collections then skip (and so do not copy) the warmed-up heap
     poller = select.poll()
     poller.register(listener, select.POLLIN)
+    woken, waker = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # a child's end wakes the loop
+    signal.set_wakeup_fd(waker)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    poller.register(woken, select.POLLIN)
     watched: dict[int, tuple[socket.socket, int]] = {}  # connection fd -> (connection, child pid)
     print("ready", flush=True)
     while True:
         for fd, events in poller.poll():
             if fd == listener.fileno():
-                _accept(listener, limits, poller, watched)
+                _accept(listener, limits, poller, watched, (woken, waker))
+            elif fd == woken:
+                os.read(woken, 4096)
             elif events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
-                conn, pid = watched.pop(fd)
-                poller.unregister(fd)
-                conn.close()
-                if pid:
-                    _kill_group(pid)
-        _reap(watched)
+                _forget(fd, poller, watched, kill=True)
+        _reap(poller, watched)
 
 
 def _accept(listener: socket.socket, limits: Limits, poller: select.poll,
-            watched: dict[int, tuple[socket.socket, int]]) -> None:
+            watched: dict[int, tuple[socket.socket, int]], own: tuple[int, ...]) -> None:
     conn, _ = listener.accept()
     if len(watched) >= MAX_CHILDREN:
         conn.close()
         return
     pid = os.fork()
     if pid == 0:
+        signal.set_wakeup_fd(-1)
+        for fd in own:
+            os.close(fd)
         listener.close()
         for other, _ in watched.values():
             other.close()
@@ -176,11 +181,22 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _reap(watched: dict[int, tuple[socket.socket, int]]) -> None:
-    """Collect every child that has ended, and end what it left behind in its group.
+def _forget(fd: int, poller: select.poll, watched: dict[int, tuple[socket.socket, int]], kill: bool) -> None:
+    """Stop watching a connection and close the zygote's copy of it (so the check sees the child end)."""
+    conn, pid = watched.pop(fd)
+    poller.unregister(fd)
+    conn.close()
+    if kill:
+        _kill_group(pid)
 
-    Done at once, while the group still exists: its number cannot be given to a new process
-    until then, so the later hang-up can never kill a stranger.
+
+def _reap(poller: select.poll, watched: dict[int, tuple[socket.socket, int]]) -> None:
+    """Collect every child that has ended, end what it left behind in its group, and let go of its
+    connection: with the zygote's copy closed too, the check at the other end sees the child gone
+    at once instead of waiting out its time limit.
+
+    The group is killed while it still exists (its number cannot go to a new process until then),
+    so nothing here can ever kill a stranger.
     """
     while True:
         try:
@@ -190,9 +206,9 @@ def _reap(watched: dict[int, tuple[socket.socket, int]]) -> None:
         if pid == 0:
             return
         _kill_group(pid)
-        for fd, (conn, child) in list(watched.items()):
+        for fd, (_, child) in list(watched.items()):
             if child == pid:
-                watched[fd] = (conn, 0)
+                _forget(fd, poller, watched, kill=False)
 
 
 def main() -> None:

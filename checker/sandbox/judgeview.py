@@ -10,6 +10,10 @@ the batch worker, so nothing changes for anyone else on the machine and it all e
 - The instructor's answers (`solutions/`, the plain quiz key, the hidden checks, the submissions
   and the grades folder) are covered with empty ones. A check that was tricked into following a
   link a submission planted finds nothing there to leak.
+- Without bubblewrap (the "users" fallback), student code shares this view, so the shared temp
+  folders (/tmp, /var/tmp, /dev/shm) are replaced by empty ones private to the batch: whatever
+  other programs leave there is out of its sight, and what it leaves goes with the batch. The
+  batch's own folder is put back where it was.
 
 Needs root (the only case where checks change user). Mounts are made with util-linux `mount`.
 """
@@ -38,10 +42,11 @@ def _blocked_by(path: Path, uid: int) -> Path | None:
     return None
 
 
-def enter(runtime: list[Path], private: list[Path], uid: int, stash: Path) -> None:
+def enter(runtime: list[Path], private: list[Path], uid: int, stash: Path, keep: Path | None = None) -> None:
     """Make this (single-threaded, root) process's file system the judges' view, for good.
 
-    `stash` is an empty folder of the grader's, kept private, where the covered folders stay reachable.
+    `stash` is an empty folder of the grader's, kept private, where the covered folders stay
+    reachable. With `keep` (the batch's folder), the shared temp folders become private too.
     """
     if _libc.unshare(CLONE_NEWNS) != 0:
         errno = ctypes.get_errno()
@@ -71,3 +76,25 @@ def enter(runtime: list[Path], private: list[Path], uid: int, stash: Path) -> No
             _mount("-t", "tmpfs", "-o", "mode=0755,size=4k", "tmpfs", str(path))
         elif path.is_file():
             _mount("--bind", os.devnull, str(path))
+    if keep is not None:
+        _private_temp(keep)
+
+
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+_MS_BIND = 4096
+
+
+def _private_temp(keep: Path) -> None:
+    """Fresh temp folders for this namespace, with `keep` (under one of them) where it was."""
+    held = os.open(keep, os.O_PATH | os.O_DIRECTORY)  # the real folder, reachable once its path is covered
+    try:
+        for folder in TEMP_DIRS:
+            if os.path.isdir(folder):
+                _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", folder)
+        keep.mkdir(parents=True, exist_ok=True)
+        # By the descriptor, not the path (mount(8) would resolve the path into the new, empty /tmp).
+        if _libc.mount(f"/proc/self/fd/{held}".encode(), str(keep).encode(), None, _MS_BIND, None) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"cannot keep the batch's folder: {os.strerror(errno)}")
+    finally:
+        os.close(held)

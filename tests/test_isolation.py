@@ -180,6 +180,51 @@ def test_an_exposed_function_may_look_at_student_objects_while_they_wait(sandbox
         target.close()
 
 
+def test_a_synchronous_call_into_the_check_is_marked_waiting_before_it_goes_out() -> None:
+    """The check may ask the host things back the moment the call arrives; the host's reader answers
+    those itself only while the loop is marked waiting, so the mark must be up before the call is sent
+    (set after, a quick question landed on the blocked loop and student code and check waited forever)."""
+    from checker.host.host import Host
+
+    ours, theirs = socket.socketpair()
+    loop = asyncio.new_event_loop()
+    try:
+        host = Host(COURSE.package, str(COURSE.starter), ours, loop)
+        marked_when_sent: list[int] = []
+
+        def send(message: dict[str, object]) -> None:
+            marked_when_sent.append(host.waiting_in_loop)
+            host.calls[message["cb"]].set_result({"ok": 7})  # type: ignore[index]
+
+        host.send = send  # type: ignore[method-assign]
+        assert host.call_judge(1, "", (), {}) == 7
+        assert marked_when_sent == [1] and host.waiting_in_loop == 0
+    finally:
+        loop.close()
+        ours.close()
+        theirs.close()
+
+
+def test_an_exposed_function_may_return_an_object_of_student_codes_process(sandbox: Running) -> None:
+    """What such a function returns is handed back as it is, never awaited (a handle looks awaitable)."""
+    target = _target(sandbox)
+    try:
+        io = target.library("io")
+
+        def make() -> object:
+            return io.StringIO("made there")
+
+        outcome: list[object] = []
+        caller = threading.Thread(target=lambda: outcome.append(target.library("operator").call(target.expose(make))),
+                                  daemon=True)
+        caller.start()
+        caller.join(15)
+        assert outcome and isinstance(outcome[0], Remote), "student code did not get the object the check made for it"
+        assert outcome[0].getvalue() == "made there"
+    finally:
+        target.close()
+
+
 def test_an_exposed_function_raises_the_students_own_exception(sandbox: Running) -> None:
     target = _target(sandbox)
     try:

@@ -190,11 +190,10 @@ class Host:
 
     def call_judge(self, ident: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A synchronous call from student code: block until the check has answered."""
-        future = self._call_judge(ident, method, args, kwargs)
         in_loop = threading.current_thread() is threading.main_thread()
-        self.waiting_in_loop += in_loop
+        self.waiting_in_loop += in_loop  # before the call goes out: the check may ask things back at once
         try:
-            return self._judge_result(future.result())
+            return self._judge_result(self._call_judge(ident, method, args, kwargs).result())
         finally:
             self.waiting_in_loop -= in_loop
 

@@ -354,7 +354,7 @@ class RemoteSession:
 
     def _run(self, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         result = fn(*args, **kwargs)
-        if not inspect.isawaitable(result):
+        if isinstance(result, Remote) or not inspect.isawaitable(result):  # a handle is returned, never awaited
             return result
         loop = self.loop
         if loop is not None and loop.is_running() and not self.blocking:  # the check awaits: its loop is free

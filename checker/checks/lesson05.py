@@ -453,8 +453,9 @@ def _noting_shutdown(target: Target, app: Any, events: list[str]) -> Any:
     Served as an ASGI 2 app (uvicorn takes any callable that is not a coroutine function for one: it
     calls it with the scope, then awaits what that returned with receive and send). For a request,
     the check hands back `functools.partial(app, scope)`, so requests run entirely where student
-    code runs; for the lifespan, a function of the check's that runs `app` with a `send` that notes
-    the shutdown here before passing the message on.
+    code runs; for the lifespan, a function of the check's that runs `app` with a `send` of the
+    check's. That `send` is synchronous, so the app waits while the check notes the shutdown (and
+    nothing else runs there meanwhile); it returns uvicorn's own `send(message)` for the app to await.
     """
     partial = target.library("functools").partial
 
@@ -463,10 +464,10 @@ def _noting_shutdown(target: Target, app: Any, events: list[str]) -> Any:
             return partial(app, scope)
 
         async def lifespan(receive: Any, send: Any) -> None:
-            async def sending(message: Any) -> None:
+            def sending(message: Any) -> Any:
                 if str(message.get("type", "")).startswith("lifespan.shutdown."):
                     events.append(APP_STOPPED)
-                await send(message)
+                return send(message)
 
             await app(scope, receive, target.expose(sending))
 

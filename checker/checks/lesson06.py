@@ -669,8 +669,11 @@ async def _redis(tmp: Path) -> AsyncIterator[str]:
     port = free_port()
     folder = tmp / "redis"
     folder.mkdir()
+    # It runs outside the sandbox but student code can reach it: only pub/sub and data commands are left,
+    # none that loads code or moves its files (Redis 6 still allows MODULE LOAD by default).
+    locked = [arg for command in ("MODULE", "CONFIG", "DEBUG") for arg in ("--rename-command", command, "")]
     process = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port),
-                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder), *locked],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with anyio.fail_after(10):

@@ -80,22 +80,25 @@ class _Lifespans:
     """Lifespans for student code to run that note, in the check's process, when each starts and ends.
 
     A lifespan is called as `lifespan(app)` and what it returns is entered with `async with`. The
-    call is the start; it returns the standard library's AsyncExitStack, made where student code
-    runs, holding one callback of the check's that notes the end when the stack is exited. So the
-    check's list holds what happened, in the order it happened, whatever process ran it.
+    call is the start. It returns a stand-in context manager made where student code runs (the
+    standard library's MagicMock, which can be one): entering it gives `entered`, exactly what a
+    real lifespan would yield, and leaving it calls the check, which notes the end while the app
+    waits. So the check's list holds what happened, in the order it happened, whatever process ran it.
     """
 
     def __init__(self, target: Target, events: list[str]) -> None:
         self.target, self.events = target, events
-        self.exit_stack = target.library("contextlib").AsyncExitStack
-        self.note = target.expose(events.append)
+        self.stand_in = target.library("unittest.mock").MagicMock
 
-    def noting(self, start: str, stop: str) -> Any:
+    def noting(self, start: str, stop: str, entered: Any = None) -> Any:
+        def ended(*exc_info: Any) -> None:  # returns None: an exception leaving the block goes on
+            self.events.append(stop)
+
+        on_exit = self.target.expose(ended)
+
         def lifespan(app: Any) -> Any:
             self.events.append(start)
-            stack = self.exit_stack()
-            stack.callback(self.note, stop)
-            return stack
+            return self.stand_in(**{"__aenter__.return_value": entered, "__aexit__.side_effect": on_exit})
 
         return self.target.expose(lifespan)
 
@@ -107,7 +110,7 @@ async def _server(target: Target, dep: Deployment, *, auth: bool = False, health
     if auth:
         options = transport.auth_options(dep.token, resource_url=dep.resource, issuer_url=dep.issuer)
         assert isinstance(options, dict), "auth_options must return a dict of MCPServer keyword arguments"
-    lifespan = _Lifespans(target, dep.events).noting("start", "stop")
+    lifespan = _Lifespans(target, dep.events).noting("start", "stop", entered={})  # the server's state: none
     server = target.library("mcp.server.mcpserver").MCPServer(dep.name, log_level="WARNING", lifespan=lifespan,
                                                              **options)
     server.tool()(target.attr("transport", "connection_info"))
@@ -414,7 +417,7 @@ async def _host_app(target: Target, dep: Deployment, prefix: str, page: str, sec
     # A Starlette response is itself an ASGI app: as a route's endpoint it answers every request with `secret`.
     page_route = target.library("starlette.routing").Route(page, target.library("starlette.responses")
                                                            .PlainTextResponse(secret))
-    host_lifespan = _Lifespans(target, dep.events).noting("host-start", "host-stop")
+    host_lifespan = _Lifespans(target, dep.events).noting("host-start", "host-stop")  # yields no state
     return mount_app(server, prefix=prefix, allowed_hosts=[dep.host], allowed_origins=[dep.origin],
                      routes=[page_route], lifespan=host_lifespan)
 
@@ -456,6 +459,8 @@ def _noting_shutdown(target: Target, app: Any, events: list[str]) -> Any:
     code runs; for the lifespan, a function of the check's that runs `app` with a `send` of the
     check's. That `send` is synchronous, so the app waits while the check notes the shutdown (and
     nothing else runs there meanwhile); it returns uvicorn's own `send(message)` for the app to await.
+    Graded isolated, the app gets a copy of each scope: lifespan state it stores would be lost, which
+    no app of this lesson has.
     """
     partial = target.library("functools").partial
 

@@ -3,6 +3,9 @@ failed (DESIGN decision 7). Lesson 6 is run with nginx and redis-server hidden f
 
 from __future__ import annotations
 
+import shutil
+
+import anyio
 import pytest
 
 from checker.runner.lesson import run_lesson
@@ -19,3 +22,32 @@ def test_service_checks_skip_with_install_advice(monkeypatch: pytest.MonkeyPatch
     assert all(outcome == "skipped" for outcome, _ in outcomes.values()), outcomes
     assert all("install" in message for _, message in outcomes.values()), outcomes
     assert result.ok, "skipped checks must not fail the lesson"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")  # the check file's own marks
+def test_the_redis_a_check_starts_refuses_commands_that_reach_outside_the_sandbox(tmp_path) -> None:
+    """redis-server runs outside the sandbox, yet student code reaches it over loopback: loading a
+    module (allowed by default before Redis 7) or moving its files would act as the grader."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    import redis.asyncio as aioredis
+    from redis.exceptions import ResponseError
+
+    from checker.checks.lesson06 import _redis
+
+    async def probe() -> list[str]:
+        answers = []
+        async with _redis(tmp_path) as url:
+            client = aioredis.Redis.from_url(url)
+            try:
+                for command in (("MODULE", "LIST"), ("CONFIG", "GET", "dir"), ("DEBUG", "SLEEP", "0")):
+                    try:
+                        answers.append(f"answered {await client.execute_command(*command)!r}")
+                    except ResponseError as exc:
+                        answers.append("unknown" if "unknown command" in str(exc) else str(exc))
+                assert await client.publish("channel", b"still works") == 0
+            finally:
+                await client.aclose()
+        return answers
+
+    assert anyio.run(probe) == ["unknown"] * 3

@@ -17,14 +17,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.mcpserver import Context, MCPServer
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
 from checker.marks import check
 from checker.target import Target, leaf_exception
@@ -49,21 +44,11 @@ def _why(status: int) -> str:
     return WHY.get(status, f"HTTP {status}")
 
 
-# --- the small server every check deploys (built here, from the lesson's functions) ---------
-
-
-async def whoami(ctx: Context) -> dict[str, object]:
-    """Report what the transport told the tool about this request."""
-    headers = ctx.headers or {}
-    return {"protocol": ctx.protocol_version, "session": headers.get("mcp-session-id"), "host": headers.get("host")}
-
-
-async def count(n: int, ctx: Context) -> int:
-    """Count to n, reporting progress at every step."""
-    for step in range(1, n + 1):
-        await ctx.report_progress(step, total=n)
-        await anyio.sleep(0.005)
-    return n
+# --- the small server every check deploys (built from here, with the lesson's given tools) ---------
+#
+# Its tools are transport.py's given `connection_info` (protocol era, session id and Host, as the
+# transport showed them to the tool) and `count_to` (progress at every step). Its lifespans note
+# their start and their end in the check's own list: see `_Lifespans`.
 
 
 class Deployment:
@@ -75,12 +60,7 @@ class Deployment:
         self.token = secrets.token_urlsafe(24)
         self.issuer = f"https://auth-{secrets.token_hex(3)}.example"
         self.name = f"desk-{secrets.token_hex(3)}"
-        self.log: Any = None  # an _EventLog beside the server: lifespan start / stop, host-start / host-stop
-
-    @property
-    def events(self) -> list[str]:
-        """What the lifespans have recorded so far (a snapshot, read where the server runs)."""
-        return list(self.log.seen) if self.log is not None else []
+        self.events: list[str] = []  # noted here as they happen: lifespan start / stop, host-start / host-stop
 
     @property
     def resource(self) -> str:
@@ -96,44 +76,45 @@ class Deployment:
         return out
 
 
-class _EventLog:
-    """Lifespan events, kept in the process that runs the server (the check reads `seen`)."""
+class _Lifespans:
+    """Lifespans for student code to run that note, in the check's process, when each starts and ends.
 
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-
-def _deploy_server(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Beside the student's code: a small server with a recording lifespan and the two tools.
-
-    `options` are MCPServer keyword arguments (what auth_options returned). Returns the server
-    and its event log, for the check to hand to the lesson's functions and to read.
+    A lifespan is called as `lifespan(app)` and what it returns is entered with `async with`. The
+    call is the start. It returns a stand-in context manager made where student code runs (the
+    standard library's MagicMock, which can be one): entering it gives `entered`, exactly what a
+    real lifespan would yield, and leaving it calls the check, which notes the end while the app
+    waits. So the check's list holds what happened, in the order it happened, whatever process ran it.
     """
-    log = _EventLog()
 
-    @asynccontextmanager
-    async def lifespan(server: MCPServer) -> AsyncIterator[dict[str, Any]]:
-        log.seen.append("start")
-        try:
-            yield {}
-        finally:
-            log.seen.append("stop")
+    def __init__(self, target: Target, events: list[str]) -> None:
+        self.target, self.events = target, events
+        self.stand_in = target.library("unittest.mock").MagicMock
 
-    server = MCPServer(name, log_level="WARNING", lifespan=lifespan, **options)
-    server.tool()(whoami)
-    server.tool()(count)
-    return {"server": server, "log": log}
+    def noting(self, start: str, stop: str, entered: Any = None) -> Any:
+        def ended(*exc_info: Any) -> None:  # returns None: an exception leaving the block goes on
+            self.events.append(stop)
+
+        on_exit = self.target.expose(ended)
+
+        def lifespan(app: Any) -> Any:
+            self.events.append(start)
+            return self.stand_in(**{"__aenter__.return_value": entered, "__aexit__.side_effect": on_exit})
+
+        return self.target.expose(lifespan)
 
 
 async def _server(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False) -> Any:
-    """A small server with a recording lifespan and, if asked, bearer auth and the health route."""
+    """A small server with a noting lifespan, the two given tools and, if asked, bearer auth and the health route."""
     transport = target.module("transport")
     options: Any = {}
     if auth:
         options = transport.auth_options(dep.token, resource_url=dep.resource, issuer_url=dep.issuer)
         assert isinstance(options, dict), "auth_options must return a dict of MCPServer keyword arguments"
-    built = await target.in_host(_deploy_server, dep.name, options)
-    server, dep.log = built["server"], built["log"]
+    lifespan = _Lifespans(target, dep.events).noting("start", "stop", entered={})  # the server's state: none
+    server = target.library("mcp.server.mcpserver").MCPServer(dep.name, log_level="WARNING", lifespan=lifespan,
+                                                             **options)
+    server.tool()(target.attr("transport", "connection_info"))
+    server.tool()(target.attr("transport", "count_to"))
     if health:
         transport.add_health_route(server)
     return server
@@ -206,9 +187,12 @@ async def _client(url: str, dep: Deployment, mode: str) -> AsyncIterator[Any]:
 
 
 async def _whoami(client: Any) -> dict[str, Any]:
-    result = await client.call_tool("whoami", {})
-    assert not result.is_error, f"the whoami tool failed over HTTP: {result.content[0].text if result.content else ''}"
-    return dict(result.structured_content or {})
+    """What the given connection_info tool was told of this request: protocol era, session id, Host."""
+    result = await client.call_tool("connection_info", {})
+    assert not result.is_error, (
+        f"the connection_info tool failed over HTTP: {result.content[0].text if result.content else ''}")
+    info = dict(result.structured_content or {})
+    return {"protocol": info.get("protocol_version"), "session": info.get("session_id"), "host": info.get("host")}
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -242,15 +226,15 @@ async def test_both_eras_served(target: Target) -> None:
 async def test_progress_streams_over_sse(target: Target) -> None:
     dep = Deployment()
     n = random.randint(3, 6)
-    call = {"name": "count", "arguments": {"n": n}}
+    call = {"name": "count_to", "arguments": {"n": n}}
     token = random.randint(1000, 9999)
     async with _raw() as http, target.http(await _app(target, dep)) as url:
         await _require_reachable(http, url, dep, "create_app")
         discover = await _discover(http, url, dep)
         streamed = await http.post(url, json=_modern("tools/call", call, id=2, progressToken=token),
-                                   headers=_modern_headers(dep, "tools/call", "count"))
+                                   headers=_modern_headers(dep, "tools/call", "count_to"))
         plain = await http.post(url, json=_modern("tools/call", call, id=3),
-                                headers=_modern_headers(dep, "tools/call", "count"))
+                                headers=_modern_headers(dep, "tools/call", "count_to"))
         got: dict[str, list[float]] = {}
         for mode in ("auto", "legacy"):
             steps: list[float] = []
@@ -260,8 +244,8 @@ async def test_progress_streams_over_sse(target: Target) -> None:
                 steps.append(progress)
 
             async with _client(url, dep, mode) as client:
-                result = await client.call_tool("count", {"n": n}, progress_callback=on_progress)
-                assert not result.is_error, f"count failed over HTTP ({mode})"
+                result = await client.call_tool("count_to", {"n": n}, progress_callback=on_progress)
+                assert not result.is_error, f"count_to failed over HTTP ({mode})"
             got[mode] = steps
     assert discover.headers.get("content-type", "").startswith("application/json"), (
         "a modern server/discover should be answered with one JSON body")
@@ -311,7 +295,7 @@ async def test_legacy_session_lifecycle(target: Target) -> None:
         listed = await http.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=in_session)
         assert listed.status_code == 200, f"tools/list inside the session got {_why(listed.status_code)}"
         names = {t["name"] for t in _messages(listed)[-1]["result"]["tools"]}
-        assert {"whoami", "count"} <= names, f"tools/list inside the session returned {sorted(names)}"
+        assert {"connection_info", "count_to"} <= names, f"tools/list inside the session returned {sorted(names)}"
         closed = await http.delete(url, headers=in_session)
         assert closed.status_code == 200, f"DELETE of the session got {closed.status_code}"
         after = await http.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers=in_session)
@@ -426,29 +410,16 @@ async def test_body_size_limit(target: Target) -> None:
         "max_body_bytes is not applied")
 
 
-def _host_parts(log: _EventLog, page: str, secret: str) -> list[Any]:
-    """Beside the student's code: a host app's own route (answering `secret`) and its recording lifespan."""
-
-    async def host_page(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(secret)
-
-    @asynccontextmanager
-    async def host_lifespan(app: Any) -> AsyncIterator[None]:
-        log.seen.append("host-start")
-        try:
-            yield
-        finally:
-            log.seen.append("host-stop")
-
-    return [[Route(page, host_page)], host_lifespan]
-
-
 async def _host_app(target: Target, dep: Deployment, prefix: str, page: str, secret: str) -> Any:
+    """mount_app with a host app's own route (answering `secret`) and its own noting lifespan."""
     mount_app = target.attr("transport", "mount_app")
     server = await _server(target, dep)
-    routes, host_lifespan = await target.in_host(_host_parts, dep.log, page, secret)
+    # A Starlette response is itself an ASGI app: as a route's endpoint it answers every request with `secret`.
+    page_route = target.library("starlette.routing").Route(page, target.library("starlette.responses")
+                                                           .PlainTextResponse(secret))
+    host_lifespan = _Lifespans(target, dep.events).noting("host-start", "host-stop")  # yields no state
     return mount_app(server, prefix=prefix, allowed_hosts=[dep.host], allowed_origins=[dep.origin],
-                     routes=routes, lifespan=host_lifespan)
+                     routes=[page_route], lifespan=host_lifespan)
 
 
 @check("mounted in a host app, the MCP endpoint works (session manager in the host lifespan)", points=3,
@@ -475,22 +446,39 @@ async def test_mounted_app_works(target: Target) -> None:
         f"the MCP server's lifespan should start once when the host starts; it started {started.count('start')} times")
 
 
-APP_STOPPED = "app-stopped"  # logged when the served app reports its ASGI lifespan shut down
+APP_STOPPED = "app-stopped"  # noted when the served app reports its ASGI lifespan shut down
 
 
-def _noting_shutdown(app: Any, log: _EventLog) -> Any:
-    """Beside the student's code: `app` as it is, except that `log` notes the moment its lifespan
-    has shut down, so the check judges what had finished by then, not what some later cleanup did."""
+def _noting_shutdown(target: Target, app: Any, events: list[str]) -> Any:
+    """`app` as it is, except that `events` notes the moment its lifespan has shut down, so the check
+    judges what had finished by then, not what some later cleanup did.
 
-    async def noted(scope: Any, receive: Any, send: Any) -> None:
-        async def sending(message: Any) -> None:
-            if scope.get("type") == "lifespan" and str(message.get("type", "")).startswith("lifespan.shutdown."):
-                log.seen.append(APP_STOPPED)
-            await send(message)
+    Served as an ASGI 2 app (uvicorn takes any callable that is not a coroutine function for one: it
+    calls it with the scope, then awaits what that returned with receive and send). For a request,
+    the check hands back `functools.partial(app, scope)`, so requests run entirely where student
+    code runs; for the lifespan, a function of the check's that runs `app` with a `send` of the
+    check's. That `send` is synchronous, so the app waits while the check notes the shutdown (and
+    nothing else runs there meanwhile); it returns uvicorn's own `send(message)` for the app to await.
+    Graded isolated, the app gets a copy of each scope: lifespan state it stores would be lost, which
+    no app of this lesson has.
+    """
+    partial = target.library("functools").partial
 
-        await app(scope, receive, sending)
+    def instance(scope: dict[str, Any]) -> Any:
+        if scope.get("type") != "lifespan":
+            return partial(app, scope)
 
-    return noted
+        async def lifespan(receive: Any, send: Any) -> None:
+            def sending(message: Any) -> Any:
+                if str(message.get("type", "")).startswith("lifespan.shutdown."):
+                    events.append(APP_STOPPED)
+                return send(message)
+
+            await app(scope, receive, target.expose(sending))
+
+        return target.expose(lifespan)
+
+    return partial(target.expose(instance))  # made where student code runs, so that is where it is served
 
 
 @check("the server stops cleanly: lifespans exit and the port is released", points=2,
@@ -499,7 +487,7 @@ def _noting_shutdown(app: Any, log: _EventLog) -> Any:
 async def test_clean_shutdown(target: Target) -> None:
     dep = Deployment()
     prefix = f"/mcp-{secrets.token_hex(2)}"
-    app = await target.in_host(_noting_shutdown, await _host_app(target, dep, prefix, "/", "home"), dep.log)
+    app = _noting_shutdown(target, await _host_app(target, dep, prefix, "/", "home"), dep.events)
     port, while_running = 0, []
     try:
         async with _raw() as http, target.http(app, path=f"{prefix}/mcp") as url:
@@ -516,7 +504,7 @@ async def test_clean_shutdown(target: Target) -> None:
             raise
         pytest.fail(f"the server crashed while shutting down ({type(leaf).__name__}: {leaf}): something the "
                     "host lifespan entered was not exited by the same `async with`")
-    events = dep.events
+    events = list(dep.events)
     stopped = events[:events.index(APP_STOPPED)] if APP_STOPPED in events else events  # as the host app stopped
     assert while_running.count("start") == 1, "the MCP server's lifespan did not start with the host app"
     assert stopped.count("stop") == 1, (

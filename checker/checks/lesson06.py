@@ -19,12 +19,11 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import string
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 import dataclasses
 from pathlib import Path
@@ -67,7 +66,9 @@ def _replica_names(count: int) -> list[str]:
 # once (never the student's package) and forks each replica from there; every child then runs
 # uvicorn's own command line, exactly as `python -m uvicorn` does, and imports the student's
 # module itself. The zygote reaps its children and records how each one ended; closing its
-# stdin stops them all.
+# stdin stops them all. It runs through `target.command`, so when grading, it and its replicas run
+# in the submission's sandbox: the check reads what they write with `target.read_text`, and stops
+# them only through the zygote (its stdin, or killing it, which takes its process group along).
 
 _ZYGOTE = r"""
 import json, os, signal, sys, time, traceback
@@ -131,21 +132,34 @@ for pid in list(logs):
 """
 
 
+def _written(target: Target, path: Path) -> str | None:
+    """A file the replicas' side wrote, read where they run; None if there is none."""
+    try:
+        return target.read_text(path)
+    except OSError:
+        return None
+
+
 class Replica:
-    def __init__(self, name: str, port: int, pid: int, log: Path) -> None:
-        self.name, self.port, self.pid, self.log = name, port, pid, log
+    def __init__(self, target: Target, name: str, port: int, log: Path) -> None:
+        self.target, self.name, self.port, self.log = target, name, port, log
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def exit_code(self) -> int | None:
-        marker = Path(f"{self.log}.exit")
-        return int(marker.read_text() or 1) if marker.is_file() else None
+        marker = _written(self.target, Path(f"{self.log}.exit"))
+        if marker is None:
+            return None
+        try:
+            return int(marker)
+        except ValueError:
+            return 1
 
 
-def _startup_error(log: Path) -> str:
-    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+def _startup_error(target: Target, log: Path) -> str:
+    lines = (_written(target, log) or "").strip().splitlines()
     errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b", line)]
     return (errors[-1] if errors else "\n".join(lines[-3:])) or "no output"
 
@@ -155,7 +169,7 @@ async def _wait_healthy(replica: Replica) -> None:
         with anyio.fail_after(15):
             while True:
                 if replica.exit_code() is not None:
-                    pytest.fail(f"replica {replica.name} did not start: {_startup_error(replica.log)}")
+                    pytest.fail(f"replica {replica.name} did not start: {_startup_error(replica.target, replica.log)}")
                 try:
                     response = await http.get(f"http://127.0.0.1:{replica.port}/health")
                     if response.status_code == 200:
@@ -182,7 +196,7 @@ async def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 async def _replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]]) -> AsyncIterator[list[Replica]]:
     """One real uvicorn process per name, started in parallel, with only the given configuration."""
     passthrough = {k: os.environ[k] for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE") if k in os.environ}
-    zygote = subprocess.Popen([sys.executable, "-c", _ZYGOTE], env=target.env(passthrough), cwd=tmp,
+    zygote = subprocess.Popen(target.command([sys.executable, "-c", _ZYGOTE]), env=target.env(passthrough), cwd=tmp,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert zygote.stdin is not None and zygote.stdout is not None
     started: list[Replica] = []
@@ -196,10 +210,10 @@ async def _replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]])
                     "--log-level", "warning", "--no-access-log"]
             zygote.stdin.write((json.dumps({"env": env, "argv": argv, "log": str(log)}) + "\n").encode())
             zygote.stdin.flush()
-            line = await anyio.to_thread.run_sync(zygote.stdout.readline)
+            line = await anyio.to_thread.run_sync(zygote.stdout.readline)  # it forked the replica
             if not line.strip():
                 pytest.fail("could not start the replicas (the helper process exited): is the SDK installed?")
-            started.append(Replica(name, port, int(line), log))
+            started.append(Replica(target, name, port, log))
         async with anyio.create_task_group() as tg:
             for replica in started:
                 tg.start_soon(_wait_healthy, replica)
@@ -211,10 +225,6 @@ async def _replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]])
             deadline = time.monotonic() + 5
             while zygote.poll() is None and time.monotonic() < deadline:
                 await anyio.sleep(0.02)
-            for replica in started:
-                if replica.exit_code() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(replica.pid, signal.SIGKILL)
             if zygote.poll() is None:
                 zygote.kill()
                 zygote.wait()
@@ -292,20 +302,20 @@ async def _replica_of(client: Any) -> str:
     return str((result.structured_content or {}).get("replica"))
 
 
-# --- run beside the student's code (target.in_host): they return observations, never verdicts -----
+# --- events where the student's code lives ------------------------------------------------------
 #
-# Events, buses and listeners must live where the student's code does. Events cross between the
-# processes as plain data, [class name, fields], and are rebuilt on this side as the SDK's own
-# classes, so the checks compare real events. Anything that is not one of the SDK's events comes
-# back as a stand-in that equals nothing.
+# Buses, listeners and the events they carry live where the student's code does. The check makes
+# the events it publishes there from the SDK's own classes (`target.library`), gives buses listeners
+# of its own (`target.expose`), and turns every event it hears or gets back into the SDK's class
+# here, from the class and fields it reads: so the checks compare real events, and anything that is
+# not one of the SDK's events becomes a stand-in that equals nothing.
 
-_EVENT_CLASSES = {cls.__name__: cls for cls in (ToolsListChanged, PromptsListChanged, ResourcesListChanged,
-                                                ResourceUpdated)}
-_HEARD: list[list[Any]] = []  # what each recording listener heard, by its token (its index)
+_EVENT_CLASSES = {f"{cls.__module__}.{cls.__qualname__}": cls
+                  for cls in (ToolsListChanged, PromptsListChanged, ResourcesListChanged, ResourceUpdated)}
 
 
 class _NotAnEvent:
-    """What the student's code returned instead of one of the SDK's events, as its repr."""
+    """What the student's code gave instead of one of the SDK's events, as its repr."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -314,80 +324,43 @@ class _NotAnEvent:
         return self.text
 
 
-def _plain_event(obj: Any) -> list[Any] | None:
-    """`obj` as plain data: None, [class name, fields] for an SDK event, or [None, its repr]."""
+def _kind(target: Target, obj: Any) -> str:
+    """The name of the class of `obj`, a value from the student's code."""
+    return target.classes(obj)[0].rsplit(".", 1)[-1]
+
+
+def _event(target: Target, obj: Any) -> Any:
+    """`obj` (from the student's code) as the SDK event it is, None, or a stand-in that equals nothing."""
     if obj is None:
         return None
-    kind = type(obj)
-    if _EVENT_CLASSES.get(kind.__name__) is kind:
-        fields = dataclasses.asdict(obj)
-        if all(type(value) is str for value in fields.values()):
-            return [kind.__name__, fields]
+    cls = _EVENT_CLASSES.get(target.classes(obj)[0])
+    if cls is not None:
+        try:
+            fields: dict[str, Any] | None = {field.name: getattr(obj, field.name) for field in dataclasses.fields(cls)}
+        except AttributeError:
+            fields = None
+        if fields is not None and all(type(value) is str for value in fields.values()):
+            return cls(**fields)
     try:
         text = repr(obj)[:300]
     except Exception:  # noqa: BLE001 - a student's __repr__ may raise
-        text = f"<a {kind.__name__}>"
-    return [None, f"{text} (a {kind.__name__})"]
+        text = "<?>"
+    return _NotAnEvent(f"{text} (a {_kind(target, obj)})")
 
 
-def _event(plain: Any) -> Any:
-    """The inverse of `_plain_event`."""
-    if plain is None:
-        return None
-    name, data = plain
-    if name is None:
-        return _NotAnEvent(str(data))
-    return _EVENT_CLASSES[name](**data)
+def _there(target: Target, event: Any) -> Any:
+    """The same SDK event, made where the student's code runs (to publish it, or to encode it)."""
+    cls = getattr(target.library(type(event).__module__), type(event).__qualname__)
+    return cls(**dataclasses.asdict(event))
 
 
-def _encode(scaling: Any, event: list[Any]) -> list[Any]:
-    """What encode_event returned (plain if bytes or str), and the name of its type."""
-    data = scaling.encode_event(_event(event))
-    return [type(data).__name__, data]
-
-
-def _decode(scaling: Any, data: Any) -> list[Any] | None:
-    return _plain_event(scaling.decode_event(data))
-
-
-async def _publish(bus: Any, event: list[Any]) -> None:
-    await bus.publish(_event(event))
-
-
-def _record_events(bus: Any) -> list[Any]:
-    """Subscribe a listener that records what it hears; its token, and the unsubscribe `bus` returned."""
-    _HEARD.append([])
-    return [len(_HEARD) - 1, bus.subscribe(_HEARD[-1].append)]
-
-
-def _events_heard(token: int) -> list[Any]:
-    return [_plain_event(event) for event in _HEARD[token]]
+def _listener(target: Target, heard: list[Any]) -> Any:
+    """A listener of the check's for a bus: every event it hears goes into `heard`, as the SDK's event."""
+    return target.expose(lambda event: heard.append(_event(target, event)))
 
 
 def _explode(event: Any) -> None:
     raise RuntimeError("a broken listener")
-
-
-def _subscribe_explode(bus: Any) -> None:
-    bus.subscribe(_explode)
-
-
-def _recording_bus() -> list[Any]:
-    """The SDK's in-process bus with a recording listener: the bus, and the listener's token."""
-    from mcp.server.subscriptions import InMemorySubscriptionBus
-
-    bus = InMemorySubscriptionBus()
-    token, _ = _record_events(bus)
-    return [bus, token]
-
-
-def _class_names(obj: Any) -> list[str]:
-    """The classes `obj` is an instance of, as `module.qualname`."""
-    return [f"{cls.__module__}.{cls.__qualname__}" for cls in type(obj).__mro__]
-
-
-async def _heard(target: Target, token: int) -> list[Any]:
-    return [_event(plain) for plain in await target.in_host(_events_heard, token)]
 
 
 # --- checks ----------------------------------------------------------------------------------------
@@ -404,7 +377,7 @@ async def test_state_keys_from_configuration(target: Target) -> None:
     env = {KEYS: f"{current},{previous}", "RESEARCH_DESK_REPLICA": "a"}
     policy = scaling.state_security_from_env(env)
     sdk_policy = f"{RequestStateSecurity.__module__}.{RequestStateSecurity.__qualname__}"
-    assert sdk_policy in await target.in_host(_class_names, policy), (
+    assert sdk_policy in target.classes(policy), (
         f"with {KEYS} set, state_security_from_env should return a RequestStateSecurity, got {policy!r}")
     payload = secrets.token_bytes(24)
     token = policy.codec.seal(payload)
@@ -436,7 +409,7 @@ async def test_state_keys_from_configuration(target: Target) -> None:
         assert KEYS in str(exc), f"the error for a short key should name {KEYS} so the operator knows what to fix: {exc}"
     else:
         pytest.fail("a 12-character secret was accepted: request-state keys need at least 32 bytes")
-    source = Path(scaling.__file__).read_text(encoding="utf-8")
+    source = target.read_text(scaling.__file__)
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)) and len(node.value) >= 32:
             text = node.value.decode("latin-1") if isinstance(node.value, bytes) else node.value
@@ -460,12 +433,13 @@ async def test_one_name_and_the_given_bus(target: Target, tmp_path: Path) -> Non
         f"replicas {first} and {second} are named {servers[0].name!r} and {servers[1].name!r}: state sealed by "
         f"one is addressed to a different audience than the other, so a retry on a sibling fails")
     assert first not in servers[0].name, "the replica's own name is part of the server name; keep it out"
-    bus, token = await target.in_host(_recording_bus)  # the SDK's in-process bus, where the server lives
+    bus = target.library("mcp.server.subscriptions").InMemorySubscriptionBus()  # the SDK's, where the server lives
+    heard: list[Any] = []
+    bus.subscribe(_listener(target, heard))
     server = scaling.create_server({"RESEARCH_DESK_REPLICA": first, "RESEARCH_DESK_ROOT": str(tmp_path)}, bus=bus)
     title = f"{_word()} {_word()}"
     async with target.client(server, elicitation_callback=_accept) as client:
         result = await client.call_tool("file_note", {"title": title, "text": _word(20)})
-    heard = await _heard(target, token)
     assert not result.is_error, f"file_note failed: {result.content[0].text if result.content else ''}"
     assert ResourceUpdated(uri=NOTES) in heard, (
         "filing a note published nothing on the bus create_server was given: pass it to MCPServer(subscriptions=...)")
@@ -493,7 +467,7 @@ async def test_retry_on_a_sibling(target: Target, tmp_path: Path) -> None:
             assert split.result and split.result.get("replica") == other.name and split.result.get("filed"), (
                 f"the retry should be finished (and filed) by replica {other.name}, got {split.result}")
             note = tmp_path / "workspace" / str(split.result.get("name"))
-            assert note.is_file() and text in note.read_text(), f"the note was not written to {note}"
+            assert text in (_written(target, note) or ""), f"the note was not written to {note}"
 
 
 @check("replicas without keys, or with other keys, reject each other's state", points=2,
@@ -610,23 +584,26 @@ def _render_nginx(template: str, replicas: dict[str, int], port: int, prefix: Pa
 
 @asynccontextmanager
 async def _nginx(target: Target, tmp: Path, replicas: dict[str, int]) -> AsyncIterator[str]:
+    """nginx with the student's configuration: it may load modules, so it runs where student code runs."""
     scaling = target.module("scaling")
-    template = Path(scaling.__file__).parent / "deploy" / "nginx-sticky.conf"
-    if not template.is_file():
+    template = _written(target, Path(scaling.__file__).parent / "deploy" / "nginx-sticky.conf")
+    if template is None:
         pytest.fail(f"{target.package}/deploy/nginx-sticky.conf is missing")
     prefix = tmp / "nginx"
     prefix.mkdir()
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(_render_nginx(template.read_text(), replicas, port, prefix))
-    process = subprocess.Popen([shutil.which("nginx") or "nginx", "-p", str(prefix), "-c", str(conf),
-                                "-e", str(prefix / "error.log")],
+    with open(conf, "x", encoding="utf-8") as out:  # a new file: never one student code put there
+        out.write(_render_nginx(template, replicas, port, prefix))
+    process = subprocess.Popen(target.command([shutil.which("nginx") or "nginx", "-p", str(prefix), "-c", str(conf),
+                                               "-e", str(prefix / "error.log")]),
+                               env=target.env(), cwd=prefix,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with anyio.fail_after(10):
             while True:
                 if process.poll() is not None:
-                    log = (prefix / "error.log").read_text(errors="replace").strip().splitlines()
+                    log = (_written(target, prefix / "error.log") or "").strip().splitlines()
                     pytest.fail(f"nginx refused deploy/nginx-sticky.conf: {log[-1] if log else 'no error log'}")
                 try:
                     stream = await anyio.connect_tcp("127.0.0.1", port)
@@ -692,8 +669,11 @@ async def _redis(tmp: Path) -> AsyncIterator[str]:
     port = free_port()
     folder = tmp / "redis"
     folder.mkdir()
+    # It runs outside the sandbox but student code can reach it: only pub/sub and data commands are left,
+    # none that loads code or moves its files (Redis 6 still allows MODULE LOAD by default).
+    locked = [arg for command in ("MODULE", "CONFIG", "DEBUG") for arg in ("--rename-command", command, "")]
     process = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port),
-                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder), *locked],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with anyio.fail_after(10):
@@ -725,17 +705,17 @@ async def test_events_round_trip(target: Target) -> None:
     events = [ToolsListChanged(), PromptsListChanged(), ResourcesListChanged(),
               ResourceUpdated(uri=f"desk://{_word()}/{_word()}?v={random.randint(1, 999)}")]
     for event in events:
-        kind, data = await target.in_host(_encode, scaling, _plain_event(event))
-        assert isinstance(data, (bytes, str)), f"encode_event should return bytes, got {kind}"
-        back = _event(await target.in_host(_decode, scaling, data))
+        data = scaling.encode_event(_there(target, event))
+        assert isinstance(data, (bytes, str)), f"encode_event should return bytes, got {_kind(target, data)}"
+        back = _event(target, scaling.decode_event(data))
         assert back == event, f"{event!r} came back as {back!r}"
         text = data.decode() if isinstance(data, bytes) else data
-        assert _event(await target.in_host(_decode, scaling, text)) == event, (
+        assert _event(target, scaling.decode_event(text)) == event, (
             "decode_event should accept str as well as bytes")
     for junk in (b"", b"not json", b"[1, 2]", b'{"method": 3}', b'{"method": "tools/call", "params": {}}',
                  _word().encode()):
         try:
-            got = _event(await target.in_host(_decode, scaling, junk))
+            got = _event(target, scaling.decode_event(junk))
         except Exception as exc:  # noqa: BLE001
             pytest.fail(f"decode_event({junk!r}) raised {type(exc).__name__}: return None for anything that is not an event")
         assert got is None, f"decode_event({junk!r}) should be None, got {got!r}"
@@ -752,23 +732,16 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
         here = scaling.RedisSubscriptionBus(url, channel=channel)
         there = scaling.RedisSubscriptionBus(url, channel=channel)
         elsewhere = scaling.RedisSubscriptionBus(url, channel=channel + "-other")
-        # The listeners live beside the buses; `heard` is refreshed from what they recorded.
+        # The listeners are the check's: what they hear is noted here, as it arrives.
         heard: dict[str, list[Any]] = {"here": [], "there": [], "elsewhere": []}
-        tokens: dict[str, int] = {}
-
-        async def listened() -> dict[str, list[Any]]:
-            for where, token in tokens.items():
-                heard[where] = await _heard(target, token)
-            return heard
-
-        await target.in_host(_subscribe_explode, here)
-        tokens["here"], _ = await target.in_host(_record_events, here)
-        tokens["there"], stop_there = await target.in_host(_record_events, there)
-        tokens["elsewhere"], _ = await target.in_host(_record_events, elsewhere)
+        here.subscribe(target.expose(_explode))
+        here.subscribe(_listener(target, heard["here"]))
+        stop_there = there.subscribe(_listener(target, heard["there"]))
+        elsewhere.subscribe(_listener(target, heard["elsewhere"]))
         async with here, there, elsewhere:
             events = [ResourceUpdated(uri=f"desk://{_word()}"), ToolsListChanged(), ResourceUpdated(uri=NOTES)]
             for event in events:
-                await target.in_host(_publish, here, _plain_event(event))
+                await here.publish(_there(target, event))
             import redis.asyncio as aioredis
 
             raw = aioredis.Redis.from_url(url)
@@ -777,16 +750,15 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
             finally:
                 await raw.aclose()
             last = PromptsListChanged()
-            await target.in_host(_publish, there, _plain_event(last))
+            await there.publish(_there(target, last))
             with anyio.move_on_after(3):
-                while len((await listened())["here"]) < 4 or len(heard["there"]) < 4:
+                while len(heard["here"]) < 4 or len(heard["there"]) < 4:
                     await anyio.sleep(0.02)
             await anyio.sleep(0.3)
             stop_there()
             stop_there()
-            await target.in_host(_publish, here, _plain_event(ResourcesListChanged()))
+            await here.publish(_there(target, ResourcesListChanged()))
             await anyio.sleep(0.3)
-        await listened()
     want = [*events, last]
     assert heard["there"] == want, (
         f"the other replica's bus heard {heard['there']}, expected {want}: publish must go through Redis")

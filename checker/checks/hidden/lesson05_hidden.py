@@ -19,8 +19,6 @@ import anyio
 import httpx2
 import pytest
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.mcpserver import Context, MCPServer
 
 from checker.marks import check
 from checker.target import Target
@@ -37,24 +35,19 @@ def _hex(n: int = 3) -> str:
     return secrets.token_hex(n)
 
 
-# --- beside the student's code ----------------------------------------------------------------
+# --- the small server the checks deploy, and an app's lifespan run from here -----------------------
 
 
-async def whoami(ctx: Context) -> dict[str, object]:
-    """What the transport told the tool about this request, and who the bearer token belongs to."""
-    token = get_access_token()
-    return {"protocol": ctx.protocol_version, "client_id": token.client_id if token else None}
-
-
-def _deploy_server(name: str, options: dict[str, Any]) -> Any:
-    """Beside the student's code: a small server with `options` (MCPServer keyword arguments)."""
-    server = MCPServer(name, log_level="WARNING", **options)
-    server.tool()(whoami)
+def _deploy_server(target: Target, name: str, options: dict[str, Any]) -> Any:
+    """A small server with `options` (MCPServer keyword arguments) and transport.py's given
+    `connection_info` tool (protocol era and, through the bearer token, who the caller is)."""
+    server = target.library("mcp.server.mcpserver").MCPServer(name, log_level="WARNING", **options)
+    server.tool()(target.attr("transport", "connection_info"))
     return server
 
 
-async def _startup_problem(app: Any) -> str:
-    """Beside the student's code: run `app`'s ASGI lifespan (startup, then shutdown) without a server.
+async def _startup_problem(target: Target, app: Any) -> str:
+    """Run `app`'s ASGI lifespan (startup, then shutdown) without a server, talking to it from here.
 
     Returns "" when it started and stopped, else what went wrong. (uvicorn reports a failed startup
     by exiting, which says nothing about the cause.)
@@ -75,7 +68,7 @@ async def _startup_problem(app: Any) -> str:
     try:
         with anyio.fail_after(5):
             await app({"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}},
-                      receive, send)
+                      target.expose(receive), target.expose(send))
     except Exception as exc:  # noqa: BLE001 - the problem is the observation
         return f"{type(exc).__name__}: {exc}"
     return "" if started.is_set() else "its lifespan returned without completing startup"
@@ -120,10 +113,12 @@ async def _client(url: str, host: str, token: str | None, mode: str) -> AsyncIte
 
 
 async def _whoami(client: Any, mode: str) -> dict[str, Any]:
-    result = await client.call_tool("whoami", {})
+    """What the given connection_info tool was told of this request: protocol era, and the token's holder."""
+    result = await client.call_tool("connection_info", {})
     text = result.content[0].text if result.content else ""
-    assert not result.is_error, f"[{mode}] the whoami tool failed over HTTP: {text[:200]}"
-    return dict(result.structured_content or {})
+    assert not result.is_error, f"[{mode}] the connection_info tool failed over HTTP: {text[:200]}"
+    info = dict(result.structured_content or {})
+    return {"protocol": info.get("protocol_version"), "client_id": info.get("client_id")}
 
 
 def _status(response: httpx2.Response) -> str:
@@ -164,7 +159,7 @@ async def test_non_ascii_tokens_refused(target: Target) -> None:
 
     options = transport.auth_options(token, resource_url=resource, issuer_url=issuer)
     assert isinstance(options, dict), "auth_options must return a dict of MCPServer keyword arguments"
-    server = await target.in_host(_deploy_server, f"desk-{_hex()}", options)
+    server = _deploy_server(target, f"desk-{_hex()}", options)
     app = target.attr("transport", "create_app")(server, allowed_hosts=[host])
     async with target.http(app, graceful=False) as url:
         refused = {text: await _discover(url, host, b"Bearer " + text.encode("utf-8")) for text in odd}
@@ -205,7 +200,7 @@ async def test_token_bound_to_its_resource(target: Target) -> None:
         options = transport.auth_options(token, resource_url=resource, issuer_url=issuer)
         assert isinstance(options, dict), "auth_options must return a dict of MCPServer keyword arguments"
         options["token_verifier"] = verifier_cls(token, resource=verifier_resource, client_id=client_id)
-        server = await target.in_host(_deploy_server, f"desk-{_hex()}", options)
+        server = _deploy_server(target, f"desk-{_hex()}", options)
         return target.attr("transport", "create_app")(server, allowed_hosts=[host])
 
     seen: dict[str, dict[str, Any]] = {}
@@ -247,15 +242,15 @@ async def test_mount_app_defaults(target: Target) -> None:
     transport = target.module("transport")
     # First a throwaway copy, started and stopped without uvicorn, so a failing startup is reported
     # with its cause (the MCP session manager runs once per server, hence a server of its own).
-    spare = transport.mount_app(await target.in_host(_deploy_server, name, {}), prefix=prefix,
+    spare = transport.mount_app(_deploy_server(target, name, {}), prefix=prefix,
                                 allowed_hosts=[host], max_body_bytes=limit)
-    problem = await target.in_host(_startup_problem, spare)
+    problem = await _startup_problem(target, spare)
     assert not problem, (
         f"the app from mount_app(server, prefix={prefix!r}, allowed_hosts=[...], max_body_bytes={limit}), given no "
         f"lifespan and no routes, failed to start: {problem}. Without a host lifespan, the host app must still "
         "start and run the MCP session manager")
 
-    server = await target.in_host(_deploy_server, name, {})
+    server = _deploy_server(target, name, {})
     transport.add_health_route(server)
     app = transport.mount_app(server, prefix=prefix, allowed_hosts=[host], max_body_bytes=limit)
     seen: dict[str, dict[str, Any]] = {}

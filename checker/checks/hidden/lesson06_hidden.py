@@ -47,45 +47,42 @@ def _replica_names(count: int) -> list[str]:
     return sorted(names)
 
 
-# --- events as plain data, so they can cross to the process that hosts student code --------------
+# --- events made where the student's code runs, and read back here ------------------------------
 
-_EVENT_CLASSES = {cls.__name__: cls for cls in (ToolsListChanged, PromptsListChanged, ResourcesListChanged,
-                                                ResourceUpdated)}
+_EVENT_CLASSES = {f"{cls.__module__}.{cls.__qualname__}": cls
+                  for cls in (ToolsListChanged, PromptsListChanged, ResourcesListChanged, ResourceUpdated)}
 
 
-def _plain(obj: Any) -> Any:
-    """None, [class name, fields] for one of the SDK's events, or [None, a description] for anything else."""
+def _there(target: Target, event: Any) -> Any:
+    """The same SDK event, made where the student's code runs."""
+    cls = getattr(target.library(type(event).__module__), type(event).__qualname__)
+    return cls(**{name: getattr(event, name) for name in type(event).__dataclass_fields__})
+
+
+def _here(target: Target, obj: Any) -> Any:
+    """`obj` (from the student's code): None, the SDK's event it is, or a description in angle brackets."""
     if obj is None:
         return None
-    kind = type(obj)
-    if _EVENT_CLASSES.get(kind.__name__) is kind:
-        fields = {name: getattr(obj, name) for name in getattr(kind, "__dataclass_fields__", {})}
-        if all(type(value) is str for value in fields.values()):
-            return [kind.__name__, fields]
+    kind = target.classes(obj)[0]
+    cls = _EVENT_CLASSES.get(kind)
+    if cls is not None:
+        try:
+            fields: dict[str, Any] | None = {name: getattr(obj, name) for name in cls.__dataclass_fields__}
+        except AttributeError:
+            fields = None
+        if fields is not None and all(type(value) is str for value in fields.values()):
+            return cls(**fields)
     try:
         text = repr(obj)[:200]
     except Exception:  # noqa: BLE001 - a student's __repr__ may raise
         text = "?"
-    return [None, f"{text} (a {kind.__name__})"]
+    return f"<{text} (a {kind.rsplit('.', 1)[-1]})>"
 
 
-def _unplain(plain: Any) -> Any:
-    if plain is None:
-        return None
-    name, data = plain
-    return _EVENT_CLASSES[name](**data) if name is not None else f"<{data}>"
-
-
-def _encode_in_host(scaling: Any, plain: list[Any]) -> list[Any]:
-    """Beside the student's code: what encode_event returned for this event (bytes or str as they are)."""
-    data = scaling.encode_event(_unplain(plain))
-    return [type(data).__name__, data if isinstance(data, (bytes, str)) else repr(data)[:200]]
-
-
-def _decode_in_host(scaling: Any, data: Any) -> list[Any]:
-    """Beside the student's code: ["ok", the event as plain data] or ["raised", the exception]."""
+def _decoded(target: Target, scaling: Any, data: Any) -> list[Any]:
+    """["ok", what decode_event returned, read back here] or ["raised", the exception]."""
     try:
-        return ["ok", _plain(scaling.decode_event(data))]
+        return ["ok", _here(target, scaling.decode_event(data))]
     except Exception as exc:  # noqa: BLE001 - an observation: the check decides
         return ["raised", f"{type(exc).__name__}: {exc}"[:200]]
 
@@ -144,7 +141,11 @@ async def test_keys_from_the_given_mapping(target: Target, tmp_path: Path) -> No
     assert receipt.get("replica") == second and receipt.get("filed"), (
         f"the retry should be finished (and filed) by replica {second}, got {receipt}")
     note = tmp_path / str(receipt.get("name"))
-    assert note.is_file() and text in note.read_text(encoding="utf-8"), f"the note was not written to {note}"
+    try:
+        written = target.read_text(note)  # read where the student's code wrote it
+    except OSError:
+        written = ""
+    assert text in written, f"the note was not written to {note}"
     if not isinstance(refused, MCPError):
         pytest.fail(f"state sealed by replica {first} was accepted by replica {stranger}, whose mapping holds a "
                     f"different key: the keys in use are not the ones the mapping configures")
@@ -193,8 +194,9 @@ async def test_sdk_wire_form(target: Target) -> None:
     events = [ResourceUpdated(uri=uri), random.choice([ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()])]
     # What this build writes, read the way any other program would: JSON, then the SDK's parser.
     for event in events:
-        kind, data = await target.in_host(_encode_in_host, scaling, _plain(event))
-        assert kind in ("bytes", "str"), f"encode_event should return bytes, got a {kind}"
+        data = scaling.encode_event(_there(target, event))
+        assert isinstance(data, (bytes, str)), (
+            f"encode_event should return bytes, got a {target.classes(data)[0].rsplit('.', 1)[-1]}")
         try:
             message = json.loads(data)
         except ValueError:
@@ -213,10 +215,10 @@ async def test_sdk_wire_form(target: Target) -> None:
         fields["jsonrpc"] = "2.0"
         fields = dict(random.sample(list(fields.items()), len(fields)))
         text = json.dumps(fields, indent=random.choice([None, 2]), ensure_ascii=random.choice([True, False]))
-        outcome, plain = await target.in_host(_decode_in_host, scaling, text.encode())
-        assert outcome == "ok", f"decode_event raised on the SDK's own wire form {text[:120]!r}: {plain}"
-        assert _unplain(plain) == event, (
-            f"decode_event({text[:120]!r}) gave {_unplain(plain)!r}, expected {event!r}: read the SDK's wire form, "
+        outcome, got = _decoded(target, scaling, text.encode())
+        assert outcome == "ok", f"decode_event raised on the SDK's own wire form {text[:120]!r}: {got}"
+        assert got == event, (
+            f"decode_event({text[:120]!r}) gave {got!r}, expected {event!r}: read the SDK's wire form, "
             f"not only the exact bytes your encode_event writes")
     near_misses = [
         {"jsonrpc": "2.0", "method": "notifications/resources/updated"},
@@ -227,7 +229,7 @@ async def test_sdk_wire_form(target: Target) -> None:
         "notifications/tools/list_changed",
     ]
     for junk in [json.dumps(x).encode() for x in near_misses] + [b"\x80" + _word().encode()]:
-        outcome, plain = await target.in_host(_decode_in_host, scaling, junk)
+        outcome, got = _decoded(target, scaling, junk)
         assert outcome == "ok", (
-            f"decode_event({junk!r}) raised {plain}: anything that is not an event is None, never an exception")
-        assert plain is None, f"decode_event({junk!r}) should be None (not an event), got {_unplain(plain)!r}"
+            f"decode_event({junk!r}) raised {got}: anything that is not an event is None, never an exception")
+        assert got is None, f"decode_event({junk!r}) should be None (not an event), got {got!r}"

@@ -30,7 +30,7 @@ from checker.runner.lesson import build_request, worker_env
 from checker.runner.request import Request
 from checker.runner.results import CheckResult, LessonResult
 from checker.sandbox.cgroups import Group, GroupsUnavailable, batch_groups
-from checker.sandbox.preflight import Finding, Preflight, preflight, private_paths
+from checker.sandbox.preflight import Preflight, preflight, private_paths
 from checker.sandbox.submission import Mode, SandboxPlan
 
 SANDBOX_UID = 61000       # first uid for sandboxed submissions when grading as root

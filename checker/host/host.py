@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import importlib
-import inspect
 import itertools
 import socket
 import sys
@@ -294,13 +293,6 @@ class Host:
     async def op_classes(self, obj: Any) -> list[str]:
         """The qualified names of every class `obj` is an instance of (the check decides what it is)."""
         return [f"{c.__module__}.{c.__qualname__}" for c in type(obj).__mro__]
-
-    async def op_helper(self, path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        """Run a check's own helper beside student code (`Target.in_host`, on its way out)."""
-        from checker.host.zygote import helper_module
-
-        result = getattr(helper_module(path), name)(*args, **kwargs)
-        return await result if inspect.isawaitable(result) else result
 
     async def op_tool_crash(self) -> str:
         return last_tool_crash()

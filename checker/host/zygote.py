@@ -33,7 +33,6 @@ MAX_FDS = 3                # file descriptors a request may hand over (a spawned
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
 _libc = ctypes.CDLL(None, use_errno=True)
 
-_HELPERS: dict[str, Any] = {}  # check files whose helpers run beside student code (target.in_host, on its way out)
 
 
 def read_request(conn: socket.socket) -> tuple[Any, list[int]]:
@@ -99,26 +98,6 @@ def _become_host(conn: socket.socket, request: dict[str, Any], fds: list[int]) -
     conn.setblocking(True)
     conn.sendall(wire.frame({"pid": os.getpid()}))
     host.serve(conn, package, edition)
-
-
-def _load_checks(path: str) -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_course_checks_{abs(hash(path))}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the check helpers in {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and pydantic look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def helper_module(path: str) -> Any:
-    """The check file holding a `Target.in_host` helper, loaded on first use."""
-    path = os.path.realpath(path)
-    if path not in _HELPERS:
-        _HELPERS[path] = _load_checks(path)
-    return _HELPERS[path]
 
 
 def serve(listener: socket.socket, limits: Limits) -> None:

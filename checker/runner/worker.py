@@ -19,7 +19,6 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _pytest.runner import runtestprotocol

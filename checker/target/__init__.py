@@ -9,21 +9,18 @@ check starts; the check cannot tell and does not need to.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
-import inspect
 import os
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from checker.host.recording import recording_yields
@@ -36,16 +33,7 @@ from checker.runner.failures import describe_failure, leaf_exception
 
 RELAY = Path(__file__).resolve().parent.parent / "sandbox" / "relay.py"
 
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-if not _in_event_loop():  # a host loading a check's helpers (in_host) is warm, and running a loop
-    warm_up()  # once, in the worker: every check's fork inherits the imported, warmed-up SDK
+warm_up()  # once, in the worker: every check's fork inherits the imported, warmed-up SDK
 
 
 __all__ = ["Target", "free_port", "last_tool_crash", "leaf_exception"]
@@ -208,19 +196,6 @@ class Target:
             yield seen
         finally:
             await self._host().arequest("close", token)
-
-    async def in_host(self, helper: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `helper(*args, **kwargs)` (awaited if async) where the student's code runs.
-
-        Being replaced: student code can replace such a helper. Use `expose`, `library`,
-        `output` and handles instead.
-        """
-        if not self.isolated:
-            result = helper(*args, **kwargs)
-            return await result if inspect.isawaitable(result) else result
-        if "." in helper.__qualname__:
-            raise TypeError(f"{helper.__qualname__} must be a module-level function to run in the host")
-        return await self._host().arequest("helper", inspect.getfile(helper), helper.__name__, list(args), kwargs)
 
     @asynccontextmanager
     async def http(self, app: Any, *, path: str = "/mcp", graceful: bool = True) -> AsyncIterator[str]:

@@ -424,3 +424,35 @@ def test_no_file_is_touched_on_the_event_loop(desk_package: Any, tmp_path: Path,
     anyio.run(run)
     blocking = {tool: found[:2] for tool, found in report.items() if found}
     assert not blocking, f"these tools touched files on the event-loop thread (every client waits): {blocking}"
+
+
+def test_document_path_agrees_with_a_full_scan(desk_package: Any, tmp_path: Path) -> None:
+    """`document_path` (one name, a few system calls) must answer exactly as a lookup in `scan_documents`."""
+    import random
+
+    documents = sys.modules["research_desk.documents"]
+    rng = random.Random(15)
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    outside.mkdir()
+    for name in ("x.md", "a/y.txt", "a/b/z.MD", ".hidden/h.md", "a/.dot.md", "a/b/notes.pdf", "a/b/deep.md"):
+        (root / name).write_text(name)
+    (outside / "o.md").write_text("outside")
+    (root / "in-link.md").symlink_to(root / "a" / "y.txt")
+    (root / "out-link.md").symlink_to(outside / "o.md")
+    (root / "dir-link").symlink_to(root / "a", target_is_directory=True)
+    (root / "dangling.md").symlink_to(tmp_path / "missing.md")
+    (root / "folder.md").mkdir()
+    scanned = {p.relative_to(root).as_posix() for p in documents.scan_documents(root)}
+    assert scanned == {"x.md", "a/y.txt", "a/b/z.MD", "a/b/deep.md", "in-link.md"}, scanned
+    names = [*scanned, "missing.md", "out-link.md", "dir-link/y.txt", "dangling.md", "folder.md", ".hidden/h.md",
+             "a/.dot.md", "a/b/notes.pdf", "a/../x.md", "./x.md", "a//y.txt", "/x.md", "", "x.md/", "a\x00.md",
+             "../outside/o.md", "a/b/../../x.md"]
+    names += ["/".join(rng.choice(["a", "b", "..", ".", "x.md", "z.MD", "dir-link", "y.txt"])
+                       for _ in range(rng.randint(1, 4))) for _ in range(200)]
+    for name in names:
+        found = documents.document_path(root, name)
+        assert (found is not None) == (name in scanned), f"document_path({name!r}) = {found}, scan says {name in scanned}"
+        if found is not None:
+            assert found == root / name

@@ -649,7 +649,9 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
 
 def create_http_app(settings: Settings) -> Any:
     """The ASGI app one process serves: lesson 5's production app, tagged for sticky routing, with
-    modern requests that never stream answered by a JSON-only twin of it (see `StreamOnlyWhereNeeded`)."""
+    modern requests that never stream answered by a JSON-only twin of it (see `StreamOnlyWhereNeeded`)
+    that still stops a call its client abandons (`CancelOnDisconnect`). Without a token, it answers
+    this machine only (`LoopbackOnly`)."""
     server = create_server(settings, http=True)
     # TODO(lesson-9): build lesson 5's app (allowed hosts and origins, body limit, stateless switch)
     #   and wrap it so every legacy session id names this replica (lesson 6): that is

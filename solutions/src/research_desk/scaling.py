@@ -186,7 +186,9 @@ def register(server: MCPServer, *, replica: str, root: Path) -> None:
     def notes() -> str:
         """The names of the notes filed so far, one per line."""
         folder = root / "notes"
-        return "\n".join(sorted(f"notes/{p.name}" for p in folder.glob("*.md"))) if folder.is_dir() else ""
+        if folder.is_symlink() or not folder.is_dir():   # a linked notes/ is not ours to list (file_note refuses it)
+            return ""
+        return "\n".join(sorted(f"notes/{p.name}" for p in folder.glob("*.md")))
 
     server.tool(title="Which replica?")(replica_info)
     server.tool(title="File a note")(file_note)

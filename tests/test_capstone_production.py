@@ -320,7 +320,7 @@ def test_browsers_of_allowed_origins_get_cors(tmp_path: Path) -> None:
 
 
 def test_no_made_up_authorization_server(tmp_path: Path) -> None:
-    metadata = f"/.well-known/oauth-protected-resource/mcp"
+    metadata = "/.well-known/oauth-protected-resource/mcp"
     with deployed(tmp_path) as desk:
         served = httpx2.get(f"http://127.0.0.1:{desk.port}{metadata}", headers={"Host": PUBLIC_HOST})
         challenge = _discover(desk, Authorization="Bearer wrong").headers.get("www-authenticate", "")

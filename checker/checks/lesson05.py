@@ -368,12 +368,12 @@ async def test_bearer_token_required(target: Target) -> None:
 
 @check("/health answers 200 without a token while /mcp stays protected", points=2,
        hint="Register the probe with @server.custom_route: the SDK leaves custom routes outside the bearer "
-            "check. Answer JSON with status ok. A probe sends no token and often the pod's IP as Host.")
+            "check. Answer JSON with status ok. A probe sends no token (give it an allowed Host).")
 async def test_health_is_public(target: Target) -> None:
     dep = Deployment()
     async with _raw() as http, target.http(await _app(target, dep, auth=True, health=True)) as url:
         base = url.rsplit("/mcp", 1)[0]
-        probe = await http.get(f"{base}/health")                     # no token, Host 127.0.0.1:port
+        probe = await http.get(f"{base}/health", headers={"Host": dep.host})   # no token
         with_token = await http.get(f"{base}/health", headers=dep.headers())
         mcp_without = await _discover(http, url, dep, token="")
     assert probe.status_code == 200, f"GET /health without a token got {_why(probe.status_code)}"
@@ -385,6 +385,72 @@ async def test_health_is_public(target: Target) -> None:
     assert with_token.status_code == 200, "/health should also answer a caller that sends a token"
     assert mcp_without.status_code == 401, (
         f"/mcp without a token got {mcp_without.status_code}: the health route is public, the MCP endpoint must not be")
+
+
+@check("every route obeys the Host allowlist, and allowed origins get CORS (preflight without a token)", points=3,
+       hint="The SDK checks Host and Origin on the MCP endpoint only: guard the other routes too (GuardEveryRoute), so "
+            "/health answers a foreign Host with 421. A browser asks first with an OPTIONS preflight that carries no "
+            "token: add Starlette's CORSMiddleware for the allowed origins (cors_options) outside the bearer check.")
+async def test_every_route_guarded_and_cors(target: Target) -> None:
+    dep = Deployment()
+    evil_host, evil_origin = f"evil-{secrets.token_hex(3)}.example", f"https://evil-{secrets.token_hex(3)}.example"
+    transport = target.module("transport")
+    server = transport.create_server(token=dep.token, resource_url=dep.resource)
+    app = target.attr("transport", "create_app")(server, allowed_hosts=[dep.host], allowed_origins=[dep.origin])
+    wanted = "authorization, content-type, mcp-protocol-version, mcp-method, mcp-name"
+    async with _raw() as http, target.http(app) as url:
+        base = url.rsplit("/mcp", 1)[0]
+        health = {host: await http.get(f"{base}/health", headers={"Host": host}) for host in (dep.host, evil_host)}
+        preflight = await http.options(url, headers={"Host": dep.host, "Origin": dep.origin, "Access-Control-Request-"
+                                                     "Method": "POST", "Access-Control-Request-Headers": wanted})
+        foreign = await http.options(url, headers={"Host": dep.host, "Origin": evil_origin,
+                                                   "Access-Control-Request-Method": "POST"})
+        call = await _discover(http, url, dep, Origin=dep.origin)
+    assert health[dep.host].status_code == 200, f"/health with an allowed Host got {_why(health[dep.host].status_code)}"
+    assert health[evil_host].status_code == 421, (
+        f"/health answered Host: {evil_host} with {health[evil_host].status_code}, expected 421: the allowlist must "
+        "guard every route, or a DNS-rebinding page can still probe the server")
+    assert preflight.status_code in (200, 204), (
+        f"the browser's preflight from the allowed origin {dep.origin} got {_why(preflight.status_code)}: a preflight "
+        "never carries the token, so CORS must answer it before the bearer check")
+    assert preflight.headers.get("access-control-allow-origin") == dep.origin, (
+        f"the preflight answer does not allow {dep.origin} (Access-Control-Allow-Origin: "
+        f"{preflight.headers.get('access-control-allow-origin')!r})")
+    allowed = preflight.headers.get("access-control-allow-headers", "").lower()
+    missing = [h.strip() for h in wanted.split(",") if h.strip() not in allowed and allowed != "*"]
+    assert not missing, f"the preflight does not allow the request headers {missing} that MCP clients send"
+    assert "access-control-allow-origin" not in foreign.headers, (
+        f"CORS allowed {evil_origin}, which is not an allowed origin: allow exactly the configured ones")
+    assert call.status_code == 200 and call.headers.get("access-control-allow-origin") == dep.origin, (
+        f"a call from the allowed origin got {_why(call.status_code)} without Access-Control-Allow-Origin: the "
+        "browser would hide the answer from the page")
+    exposed = call.headers.get("access-control-expose-headers", "").lower()
+    assert "mcp-session-id" in exposed, "browsers must be able to read Mcp-Session-Id (expose it)"
+
+
+@check("a static token publishes no authorization server; a real issuer is named", points=2,
+       hint="Protected-resource metadata tells clients which OAuth server issues tokens. A static key has none: "
+            "without an issuer_url publish no metadata (no resource_server_url in AuthSettings), so no client is "
+            "sent to a server that answers 404. With one, name it and check each token's resource.")
+async def test_static_token_names_no_issuer(target: Target) -> None:
+    dep = Deployment()
+    transport = target.module("transport")
+    server = transport.create_server(token=dep.token, resource_url=dep.resource)
+    app = target.attr("transport", "create_app")(server, allowed_hosts=[dep.host])
+    async with _raw() as http, target.http(app) as url:
+        base = url.rsplit("/mcp", 1)[0]
+        refused = await _discover(http, url, dep, token="")
+        accepted = await _discover(http, url, dep)
+        metadata = await http.get(f"{base}/.well-known/oauth-protected-resource/mcp", headers={"Host": dep.host})
+    assert refused.status_code == 401 and accepted.status_code == 200, (
+        f"auth_options without an issuer must still require the token: no token got {_why(refused.status_code)}, "
+        f"the token got {_why(accepted.status_code)}")
+    challenge = refused.headers.get("www-authenticate", "")
+    assert challenge.startswith("Bearer") and "resource_metadata" not in challenge, (
+        f"the 401 answer points clients to metadata ({challenge[:160]!r}) although no authorization server exists")
+    assert metadata.status_code == 404, (
+        f"with a static token and no issuer the server published {metadata.text[:160]!r}: it names an "
+        "authorization server that does not exist, so a client's OAuth flow can only fail")
 
 
 @check("request bodies above max_body_bytes get 413", points=2,

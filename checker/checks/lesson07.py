@@ -13,6 +13,7 @@ import ast
 import logging
 import random
 import re
+import shutil
 import string
 import time
 import uuid
@@ -433,6 +434,73 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace) -
             content = target.read_text(bundle)
             assert all(workspace.texts[n].strip() in content for n in small), "the bundle should hold each document's text"
             target.library("os").remove(str(bundle))
+
+
+@check("an export never writes through a linked exports folder", points=2,
+       hint="A write follows whatever is on the disk: a .exports planted as a link leads it out of the workspace. "
+            "Open the bundle with start_bundle (it reaches the folder without following links and refuses one), "
+            "publish it when done, and do the file work on a worker thread.")
+async def test_export_refuses_linked_folder(target: Target, workspace: Workspace, tmp_path: Path) -> None:
+    rng = random.Random()
+    names = rng.sample(workspace.names, k=2)
+    outside = tmp_path / f"outside-{_word(rng)}"
+    outside.mkdir()
+    errors, desk = await _desk(target, workspace.root, step_seconds=0)
+    async with target.client(errors.create_server(desk)) as client:
+        fine = (await _ok(client, "export_bundle", {"names": names})).structured_content or {}
+    bundle = workspace.root / ".exports" / str(fine.get("bundle"))
+    assert target.library("os.path").isfile(str(bundle)) and all(
+            workspace.texts[n].strip() in target.read_text(bundle) for n in names), (
+        f"export_bundle({names}) answered {fine} but its bundle is not in the workspace's .exports folder")
+    shutil.rmtree(workspace.root / ".exports")
+    (workspace.root / ".exports").symlink_to(outside, target_is_directory=True)
+    errors, desk = await _desk(target, workspace.root, step_seconds=0)
+    async with target.client(errors.create_server(desk)) as client:
+        result = await client.call_tool("export_bundle", {"names": names})
+    written = sorted(p.name for p in outside.iterdir())
+    assert not written, (f"with .exports a link to a folder outside the workspace, export_bundle wrote {written} there: "
+                         "a write must never follow a link")
+    assert result.is_error and not INCIDENT.search(_text(result)), (
+        f"an export that cannot be written inside the workspace must fail with a tool error saying why, got "
+        f"is_error={result.is_error}: {_text(result)[:200]!r}")
+    assert not desk.jobs or all(job.status != "finished" for job in desk.jobs.values()), "a refused export finished"
+
+
+@check("what the desk remembers is bounded, and a full desk says so", points=2,
+       hint="A long-running server must not grow forever. Refuse a new note once the desk holds max_notes (a "
+            "ToolError that says the limit and how to make room), and keep receipts in the ReceiptBook: find() "
+            "forgets a receipt older than receipt_seconds, keep() the oldest beyond max_receipts.")
+async def test_memory_is_bounded(target: Target, workspace: Workspace) -> None:
+    rng = random.Random()
+    limit, kept = rng.randint(3, 6), rng.randint(2, 4)
+    errors, desk = await _desk(target, workspace.root, max_notes=limit, receipt_seconds=1.0)
+    async with target.client(errors.create_server(desk)) as client:
+        first_key = _key(rng)
+        first = (await _ok(client, "save_note", {"title": "first", "body": "kept", "idempotency_key": first_key})
+                 ).structured_content or {}
+        for n in range(limit - 1):
+            await _ok(client, "save_note", {"title": f"n{n}", "body": _word(rng), "idempotency_key": _key(rng)})
+        full = await client.call_tool("save_note", {"title": "one too many", "body": "x", "idempotency_key": _key(rng)})
+        assert full.is_error and str(limit) in _text(full) and "delete_note" in _text(full), (
+            f"the desk holds max_notes={limit} notes; one more should be refused with a tool error that says the "
+            f"limit ({limit}) and that delete_note makes room, got is_error={full.is_error}: {_text(full)[:200]!r}")
+        assert len(desk.notes) == limit, f"max_notes={limit}, yet the desk holds {len(desk.notes)} notes"
+        await _ok(client, "delete_note", {"note_id": first.get("note_id")})
+        await anyio.sleep(1.2)   # past receipt_seconds: the first key's receipt is forgotten
+        try:
+            reused = await client.call_tool("save_note", {"title": "first", "body": "a new note",
+                                                          "idempotency_key": first_key})
+        except MCPError as exc:
+            pytest.fail(f"an idempotency key reused after receipt_seconds (1 s) was refused ({exc.code}: "
+                        f"{exc.message}): its receipt should have been forgotten")
+        assert not reused.is_error and (reused.structured_content or {}).get("note_id") != first.get("note_id"), (
+            f"after receipt_seconds, the same key should save a new note; got {_text(reused)[:200]!r}")
+    errors, desk = await _desk(target, workspace.root, max_receipts=kept)
+    async with target.client(errors.create_server(desk)) as client:
+        for _ in range(kept + 3):
+            await _ok(client, "save_note", {"title": "t", "body": _word(rng), "idempotency_key": _key(rng)})
+    assert len(desk.receipts) == kept, (
+        f"max_receipts={kept}, yet {len(desk.receipts)} receipts are kept after {kept + 3} notes: forget the oldest")
 
 
 @check("the server keeps serving after a storm of bad calls", points=2,

@@ -57,10 +57,11 @@ async def index_folder(root: Path, ctx: Context, *, pace: float = 0.0) -> IndexS
     indexed. A client that asked for no progress gets no notifications, and the result is the
     same either way. `pace` seconds are waited after each document (a demo knob: 0 in tests).
     """
-    # TODO(lesson-3): find every document first (that is the total), then load them one by one;
-    #   after each, report absolute progress (done so far, the total, a message naming
-    #   the document), and wait `pace` seconds when pace > 0. Log a one-line summary
-    #   with the standard logging module. Send nothing when the caller asked for no
+    # TODO(lesson-3): find every document first (that is the total), then load them one by one,
+    #   touching the disk only on a worker thread (anyio.to_thread.run_sync); after
+    #   each, report absolute progress (done so far, the total, a message naming the
+    #   document), and wait `pace` seconds when pace > 0. Log a one-line summary with
+    #   the standard logging module. Send nothing when the caller asked for no
     #   progress.
     raise NotImplementedError("TODO(lesson-3): write index_folder")
 

@@ -181,17 +181,25 @@ def read_file(path: str, roots: Sequence[Path]) -> str:
 class SearchHit(BaseModel):
     """One matching line."""
 
-    path: str   # the file, as found under the folder searched
+    path: str   # the file, relative to the first root (what read_file takes back); see search_files
     line: int   # 1-based line number
     text: str   # the line, trimmed
 
 
 def search_files(query: str, path: str, roots: Sequence[Path], limit: int = MAX_HITS) -> list[SearchHit]:
-    """Lines containing `query` (case-insensitive) in the documents under one folder."""
+    """Lines containing `query` (case-insensitive) in the documents under one folder.
+
+    Each hit names its file the way the client can pass it back to read_file without learning where
+    the roots live on the server: relative to the first root (`notes/plan.md`) when it lies there,
+    otherwise under the folder as the client named it.
+    """
     # TODO(lesson-4): refuse an empty query (ToolError); open the folder through resolve_allowed;
     #   walk its documents with scan_documents, skipping every file is_path_allowed
     #   refuses (a link inside the folder may point out of the roots); collect
-    #   matching lines case-insensitively and stop at `limit` hits.
+    #   matching lines case-insensitively and stop at `limit` hits. Name each file
+    #   relative to the first root (resolved) when it lies there, else as the folder
+    #   the client named (to_path) joined with the file's path below the folder: never
+    #   the server's absolute path.
     raise NotImplementedError("TODO(lesson-4): write search_files")
 
 

@@ -52,7 +52,7 @@ from mcp.types import (
 )
 from pydantic import BaseModel, Field
 
-from research_desk.documents import scan_documents
+from research_desk.documents import document_path
 
 FALLBACK_MODEL = "research-desk/extractive-fallback"
 """The `model` a fallback summary reports: the desk's own extractive summary, no LLM involved."""
@@ -159,11 +159,14 @@ async def summarise(
 
 
 def read_workspace_document(root: Path, name: str) -> str:
-    """The text of document `name` under `root`; only names the workspace scan lists are served."""
-    names = {path.relative_to(root).as_posix(): path for path in scan_documents(root)}
-    if name not in names:
+    """The text of document `name` under `root`; only names the workspace scan lists are served.
+
+    Blocks on the disk: the SDK runs a sync resolver such as `document_text` below on a worker thread.
+    """
+    path = document_path(root, name)
+    if path is None:
         raise ToolError(f"no document named {name!r} in the workspace")
-    return names[name].read_text(encoding="utf-8", errors="replace")
+    return path.read_text(encoding="utf-8", errors="replace")
 
 
 def document_summariser(root: Path, limit: int = LARGE_DOCUMENT_WORDS) -> Callable[..., Awaitable[Summary]]:

@@ -38,6 +38,7 @@ replicas, nginx and Redis on loopback ports, and drives load through them: the n
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, Elicit, MCPServer, RequestStateSecurity, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent, SubscriptionBus
 from mcp.shared.subscriptions import event_from_wire, event_to_notification
 from pydantic import BaseModel, Field
@@ -65,6 +67,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from research_desk import __version__
+from research_desk.writing import WriteRefused, write_new_file
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +136,7 @@ class NoteReceipt(BaseModel):
     filed: bool
     name: str
     replica: str
+    notice: str | None = None   # what the caller should know, e.g. that the note got another name
 
 
 def confirm_filing(title: str) -> Elicit[FilingDecision]:
@@ -162,16 +166,25 @@ def register(server: MCPServer, *, replica: str, root: Path) -> None:
         name = note_name(title)
         if not decision.file_it:
             return NoteReceipt(filed=False, name=name, replica=replica)
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# {title}\n\n{text}\n", encoding="utf-8")
+        # Never through a link, never over an existing document: another note (or a planted link)
+        # may already carry this name, so the note takes the next free one and the receipt says so.
+        write = functools.partial(write_new_file, root, name, f"# {title}\n\n{text}\n", rename_if_taken=True)
+        try:
+            written = await anyio.to_thread.run_sync(write)
+        except WriteRefused as exc:
+            raise ToolError(f"the note was not filed: {exc}") from None
+        filed = written.relative_to(root).as_posix()
         await ctx.notify_resource_updated(NOTES_URI)
-        return NoteReceipt(filed=True, name=name, replica=replica)
+        notice = (f"{name} already exists, so the note was filed as {filed}; nothing was replaced"
+                  if filed != name else None)
+        return NoteReceipt(filed=True, name=filed, replica=replica, notice=notice)
 
     def notes() -> str:
         """The names of the notes filed so far, one per line."""
         folder = root / "notes"
-        return "\n".join(sorted(f"notes/{p.name}" for p in folder.glob("*.md"))) if folder.is_dir() else ""
+        if folder.is_symlink() or not folder.is_dir():   # a linked notes/ is not ours to list (file_note refuses it)
+            return ""
+        return "\n".join(sorted(f"notes/{p.name}" for p in folder.glob("*.md")))
 
     server.tool(title="Which replica?")(replica_info)
     server.tool(title="File a note")(file_note)

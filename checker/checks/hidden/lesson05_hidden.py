@@ -257,7 +257,7 @@ async def test_mount_app_defaults(target: Target) -> None:
     async with target.http(app, path=f"{prefix}/mcp", graceful=False) as url:
         base = url.rsplit(prefix, 1)[0]
         async with httpx2.AsyncClient(timeout=10) as http:
-            health = await http.get(f"{base}{prefix}/health")
+            health = await http.get(f"{base}{prefix}/health", headers={"Host": host})   # every route checks Host
         small = await _discover(url, host, content=padded(limit - 200))
         big = await _discover(url, host, content=padded(limit + 200))
         if small.status_code == 200:

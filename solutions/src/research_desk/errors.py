@@ -13,19 +13,27 @@ Every failure a tool meets has exactly one right audience:
 Around those three sit the habits that keep a server useful when things go wrong: validate
 arguments at the edge (the schema advertises the limits), stop work when the caller gives up
 (cancellation) and clean up, answer with a labelled partial result when a dependency is down,
-and make side effects safe to retry (idempotency keys, honest tool annotations).
+and make side effects safe to retry (idempotency keys, honest tool annotations). What the desk
+remembers is bounded: at most `max_notes` notes (a full desk refuses new ones and says how to make
+room), and an idempotency receipt is kept for `receipt_seconds` and for the `max_receipts` newest
+keys only, so a long-running server does not grow without end.
 
 Wiring: `register(server, desk)` adds the tools to any `MCPServer`; `desk` is an `ErrorDesk`
 that holds the workspace folder, the search service the desk depends on, and what the tools
 remember (notes, receipts, export jobs). `create_server(desk)` makes a server with just them.
+Every file the tools read or write is touched on a worker thread (`anyio.to_thread.run_sync`), so a
+slow disk holds up one call, never the event loop serving everyone else.
 """
 
 import functools
 import hashlib
 import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +47,8 @@ from mcp.types import INVALID_PARAMS, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from research_desk import __version__
-from research_desk.documents import load_document, scan_documents
+from research_desk.documents import document_path, load_document, scan_documents
+from research_desk.writing import NewFile, WriteRefused
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,9 @@ MAX_NAME_CHARS = 200
 MAX_TITLE_CHARS = 120
 MAX_NOTE_CHARS = 10_000
 MAX_EXPORT_DOCUMENTS = 100
+MAX_NOTES = 1_000            # notes one desk keeps; a full desk refuses new ones (delete_note makes room)
+MAX_RECEIPTS = 10_000        # idempotency receipts kept at most (the oldest are forgotten first)
+RECEIPT_SECONDS = 24 * 3600  # how long a receipt is kept: a "retry" a day later is a new request
 
 # The argument types every tool uses. Their constraints become the input schema, so the client
 # (and the model) sees the limits before it calls, and the SDK rejects a bad value before any
@@ -128,6 +140,41 @@ class Note:
     body: str
 
 
+class ReceiptBook:
+    """Idempotency receipts by key: each kept for `seconds`, and only the `limit` newest (given code).
+
+    A retry after that is treated as a new request. Clients retry within seconds or minutes, so a
+    day is generous; without the bounds every key ever used would stay in memory for good.
+    """
+
+    def __init__(self, seconds: float = RECEIPT_SECONDS, limit: int = MAX_RECEIPTS) -> None:
+        self.seconds = seconds
+        self.limit = limit
+        self._kept: OrderedDict[str, tuple[float, str, NoteReceipt]] = OrderedDict()  # oldest first
+
+    def find(self, key: str) -> tuple[str, NoteReceipt] | None:
+        """(fingerprint, receipt) stored for `key`, or None if there is none (any more)."""
+        self._forget_expired()
+        found = self._kept.get(key)
+        return None if found is None else (found[1], found[2])
+
+    def keep(self, key: str, fingerprint: str, receipt: NoteReceipt) -> None:
+        """Store the receipt of the call that used `key`; the oldest beyond the limit are forgotten."""
+        self._kept[key] = (time.monotonic(), fingerprint, receipt)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.limit:
+            self._kept.popitem(last=False)
+
+    def _forget_expired(self) -> None:
+        horizon = time.monotonic() - self.seconds
+        while self._kept and next(iter(self._kept.values()))[0] < horizon:
+            self._kept.popitem(last=False)
+
+    def __len__(self) -> int:
+        self._forget_expired()
+        return len(self._kept)
+
+
 @dataclass
 class Job:
     """One export, as the server sees it; `status` ends as finished, cancelled or failed."""
@@ -136,7 +183,7 @@ class Job:
     total: int
     done: int = 0
     status: str = "running"
-    partial: Path | None = None
+    partial: Path | None = None   # the bundle while it is written (a hidden temporary file)
 
 
 @dataclass
@@ -149,15 +196,19 @@ class ErrorDesk:
     write_seconds: float = 0.0        # how long saving a note takes (a remote write)
     step_seconds: float = 0.05        # how long exporting one document takes
     exports: Path | None = None       # default: <root>/.exports (hidden, so never listed)
+    max_notes: int = MAX_NOTES
+    receipt_seconds: float = RECEIPT_SECONDS
+    max_receipts: int = MAX_RECEIPTS
     notes: dict[str, Note] = field(default_factory=dict)
-    receipts: dict[str, tuple[str, NoteReceipt]] = field(default_factory=dict)  # key -> (fingerprint, receipt)
+    receipts: ReceiptBook = field(init=False)   # idempotency key -> (fingerprint, receipt), bounded
     jobs: dict[str, Job] = field(default_factory=dict)
     cleanups: list[str] = field(default_factory=list)  # ids of the jobs whose leftovers were removed
-    key_locks: dict[str, anyio.Lock] = field(default_factory=dict, repr=False)
+    key_locks: dict[str, tuple[anyio.Lock, int]] = field(default_factory=dict, repr=False)  # lock, users
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.exports = Path(self.exports) if self.exports is not None else self.root / ".exports"
+        self.receipts = ReceiptBook(self.receipt_seconds, self.max_receipts)
 
     # -- given helpers -------------------------------------------------------------------------
 
@@ -180,6 +231,45 @@ class ErrorDesk:
         """Delete a note; deleting one that is already gone is not an error (idempotent)."""
         return DeleteReceipt(note_id=note_id, deleted=self.notes.pop(note_id, None) is not None)
 
+    @asynccontextmanager
+    async def key_lock(self, key: str) -> AsyncIterator[None]:
+        """Hold the lock of one idempotency key; a lock nobody holds or waits for is dropped, so the
+        locks do not pile up with every key ever used."""
+        lock, users = self.key_locks.get(key, (anyio.Lock(), 0))
+        self.key_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self.key_locks[key]
+            if users == 1:
+                del self.key_locks[key]
+            else:
+                self.key_locks[key] = (lock, users - 1)
+
+    def start_bundle(self, job: Job) -> NewFile:
+        """Create the bundle file of `job` in the exports folder, under a hidden temporary name.
+
+        The exports folder is reached without following links (see research_desk.writing): a
+        `.exports` planted as a link to a folder outside the workspace is refused with a ToolError,
+        never written through. Blocks on the disk: call it on a worker thread.
+        """
+        assert self.exports is not None
+        if self.exports.is_relative_to(self.root):   # the usual case: walk from the workspace itself
+            base, parts = self.root, self.exports.relative_to(self.root).parts
+        else:                                         # a folder the operator configured elsewhere
+            base, parts = self.exports, ()
+        try:
+            bundle = NewFile(base, "/".join((*parts, f"bundle-{job.id}.md")))
+        except WriteRefused as exc:
+            raise ToolError(f"cannot export: {exc}") from None
+        job.partial = self.exports / bundle.temporary
+        return bundle
+
+    def append_document(self, bundle: NewFile, name: str) -> None:
+        """Append document `name` to `bundle`. Blocks on the disk: call it on a worker thread."""
+        bundle.write(f"\n\n<!-- {name} -->\n\n{self.read(name)}")
+
     # -- the exercises ---------------------------------------------------------------------
 
     async def search(self, query: str, limit: int) -> SearchAnswer:
@@ -195,61 +285,63 @@ class ErrorDesk:
                 log.warning("search service %s (%s); falling back to title matches", reason, type(exc).__name__)
         else:
             reason = "is not configured"
-        return SearchAnswer(hits=self.title_matches(query, limit), source="local-titles", degraded=True,
+        hits = await anyio.to_thread.run_sync(self.title_matches, query, limit)   # reads every document
+        return SearchAnswer(hits=hits, source="local-titles", degraded=True,
                             notice=f"The search service {reason}; these are title matches only, so some "
                                    f"relevant documents may be missing. Try again later for full results.")
         # END SOLUTION
 
     def read(self, name: str) -> str:
         """The text of one document, by the name `search_documents` gives."""
-        # BEGIN SOLUTION lesson-7: serve only names that are documents of this workspace; for any other name raise ToolError that names it and tells the model how to find valid names.
-        if name not in self.document_names():
+        # BEGIN SOLUTION lesson-7: serve only names that are documents of this workspace (documents.document_path tells without scanning the whole folder); for any other name raise ToolError that names it and tells the model how to find valid names.
+        path = document_path(self.root, name)
+        if path is None:
             raise ToolError(f"there is no document named {name!r}; use search_documents to find valid names")
-        return (self.root / name).read_text(encoding="utf-8", errors="replace")
+        return path.read_text(encoding="utf-8", errors="replace")
         # END SOLUTION
 
     async def save_note(self, title: str, body: str, key: str) -> NoteReceipt:
         """Save a note exactly once per idempotency key, however often the call is retried."""
-        # BEGIN SOLUTION lesson-7: one key, one note: hold a per-key lock, return the stored receipt when the key was already used with the same title and body, raise MCPError(INVALID_PARAMS, data naming the key) when it was used for different ones; otherwise wait write_seconds (the remote write), then store the note and its receipt together.
+        # BEGIN SOLUTION lesson-7: one key, one note: hold the key's lock (key_lock), return the stored receipt when the key was already used with the same title and body (receipts.find), raise MCPError(INVALID_PARAMS, data naming the key) when it was used for different ones; refuse a new note with a ToolError that says the limit and how to make room when the desk already holds max_notes; otherwise wait write_seconds (the remote write), then store the note and its receipt (receipts.keep) together.
         fingerprint = self.fingerprint(title, body)
-        async with self.key_locks.setdefault(key, anyio.Lock()):
-            if key in self.receipts:
-                stored_fingerprint, receipt = self.receipts[key]
+        async with self.key_lock(key):
+            stored = self.receipts.find(key)
+            if stored is not None:
+                stored_fingerprint, receipt = stored
                 if stored_fingerprint != fingerprint:
                     raise MCPError(INVALID_PARAMS, f"idempotency key {key!r} was already used for a different note",
                                    data={"idempotency_key": key})
                 return receipt
+            if len(self.notes) >= self.max_notes:
+                raise ToolError(f"the desk is full: it keeps at most {self.max_notes} notes. Delete notes you no "
+                                f"longer need with delete_note, then save this one again.")
             await anyio.sleep(self.write_seconds)
             note = Note(id=uuid.uuid4().hex, title=title, body=body)
             receipt = NoteReceipt(note_id=note.id, title=title,
                                   saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             self.notes[note.id] = note      # the effect and its receipt, with no await in between
-            self.receipts[key] = (fingerprint, receipt)
+            self.receipts.keep(key, fingerprint, receipt)
             return receipt
         # END SOLUTION
 
     async def export(self, names: list[str]) -> ExportReceipt:
         """Bundle documents into one file, one step per document; a cancelled export leaves nothing."""
-        # BEGIN SOLUTION lesson-7: refuse unknown names with ToolError before doing anything; record a Job in self.jobs; write into a partial file, one document per step (sleep step_seconds each, count job.done); on success rename it and mark the job finished; if cancelled or failed mark the job so, re-raise, and in a finally remove the partial file and append the job id to self.cleanups.
-        known = set(self.document_names())
+        # BEGIN SOLUTION lesson-7: refuse unknown names with ToolError before doing anything; open the bundle with start_bundle (it refuses a linked exports folder) and record a Job in self.jobs; append one document per step (sleep step_seconds, then append_document, counting job.done), doing every file access on a worker thread; on success publish the bundle and mark the job finished; if cancelled or failed mark the job so, re-raise, and in a finally discard the unpublished bundle and append the job id to self.cleanups.
+        known = set(await anyio.to_thread.run_sync(self.document_names))
         unknown = [name for name in names if name not in known]
         if unknown:
             raise ToolError(f"cannot export unknown documents {unknown}; use search_documents to find valid names")
         job = Job(id=uuid.uuid4().hex[:12], total=len(names))
+        bundle = await anyio.to_thread.run_sync(self.start_bundle, job)
         self.jobs[job.id] = job
-        assert self.exports is not None
-        self.exports.mkdir(parents=True, exist_ok=True)
-        job.partial = self.exports / f"bundle-{job.id}.md.partial"
         try:
-            with job.partial.open("w", encoding="utf-8") as out:
-                for name in names:
-                    await anyio.sleep(self.step_seconds)
-                    out.write(f"\n\n<!-- {name} -->\n\n{self.read(name)}")
-                    job.done += 1
-            final = job.partial.with_suffix("")
-            job.partial.replace(final)
+            for name in names:
+                await anyio.sleep(self.step_seconds)
+                await anyio.to_thread.run_sync(self.append_document, bundle, name)
+                job.done += 1
+            final = await anyio.to_thread.run_sync(bundle.publish)
             job.status = "finished"
-            return ExportReceipt(bundle=final.name, documents=job.done, size=final.stat().st_size)
+            return ExportReceipt(bundle=final.name, documents=job.done, size=bundle.size)
         except anyio.get_cancelled_exc_class():
             job.status = "cancelled"
             raise
@@ -258,7 +350,7 @@ class ErrorDesk:
             raise
         finally:
             if job.status != "finished":
-                job.partial.unlink(missing_ok=True)
+                bundle.discard()
                 self.cleanups.append(job.id)
         # END SOLUTION
 
@@ -319,10 +411,11 @@ def register(server: MCPServer, desk: ErrorDesk) -> None:
 
     async def read_document(name: DocName) -> str:
         """The full text of one document, by the name search_documents gives."""
-        return desk.read(name)
+        return await anyio.to_thread.run_sync(desk.read, name)
 
     async def save_note(title: NoteTitle, body: NoteBody, idempotency_key: IdempotencyKey) -> NoteReceipt:
-        """Save a research note. Pick a fresh random idempotency_key per note and reuse it to retry."""
+        """Save a research note. Pick a fresh random idempotency_key per note and reuse it to retry (a key
+        is remembered for a day). The desk keeps a limited number of notes: delete old ones to make room."""
         return await desk.save_note(title, body, idempotency_key)
 
     async def delete_note(note_id: NoteId) -> DeleteReceipt:

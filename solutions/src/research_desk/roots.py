@@ -231,28 +231,37 @@ def read_file(path: str, roots: Sequence[Path]) -> str:
 class SearchHit(BaseModel):
     """One matching line."""
 
-    path: str   # the file, as found under the folder searched
+    path: str   # the file, relative to the first root (what read_file takes back); see search_files
     line: int   # 1-based line number
     text: str   # the line, trimmed
 
 
 def search_files(query: str, path: str, roots: Sequence[Path], limit: int = MAX_HITS) -> list[SearchHit]:
-    """Lines containing `query` (case-insensitive) in the documents under one folder."""
-    # BEGIN SOLUTION lesson-4: refuse an empty query (ToolError); open the folder through resolve_allowed; walk its documents with scan_documents, skipping every file is_path_allowed refuses (a link inside the folder may point out of the roots); collect matching lines case-insensitively and stop at `limit` hits.
+    """Lines containing `query` (case-insensitive) in the documents under one folder.
+
+    Each hit names its file the way the client can pass it back to read_file without learning where
+    the roots live on the server: relative to the first root (`notes/plan.md`) when it lies there,
+    otherwise under the folder as the client named it.
+    """
+    # BEGIN SOLUTION lesson-4: refuse an empty query (ToolError); open the folder through resolve_allowed; walk its documents with scan_documents, skipping every file is_path_allowed refuses (a link inside the folder may point out of the roots); collect matching lines case-insensitively and stop at `limit` hits. Name each file relative to the first root (resolved) when it lies there, else as the folder the client named (to_path) joined with the file's path below the folder: never the server's absolute path.
     if not query.strip():
         raise ToolError("the query is empty; give a word or phrase to look for")
     folder = resolve_allowed(path, roots)
     if not folder.is_dir():
         raise ToolError(f"{shown(path)} is not a folder" if folder.exists() else f"no such folder: {shown(path)}")
+    first = to_path(roots[0]).resolve()
+    named = to_path(path)
     needle = query.casefold()
     hits: list[SearchHit] = []
     for file in scan_documents(folder):
-        if not is_path_allowed(file, roots):
+        # Only a link can lead elsewhere (the walk enters no linked folder); ask the gate about those.
+        if file.is_symlink() and not is_path_allowed(file, roots):
             continue
+        name = (file.relative_to(first) if file.is_relative_to(first) else named / file.relative_to(folder)).as_posix()
         text = file.read_text(encoding="utf-8", errors="replace")
         for number, line in enumerate(text.splitlines(), start=1):
             if needle in line.casefold():
-                hits.append(SearchHit(path=str(file), line=number, text=line.strip()[:200]))
+                hits.append(SearchHit(path=name, line=number, text=line.strip()[:200]))
                 if len(hits) >= limit:
                     return hits
     return hits

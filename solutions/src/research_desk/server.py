@@ -34,10 +34,13 @@ Nothing here prints: on stdio, stdout is the protocol stream. Logs go to stderr.
 """
 
 import argparse
+import asyncio
+import ipaddress
 import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, fields, replace
@@ -50,6 +53,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.responses import JSONResponse
 
 from research_desk import __version__, context, errors, progress, roots, sampling, scaling, transport
 from research_desk.context import DeskState
@@ -116,17 +120,22 @@ class Settings:
 
     allowed_origins: tuple[str, ...] = ()
     """RESEARCH_DESK_ALLOWED_ORIGINS: comma-separated browser origins allowed to call the endpoint
-    (e.g. https://app.example.com; `:*` allows any port). Default: pages served from this machine
-    (http://127.0.0.1 and http://localhost, any port). Requests with any other Origin get 403;
-    clients that are not browsers send no Origin and are unaffected."""
+    (e.g. https://app.example.com; `:*` allows any port), with CORS, so a web app there can call the
+    desk from the browser. Default: pages served from this machine (http://127.0.0.1 and
+    http://localhost, any port). Requests with any other Origin get 403; clients that are not
+    browsers send no Origin and are unaffected."""
 
     token: str = ""
     """RESEARCH_DESK_TOKEN: the bearer token HTTP clients must send (Authorization: Bearer ...).
-    Required whenever the server is reachable from outside this machine; /health stays open."""
+    Without one, HTTP serves only this machine: a request from any other address gets 403, however
+    uvicorn binds (RESEARCH_DESK_ALLOW_ANONYMOUS lifts that). /health needs no token."""
 
     issuer_url: str = ""
-    """RESEARCH_DESK_ISSUER_URL: where clients learn to obtain a token (advertised in the 401
-    answer). Default: the public URL's origin."""
+    """RESEARCH_DESK_ISSUER_URL: the OAuth authorization server that issues tokens for this desk,
+    if one does. It is then named in the protected-resource metadata the 401 answer points to, and
+    tokens must be issued for this desk. Default: none, as for a static token, which no server
+    issues: then no metadata is published (naming a server that is not there would send clients
+    into an OAuth flow that can only fail), and operators hand the token out themselves."""
 
     state_keys: tuple[str, ...] = ()
     """RESEARCH_DESK_STATE_KEYS: comma-separated secrets (>= 32 bytes each) that seal request
@@ -170,7 +179,8 @@ class Settings:
 
     allow_anonymous: bool = False
     """RESEARCH_DESK_ALLOW_ANONYMOUS: 1 to serve HTTP beyond loopback without a token (say, a
-    private network that authenticates at the proxy). Off: such a configuration refuses to start."""
+    private network that authenticates at the proxy). Off: such a configuration refuses to start,
+    and requests from other machines get 403 whatever address uvicorn was told to bind."""
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -257,12 +267,14 @@ class Settings:
         return f"http://{host}:{self.port}/mcp"
 
     @property
-    def issuer(self) -> str:
-        """Where clients obtain a token: RESEARCH_DESK_ISSUER_URL, else the public URL's origin."""
-        if self.issuer_url:
-            return self.issuer_url
-        parts = urlsplit(self.resource_url)
-        return f"{parts.scheme}://{parts.netloc}"
+    def issuer(self) -> str | None:
+        """The authorization server that issues this desk's tokens, or None (a static token)."""
+        return self.issuer_url or None
+
+    @property
+    def loopback_only(self) -> bool:
+        """True when HTTP must answer this machine only: no token, and anonymous serving not allowed."""
+        return not self.token and not self.allow_anonymous
 
     @property
     def hosts(self) -> list[str]:
@@ -328,23 +340,42 @@ class WorkspaceSearch:
     """The search service lesson 7's `search_documents` depends on: full-text match over the workspace.
 
     In a larger deployment this is a remote index (and `search_timeout` matters); here it scans
-    the documents on a worker thread, so the event loop keeps serving while it reads files.
+    the documents on a worker thread, so the event loop keeps serving while it reads files, and
+    keeps each document's text until the file changes (size or modification time), so a query
+    reads only what changed. The scan already skips links that lead out of the workspace.
     """
 
-    def __init__(self, root: Path, allowed: Sequence[Path]) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.allowed = list(allowed)
+        self._texts: dict[Path, tuple[int, int, str]] = {}   # path -> (mtime_ns, size, casefolded text)
+        self._lock = threading.Lock()   # searches run on several worker threads at once
 
     async def search(self, query: str, limit: int) -> list[str]:
         return await anyio.to_thread.run_sync(self._search, query, limit)
 
+    def _text(self, path: Path) -> str:
+        info = path.stat()
+        with self._lock:
+            cached = self._texts.get(path)
+        if cached is not None and cached[:2] == (info.st_mtime_ns, info.st_size):
+            return cached[2]
+        text = path.read_text(encoding="utf-8", errors="replace").casefold()
+        with self._lock:
+            self._texts[path] = (info.st_mtime_ns, info.st_size, text)
+        return text
+
     def _search(self, query: str, limit: int) -> list[str]:
         words = [word for word in re.findall(r"\w+", query.casefold()) if word]
+        paths = scan_documents(self.root)
+        with self._lock:
+            for gone in self._texts.keys() - set(paths):   # forget deleted documents
+                del self._texts[gone]
         scored: list[tuple[int, str]] = []
-        for path in scan_documents(self.root):
-            if not roots.is_path_allowed(path, self.allowed):  # a link that leads out is not ours to search
+        for path in paths:
+            try:
+                text = self._text(path)
+            except OSError:   # deleted between the scan and the read
                 continue
-            text = path.read_text(encoding="utf-8", errors="replace").casefold()
             score = sum(text.count(word) for word in words)
             if score:
                 scored.append((-score, path.relative_to(self.root).as_posix()))
@@ -453,6 +484,157 @@ class StreamOnlyWhereNeeded:
         await send({"type": "lifespan.shutdown.complete"})
 
 
+class CancelOnDisconnect:
+    """ASGI wrapper: when the client hangs up before its answer, the request's handler is cancelled.
+
+    The SDK's JSON-response mode answers a modern request from the ASGI task itself and never
+    listens for `http.disconnect`: a client that closed the connection (or whose SDK gave up with
+    -32001, which closes it) left the handler running to the end, writing files nobody would read.
+    The streaming app watches, the JSON one does not. Wrapped, a JSON-mode call stops at its next
+    `await` when the client leaves, exactly as on the streaming app, and its cleanup runs.
+
+    Watching costs a task per request, about a quarter of what a small call costs in all, and a
+    call that answers within `watch_after` seconds has nothing worth cancelling. So the watcher
+    starts only for a call still running by then (most calls are long done). Built for uvicorn's
+    event loop (asyncio, or uvloop): the watcher is an asyncio task.
+    """
+
+    watch_after = 0.05   # seconds
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        call = WatchedCall(receive, send, self.watch_after)
+        with anyio.CancelScope() as call.cancel_scope:
+            call.arm()
+            try:
+                await self.app(scope, call.receive, call.send)
+            finally:
+                call.disarm()
+
+
+class WatchedCall:
+    """One request under `CancelOnDisconnect`: what it has read and sent, and its watcher, if started."""
+
+    def __init__(self, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]],
+                 watch_after: float) -> None:
+        self._receive, self._send, self.watch_after = receive, send, watch_after
+        self.body_read = self.answered = False
+        self.hung_up: anyio.Event | None = None
+        self.cancel_scope: anyio.CancelScope | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.watcher: asyncio.Task[None] | None = None
+
+    async def receive(self) -> Any:
+        """The app's `receive`. Once the body is read, the watcher is the only reader of the real one."""
+        if self.body_read:
+            await self._hung_up().wait()
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            self.body_read = True
+        return message
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.answered = True
+        await self._send(message)
+
+    def arm(self) -> None:
+        """Start watching `watch_after` seconds from now (again later, if the body is still arriving)."""
+        self.timer = asyncio.get_running_loop().call_later(self.watch_after, self._start)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+    def _start(self) -> None:
+        if self.answered:
+            return
+        if not self.body_read:
+            self.arm()
+            return
+        self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def _hung_up(self) -> anyio.Event:
+        if self.hung_up is None:
+            self.hung_up = anyio.Event()
+        return self.hung_up
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._hung_up().set()
+        if not self.answered and self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+
+class LoopbackOnly:
+    """ASGI middleware for a desk with no token: only clients on this machine are served.
+
+    `Settings.validate` refuses a configuration that says the desk is public without a token, but
+    the configuration cannot see where uvicorn really listens: `uvicorn --host 0.0.0.0` on the
+    command line, or a local proxy forwarding the world to 127.0.0.1. So each request is judged by
+    its connection: the address it arrived on (`scope["server"]`) and the peer (`scope["client"]`,
+    which uvicorn sets from X-Forwarded-For only when a trusted local proxy sent it) must both be
+    loopback, or it gets 403. A Host header proves nothing: any client can send `Host: 127.0.0.1`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    @staticmethod
+    def is_local(address: Any) -> bool:
+        """True for a loopback IP address; None (a Unix socket) is local too; anything else is not."""
+        if address is None:
+            return True
+        try:
+            return ipaddress.ip_address(str(address[0]).split("%", 1)[0]).is_loopback
+        except (ValueError, TypeError, IndexError):
+            return False
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] == "http":
+            server, client = scope.get("server"), scope.get("client")
+            unix = server is not None and server[1] is None   # a Unix socket: its path, no port
+            if not unix and not (self.is_local(server) and self.is_local(client)):
+                response = JSONResponse({"error": "this desk has no token, so it serves only clients on its own "
+                                                  "machine; set RESEARCH_DESK_TOKEN to serve others"}, status_code=403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+UNSENT_CHANGES = ("tools", "prompts", "resources")
+"""Lists the desk never changes while it runs, so it never sends their `list_changed` notifications."""
+
+
+async def honest_capabilities(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Server middleware: `server/discover` advertises only the change notifications the desk sends.
+
+    On 2026-07-28 the SDK advertises `listChanged` for tools, prompts and resources whenever it
+    serves `subscriptions/listen`, whether or not the server ever changes those lists. A client
+    that believes it subscribes to them and never hears a thing cannot tell silence from a
+    broken stream. The desk's lists are fixed at start; what it does send is `desk://notes`
+    updates, so `resources.subscribe` stays.
+    """
+    result = await call_next(ctx)
+    if ctx.method == "server/discover" and isinstance(result, dict):
+        capabilities = result.get("capabilities") or {}
+        for kind in UNSENT_CHANGES:
+            if isinstance(capabilities.get(kind), dict):
+                capabilities[kind]["listChanged"] = False
+    return result
+
+
 # --- the server -----------------------------------------------------------------------------------
 
 
@@ -485,15 +667,14 @@ def desk_lifespan(workspace: Path, bus: SubscriptionBus) -> Callable[[MCPServer]
 def register_tools(server: MCPServer, settings: Settings) -> None:
     """Add every lesson's tools to `server`, each confined to the configured roots."""
     workspace = settings.workspace
-    # BEGIN SOLUTION lesson-9: register lesson 1's tools (then drop its read_document: lesson 7's sanitised one replaces it), lesson 2's summarisers over the workspace (with the large-document limit), lesson 3's indexer over the workspace (with its pace), lesson 4's file tools over the configured roots, lesson 6's tools for this replica, and lesson 7's tools over an ErrorDesk whose backend is a WorkspaceSearch confined to the roots, waiting at most search_timeout.
+    # BEGIN SOLUTION lesson-9: register lesson 1's tools (then drop its read_document: lesson 7's sanitised one replaces it), lesson 2's summarisers over the workspace (with the large-document limit), lesson 3's indexer over the workspace (with its pace), lesson 4's file tools over the configured roots, lesson 6's tools for this replica, and lesson 7's tools over an ErrorDesk of the workspace whose backend is a WorkspaceSearch of the workspace, waiting at most search_timeout.
     context.register(server)
     server.remove_tool("read_document")
     sampling.register(server, root=workspace, large_document_words=settings.large_document_words)
     progress.register(server, root=workspace, pace=settings.index_pace)
     roots.register(server, roots=settings.roots)
     scaling.register(server, replica=settings.replica_name, root=workspace)
-    desk = errors.ErrorDesk(root=workspace, backend=WorkspaceSearch(workspace, roots.configured_roots(settings.roots)),
-                            backend_timeout=settings.search_timeout)
+    desk = errors.ErrorDesk(root=workspace, backend=WorkspaceSearch(workspace), backend_timeout=settings.search_timeout)
     errors.register(server, desk)
     # END SOLUTION
 
@@ -502,14 +683,14 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     """The desk's MCPServer for `settings`. `http=False` (stdio) leaves HTTP-only parts out: bearer
     auth and /health belong to the HTTP app, since a stdio server is spawned by its only client."""
     bus = make_bus(settings)
-    # BEGIN SOLUTION lesson-9: build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk lifespan, the log level, lesson 6's request-state policy from the state keys and `bus` as its subscription bus; over HTTP with a token, add lesson 5's bearer auth for the public URL and issuer. Register every tool, then (over HTTP) lesson 5's /health route.
+    # BEGIN SOLUTION lesson-9: build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk lifespan, the log level, lesson 6's request-state policy from the state keys, `bus` as its subscription bus and honest_capabilities as its middleware; over HTTP with a token, add lesson 5's bearer auth for the public URL and the issuer (if any). Register every tool, then (over HTTP) lesson 5's /health route.
     auth = (transport.auth_options(settings.token, resource_url=settings.resource_url, issuer_url=settings.issuer)
             if http and settings.token else {})
     server = MCPServer(
         SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.log_level.upper(),
         lifespan=desk_lifespan(settings.workspace, bus),
         request_state_security=scaling.state_security_from_env({scaling.STATE_KEYS_ENV: ",".join(settings.state_keys)}),
-        subscriptions=bus, **auth)
+        subscriptions=bus, middleware=[honest_capabilities], **auth)
     register_tools(server, settings)
     if http:
         transport.add_health_route(server)
@@ -519,18 +700,20 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
 
 def create_http_app(settings: Settings) -> Any:
     """The ASGI app one process serves: lesson 5's production app, tagged for sticky routing, with
-    modern requests that never stream answered by a JSON-only twin of it (see `StreamOnlyWhereNeeded`)."""
+    modern requests that never stream answered by a JSON-only twin of it (see `StreamOnlyWhereNeeded`)
+    that still stops a call its client abandons (`CancelOnDisconnect`). Without a token, it answers
+    this machine only (`LoopbackOnly`)."""
     server = create_server(settings, http=True)
-    # BEGIN SOLUTION lesson-9: build lesson 5's app (allowed hosts and origins, body limit, stateless switch) and wrap it so every legacy session id names this replica (lesson 6): that is the streaming app. Unless stream_all is set, also build the server's JSON-response app with the same host/origin protection and body limit, and route between the two with StreamOnlyWhereNeeded (STREAMING_TOOLS stream).
-    app = transport.create_app(server, allowed_hosts=settings.hosts, allowed_origins=settings.origins,
-                               max_body_bytes=settings.max_body_bytes, stateless=settings.stateless)
-    streaming = scaling.SessionOwnerTag(app, settings.replica_name)
-    if settings.stream_all:
-        return streaming
-    plain = server.streamable_http_app(
-        json_response=True, max_request_body_size=settings.max_body_bytes,
-        transport_security=transport.security_settings(settings.hosts, settings.origins))
-    return StreamOnlyWhereNeeded(streaming, plain, lifespans=[app, plain], streaming_tools=STREAMING_TOOLS)
+    # BEGIN SOLUTION lesson-9: build lesson 5's app (allowed hosts and origins, body limit, stateless switch) and wrap it so every legacy session id names this replica (lesson 6): that is the streaming app. Unless stream_all is set, also build lesson 5's JSON-response twin with the same settings, wrapped in CancelOnDisconnect (the JSON mode never notices a client that hangs up), and route between the two with StreamOnlyWhereNeeded (STREAMING_TOOLS stream). Without a token (and unless anonymous serving is allowed), wrap the whole thing in LoopbackOnly.
+    options = dict(allowed_hosts=settings.hosts, allowed_origins=settings.origins,
+                   max_body_bytes=settings.max_body_bytes, stateless=settings.stateless)
+    app = transport.create_app(server, **options)
+    served: ASGIApp = scaling.SessionOwnerTag(app, settings.replica_name)
+    if not settings.stream_all:
+        plain = transport.create_app(server, **options, json_response=True)
+        served = StreamOnlyWhereNeeded(served, CancelOnDisconnect(plain), lifespans=[app, plain],
+                                       streaming_tools=STREAMING_TOOLS)
+    return LoopbackOnly(served) if settings.loopback_only else served
     # END SOLUTION
 
 

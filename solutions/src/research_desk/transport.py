@@ -3,8 +3,10 @@
 Over stdio the desk talks to one client that started it. Over HTTP anyone who can reach the
 port can talk to it, so the ASGI app this module builds adds what a public endpoint needs:
 
-* a Host/Origin allowlist (DNS-rebinding protection): a wrong Host gets 421, a wrong browser
-  Origin gets 403, both before any MCP code runs;
+* a Host/Origin allowlist (DNS-rebinding protection) on every route, /health included: a wrong
+  Host gets 421, a wrong browser Origin gets 403, both before any MCP code runs;
+* CORS for the allowed origins, so a web app on one of them can call the endpoint from a browser
+  (the browser's preflight is answered without a token; the request itself still needs one);
 * a bearer token on the MCP endpoint, checked by the SDK's own `TokenVerifier` hook
   (`MCPServer(token_verifier=..., auth=AuthSettings(...))`): no token or a wrong one gets 401;
 * a `/health` route that answers without a token, for load balancers and orchestrators;
@@ -16,8 +18,7 @@ Configuration comes in as arguments; the capstone (lesson 9) reads it from the e
 calls these same functions:
 
     server = MCPServer("research-desk", log_level="WARNING",
-                       **auth_options(token, resource_url="https://desk.example.com/mcp",
-                                      issuer_url="https://auth.example.com"))
+                       **auth_options(token, resource_url="https://desk.example.com/mcp"))
     register(server)                 # this lesson's demo tools (optional)
     add_health_route(server)         # before the app is built: routes are copied then
     app = create_app(server, allowed_hosts=["desk.example.com"],
@@ -29,6 +30,7 @@ verifier in the constructor), and custom routes are read when `create_app` build
 
 import asyncio
 import hmac
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
@@ -41,14 +43,15 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 """1 MiB: plenty for JSON-RPC messages, far below the SDK's 4 MiB default."""
@@ -85,20 +88,25 @@ class StaticTokenVerifier:
         # END SOLUTION
 
 
-def auth_options(token: str, *, resource_url: str, issuer_url: str) -> dict[str, Any]:
+def auth_options(token: str, *, resource_url: str, issuer_url: str | None = None) -> dict[str, Any]:
     """Keyword arguments for `MCPServer(...)` that require `Authorization: Bearer <token>` on MCP.
 
-    `resource_url` is the public URL of the MCP endpoint (the token's audience, advertised in
-    the 401 response and at /.well-known/oauth-protected-resource/...); `issuer_url` is where a
-    client would obtain a token (the SDK requires one: for a static key, your docs page or
-    your organisation's OAuth server). Custom routes such as /health stay public.
+    `resource_url` is the public URL of the MCP endpoint (the token's audience). `issuer_url` is
+    the OAuth authorization server that issues tokens for it, if there is one: then the desk
+    publishes protected-resource metadata (RFC 9728, at /.well-known/oauth-protected-resource/...)
+    naming it, the 401 points there, and the SDK checks that each token was issued for this
+    resource. A static key has no authorization server, so without `issuer_url` nothing is
+    published: metadata naming a server that does not exist would send clients into an OAuth
+    flow that can only fail. Custom routes such as /health stay public.
     """
-    # BEGIN SOLUTION lesson-5: return the two MCPServer arguments that switch bearer auth on: a StaticTokenVerifier for this token and resource, and AuthSettings naming the issuer and this resource server, with the token's resource checked against it.
-    return {
-        "token_verifier": StaticTokenVerifier(token, resource=resource_url),
-        "auth": AuthSettings(issuer_url=issuer_url, resource_server_url=resource_url,  # type: ignore[arg-type]
-                             validate_token_resource=True),
-    }
+    # BEGIN SOLUTION lesson-5: return the two MCPServer arguments that switch bearer auth on: a StaticTokenVerifier for this token and resource, and AuthSettings. With an issuer: name it and this resource server, with the token's resource checked against it. Without one: no resource server URL (so no metadata is published); the SDK still wants an issuer value, which nothing then shows.
+    if issuer_url:
+        auth = AuthSettings(issuer_url=issuer_url, resource_server_url=resource_url,  # type: ignore[arg-type]
+                            validate_token_resource=True)
+    else:
+        auth = AuthSettings(issuer_url=resource_url, resource_server_url=None,  # type: ignore[arg-type]
+                            validate_token_resource=False)
+    return {"token_verifier": StaticTokenVerifier(token, resource=resource_url), "auth": auth}
     # END SOLUTION
 
 
@@ -121,6 +129,54 @@ def security_settings(allowed_hosts: Sequence[str], allowed_origins: Sequence[st
     # END SOLUTION
 
 
+class GuardEveryRoute:
+    """ASGI middleware: the Host/Origin allowlist for the routes beside the MCP endpoint (given).
+
+    The SDK checks Host and Origin on the MCP endpoint only; custom routes such as /health would
+    answer any Host, so a rebinding page could still probe them. This applies the same check,
+    the SDK's own, to every other path of the app. (The MCP path is left to the SDK, which checks
+    it anyway: checking twice would only cost time.)
+    """
+
+    def __init__(self, app: ASGIApp, security: TransportSecuritySettings, mcp_path: str) -> None:
+        self.app = app
+        self.check = TransportSecurityMiddleware(security)
+        self.mcp_path = mcp_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._route_path(scope) != self.mcp_path:
+            refusal = await self.check.validate_request(Request(scope, receive), is_post=False)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _route_path(scope: Scope) -> str:
+        """The path below the mount point, if the app is mounted (`mount_app`)."""
+        path, root = scope["path"], scope.get("root_path", "")
+        return path[len(root):] if root and path.startswith(root) else path
+
+
+CORS_RESPONSE_HEADERS = ("mcp-session-id", "www-authenticate")
+
+
+def cors_options(allowed_origins: Sequence[str]) -> dict[str, Any]:
+    """Keyword arguments for Starlette's CORSMiddleware that let browsers on `allowed_origins` call MCP.
+
+    A browser asks first (an OPTIONS preflight, which never carries the token) whether a page of
+    that origin may POST with an Authorization header; only the allowed origins are told yes, so
+    any request header may be named (MCP adds `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`...). `:*`
+    patterns (any port) become a regular expression. Browsers may read the session id and the
+    401 challenge.
+    """
+    exact = [origin for origin in allowed_origins if not origin.endswith(":*")]
+    ports = [re.escape(origin[:-2]) + r":\d+" for origin in allowed_origins if origin.endswith(":*")]
+    return {"allow_origins": exact, "allow_origin_regex": "|".join(ports) or None,
+            "allow_methods": ["GET", "POST", "DELETE"], "allow_headers": ["*"],
+            "expose_headers": list(CORS_RESPONSE_HEADERS), "max_age": 600}
+
+
 def add_health_route(server: MCPServer, *, path: str = "/health") -> None:
     """Add `GET /health`, answering 200 `{"status": "ok", "server": <name>}` with no token.
 
@@ -136,22 +192,31 @@ def add_health_route(server: MCPServer, *, path: str = "/health") -> None:
 
 def create_app(server: MCPServer, *, allowed_hosts: Sequence[str], allowed_origins: Sequence[str] = (),
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str = "/mcp",
-               stateless: bool = False) -> Starlette:
+               stateless: bool = False, json_response: bool = False) -> Starlette:
     """The production ASGI app for `server`: one MCP endpoint at `path`, plus its custom routes.
 
     Both protocol eras are served on the same endpoint. Responses stay free to be SSE (that is
     where progress and other per-request notifications travel), and legacy clients keep their
-    `Mcp-Session-Id` sessions unless `stateless=True` (lesson 6). Bearer auth, if any, was set
+    `Mcp-Session-Id` sessions unless `stateless=True` (lesson 6). `json_response=True` answers
+    every request as one JSON body instead: cheaper, but with no room for notifications (lesson 9
+    uses such a twin for the calls that never stream). Every route obeys the Host/Origin
+    allowlist, and browsers on the allowed origins get CORS. Bearer auth, if any, was set
     when `server` was constructed (see `auth_options`). Serve the result with uvicorn; its
     lifespan runs the MCP session manager, so do not mount it elsewhere (see `mount_app`).
     """
-    # BEGIN SOLUTION lesson-5: build the server's Streamable HTTP app at `path` with your host/origin allowlist and this body-size limit, stateless only when asked; keep streamed (SSE) responses.
-    return server.streamable_http_app(
+    # BEGIN SOLUTION lesson-5: build the server's Streamable HTTP app at `path` with your host/origin allowlist and this body-size limit, stateless only when asked, JSON-only only when asked. Then guard its other routes with the same allowlist (GuardEveryRoute) and, when origins are allowed, add Starlette's CORSMiddleware with cors_options outside everything else, so a preflight is answered before the bearer check.
+    security = security_settings(allowed_hosts, allowed_origins)
+    app = server.streamable_http_app(
         streamable_http_path=path,
-        transport_security=security_settings(allowed_hosts, allowed_origins),
+        transport_security=security,
         max_request_body_size=max_body_bytes,
         stateless_http=stateless,
+        json_response=json_response,
     )
+    app.add_middleware(GuardEveryRoute, security=security, mcp_path=path)
+    if allowed_origins:
+        app.add_middleware(CORSMiddleware, **cors_options(allowed_origins))
+    return app
     # END SOLUTION
 
 
@@ -220,8 +285,8 @@ def create_server(*, token: str | None = None, resource_url: str | None = None, 
     """A small desk for this lesson: the demo tools, /health, and bearer auth when `token` is given."""
     options: dict[str, Any] = {}
     if token is not None:
-        if not (resource_url and issuer_url):
-            raise ValueError("with a token, give resource_url (this endpoint's public URL) and issuer_url")
+        if not resource_url:
+            raise ValueError("with a token, give resource_url (this endpoint's public URL)")
         options = auth_options(token, resource_url=resource_url, issuer_url=issuer_url)
     server = MCPServer(name, log_level="WARNING", **options)
     register(server)

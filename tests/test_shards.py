@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -70,9 +71,16 @@ def test_merged_shards_equal_the_unsharded_run(graded: Path) -> None:
 
 def test_a_merge_refuses_shards_that_do_not_make_one_class(graded: Path, tmp_path: Path) -> None:
     shards = [graded / f"shard-{i}" for i in range(1, SHARDS + 1)]
+    copy = tmp_path / "copy-of-shard-1"
+    shutil.copytree(shards[0], copy)
+    partial = tmp_path / "interrupted-shard-2"
+    shutil.copytree(shards[1], partial)
+    next((partial / "store").glob("*.json")).unlink()
     cases = {
         "missing": (shards[:2], f"shard {SHARDS}/{SHARDS} is missing"),
-        "twice": ([shards[0], *shards], "are both shard 1/3"),
+        "twice": ([shards[0], *shards], "is given twice"),
+        "same shard": ([copy, *shards], "are both shard 1/3"),
+        "unfinished": ([shards[0], partial, shards[2]], f"shard 2/{SHARDS} in {partial} has not finished"),
         "not a shard": ([graded / "whole", *shards[1:]], "is not a shard's output"),
     }
     for name, (folders, message) in cases.items():

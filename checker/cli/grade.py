@@ -14,7 +14,7 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import click
 import typer
@@ -22,8 +22,10 @@ import typer.core
 from rich.console import Console
 
 from checker.cli.common import err, fail_usage
+from checker.grading.record import SubmissionResult
 from checker.grading.roster import Person, read_roster
 from checker.grading.store import STORE_DIR, GradeStore, begin_run
+from checker.grading.submissions import Submission
 from checker.quiz.cli import ExamNameOpt, ExamSecretOpt, QuizMode, QuizModeOpt, quiz_grading
 from checker.registry import Course, CourseError, Lesson, load_course
 from checker.sandbox.preflight import Preflight
@@ -61,7 +63,7 @@ def _pick_lessons(course: Course, spec: Optional[str]) -> list[Lesson]:
     return [lesson for lesson in course.lessons if lesson.available]
 
 
-def _pick_students(found: list[Any], spec: Optional[str]) -> list[Any]:
+def _pick_students(found: list[Submission], spec: Optional[str]) -> list[Submission]:
     """The submissions `--students a,b` names (case-insensitively); an unknown name is a usage error."""
     if not spec:
         return found
@@ -127,10 +129,9 @@ def grade(
         chosen, exam = quiz_grading(course, _pick_lessons(course, lessons), quiz, named=lessons is not None,
                                     secret=exam_secret, name=exam_name)
         everyone = discover(submissions)
-        found = _pick_students(everyone, students)
+        asked = _pick_students(everyone, students)
         slice_ = parse_shard(shard) if shard else None
-        if slice_:
-            found = shard_of(found, *slice_)
+        found = shard_of(asked, *slice_) if slice_ else asked
         people = _roster(out_dir, roster)
         private = [submissions.resolve(), out_dir.resolve(), *(_exam_private(course, exam_secret) if exam else [])]
     except CourseError as exc:
@@ -158,7 +159,7 @@ def grade(
             fail_usage(str(exc))
             return
     if slice_:
-        write_manifest(out_dir, *slice_, _pick_students(everyone, students), found, [l.id for l in chosen], sandbox)
+        write_manifest(out_dir, *slice_, asked, found, [lesson.id for lesson in chosen], sandbox)
     for sub in results:
         status = f"could not be graded: {sub.error}" if sub.error else f"{sub.earned:g}/{sub.available:g}"
         out.print(f"{sub.id}: {status}", markup=False)
@@ -174,7 +175,7 @@ def grade(
 
 @grade_app.command("merge")
 def merge(
-    shards: Annotated[list[Path], typer.Argument(metavar="SHARD_OUTPUTS...", help="The --out folders of every shard.")],
+    shards: Annotated[list[Path], typer.Argument(metavar="SHARD_OUTPUTS", help="The --out folders of every shard.")],
     out_dir: Annotated[Path, typer.Option("--out", help="The combined grade store and its exports.")] = Path("grades"),
     roster: Annotated[Optional[Path], typer.Option(help="CSV naming each student (default: the one kept in --out or a shard).")] = None,
 ) -> None:
@@ -198,7 +199,7 @@ def merge(
     out.print(f"merged {len(shards)} shards: {len(records)} students into {out_dir}", markup=False)
 
 
-def _say_kept(records: list[Any], graded_now: set[str], out_dir: Path) -> None:
+def _say_kept(records: list[SubmissionResult], graded_now: set[str], out_dir: Path) -> None:
     """Students the store keeps from earlier runs although this run did not see them: said, not dropped."""
     kept = [record.id for record in records if record.id not in graded_now]
     if kept:
@@ -207,7 +208,7 @@ def _say_kept(records: list[Any], graded_now: set[str], out_dir: Path) -> None:
                   f"{out_dir / STORE_DIR}/<student>.json to drop one", markup=False, soft_wrap=True)
 
 
-def _write_exports(course: Course, records: list[Any], out_dir: Path, sandbox: dict[str, object],
+def _write_exports(course: Course, records: list[SubmissionResult], out_dir: Path, sandbox: dict[str, object],
                    people: dict[str, Person]) -> None:
     from checker.grading.exports import write_all
 

@@ -4,7 +4,9 @@ Each submission is copied into a folder of its own, then graded by the batch wor
 (`checker.grading.worker`) in a sandbox of its own with the instructor's checks (visible and
 hidden), never the submission's. This process never imports student code: it plans, watches
 result files appear, and assembles each student's result as soon as their last lesson is in,
-storing it at once (so an interrupted batch resumes where it stopped).
+merging it over their record in the grade store (`checker.grading.store`) at once, so an
+interrupted batch resumes where it stopped and a regrade keeps what it did not grade. Paths of
+the grader's temporary folders are taken out of everything a student or instructor reads.
 """
 
 from __future__ import annotations

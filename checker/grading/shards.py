@@ -89,6 +89,10 @@ def merge_shards(folders: list[Path]) -> tuple[list[SubmissionResult], dict[str,
     """
     if not folders:
         raise CourseError("give the shards' output folders to merge")
+    repeated = next((folder for i, folder in enumerate(folders) if folder.resolve() in
+                     {other.resolve() for other in folders[:i]}), None)
+    if repeated is not None:
+        raise CourseError(f"{repeated} is given twice")
     manifests = {folder: read_manifest(folder) for folder in folders}
     first_folder, first = next(iter(manifests.items()))
     by_index: dict[int, Path] = {}

@@ -11,6 +11,7 @@ documented format (tests/data/gradescope-results.schema.json).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import zipfile
@@ -188,3 +189,40 @@ def test_autograder_builds_and_grades_in_a_fresh_ubuntu(suite: str, tmp_path: Pa
         for pid in fresh_root.processes_in(root):
             subprocess.run(["kill", "-9", str(pid)], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a private /opt")
+def test_setup_sh_installs_a_readable_uv_managed_python_when_the_image_has_none(tmp_path: Path) -> None:
+    """Ubuntu 22.04's Python is 3.10: setup.sh then asks uv for a 3.11 in /opt/course-python, never /root.
+
+    Run with stand-ins for uv and a 3.10 python3 (no download), in a mount namespace with its own /opt.
+    """
+    script = setup_sh(COURSE, Settings(CODE))
+    function = script[script.index("course_python() {"):script.index("\n}\n", script.index("course_python() {")) + 3]
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for tool in ("mkdir", "chmod"):
+        (stubs / tool).symlink_to(shutil.which(tool))  # type: ignore[arg-type]
+    (stubs / "python3").write_text("#!/bin/sh\nexit 1\n")  # too old: sys.version_info < (3, 11)
+    (stubs / "apt-get").write_text("#!/bin/sh\necho apt-get was used >&2\nexit 1\n")
+    (stubs / "uv").write_text(f"""#!/bin/sh
+echo "$UV_PYTHON_INSTALL_DIR $*" >> {tmp_path}/uv.log
+case "$1 $2" in
+  "python install") mkdir -p "$UV_PYTHON_INSTALL_DIR/cpython-3.11/bin" &&
+                    printf '#!/bin/sh\\n' > "$UV_PYTHON_INSTALL_DIR/cpython-3.11/bin/python3.11" &&
+                    chmod 0700 "$UV_PYTHON_INSTALL_DIR/cpython-3.11/bin/python3.11" ;;
+  "python find") [ "$UV_PYTHON_PREFERENCE" = only-managed ] && echo "$UV_PYTHON_INSTALL_DIR/cpython-3.11/bin/python3.11" ;;
+esac
+""")
+    for stub in stubs.iterdir():
+        if not stub.is_symlink():
+            stub.chmod(0o755)
+    body = (f"mount -t tmpfs tmpfs /opt && {function}\nUV={stubs}/uv\nPATH={stubs}\nfound=$(course_python)\n"
+            f'echo "$found"; /usr/bin/stat -c %a "$found"')
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "/bin/bash", "-euc", body],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    found, mode = done.stdout.split()
+    assert found == "/opt/course-python/cpython-3.11/bin/python3.11" and mode == "755", done.stdout
+    assert "apt-get was used" not in done.stderr
+    assert (tmp_path / "uv.log").read_text().splitlines()[0] == "/opt/course-python python install 3.11"

@@ -114,6 +114,19 @@ def test_regrading_one_lesson_keeps_the_other_lessons(tmp_path: Path) -> None:
     assert row["lesson-1"] and row["lesson-4"] and float(row["total"]) == after["earned"]
 
 
+def test_a_resubmission_that_cannot_be_opened_shows_no_older_grade(tmp_path: Path) -> None:
+    subs, out = tmp_path / "subs", tmp_path / "grades"
+    _student(subs / "ada")
+    _grade(subs, out)
+    assert float(_rows(out / "gradebook.csv")["ada"]["total"]) > 0
+    shutil.rmtree(subs / "ada")
+    (subs / "ada.zip").write_bytes(b"not a zip")  # ada hands in again, broken
+    done = course("grade", subs, "--lessons", "1", "--out", out)
+    assert done.returncode == 1
+    row = _rows(out / "gradebook.csv")["ada"]
+    assert row["total"] == "0" and not row.get("lesson-1") and "not a readable zip" in row["error"]
+
+
 def test_resume_continues_only_the_interrupted_run(tmp_path: Path) -> None:
     subs, out = tmp_path / "subs", tmp_path / "grades"
     assert course("grade", subs, "--resume", "--out", out).returncode == 2, "nothing to resume yet"

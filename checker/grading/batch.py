@@ -230,7 +230,8 @@ class _Batch:
         stamp = {"run": self.run, "sandbox": self.checked.mode.value}
         plan.result.graded = {lesson.lesson: dict(stamp) for lesson in plan.result.lessons}
         plan.result.error = _scrubbed(plan.result.error, self.workdir, plan)
-        plan.result = merged(plan.previous, plan.result, [lesson.id for lesson in self.course.lessons])
+        plan.result = merged(plan.previous, plan.result, [lesson.id for lesson in plan.lessons],
+                             [lesson.id for lesson in self.course.lessons])
         plan.reported = True
         if self.store is not None:
             self.store.put(plan.result)

@@ -67,17 +67,19 @@ class SubmissionResult:
                    str(data.get("source", "")), graded)
 
 
-def merged(previous: SubmissionResult | None, new: SubmissionResult, order: list[str]) -> SubmissionResult:
-    """`new` (the lessons just graded) over `previous` (the stored record): other lessons are kept.
+def merged(previous: SubmissionResult | None, new: SubmissionResult, asked: list[str],
+           order: list[str]) -> SubmissionResult:
+    """`new` (what this run graded of the lessons `asked`) over `previous` (the stored record).
 
-    The submission-level error is the new run's (a submission that cannot be unpacked now says so,
-    beside the lessons graded earlier). Lessons come out in the course's order.
+    Lessons not asked are kept as they were. Lessons asked are replaced, even by nothing: a
+    submission that cannot be opened now has no grade for them, only the error saying why, never
+    an older result shown as if it were current. Lessons come out in the course's `order`.
     """
     if previous is None:
         return new
-    lessons = {lesson.lesson: lesson for lesson in previous.lessons}
+    lessons = {lesson.lesson: lesson for lesson in previous.lessons if lesson.lesson not in asked}
     lessons.update({lesson.lesson: lesson for lesson in new.lessons})
-    graded = {**previous.graded, **new.graded}
+    graded = {**{k: v for k, v in previous.graded.items() if k not in asked}, **new.graded}
     rank = {lesson_id: index for index, lesson_id in enumerate(order)}
     kept = sorted(lessons.values(), key=lambda lesson: (rank.get(lesson.lesson, len(rank)), lesson.lesson))
     return SubmissionResult(new.id, kept, new.error, round(sum(lesson.duration for lesson in kept), 3),

@@ -35,12 +35,16 @@ ROSTER_FILE = "roster.csv"  # kept in --out, so later regrades and merges name t
 DEFAULT = "class"
 
 
-class _Usage(typer.core.TyperCommand):
-    """The default command shows its usage as `course grade ...`, not under its internal name."""
+class _AsGroup(click.Context):
+    """The default command calls itself `course grade` (usage, errors), never by its internal name."""
 
-    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        parent = ctx.parent.command_path if ctx.parent else ctx.command_path
-        formatter.write_usage(parent, " ".join(self.collect_usage_pieces(ctx)))
+    @property
+    def command_path(self) -> str:
+        return self.parent.command_path if self.parent is not None else super().command_path
+
+
+class _Usage(typer.core.TyperCommand):
+    context_class = _AsGroup
 
 
 class _GradeGroup(typer.core.TyperGroup):

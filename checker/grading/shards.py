@@ -7,7 +7,8 @@ Shard I takes every N-th submission by student id, starting with the I-th, so th
 disjoint, cover the class and stay balanced. Each writes `shard.json` beside its store, and
 `course grade merge shard-*/ --out grades/` checks that the shards belong together (same class,
 same lessons, all of them there, finished, no student twice) before combining their records into
-one store, from which the exports are rebuilt exactly as an unsharded run writes them.
+one store, from which the exports are rebuilt as after an unsharded run (the same gradebook;
+only timings differ).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`course release OUT`: the student edition, ready to push as a template repository.
 
 What a student gets: the starter package, notebooks without outputs, the runner with the
-visible checks, the practice quiz with its hashed key, and a GitHub Classroom workflow. What they
+visible checks, the practice quiz with its hashed key, and a GitHub Classroom workflow (`checker.classroom`). What they
 never get: `solutions/`, hidden checks, the plain quiz key, the exam pool (quiz/exam/), the
 course's own tests and benchmarks.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 
+from checker.classroom import workflow as classroom_workflow
 from checker.registry import Course, CourseError
 
 # Paths (relative to the course root) a release contains; everything else stays behind.
@@ -21,30 +22,6 @@ INCLUDE = ["README.md", "pyproject.toml", "uv.lock", "course.toml", ".gitignore"
 EXCLUDE_GLOBS = ["checker/checks/hidden/*", "quiz/key.toml", "quiz/answers.toml", "quiz/exam/*",
                  "quiz/exam.toml", "quiz/exam-answers.toml",
                  "**/__pycache__/*", "**/*.pyc", "**/.ipynb_checkpoints/*"]
-
-CLASSROOM_WORKFLOW = """\
-# Runs the course's checks on every push; GitHub Classroom reads the job's result.
-name: course checks
-on: [push, workflow_dispatch]
-jobs:
-  check:
-    runs-on: ubuntu-latest
-    timeout-minutes: 30
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.11"
-      - run: python -m pip install uv
-      - name: Check every available lesson
-        run: |
-          status=0
-          for lesson in $(uv run course list --json | python -c "import json,sys; print(' '.join(l['id'] for l in json.load(sys.stdin)['lessons'] if l['status'] != 'coming soon'))"); do
-            uv run course check "$lesson" --no-hints || status=1
-          done
-          exit $status
-"""
-
 
 # README sections about material the release leaves out.
 INSTRUCTOR_SECTIONS = ("## Instructor guide", "## How fast is it?", "## For course developers")
@@ -105,6 +82,6 @@ def build_release(course: Course, out: Path) -> list[Path]:
             written.append(dest)
     workflow = out / ".github" / "workflows" / "classroom.yml"
     workflow.parent.mkdir(parents=True, exist_ok=True)
-    workflow.write_text(CLASSROOM_WORKFLOW)
+    workflow.write_text(classroom_workflow(course))
     written.append(workflow)
     return written

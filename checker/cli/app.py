@@ -172,10 +172,11 @@ def sync_starter(
         out.print("the starter is up to date")
 
 
-from checker.cli.instructor import export, grade, release  # noqa: E402 - instructor commands
+from checker.cli.grade import grade_app  # noqa: E402 - instructor commands
+from checker.cli.instructor import export, release  # noqa: E402
 
 app.command()(release)
-app.command()(grade)
+app.add_typer(grade_app, name="grade")
 app.command()(export)
 
 from checker.cli.student import doctor, next_, open_lesson, reset, solution, watch  # noqa: E402 - student commands

@@ -4,7 +4,9 @@ Each submission is copied into a folder of its own, then graded by the batch wor
 (`checker.grading.worker`) in a sandbox of its own with the instructor's checks (visible and
 hidden), never the submission's. This process never imports student code: it plans, watches
 result files appear, and assembles each student's result as soon as their last lesson is in,
-storing it at once (so an interrupted batch resumes where it stopped).
+merging it over their record in the grade store (`checker.grading.store`) at once, so an
+interrupted batch resumes where it stopped and a regrade keeps what it did not grade. Paths of
+the grader's temporary folders are taken out of everything a student or instructor reads.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import checker
+from checker.grading.record import SubmissionResult, merged, not_graded_message
+from checker.grading.store import GradeStore
 from checker.grading.submissions import Submission, locate_edition, unpack
 from checker.registry import Course, CourseError, Lesson
 from checker.quiz.grading import ExamSetup
@@ -40,36 +45,13 @@ CHECKS_AT_ONCE = 2        # per lesson-submission: many checks mostly wait (serv
 
 
 @dataclass
-class SubmissionResult:
-    id: str
-    lessons: list[LessonResult] = field(default_factory=list)
-    error: str = ""  # the submission could not be graded at all (unreadable zip, no package, ...)
-    duration: float = 0.0
-
-    @property
-    def earned(self) -> float:
-        return sum(lesson.earned for lesson in self.lessons)
-
-    @property
-    def available(self) -> float:
-        return sum(lesson.available for lesson in self.lessons)
-
-    def to_json(self) -> dict[str, object]:
-        return {"id": self.id, "error": self.error, "duration": self.duration, "earned": self.earned,
-                "available": self.available, "lessons": [lesson.to_json() for lesson in self.lessons]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> SubmissionResult:
-        lessons = [LessonResult.from_json(item) for item in data.get("lessons", [])]  # type: ignore[union-attr]
-        return cls(str(data["id"]), lessons, str(data.get("error", "")), float(data.get("duration", 0.0)))  # type: ignore[arg-type]
-
-
-@dataclass
 class _Planned:
     index: int
     submission: Submission
     result: SubmissionResult
     workdir: Path
+    lessons: list[Lesson] = field(default_factory=list)  # what this run grades of it (the store may hold others)
+    previous: SubmissionResult | None = None  # its stored record, which the new lessons are merged over
     requests: list[tuple[Lesson, Path]] = field(default_factory=list)  # lesson, its result file
     edition: Path | None = None  # the copy's src/ folder, once unpacked
     reported: bool = False
@@ -91,13 +73,16 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
               hidden: bool = True, sandbox: bool = True, check_timeout: float | None = None,
               on_done: Callable[[SubmissionResult], None] | None = None,
               checks_at_once: int = CHECKS_AT_ONCE, checked: Preflight | None = None,
-              store: Path | None = None, quiz_exam: ExamSetup | None = None) -> list[SubmissionResult]:
+              store: Path | None = None, run: str | None = None,
+              quiz_exam: ExamSetup | None = None) -> list[SubmissionResult]:
     """Grade every submission's lessons; results come back in submission order.
 
     `checked` is the preflight already shown to the instructor (made here if not given);
     grading refuses to start when it found no safe way to run student code (`sandbox=False`
-    means `--no-sandbox`). With `store`, each student's result is written there as soon as it
-    is complete, and a student already there is not graded again (`--resume`). A quiz lesson among
+    means `--no-sandbox`). With `store` (a `grades/store/` folder), each student's result is
+    merged over their stored record (lessons not graded now are kept) and written the moment it
+    is complete. A lesson the store already holds is not graded again: any stored lesson when
+    `run` is None, else only one that `run` graded (`--resume` of that run). A quiz lesson among
     `lessons` is graded from signed exam files with `quiz_exam`, else from the practice answers.
     """
     checked = checked or sandbox_check(course, lessons, no_sandbox=not sandbox)
@@ -105,11 +90,12 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
         raise CourseError(checked.refusal)
     assert checked.mode is not None
     plans: list[_Planned] = []
-    done = _stored(store)
+    records = GradeStore(store) if store is not None else None
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp, \
             _reserved_uids(jobs, checked.mode is not Mode.NONE and os.geteuid() == 0) as first_uid, \
             _batch_groups(checked) as groups:
         workdir = Path(tmp)
+        batch = _Batch(course, checked, quiz_exam, on_done, records, run or "", workdir)
         os.chmod(workdir, 0o711)  # a submission's user may pass through to its own folder, never list them
         results_dir = workdir / "results"
         results_dir.mkdir(mode=0o700)
@@ -117,35 +103,38 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
         private_checks.mkdir(mode=0o700)
         entries = []
         for index, submission in enumerate(submissions):
-            plan = _Planned(index, submission, SubmissionResult(submission.id), workdir / f"sub-{index}")
+            previous = records.get(submission.id) if records is not None else None
+            todo = [lesson for lesson in lessons if previous is None or not previous.has(lesson.id, run)]
+            plan = _Planned(index, submission, SubmissionResult(submission.id, source=submission.source.name),
+                            workdir / f"sub-{index}", todo, previous)
             plans.append(plan)
-            if submission.id in done:
-                plan.result, plan.reported = done[submission.id], True
+            if not todo:
+                assert previous is not None
+                plan.result, plan.reported = previous, True
                 continue
-            entries.append(_plan_submission(course, plan, lessons, results_dir, private_checks, hidden=hidden,
+            entries.append(_plan_submission(course, plan, results_dir, private_checks, hidden=hidden,
                                             check_timeout=check_timeout, checks_at_once=checks_at_once))
         for plan in plans:
             if plan.edition is None and not plan.reported:
-                _report(plan, on_done, store)
-        todo = [entry for entry in entries if entry["requests"]]
-        if todo:
-            batch = {"plan": _plan_json(course, checked), "uid_base": first_uid, "parallel": max(1, jobs),
-                     "private": [str(p) for p in checked.private], "view": checked.view,
-                     "groups": [str(d) for d in groups.dirs] if groups else [], "groups_v2": bool(groups and groups.v2),
-                     "limits": {"wall_seconds": check_timeout or course.check_timeout,
-                                "memory_mb": course.memory_limit_mb, "output_mb": course.output_limit_mb},
-                     "submissions": todo}
+                batch.report(plan)
+        todo_entries = [entry for entry in entries if entry["requests"]]
+        if todo_entries:
+            work = {"plan": _plan_json(course, checked), "uid_base": first_uid, "parallel": max(1, jobs),
+                    "private": [str(p) for p in checked.private], "view": checked.view,
+                    "groups": [str(d) for d in groups.dirs] if groups else [], "groups_v2": bool(groups and groups.v2),
+                    "limits": {"wall_seconds": check_timeout or course.check_timeout,
+                               "memory_mb": course.memory_limit_mb, "output_mb": course.output_limit_mb},
+                    "submissions": todo_entries}
             batch_file = results_dir / "batch.json"
-            batch_file.write_text(json.dumps(batch))
-            _run_worker(course, batch_file, len(todo), jobs, plans,
-                        lambda plan: _finish(course, plan, lessons, checked, quiz_exam, on_done, store))
+            batch_file.write_text(json.dumps(work))
+            _run_worker(course, batch_file, len(todo_entries), jobs, plans, batch.finish)
         for plan in plans:
             if not plan.reported:
-                _finish(course, plan, lessons, checked, quiz_exam, on_done, store)
+                batch.finish(plan)
     return [plan.result for plan in plans]
 
 
-def _plan_submission(course: Course, plan: _Planned, lessons: list[Lesson], results_dir: Path, private_checks: Path,
+def _plan_submission(course: Course, plan: _Planned, results_dir: Path, private_checks: Path,
                      *, hidden: bool, check_timeout: float | None, checks_at_once: int) -> dict[str, object]:
     """Copy one submission and write its lessons' requests; a submission that cannot be is reported."""
     entry: dict[str, object] = {"index": plan.index, "id": plan.submission.id, "workdir": str(plan.workdir),
@@ -162,7 +151,7 @@ def _plan_submission(course: Course, plan: _Planned, lessons: list[Lesson], resu
         return entry
     entry["edition"] = str(plan.edition)
     paths = []
-    for lesson in lessons:
+    for lesson in plan.lessons:
         if lesson.kind == "quiz":
             continue  # graded from data, here: no student code runs
         out = results_dir / f"{plan.index}-{lesson.id}.json"
@@ -201,26 +190,53 @@ def _batch_groups(checked: Preflight) -> Iterator[Group | None]:
         groups.remove()
 
 
-def _finish(course: Course, plan: _Planned, lessons: list[Lesson], checked: Preflight, quiz_exam: ExamSetup | None,
-            on_done: Callable[[SubmissionResult], None] | None, store: Path | None) -> None:
-    """Assemble a student's result from their lessons' files (and quiz); report and store it."""
-    by_lesson: dict[str, LessonResult] = {}
-    for lesson, out in plan.requests:
-        try:
-            by_lesson[lesson.id] = LessonResult.from_json(json.loads(out.read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
-            by_lesson[lesson.id] = LessonResult(lesson.id, lesson.title, plan.submission.id,
-                                                error="grading did not finish for this lesson")
-    if plan.edition is not None:
-        for lesson in (item for item in lessons if item.kind == "quiz"):
-            by_lesson[lesson.id] = _grade_quiz(course, lesson, plan, quiz_exam)
-    plan.result.lessons = [by_lesson[item.id] for item in lessons if item.id in by_lesson]
-    for lesson in plan.result.lessons:
-        for check in lesson.checks:
-            if check.outcome == "skipped":
-                _judge_skip(check, checked)
-    plan.result.duration = round(sum(lesson.duration for lesson in plan.result.lessons), 3)
-    _report(plan, on_done, store)
+@dataclass
+class _Batch:
+    """What finishing a student needs: how the batch was confined, where results go."""
+
+    course: Course
+    checked: Preflight
+    quiz_exam: ExamSetup | None
+    on_done: Callable[[SubmissionResult], None] | None
+    store: GradeStore | None
+    run: str
+    workdir: Path
+
+    def finish(self, plan: _Planned) -> None:
+        """Assemble a student's result from their lessons' files (and quiz); report and store it."""
+        by_lesson: dict[str, LessonResult] = {}
+        for lesson, out in plan.requests:
+            try:
+                by_lesson[lesson.id] = LessonResult.from_json(json.loads(out.read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                by_lesson[lesson.id] = LessonResult(lesson.id, lesson.title, plan.submission.id,
+                                                    error="grading did not finish for this lesson")
+        if plan.edition is not None:
+            for lesson in (item for item in plan.lessons if item.kind == "quiz"):
+                by_lesson[lesson.id] = _grade_quiz(self.course, lesson, plan, self.quiz_exam)
+        plan.result.lessons = [by_lesson[item.id] for item in plan.lessons if item.id in by_lesson]
+        code = {item.id for item in plan.lessons if item.kind == "code"}  # a quiz's skips are its grader's verdict
+        for lesson in plan.result.lessons:
+            for check in lesson.checks:
+                if check.outcome == "skipped" and lesson.lesson in code:
+                    _judge_skip(check, self.checked)
+            _scrub_lesson(lesson, self.workdir, plan)
+        plan.result.duration = round(sum(lesson.duration for lesson in plan.result.lessons), 3)
+        self.report(plan)
+
+    def report(self, plan: _Planned) -> None:
+        """Stamp what this run graded, merge it over the stored record, store it, and tell the caller."""
+        assert self.checked.mode is not None
+        stamp = {"run": self.run, "sandbox": self.checked.mode.value}
+        plan.result.graded = {lesson.lesson: dict(stamp) for lesson in plan.result.lessons}
+        plan.result.error = _scrubbed(plan.result.error, self.workdir, plan)
+        plan.result = merged(plan.previous, plan.result, [lesson.id for lesson in plan.lessons],
+                             [lesson.id for lesson in self.course.lessons])
+        plan.reported = True
+        if self.store is not None:
+            self.store.put(plan.result)
+        if self.on_done is not None:
+            self.on_done(plan.result)
 
 
 def _judge_skip(check: CheckResult, checked: Preflight) -> None:
@@ -232,35 +248,41 @@ def _judge_skip(check: CheckResult, checked: Preflight) -> None:
     """
     lacking = [program for program in checked.missing if program in check.message]
     if lacking:
-        check.message = (f"not graded: the grading machine lacks {lacking[0]} (your instructor's to install; "
-                         f"these points are left out of your total)")
+        check.message = not_graded_message(lacking[0])
         return
     check.outcome = "failed"
     check.message = f"the check could not run your code as it should: {check.message}"
 
 
-def _report(plan: _Planned, on_done: Callable[[SubmissionResult], None] | None, store: Path | None) -> None:
-    plan.reported = True
-    if store is not None:
-        store.mkdir(parents=True, exist_ok=True)
-        target = store / f"{plan.submission.id}.json"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(plan.result.to_json()))
-        os.replace(tmp, target)
-    if on_done is not None:
-        on_done(plan.result)
+_QUOTES = "\"'`"
 
 
-def _stored(store: Path | None) -> dict[str, SubmissionResult]:
-    """Students already graded into `store` (for --resume); unreadable files are graded again."""
-    found: dict[str, SubmissionResult] = {}
-    for path in sorted(store.glob("*.json")) if store is not None and store.is_dir() else []:
-        try:
-            result = SubmissionResult.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        found[result.id] = result
-    return found
+def _scrubbed(text: str, workdir: Path, plan: _Planned) -> str:
+    """`text` without the grader's temporary paths: a file of the submission by its path inside the
+    submission, an instructor check file as such, anything else of the grading folder by its name."""
+    if str(workdir) not in text:
+        return text
+    copy = f"{plan.workdir / 'copy'}/"
+
+    def shown(match: re.Match[str]) -> str:
+        path = match.group(0)
+        if path.startswith(copy):
+            return path[len(copy):]
+        if path.startswith(f"{workdir / 'checks'}/"):
+            return "(an instructor check file)"
+        return f"(grading folder)/{Path(path).name}"
+
+    return re.sub(re.escape(str(workdir)) + rf"[^\s{_QUOTES}]*", shown, text)
+
+
+def _scrub_lesson(lesson: LessonResult, workdir: Path, plan: _Planned) -> None:
+    lesson.edition = _scrubbed(lesson.edition, workdir, plan)
+    lesson.error = _scrubbed(lesson.error, workdir, plan)
+    lesson.title = _scrubbed(lesson.title, workdir, plan)
+    for check in lesson.checks:
+        check.title = _scrubbed(check.title, workdir, plan)
+        check.message = _scrubbed(check.message, workdir, plan)
+        check.hint = _scrubbed(check.hint, workdir, plan)
 
 
 @contextmanager

@@ -26,7 +26,12 @@ class Submission:
 
 
 def discover(folder: Path) -> list[Submission]:
-    """Every submission in `folder`: each sub-folder and each .zip, named after it."""
+    """Every submission in `folder`: each sub-folder and each .zip, named after it, by name.
+
+    Two entries that would be graded as one student (`ada/` and `ada.zip`, or names that differ
+    only in case or in characters a file name cannot keep) are an error naming both: grading
+    either one silently would overwrite the other's row and feedback.
+    """
     if not folder.is_dir():
         raise CourseError(f"{folder} is not a folder of submissions")
     found = [Submission(entry.stem if entry.suffix == ".zip" else entry.name, entry)
@@ -34,7 +39,27 @@ def discover(folder: Path) -> list[Submission]:
              if (entry.is_dir() and not entry.name.startswith(".")) or entry.suffix == ".zip"]
     if not found:
         raise CourseError(f"no submissions (folders or .zip files) in {folder}")
-    return found
+    seen: dict[str, Submission] = {}
+    for submission in found:
+        other = seen.setdefault(file_key(submission.id), submission)
+        if other is not submission:
+            raise CourseError(f"{_shown(other)} and {_shown(submission)} would both be graded as student "
+                              f"{other.id!r}: rename or remove one of them")
+    return sorted(found, key=lambda submission: submission.id)
+
+
+def file_key(student: str) -> str:
+    """The name a student's files get (feedback, Gradescope results), compared as a case-insensitive
+    file system would: two students with the same key would overwrite each other's files."""
+    return safe_name(student).casefold()
+
+
+def safe_name(student: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student)
+
+
+def _shown(submission: Submission) -> str:
+    return submission.source.name + ("/" if submission.source.is_dir() else "")
 
 
 def _copy_folder(source: Path, dest: Path) -> None:

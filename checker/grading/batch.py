@@ -11,6 +11,7 @@ the grader's temporary folders are taken out of everything a student or instruct
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -92,7 +93,7 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
     plans: list[_Planned] = []
     records = GradeStore(store) if store is not None else None
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp, \
-            _reserved_uids(jobs, checked.mode is not Mode.NONE and os.geteuid() == 0) as first_uid, \
+            _reserved_uids(jobs, checked.mode is not Mode.NONE and os.geteuid() == 0) as uid_blocks, \
             _batch_groups(checked) as groups:
         workdir = Path(tmp)
         batch = _Batch(course, checked, quiz_exam, on_done, records, run or "", workdir)
@@ -119,7 +120,7 @@ def grade_all(course: Course, submissions: list[Submission], lessons: list[Lesso
                 batch.report(plan)
         todo_entries = [entry for entry in entries if entry["requests"]]
         if todo_entries:
-            work = {"plan": _plan_json(course, checked), "uid_base": first_uid, "parallel": max(1, jobs),
+            work = {"plan": _plan_json(course, checked), "uid_blocks": uid_blocks, "parallel": max(1, jobs),
                     "private": [str(p) for p in checked.private], "view": checked.view,
                     "groups": [str(d) for d in groups.dirs] if groups else [], "groups_v2": bool(groups and groups.v2),
                     "limits": {"wall_seconds": check_timeout or course.check_timeout,
@@ -286,21 +287,28 @@ def _scrub_lesson(lesson: LessonResult, workdir: Path, plan: _Planned) -> None:
 
 
 @contextmanager
-def _reserved_uids(jobs: int, needed: bool) -> Iterator[int | None]:
-    """A range of sandbox uids no other `course grade` on this machine is using, held while grading."""
+def _reserved_uids(jobs: int, needed: bool) -> Iterator[list[int] | None]:
+    """One block of sandbox uids per parallel slot, none of them used by another `course grade` here.
+
+    Each block of UIDS_PER_SLOT uids has its own lock file, held while grading, so two batches
+    (whatever their --jobs) never share a uid.
+    """
     if not needed:
         yield None
         return
-    size = UIDS_PER_SLOT * max(1, jobs)
-    for start in range(SANDBOX_UID, LAST_SANDBOX_UID - size + 2, size):
-        with open(Path(tempfile.gettempdir()) / f"course-grade-uids-{start}.lock", "w") as lock:
+    with contextlib.ExitStack() as held:
+        blocks: list[int] = []
+        for start in range(SANDBOX_UID, LAST_SANDBOX_UID - UIDS_PER_SLOT + 2, UIDS_PER_SLOT):
+            lock = held.enter_context(open(Path(tempfile.gettempdir()) / f"course-grade-uids-{start}.lock", "w"))
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue
-            yield start
-            return
-    raise CourseError("every range of sandbox uids is in use by other `course grade` runs: wait for one to finish")
+            blocks.append(start)
+            if len(blocks) == max(1, jobs):
+                yield blocks
+                return
+        raise CourseError("every range of sandbox uids is in use by other `course grade` runs: wait for one to finish")
 
 
 def _use_private_checks(request: Request, folder: Path) -> None:

@@ -35,11 +35,11 @@ from checker.sandbox.forking import Slot, run_forked
 from checker.sandbox.limits import Limits
 from checker.sandbox.submission import Mode, SandboxPlan, SubmissionSandbox
 
-def uid_for(base: int | None, slot: Slot) -> int | None:
-    """The submission's own user: per slot, rotating, so neighbours never share one."""
-    if base is None:
+def uid_for(blocks: list[int] | None, slot: Slot) -> int | None:
+    """The submission's own user: from its slot's block, rotating, so neighbours never share one."""
+    if blocks is None:
         return None
-    return base + slot.index * UIDS_PER_SLOT + slot.serial % UIDS_PER_SLOT
+    return blocks[slot.index] + slot.serial % UIDS_PER_SLOT
 
 
 def write_result(path: Path, result: LessonResult) -> None:
@@ -59,7 +59,7 @@ def grade_submission(batch: dict[str, Any], submission: dict[str, Any], slot: Sl
     """Everything about one submission, in its own fork: sandbox up, lessons, quiz, sandbox down."""
     requests = [Request(**json.loads(Path(p).read_text())) for p in submission["requests"]]
     plan = SandboxPlan.from_json(batch["plan"])
-    plan.uid = uid_for(batch.get("uid_base"), slot)
+    plan.uid = uid_for(batch.get("uid_blocks"), slot)
     workdir = Path(submission["workdir"])
     if plan.uid is not None:
         os.chown(workdir, plan.uid, plan.uid)  # its checks may enter; other submissions' users may not
@@ -123,9 +123,9 @@ def main() -> None:
     batch = json.loads(Path(sys.argv[1]).read_text())
     plan = SandboxPlan.from_json(batch["plan"])
     os.environ["PATH"] = os.pathsep.join([*plan.path_dirs, os.environ.get("PATH", "")])  # the real uv, not a shim
-    if batch.get("view") and batch.get("uid_base") is not None:  # checks run as unprivileged users: their view
+    if batch.get("view") and batch.get("uid_blocks"):  # checks run as unprivileged users: give them their view
         workdir = Path(sys.argv[1]).parent.parent
-        judgeview.enter([Path(p) for p in plan.runtime], [Path(p) for p in batch["private"]], int(batch["uid_base"]),
+        judgeview.enter([Path(p) for p in plan.runtime], [Path(p) for p in batch["private"]], batch["uid_blocks"][0],
                         workdir / "view", keep=workdir if plan.mode is Mode.USERS else None)
     try:
         grade_batch(batch)

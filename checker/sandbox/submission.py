@@ -26,6 +26,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import IO
 
 from checker.sandbox import bwrap
 from checker.sandbox.cgroups import Group
@@ -84,6 +85,7 @@ class SubmissionSandbox:
         self.plan, self.edition, self.workdir, self.limits = plan, edition, workdir, limits
         self.process: subprocess.Popen[bytes] | None = None
         self.group: Group | None = None
+        self.log: IO[bytes] | None = None  # what the zygote says on stderr (why it did not start, say)
 
     def start(self) -> Running:
         plan, uid = self.plan, self.plan.uid
@@ -109,8 +111,9 @@ class SubmissionSandbox:
                 str(self.limits.wall_seconds), str(self.limits.memory_mb), str(self.limits.output_mb)]
         argv = self._wrap(argv, scratch)
         join = zygote_group.procs_files if plan.groups else []
+        self.log = open(run / "zygote.log", "w+b")  # noqa: SIM115 - kept open while the zygote writes to it
         self.process = subprocess.Popen(argv, pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_zygote_env(),
+                                        stdout=subprocess.PIPE, stderr=self.log, env=_zygote_env(),
                                         cwd="/", preexec_fn=lambda: _join(join))
         listener.close()
         self._wait_ready()
@@ -143,8 +146,9 @@ class SubmissionSandbox:
         line = self.process.stdout.readline() if ready else b""
         if line.strip() != b"ready":
             self.process.kill()
-            _, err = self.process.communicate()
-            tail = err.decode(errors="replace").strip().splitlines()[-3:]
+            self.process.wait()
+            self.log.seek(0)
+            tail = self.log.read().decode(errors="replace").strip().splitlines()[-3:]
             raise RuntimeError("the sandbox for this submission did not start: " + (" | ".join(tail) or "no output"))
 
     def stop(self) -> None:
@@ -156,6 +160,8 @@ class SubmissionSandbox:
         if self.plan.mode is Mode.USERS and self.plan.uid is not None:
             kill_uid(self.plan.uid)  # no namespace to end with the sandbox: find what it left running
             _sweep(self.plan.uid)
+        if self.log is not None:
+            self.log.close()
         shutil.rmtree(self.workdir / "scratch", ignore_errors=True)
         shutil.rmtree(self.workdir / "run", ignore_errors=True)
 

@@ -42,6 +42,14 @@ class HostEnded(Exception):
                         "os._exit(), crash, or use too much memory?")
 
 
+class HostUnavailable(HostEnded):
+    """No host could be started for this check (the submission's sandbox no longer answers)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.remote_described = f"no process could be started to run your code ({reason})"
+
+
 class Mirrored:
     """Mixed into every stand-in exception: its text is the one the host computed."""
 
@@ -230,13 +238,13 @@ class RemoteSession:
         except (OSError, wire.WireError) as exc:
             os.close(read_end)
             sock.close()
-            raise HostEnded(f"no process could be started to host the code ({exc})") from None
+            raise HostUnavailable(str(exc)) from None
         finally:
             os.close(write_end)
         if type(reply) is not dict or type(reply.get("pid")) is not int or not pid:
             os.close(read_end)
             sock.close()
-            raise HostEnded(f"no process to host the code: {str(reply)[:200]}")
+            raise HostUnavailable(f"the sandbox answered {str(reply)[:200]}")
         join_groups(procs_files or [], pid)
         return cls(sock, pid, read_end)
 

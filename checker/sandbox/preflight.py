@@ -57,7 +57,7 @@ def find_program(name: str) -> str | None:
     if found and _is_shim(found):
         beside = Path(sys.base_prefix) / "bin" / name  # `pip install uv` into the interpreter pyenv manages
         found = str(beside) if beside.is_file() else _through_pyenv(name) or found
-    return str(Path(found).resolve()) if found else None
+    return found
 
 
 def _is_shim(path: str) -> bool:
@@ -84,7 +84,7 @@ def runtime_paths(uv: str | None) -> list[str]:
     """What student code needs read-only: the interpreter's installation, the venv, the uv binary."""
     paths = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(sys.executable).resolve().parent]
     if uv:
-        paths.append(Path(uv))
+        paths.append(Path(uv).resolve())
     kept: list[Path] = []
     for path in dict.fromkeys(paths):
         if not any(other in path.parents for other in paths if other != path):
@@ -172,7 +172,9 @@ def _bubblewrap(course: Course, result: Preflight, uid: int | None, scratch: Pat
         result.findings.append(Finding("bubblewrap", False, "not installed", "apt-get install bubblewrap"))
         return False
     view = probe_view(course, result.runtime, result.path_dirs, scratch)
-    probe = [sys.executable, "-c", "import mcp, checker.host.zygote"]
+    # The course's Python, its packages and the runner must work in there, and `uv` be found, as its user.
+    probe = [sys.executable, "-c", "import shutil, sys, mcp, checker.host.zygote\n"
+             "sys.exit(0 if shutil.which('uv') else 'uv cannot be found inside the sandbox')"]
     ok, why = _probe(bwrap.command(view, probe, uid=uid), None)
     if not ok:
         result.findings.append(Finding("bubblewrap", False, f"cannot make a sandbox here: {why}",

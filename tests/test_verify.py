@@ -162,7 +162,7 @@ def failing_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_judge_that_cannot_be_installed_fails_verify(failing_npm: Path) -> None:
     from typer.testing import CliRunner
 
-    from checker.cli import app
+    from checker.cli.app import app
 
     for command in (["verify", "--against", "solutions"], ["verify", "--install-only"]):
         result = CliRunner().invoke(app, command)

@@ -242,6 +242,8 @@ def _explain(box: Sandbox, path: str, roots: list[str], expected: bool) -> str:
 @example(tokens=["..", "SIBLING", "SECRET"], start="relative", form="plain", chosen=["root"], root_form="str")
 @example(tokens=["notes", "DOC"], start="relative", form="plain", chosen=["root", "sibling"], root_form="str")
 @example(tokens=["notes", "deep", "."], start="root", form="uri-dots", chosen=["alias"], root_form="uri")
+@example(tokens=["..", "OUTSIDE", "SECRET"], start="relative", form="plain", chosen=["root", "deep"], root_form="str")
+@example(tokens=["..", "..", "SPACED"], start="relative", form="plain", chosen=["deep", "root"], root_form="path")
 def test_matches_model(target: Target, sandbox: Sandbox, tokens: list[str], start: str, form: str,
                        chosen: list[str], root_form: str) -> None:
     box = sandbox
@@ -342,15 +344,26 @@ async def test_relative_paths(target: Target, sandbox: Sandbox, monkeypatch: pyt
         "the root (a file of that name in the working directory is irrelevant)")
     assert not _verdict(target, f"../{box.outside.name}/{box.secret.name}", [str(box.root)]), (
         "a relative path with `..` that climbs out of the first root must be refused")
+    # Several roots: a relative path starts at the FIRST one, not the last, and not whichever one makes it fit.
+    climb = f"../{box.outside.name}/{box.secret.name}"
+    assert not _verdict(target, climb, [str(box.root), str(box.deep)]), (
+        f"with roots [root, root/notes/deep], is_path_allowed({climb!r}) returned True: it starts at the first root "
+        "and leads outside; anchored at the last root (or at whichever root makes it fit) it would look inside")
+    down = f"../../{box.spaced.name}"
+    assert _verdict(target, down, [str(box.deep), str(box.root)]), (
+        f"with roots [root/notes/deep, root], is_path_allowed({down!r}) returned False: it starts at the first root "
+        f"(notes/deep) and leads to root/{box.spaced.name}, inside the second root. Anchor at the first root, then "
+        "compare with every root")
     resolve_allowed = target.attr("roots", "resolve_allowed")
     got = resolve_allowed(box.doc.name, [box.notes, box.root])
     assert Path(got) == box.doc, (
         f"with roots [notes, root], {box.doc.name!r} should lead to notes/{box.doc.name} (the first root), got {got}")
 
 
-@check("file:// URIs are decoded once and judged like any path", points=2,
+@check("file:// URIs are decoded exactly once, plain paths never, and both judged like any path", points=2,
        hint="urllib.parse.urlsplit and unquote: a file URI's path is percent-encoded, so %2E%2E is `..` "
-            "and %20 a space. Accept only the local host, and refuse other schemes.")
+            "and %20 a space; decode it once, never twice, and never decode a plain path (100%25.md may be a real "
+            "name). Accept only the local host; refuse other schemes, queries and fragments.")
 async def test_file_uris(target: Target, sandbox: Sandbox) -> None:
     box = sandbox
     roots = [str(box.root)]
@@ -366,8 +379,26 @@ async def test_file_uris(target: Target, sandbox: Sandbox) -> None:
     }
     for uri, why in sneaky.items():
         assert not _verdict(target, uri, roots), f"is_path_allowed({uri!r}) returned True: {why}"
+    for uri in (box.doc.as_uri() + "?download=1", box.doc.as_uri() + "#top"):
+        assert not _verdict(target, uri, roots), (
+            f"is_path_allowed({uri!r}) returned True: a file:// URI with a query or a fragment is refused, not trimmed")
+    # A folder literally named %2E%2E inside the root. Decoded once, the URI below names it; decoded twice it would
+    # mean `..`. A plain path is never decoded at all, so `%2E%2E/...` names that folder too.
+    trap = box.root / "%2E%2E"
+    trap.mkdir()
+    (trap / box.secret.name).write_text("inside, in a folder with an odd name\n")
+    literal_uri = (trap / box.secret.name).as_uri()           # the % is itself encoded: .../%252E%252E/...
+    assert _verdict(target, literal_uri, roots), (
+        f"is_path_allowed({literal_uri!r}) returned False: decoded exactly once it names {trap.name}/{box.secret.name} "
+        "inside the root; decoding twice turns %252E into a dot and the folder into `..`")
+    plain = f"%2E%2E/{box.secret.name}"
+    assert _verdict(target, plain, roots), (
+        f"is_path_allowed({plain!r}) returned False: a plain path is taken literally (never percent-decoded), so it "
+        f"names the folder {trap.name!r} inside the root, not `..`")
     resolve_allowed = target.attr("roots", "resolve_allowed")
     assert Path(resolve_allowed(spaced_uri, [box.root])) == box.spaced, f"{spaced_uri!r} should lead to {box.spaced}"
+    assert Path(resolve_allowed(literal_uri, [box.root])) == trap / box.secret.name, (
+        f"{literal_uri!r} should lead to {trap / box.secret.name} (decoded once)")
     assert _verdict(target, str(box.doc), [box.root.as_uri()]), "roots may be file:// URIs too: decode them the same way"
 
 
@@ -391,21 +422,52 @@ async def test_nul_bytes(target: Target, sandbox: Sandbox) -> None:
     assert "nul" in message or "null" in message, f"the refusal should say the path contains a NUL byte, got {caught.value}"
 
 
+def _sized(total: int, unit: str = "a", per_name: int = 200) -> str:
+    """A relative path of exactly `total` bytes in UTF-8: names of `per_name` bytes (of `unit`), then a shorter
+    last name. Every name stays well under 255 bytes, so only the total is at stake."""
+    width = len(unit.encode())
+    names: list[str] = []
+    used = 0
+    while True:
+        room = total - used - (1 if names else 0)
+        if room <= per_name:
+            tail = unit * (room // width) + "a" * (room % width)
+            names.append(tail)
+            break
+        names.append(unit * (per_name // width))
+        used += (1 if len(names) > 1 else 0) + len(names[-1].encode())
+    path = "/".join(names)
+    assert len(path.encode()) == total, (len(path.encode()), total)
+    return path
+
+
 @check("over-long paths and names are refused with a clear reason", points=2,
-       hint="Linux limits a path to 4096 bytes and one name to 255 bytes (bytes, not characters: é is two). "
-            "Refuse longer input before touching the disk, and keep the message short.")
+       hint="Linux limits a path to 4096 bytes and one name to 255 bytes: longer is refused, exactly that long is "
+            "fine. Count bytes, not characters (é is two bytes in UTF-8), and for a file:// URI count the path it "
+            "names, once decoded. Refuse before touching the disk, and keep the message short.")
 async def test_long_paths(target: Target, sandbox: Sandbox) -> None:
     box = sandbox
     roots = [str(box.root)]
     rng = random.Random()
     long_path = "/".join(_tag(rng, 200) for _ in range(22))          # ~4420 bytes, every name fine
-    long_name = "n" * rng.randint(256, 400) + ".md"
-    wide_name = "é" * rng.randint(128, 140) + ".md"                 # < 256 characters, > 255 bytes
-    for path, why in ((long_path, "it is longer than 4096 bytes"), (long_name, "one name is longer than 255 bytes"),
-                      (wide_name, "one name is longer than 255 bytes once encoded (é is two bytes in UTF-8)")):
-        assert not _verdict(target, path, roots), f"is_path_allowed({_short(path)}) returned True, but {why}"
-    fine = "/".join(_tag(rng, 200) for _ in range(7))
-    assert _verdict(target, fine, roots), "a 1400-byte path inside the root is fine: the limits are 4096 and 255 bytes"
+    cases = [
+        (_sized(4096), True, "a path of exactly 4096 bytes is within the limit (refuse only what is longer)"),
+        (_sized(4097), False, "it is 4097 bytes long, one more than the 4096-byte limit"),
+        (_sized(4096, "é"), True, "it is exactly 4096 bytes in UTF-8 (about 2100 characters)"),
+        (_sized(4097, "é"), False, "it is 4097 bytes in UTF-8, though only about 2100 characters: count bytes"),
+        (long_path, False, "it is longer than 4096 bytes"),
+        ("n" * 252 + ".md", True, "a name of exactly 255 bytes is within the limit"),
+        ("n" * 253 + ".md", False, "one name is 256 bytes, one more than the 255-byte limit"),
+        ("é" * 126 + ".md", True, "that name is 255 bytes in UTF-8"),
+        ("é" * 127 + ".md", False, "that name is 257 bytes in UTF-8, though only 130 characters: count bytes"),
+        (f"{box.root.as_uri()}/notes/{quote('é' * 100)}.md", True,
+         "that URI's longest name is 203 bytes once decoded (603 characters as sent): judge the decoded path"),
+        (box.root.as_uri() + "".join(f"/{quote('é' * 60)}" for _ in range(12)), True,
+         "that URI names a path of about 1500 bytes once decoded (over 4096 characters as sent)"),
+    ]
+    for path, allowed, why in cases:
+        assert _verdict(target, path, roots) is allowed, (
+            f"is_path_allowed({_short(path)}) returned {not allowed}: {why}")
     to_path = target.attr("roots", "to_path")
     with pytest.raises(Exception) as caught:
         to_path(long_path)
@@ -474,6 +536,9 @@ async def test_roots_resolved(target: Target, sandbox: Sandbox) -> None:
         assert not _verdict(target, str(box.sibling_secret), [root_arg]), "a sibling is outside an aliased root too"
     assert _verdict(target, str(box.alias / "notes" / box.doc.name), [str(box.root)]), (
         "a path through a link that leads into the root is inside")
+    for path in (str(box.doc), f"notes/{box.doc.name}"):
+        assert not _verdict(target, path, []), (
+            f"is_path_allowed({path!r}, []) returned True: with no roots at all, nothing is allowed")
 
 
 # --- the tools over MCP ---------------------------------------------------------------------------
@@ -583,6 +648,85 @@ async def test_list_files(target: Target, sandbox: Sandbox) -> None:
                         "list_files")
 
 
+@check("read_file answers a folder, undecodable bytes and a link loop without crashing", points=2,
+       hint="Inside the roots, every odd target gets a ToolError that says what it is, or the text: a folder is not "
+            "a file (say so), bytes that are not UTF-8 are replaced with U+FFFD rather than fatal, and a symbolic-link "
+            "loop never resolves, so is_path_allowed answers False for it instead of raising.")
+async def test_read_file_odd_targets(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    raw = b"caf\xe9 au lait\n\xff\xfe ok \xc3( end\n\xe2\x82"
+    bad = box.root / "latin1.txt"
+    bad.write_bytes(raw)
+    (box.root / "loop-a").symlink_to("loop-b")
+    (box.root / "loop-b").symlink_to("loop-a")
+    for path in ("loop-a", str(box.root / "loop-b" / "x.md")):
+        assert _verdict(target, path, [str(box.root)]) is False, (
+            f"is_path_allowed({path!r}) returned True for a symbolic-link loop (loop-a -> loop-b -> loop-a): a path that "
+            "never resolves is not allowed")
+    roots = target.module("roots")
+    server = roots.create_server([box.root])
+    async with target.client(server) as client:
+        folder = await _read(client, "notes")
+        body = _text(folder)
+        assert folder.is_error and body.strip() != f"{CRASH} read_file", (
+            f"read_file('notes'), a folder inside the root, gave {body[:120]!r}: refuse it with a ToolError")
+        assert "folder" in body.lower() or "director" in body.lower(), (
+            f"read_file('notes') on a folder said {body!r}: say that it is a folder (list_files shows folders), "
+            "not that it is missing")
+        decoded = await _read(client, bad.name)
+        want = raw.decode("utf-8", errors="replace")
+        assert not decoded.is_error and _text(decoded) == want, (
+            f"read_file({bad.name!r}), a file with bytes that are not UTF-8, gave {_text(decoded)[:120]!r}, expected "
+            f"{want!r}: decode as UTF-8, replacing each undecodable byte with U+FFFD and keeping everything else")
+        loop = await _read(client, "loop-a")
+        assert loop.is_error and _text(loop).strip() != f"{CRASH} read_file", (
+            f"read_file('loop-a'), a link loop, gave {_text(loop)[:120]!r}: refuse it with a ToolError")
+
+
+@check("search_files refuses a blank query and returns 1-based, trimmed lines, at most `limit` of them", points=2,
+       hint="A blank query would match every line: refuse it with a ToolError. Number lines from 1, strip each "
+            "line's surrounding spaces, keep the file's order, and stop as soon as `limit` hits are found (the tool "
+            "uses MAX_HITS).")
+async def test_search_hits(target: Target, sandbox: Sandbox) -> None:
+    box = sandbox
+    needle = box.needle
+    folder = box.root / "hits"
+    folder.mkdir()
+    lines = [f"  Top {needle.upper()} line\t", "nothing here", f"\t{needle} two  ", "", f"last {needle.title()}."]
+    (folder / "lines.md").write_text("\n".join(lines) + "\n")
+    expected = [(1, f"Top {needle.upper()} line"), (3, f"{needle} two"), (5, f"last {needle.title()}.")]
+    roots = target.module("roots")
+    limit = roots.MAX_HITS
+    assert isinstance(limit, int) and 1 <= limit <= 500, f"MAX_HITS should be a small positive number, got {limit!r}"
+    bulk = box.root / "bulk"
+    bulk.mkdir()
+    (bulk / "many.md").write_text("".join(f"{i} {needle}\n" for i in range(1, limit + 6)))
+    server = roots.create_server([box.root])
+    async with target.client(server) as client:
+        for blank in ("", "   "):
+            result = await client.call_tool("search_files", {"query": blank})
+            assert result.is_error and _text(result).strip() != f"{CRASH} search_files", (
+                f"search_files({blank!r}) gave {_text(result)[:120]!r}: a blank query matches every line; refuse it "
+                "with a ToolError that says why")
+        query = needle[:3].upper() + needle[3:]              # mixed case: every line matches, whatever its case
+        result = await client.call_tool("search_files", {"query": query, "path": "hits"})
+        assert not result.is_error, f"search_files in hits/ failed: {_text(result)[:150]}"
+        got = [(h.get("line"), h.get("text")) for h in (result.structured_content or {}).get("result") or []]
+        assert got == expected, (
+            f"search_files({query!r}) in a file of {len(lines)} lines returned (line, text) {got}, expected {expected}: "
+            "lines count from 1, the text is the line without its surrounding spaces, case is ignored")
+        result = await client.call_tool("search_files", {"query": needle, "path": "bulk"})
+        many = [h.get("line") for h in (result.structured_content or {}).get("result") or []]
+        assert many == list(range(1, limit + 1)), (
+            f"a file with {limit + 5} matching lines gave {len(many)} hits: the tool returns the first MAX_HITS "
+            f"({limit}), in order")
+    search_files = target.attr("roots", "search_files")
+    capped = [h.line for h in search_files(needle, str(bulk), [box.root], limit=3)]
+    assert capped == [1, 2, 3], (
+        f"search_files(..., limit=3) on a file with {limit + 5} matching lines returned lines {capped}: honour the "
+        "`limit` argument, stop once it is reached")
+
+
 @check("configured roots apply in both eras; clients without roots still work", points=3,
        hint="The server's configuration is the policy. Ask a client for roots only if it is a legacy client that "
             "declared the capability; everyone else gets an empty offer, never a -32021 error.")
@@ -667,6 +811,12 @@ async def test_narrow_roots(target: Target, sandbox: Sandbox) -> None:
         ([box.siblings[0].as_uri()], [], "an offered folder outside every configured root grants nothing"),
         ([box.alias.as_uri()], [box.root], "an offered link to the root counts as the root (resolve offers)"),
         ([box.deep.as_uri(), box.outside.as_uri()], [box.deep, box.outside], "keep the client's order"),
+        ([f"file://evil.example{quote(str(box.notes))}", "https://example.com" + quote(str(box.notes)),
+          box.notes.as_uri() + "%00", box.deep.as_uri()], [box.deep],
+         "offered roots that to_path refuses (another host, another scheme, a NUL byte) are skipped, not fatal"),
+        (["../" * 40 + str(box.notes).lstrip("/")], [],
+         "a relative offered root is skipped (it names no folder until something anchors it); resolved against "
+         "the working directory it would lead to notes/"),
     ]
     for offered, want, why in cases:
         got = [Path(p) for p in narrow(configured, offered)]

@@ -57,6 +57,8 @@ class Deployment:
     def __init__(self) -> None:
         self.host = f"desk-{secrets.token_hex(3)}.example"
         self.origin = f"https://app-{secrets.token_hex(3)}.example"
+        self.other_host = f"mirror-{secrets.token_hex(3)}.example"      # a second public name, where one is asked for
+        self.other_origin = f"https://admin-{secrets.token_hex(3)}.example"
         self.token = secrets.token_urlsafe(24)
         self.issuer = f"https://auth-{secrets.token_hex(3)}.example"
         self.name = f"desk-{secrets.token_hex(3)}"
@@ -103,8 +105,9 @@ class _Lifespans:
         return self.target.expose(lifespan)
 
 
-async def _server(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False) -> Any:
-    """A small server with a noting lifespan, the two given tools and, if asked, bearer auth and the health route."""
+async def _server(target: Target, dep: Deployment, *, auth: bool = False, health: bool | str = False) -> Any:
+    """A small server with a noting lifespan, the two given tools and, if asked, bearer auth and the health
+    route (`health` may name its path)."""
     transport = target.module("transport")
     options: Any = {}
     if auth:
@@ -115,15 +118,18 @@ async def _server(target: Target, dep: Deployment, *, auth: bool = False, health
                                                              **options)
     server.tool()(target.attr("transport", "connection_info"))
     server.tool()(target.attr("transport", "count_to"))
-    if health:
+    if health is True:
         transport.add_health_route(server)
+    elif health:
+        transport.add_health_route(server, path=health)
     return server
 
 
-async def _app(target: Target, dep: Deployment, *, auth: bool = False, health: bool = False, **kwargs: Any) -> Any:
+async def _app(target: Target, dep: Deployment, *, auth: bool = False, health: bool | str = False,
+               **kwargs: Any) -> Any:
     create_app = target.attr("transport", "create_app")
-    return create_app(await _server(target, dep, auth=auth, health=health), allowed_hosts=[dep.host],
-                      allowed_origins=[dep.origin], **kwargs)
+    options = {"allowed_hosts": [dep.host], "allowed_origins": [dep.origin], **kwargs}
+    return create_app(await _server(target, dep, auth=auth, health=health), **options)
 
 
 # --- raw HTTP ------------------------------------------------------------------------------
@@ -309,9 +315,12 @@ async def test_host_and_origin_allowlist(target: Target) -> None:
     dep = Deployment()
     evil = f"evil-{secrets.token_hex(3)}.example"
     port = random.choice([8443, 9000, random.randint(10_000, 60_000)])
-    async with _raw() as http, target.http(await _app(target, dep)) as url:
+    app = await _app(target, dep, allowed_hosts=[dep.host, dep.other_host], allowed_origins=[dep.origin, dep.other_origin])
+    async with _raw() as http, target.http(app) as url:
         bare = await _discover(http, url, dep)
         with_port = await _discover(http, url, dep, host=f"{dep.host}:{port}")
+        second = {h: await _discover(http, url, dep, host=h) for h in (dep.other_host, f"{dep.other_host}:{port}")}
+        second_origin = await _discover(http, url, dep, Origin=dep.other_origin)
         bad_hosts = {h: await _discover(http, url, dep, host=h)
                      for h in (evil, f"{evil}:{port}", f"{dep.host}.{evil}", f"x{dep.host}")}
         good_origin = await _discover(http, url, dep, Origin=dep.origin)
@@ -319,6 +328,12 @@ async def test_host_and_origin_allowlist(target: Target) -> None:
     assert bare.status_code == 200, f"Host: {dep.host} is allowed, but got {_why(bare.status_code)}"
     assert with_port.status_code == 200, (
         f"Host: {dep.host}:{port} (the allowed name on a non-default port) got {_why(with_port.status_code)}")
+    for host, response in second.items():
+        assert response.status_code == 200, (
+            f"Host: {host} names the second allowed host, but got {_why(response.status_code)}: apply every name in "
+            "allowed_hosts, not only the first")
+    assert second_origin.status_code == 200, (
+        f"the second allowed Origin {dep.other_origin} got {_why(second_origin.status_code)}: allow every given origin")
     for host, response in bad_hosts.items():
         assert response.status_code == 421, (
             f"Host: {host} is not an allowed name but got {response.status_code}, expected 421: "
@@ -330,17 +345,35 @@ async def test_host_and_origin_allowlist(target: Target) -> None:
 
 @check("the MCP endpoint needs the right bearer token (401 otherwise)", points=3,
        hint="Give MCPServer a token_verifier (verify_token returns an AccessToken or None, never raises) and "
-            "auth=AuthSettings(...) naming the issuer and this resource. Compare tokens whole and in constant time.")
+            "auth=AuthSettings(...) naming the issuer and this resource. Compare tokens whole and in constant time, "
+            "as bytes: hmac.compare_digest refuses str with characters outside ASCII, and a header can carry them.")
 async def test_bearer_token_required(target: Target) -> None:
     dep = Deployment()
     wrong = {"no token": "", "a random token": secrets.token_urlsafe(24), "the token minus its last character":
              dep.token[:-1], "the token plus one character": dep.token + "x", "the token in upper case": dep.token.upper()}
+    accented = {"the token plus é": dep.token + "é", "the token with its last character replaced by ü":
+                dep.token[:-1] + "ü", "a token of accented letters": "éüßçñøπ✓"}
+    verifier = target.module("transport").StaticTokenVerifier(dep.token, resource=dep.resource)
+    for what, tok in accented.items():
+        try:
+            verdict = await verifier.verify_token(tok)
+        except NotImplementedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the exception is the finding
+            pytest.fail(f"verify_token({tok!r}) ({what}) raised {type(exc).__name__}: {exc}. A token that is not the "
+                        "configured one is answered with None, whatever its characters; compare bytes")
+        assert verdict is None, f"verify_token({tok!r}) ({what}) accepted a token that is not the configured one"
     async with _raw() as http, target.http(await _app(target, dep, auth=True)) as url:
         refused: dict[str, httpx2.Response] = {}
         for what, tok in wrong.items():
             if tok != dep.token:
                 async with _raw() as fresh:  # its own connection: after a crash (500) the server closes the one it used
                     refused[what] = await _discover(fresh, url, dep, token=tok)
+        for what, tok in accented.items():
+            headers: dict[str, Any] = _modern_headers(dep, "server/discover", token="")
+            headers["Authorization"] = b"Bearer " + tok.encode("utf-8")      # as a client would send it: UTF-8 bytes
+            async with _raw() as fresh:
+                refused[what] = await fresh.post(url, json=_modern("server/discover"), headers=headers)
         right = await _discover(http, url, dep)
         metadata_url = ""
         if (challenge := refused["no token"].headers.get("www-authenticate", "")) and "resource_metadata=" in challenge:
@@ -367,21 +400,31 @@ async def test_bearer_token_required(target: Target) -> None:
 
 
 @check("/health answers 200 without a token while /mcp stays protected", points=2,
-       hint="Register the probe with @server.custom_route: the SDK leaves custom routes outside the bearer "
-            "check. Answer JSON with status ok. A probe sends no token (give it an allowed Host).")
+       hint="Register the probe with @server.custom_route at the path you are given (default /health): the SDK "
+            "leaves custom routes outside the bearer check. Answer JSON with status ok and the server's name. A "
+            "probe sends no token (give it an allowed Host).")
 async def test_health_is_public(target: Target) -> None:
     dep = Deployment()
+    elsewhere = f"/ready-{secrets.token_hex(2)}"
     async with _raw() as http, target.http(await _app(target, dep, auth=True, health=True)) as url:
         base = url.rsplit("/mcp", 1)[0]
         probe = await http.get(f"{base}/health", headers={"Host": dep.host})   # no token
         with_token = await http.get(f"{base}/health", headers=dep.headers())
         mcp_without = await _discover(http, url, dep, token="")
+    async with _raw() as http, target.http(await _app(target, dep, health=elsewhere)) as url:
+        base = url.rsplit("/mcp", 1)[0]
+        moved = await http.get(f"{base}{elsewhere}", headers={"Host": dep.host})
     assert probe.status_code == 200, f"GET /health without a token got {_why(probe.status_code)}"
     try:
         body = probe.json()
     except ValueError:
         pytest.fail(f"/health should answer JSON, got {probe.text[:80]!r}")
-    assert isinstance(body, dict) and body.get("status") == "ok", f'/health should answer {{"status": "ok"}}, got {body}'
+    want = {"status": "ok", "server": dep.name}
+    assert body == want, f"/health should answer {want} (the server's own name), got {body}"
+    assert moved.status_code == 200 and moved.headers.get("content-type", "").startswith("application/json") \
+        and moved.json() == want, (
+        f"add_health_route(server, path={elsewhere!r}) should answer GET {elsewhere} with {want}, got "
+        f"{_why(moved.status_code)} {moved.text[:80]!r}: register the route at the path you are given")
     assert with_token.status_code == 200, "/health should also answer a caller that sends a token"
     assert mcp_without.status_code == 401, (
         f"/mcp without a token got {mcp_without.status_code}: the health route is public, the MCP endpoint must not be")
@@ -453,27 +496,116 @@ async def test_static_token_names_no_issuer(target: Target) -> None:
         "authorization server that does not exist, so a client's OAuth flow can only fail")
 
 
-@check("request bodies above max_body_bytes get 413", points=2,
+@check("tools see who holds the token, never the token; a token for another resource is refused", points=2,
+       hint="verify_token describes the caller: the AccessToken carries the verifier's client_id (who the token "
+            "belongs to, which tools read), the verifier's resource (the endpoint the token is for) and no scopes; "
+            "never the secret itself as an id. With an issuer, auth_options has the SDK check that resource "
+            "against this server's URL (validate_token_resource).")
+async def test_token_names_its_holder(target: Target) -> None:
+    dep = Deployment()
+    holder = f"operator-{secrets.token_hex(3)}"
+    elsewhere = f"https://other-{secrets.token_hex(3)}.example/mcp"
+    transport = target.module("transport")
+    access = await transport.StaticTokenVerifier(dep.token, resource=dep.resource, client_id=holder).verify_token(dep.token)
+    assert access is not None, "verify_token(<the configured token>) answered None: the right token must be accepted"
+    assert (access.client_id, access.resource, list(access.scopes)) == (holder, dep.resource, []), (
+        f"StaticTokenVerifier(token, resource={dep.resource!r}, client_id={holder!r}).verify_token(token) described "
+        f"the caller as client_id={access.client_id!r}, resource={access.resource!r}, scopes={list(access.scopes)}; "
+        f"expected {holder!r}, {dep.resource!r}, []: the token belongs to the verifier's client, for its resource")
+
+    async def app(resource: str) -> Any:
+        options = transport.auth_options(dep.token, resource_url=dep.resource, issuer_url=dep.issuer)
+        assert isinstance(options, dict), "auth_options must return a dict of MCPServer keyword arguments"
+        options["token_verifier"] = transport.StaticTokenVerifier(dep.token, resource=resource, client_id=holder)
+        server = target.library("mcp.server.mcpserver").MCPServer(dep.name, log_level="WARNING", **options)
+        server.tool()(target.attr("transport", "connection_info"))
+        return target.attr("transport", "create_app")(server, allowed_hosts=[dep.host])
+
+    seen: dict[str, Any] = {}
+    async with _raw() as http, target.http(await app(dep.resource), graceful=False) as url:
+        await _require_reachable(http, url, dep, "create_app with auth_options")
+        for mode in ("auto", "legacy"):
+            async with _client(url, dep, mode) as client:
+                result = await client.call_tool("connection_info", {})
+                seen[mode] = (result.is_error, dict(result.structured_content or {}), _text_of(result))
+    async with _raw() as http, target.http(await app(elsewhere), graceful=False) as url:
+        foreign = await _discover(http, url, dep)
+    for mode, (failed, info, text) in seen.items():
+        assert not failed, f"[{mode}] connection_info failed over HTTP: {text[:150]}"
+        assert dep.token not in text and dep.token not in json.dumps(info), (
+            f"[{mode}] the bearer token itself reached a tool result ({info}): a tool's output goes to the model and "
+            "its logs; name the caller by the verifier's client_id, never by the secret")
+        assert info.get("client_id") == holder, (
+            f"[{mode}] the tool saw the caller as {info.get('client_id')!r}, expected {holder!r} (the verifier's client_id)")
+    assert foreign.status_code == 401, (
+        f"the server at {dep.resource} accepted a token its verifier issued for {elsewhere} (got {_why(foreign.status_code)}, "
+        "expected 401): with an issuer, auth_options must have the SDK check each token's resource")
+
+
+def _text_of(result: Any) -> str:
+    return "\n".join(getattr(c, "text", "") for c in result.content or [])
+
+
+def _padded(size: int) -> bytes:
+    """A modern server/discover body of exactly `size` bytes, padded with two-byte characters (é) in UTF-8, so a
+    limit counted in characters would let it through."""
+    body = _modern("server/discover", **{"x-padding": ""})
+    room = size - len(json.dumps(body, ensure_ascii=False).encode())
+    body["params"]["_meta"]["x-padding"] = "é" * (room // 2) + "p" * (room % 2)
+    data = json.dumps(body, ensure_ascii=False).encode()
+    assert len(data) == size, (len(data), size)
+    return data
+
+
+@check("request bodies above max_body_bytes get 413, a body of exactly that size passes", points=2,
        hint="The SDK can refuse oversized bodies before parsing them: pass the limit through when you build "
-            "the Streamable HTTP app.")
+            "the Streamable HTTP app. The limit is in bytes, and a body of exactly max_body_bytes is allowed.")
 async def test_body_size_limit(target: Target) -> None:
     dep = Deployment()
     limit = random.randint(3_000, 12_000)
-
-    def padded(size: int) -> bytes:
-        body = _modern("server/discover", **{"x-padding": ""})
-        base = len(json.dumps(body).encode())
-        body["params"]["_meta"]["x-padding"] = "p" * (size - base)
-        return json.dumps(body).encode()
-
     async with _raw() as http, target.http(await _app(target, dep, max_body_bytes=limit)) as url:
         headers = _modern_headers(dep, "server/discover")
-        small = await http.post(url, content=padded(limit - 200), headers=headers)
-        big = await http.post(url, content=padded(limit + 200), headers=headers)
-    assert small.status_code == 200, f"a body of {limit - 200} bytes (under the limit {limit}) got {_why(small.status_code)}"
-    assert big.status_code == 413, (
-        f"a body of {limit + 200} bytes (over the limit {limit}) got {big.status_code}, expected 413: "
-        "max_body_bytes is not applied")
+        exact = await http.post(url, content=_padded(limit), headers=headers)
+        over = await http.post(url, content=_padded(limit + 1), headers=headers)
+        big = await http.post(url, content=_padded(limit + 200), headers=headers)
+    assert exact.status_code == 200, (
+        f"a body of exactly {limit} bytes (max_body_bytes={limit}) got {_why(exact.status_code)}: only a body larger "
+        "than the limit is refused")
+    for response, size in ((over, limit + 1), (big, limit + 200)):
+        assert response.status_code == 413, (
+            f"a body of {size} bytes (over the limit {limit}; fewer characters, since é is two bytes) got "
+            f"{response.status_code}, expected 413: max_body_bytes is not applied, or not in bytes")
+
+
+@check("create_app serves the path it is given, and turns sessions or streaming off only when asked", points=2,
+       hint="Every argument of create_app reaches streamable_http_app: `path` is where the endpoint lives, "
+            "`stateless=True` gives legacy clients no session (no Mcp-Session-Id), `json_response=True` answers "
+            "every call with one JSON body, even one that reports progress.")
+async def test_create_app_options(target: Target) -> None:
+    dep = Deployment()
+    path = f"/api-{secrets.token_hex(2)}/rpc"
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "course-check", "version": "1"}}}
+    call = {"name": "count_to", "arguments": {"n": 3}}
+    app = await _app(target, dep, path=path, stateless=True, json_response=True)
+    async with _raw() as http, target.http(app, path=path, graceful=False) as url:
+        base = url.rsplit(path, 1)[0]
+        moved = await _discover(http, url, dep)
+        default = await _discover(http, f"{base}/mcp", dep)
+        opened = await http.post(url, json=init, headers=dep.headers())
+        progress = await http.post(url, json=_modern("tools/call", call, id=2, progressToken=7),
+                                   headers=_modern_headers(dep, "tools/call", "count_to"))
+    assert moved.status_code == 200, (
+        f"create_app(..., path={path!r}): a POST to {path} got {_why(moved.status_code)}: serve the endpoint at `path`")
+    assert default.status_code == 404, f"with path={path!r}, /mcp should not be an MCP endpoint, got {default.status_code}"
+    assert opened.status_code == 200, f"a legacy initialize got {_why(opened.status_code)}"
+    assert "mcp-session-id" not in opened.headers, (
+        f"create_app(..., stateless=True): a legacy initialize still got Mcp-Session-Id "
+        f"{opened.headers.get('mcp-session-id')!r}; stateless serving opens no session")
+    kind = progress.headers.get("content-type", "")
+    assert progress.status_code == 200 and kind.startswith("application/json"), (
+        f"create_app(..., json_response=True): a tools/call with a progressToken was answered {kind!r} "
+        f"({_why(progress.status_code)}), expected one application/json body")
 
 
 async def _host_app(target: Target, dep: Deployment, prefix: str, page: str, secret: str) -> Any:
@@ -510,6 +642,46 @@ async def test_mounted_app_works(target: Target) -> None:
     assert "host-start" in started, "the host app's own lifespan did not run: enter it in the combined lifespan"
     assert started.count("start") == 1, (
         f"the MCP server's lifespan should start once when the host starts; it started {started.count('start')} times")
+
+
+@check("mount_app without a host lifespan or routes still serves MCP, and applies its allowlist and body limit",
+       points=2,
+       hint="`lifespan` and `routes` are optional: with none, the host app must still run the MCP session manager. "
+            "Everything create_app offers applies under the prefix too: the health route, the allowed hosts and "
+            "origins (CORS included), and the max_body_bytes you were given.")
+async def test_mount_app_options(target: Target) -> None:
+    dep = Deployment()
+    prefix, limit = f"/svc-{secrets.token_hex(2)}", random.randint(3_000, 12_000)
+    server = await _server(target, dep, health=True)
+    mount_app = target.attr("transport", "mount_app")
+    app = mount_app(server, prefix=prefix, allowed_hosts=[dep.host], allowed_origins=[dep.origin], max_body_bytes=limit)
+    async with _raw() as http, target.http(app, path=f"{prefix}/mcp", graceful=False) as url:
+        base = url.rsplit(prefix, 1)[0]
+        health = await http.get(f"{base}{prefix}/health", headers={"Host": dep.host})
+        exact = await http.post(url, content=_padded(limit), headers=_modern_headers(dep, "server/discover"))
+        over = await http.post(url, content=_padded(limit + 1), headers=_modern_headers(dep, "server/discover"))
+        browser = await _discover(http, url, dep, Origin=dep.origin)
+        foreign = await _discover(http, url, dep, Origin=f"https://evil-{secrets.token_hex(2)}.example")
+        stranger = await _discover(http, url, dep, host=f"evil-{secrets.token_hex(2)}.example")
+        seen = {}
+        if exact.status_code == 200:
+            for mode in ("auto", "legacy"):
+                async with _client(url, dep, mode) as client:
+                    seen[mode] = (await _whoami(client))["protocol"]
+    assert health.status_code == 200 and health.json() == {"status": "ok", "server": dep.name}, (
+        f"GET {prefix}/health got {_why(health.status_code)} {health.text[:80]!r}")
+    assert exact.status_code == 200, (
+        f"a {limit}-byte POST to {prefix}/mcp (max_body_bytes={limit}) got {_why(exact.status_code)}"
+        + (": is the session manager running when no host lifespan is given?" if exact.status_code == 500 else ""))
+    assert over.status_code == 413, (
+        f"a {limit + 1}-byte POST to {prefix}/mcp (over max_body_bytes={limit}) got {over.status_code}, expected 413: "
+        "the mounted app does not apply the limit mount_app was given")
+    assert browser.status_code == 200 and browser.headers.get("access-control-allow-origin") == dep.origin, (
+        f"a call from the allowed origin {dep.origin} through the mounted app got {_why(browser.status_code)} "
+        f"(Access-Control-Allow-Origin: {browser.headers.get('access-control-allow-origin')!r}): pass allowed_origins on")
+    assert foreign.status_code == 403, f"a foreign Origin through the mounted app got {foreign.status_code}, expected 403"
+    assert stranger.status_code == 421, f"a foreign Host through the mounted app got {stranger.status_code}, expected 421"
+    assert seen == {"auto": MODERN, "legacy": LEGACY}, f"clients of both eras through the mounted app saw {seen}"
 
 
 APP_STOPPED = "app-stopped"  # noted when the served app reports its ASGI lifespan shut down

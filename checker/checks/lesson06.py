@@ -36,7 +36,8 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import RequestStateSecurity
 from mcp.server.request_state import InvalidRequestState
-from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
+from mcp.shared.subscriptions import (PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged,
+                                      event_from_wire, event_to_notification)
 from mcp.types import INVALID_PARAMS, ElicitResult, InputRequiredResult
 
 from checker.marks import check
@@ -359,8 +360,11 @@ def _listener(target: Target, heard: list[Any]) -> Any:
     return target.expose(lambda event: heard.append(_event(target, event)))
 
 
-def _explode(event: Any) -> None:
-    raise RuntimeError("a broken listener")
+def _exploding(complaint: str) -> Any:
+    """A listener that always raises, with `complaint` as its message."""
+    def explode(event: Any) -> None:
+        raise RuntimeError(complaint)
+    return explode
 
 
 # --- checks ----------------------------------------------------------------------------------------
@@ -403,12 +407,20 @@ async def test_state_keys_from_configuration(target: Target) -> None:
     for empty in ({}, {KEYS: ""}):
         assert scaling.state_security_from_env(empty) is None, (
             f"with {empty or 'no configuration'}, return None (the SDK then keeps a key for this one process)")
-    try:
-        scaling.state_security_from_env({KEYS: _word(12)})
-    except ValueError as exc:
-        assert KEYS in str(exc), f"the error for a short key should name {KEYS} so the operator knows what to fix: {exc}"
-    else:
-        pytest.fail("a 12-character secret was accepted: request-state keys need at least 32 bytes")
+    for short in (_word(12), "k" * 31, "é" * 15 + "k"):
+        try:
+            scaling.state_security_from_env({KEYS: short})
+        except ValueError as exc:
+            assert KEYS in str(exc), f"the error for a short key should name {KEYS} so the operator knows what to fix: {exc}"
+        else:
+            pytest.fail(f"a {len(short.encode())}-byte secret was accepted: request-state keys need at least 32 bytes")
+    for exact in (secrets.token_hex(16), "é" * 16):
+        try:
+            fits = scaling.state_security_from_env({KEYS: exact})
+        except ValueError as exc:
+            pytest.fail(f"a key of exactly 32 bytes ({len(exact)} characters) was refused ({exc}): the SDK wants at least "
+                        "32 bytes, so 32 is enough; let RequestStateSecurity judge the keys")
+        assert sdk_policy in target.classes(fits), f"a 32-byte key should give a RequestStateSecurity, got {fits!r}"
     source = target.read_text(scaling.__file__)
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)) and len(node.value) >= 32:
@@ -443,6 +455,72 @@ async def test_one_name_and_the_given_bus(target: Target, tmp_path: Path) -> Non
     assert not result.is_error, f"file_note failed: {result.content[0].text if result.content else ''}"
     assert ResourceUpdated(uri=NOTES) in heard, (
         "filing a note published nothing on the bus create_server was given: pass it to MCPServer(subscriptions=...)")
+    # The lifespan replica_server is handed is the one that keeps a Redis bus connected: it must run.
+    noted: list[str] = []
+    stand_in = target.library("unittest.mock").MagicMock
+    on_exit = target.expose(lambda *exc_info: noted.append("stop"))
+
+    def lifespan(app: Any) -> Any:
+        noted.append("start")
+        return stand_in(**{"__aenter__.return_value": {}, "__aexit__.side_effect": on_exit})
+
+    bare = scaling.replica_server({"RESEARCH_DESK_REPLICA": second, "RESEARCH_DESK_ROOT": str(tmp_path)},
+                                  lifespan=target.expose(lifespan),
+                                  events=target.library("mcp.server.subscriptions").InMemorySubscriptionBus())
+    async with target.client(bare) as client:
+        await client.list_tools()
+    assert noted[:1] == ["start"], (
+        "replica_server(environ, lifespan=..., events=...) built a server that never ran the lifespan it was given: "
+        "pass it to MCPServer(lifespan=...), it is what connects a Redis bus")
+
+
+@check("create_server is configured only from the mapping it is given", points=2,
+       hint="create_server(environ) hands `environ` to replica_server, and everything must come from it, never from "
+            "os.environ: the notebook and the tests build replicas in one process from dicts. Two mappings with the "
+            "same RESEARCH_DESK_STATE_KEYS share state; a mapping with another key does not.")
+async def test_configured_from_the_mapping(target: Target, tmp_path: Path) -> None:
+    scaling = target.module("scaling")
+    key, other = secrets.token_hex(32), secrets.token_hex(32)
+    first, second, stranger = _replica_names(3)
+
+    def build(name: str, ring: str) -> Any:
+        return scaling.create_server({"RESEARCH_DESK_REPLICA": name, "RESEARCH_DESK_ROOT": str(tmp_path), KEYS: ring})
+
+    one, sibling, foreign = build(first, key), build(second, key), build(stranger, other)
+    text = " ".join(_word() for _ in range(6))
+    with anyio.fail_after(10):
+        async with target.client(one, elicitation_callback=_accept) as a, \
+                target.client(sibling, elicitation_callback=_accept) as b, \
+                target.client(foreign, elicitation_callback=_accept) as c:
+            finished = await _split_in_memory(a, b, f"{_word()} {_word()}", text)
+            refused = await _split_in_memory(a, c, _word(), _word())
+    if isinstance(finished, MCPError):
+        pytest.fail(f"round 1 on replica {first}, retry on replica {second}, both built from mappings holding the same "
+                    f"{KEYS}: MCPError {finished.code} {finished.message}. Does replica_server read the mapping it is "
+                    "given, rather than os.environ?")
+    assert not isinstance(finished, InputRequiredResult), f"replica {second} asked again instead of finishing the call"
+    receipt = finished.structured_content or {}
+    assert not finished.is_error and receipt.get("replica") == second and receipt.get("filed"), (
+        f"the retry should be finished (and filed) by replica {second}, got {receipt or finished.content}")
+    assert text in (_written(target, tmp_path / str(receipt.get("name"))) or ""), "the note was not written"
+    if not isinstance(refused, MCPError):
+        pytest.fail(f"state sealed by replica {first} was accepted by replica {stranger}, whose mapping holds another "
+                    "key: the keys in use are not the ones the mapping configures")
+    assert _is_rejected_state(refused), f"expected 'Invalid or expired requestState' (-32602), got {refused}"
+
+
+async def _split_in_memory(first: Any, second: Any, title: str, text: str) -> Any:
+    """Round 1 of file_note through one client, the retry through the other: the final result, or the MCPError."""
+    args = {"title": title, "text": text}
+    opening = await first.session.call_tool("file_note", args, allow_input_required=True)
+    if not isinstance(opening, InputRequiredResult):
+        pytest.fail(f"file_note should ask before filing (an InputRequiredResult), got {type(opening).__name__}")
+    answers = {key: ElicitResult(action="accept", content={"file_it": True}) for key in opening.input_requests}
+    try:
+        return await second.session.call_tool("file_note", args, input_responses=answers,
+                                              request_state=opening.request_state, allow_input_required=True)
+    except MCPError as exc:
+        return exc
 
 
 @check("a multi-round-trip call finishes on a sibling replica when keys are shared", points=3,
@@ -498,14 +576,24 @@ async def test_strangers_reject_state(target: Target, tmp_path: Path) -> None:
 async def test_legacy_stateless_spreads(target: Target, tmp_path: Path) -> None:
     scaling = target.module("scaling")
     names = _replica_names(2)
-    async with target.http(scaling.build_app({"RESEARCH_DESK_REPLICA": names[0], "RESEARCH_DESK_ROOT": str(tmp_path)})) as url:
-        async with httpx2.AsyncClient() as http:
-            response = await http.post(url, headers={"accept": "application/json, text/event-stream"}, json={
-                "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}})
-        assert response.headers.get("mcp-session-id"), (
-            "without RESEARCH_DESK_STATELESS a legacy client should get a session (Mcp-Session-Id): stateless "
-            "mode drops the back-channel, so it is opt-in")
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}}
+    for value in (None, "0", "false", "1"):
+        env = {"RESEARCH_DESK_REPLICA": names[0], "RESEARCH_DESK_ROOT": str(tmp_path)}
+        if value is not None:
+            env["RESEARCH_DESK_STATELESS"] = value
+        async with target.http(scaling.build_app(env), graceful=False) as url:
+            async with httpx2.AsyncClient() as http:
+                response = await http.post(url, headers={"accept": "application/json, text/event-stream"}, json=initialize)
+        ids = response.headers.get_list("mcp-session-id")
+        setting = "without RESEARCH_DESK_STATELESS" if value is None else f"with RESEARCH_DESK_STATELESS={value!r}"
+        if value == "1":
+            assert response.status_code == 200 and not ids, (
+                f"{setting} a legacy initialize got Mcp-Session-Id {ids} (HTTP {response.status_code}): stateless serving "
+                "has no session, so there is nothing to tag, and a made-up id would send the client back with it")
+        else:
+            assert ids, (f"{setting} a legacy client should get a session (Mcp-Session-Id): stateless mode drops the "
+                         "back-channel, so it is on only for the value \"1\"")
     served: list[str] = []
     spec = {name: {"RESEARCH_DESK_STATELESS": "1"} for name in names}
     async with _replicas(target, tmp_path, spec) as (a, b):
@@ -567,6 +655,16 @@ async def test_session_ids_name_their_owner(target: Target, tmp_path: Path) -> N
             f"this replica's own prefix may be removed, so anything else stays 'Session not found' (404)")
         async with target.client(url) as modern:
             assert await _replica_of(modern) == name, "modern clients must work through the middleware too"
+        async with httpx2.AsyncClient(timeout=5) as raw:
+            discover = await raw.post(url, headers={"accept": "application/json, text/event-stream",
+                                                    "mcp-protocol-version": "2026-07-28", "mcp-method": "server/discover"},
+                                      json={"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": {
+                                          "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                          "io.modelcontextprotocol/clientInfo": {"name": "c", "version": "1"},
+                                          "io.modelcontextprotocol/clientCapabilities": {}}}})
+        assert discover.status_code == 200 and "mcp-session-id" not in discover.headers, (
+            f"a modern request through the middleware got HTTP {discover.status_code} with Mcp-Session-Id "
+            f"{discover.headers.get('mcp-session-id')!r}: tag only a session id the SDK sent, never invent one")
 
 
 def _render_nginx(template: str, replicas: dict[str, int], port: int, prefix: Path) -> str:
@@ -698,9 +796,11 @@ def _needs_redis() -> None:
         pytest.skip("needs redis-server: sudo apt-get install redis-server (macOS: brew install redis)")
 
 
-@check("bus events survive the trip through bytes", points=1,
+@check("bus events travel as the SDK's wire form and survive the trip through bytes", points=1,
        hint="The SDK already has a wire form for each event (mcp.shared.subscriptions: event_to_notification and "
-            "event_from_wire). Decoding must never raise: other programs may publish on the same channel.")
+            "event_from_wire): write the JSON of that notification, and read any such JSON back. Decoding must never "
+            "raise: other programs may publish on the same channel, and a near miss (no uri, params that are not an "
+            "object) is simply not an event.")
 async def test_events_round_trip(target: Target) -> None:
     scaling = target.module("scaling")
     events = [ToolsListChanged(), PromptsListChanged(), ResourcesListChanged(),
@@ -713,8 +813,31 @@ async def test_events_round_trip(target: Target) -> None:
         text = data.decode() if isinstance(data, bytes) else data
         assert _event(target, scaling.decode_event(text)) == event, (
             "decode_event should accept str as well as bytes")
+    for event in events:   # what another program reads: the JSON of the SDK's own notification for the event
+        data = scaling.encode_event(_there(target, event))
+        try:
+            message = json.loads(data)
+        except ValueError:
+            pytest.fail(f"encode_event({event!r}) is not JSON: {data[:80]!r}")
+        method = message.get("method") if isinstance(message, dict) else None
+        params = message.get("params") if isinstance(message, dict) else None
+        want = event_to_notification(event, {}).method
+        assert method == want and event_from_wire(method, params if isinstance(params, dict) else None) == event, (
+            f"encode_event({event!r}) wrote {data[:120]!r}: expected the SDK's notification for it (method {want!r}), "
+            "which every replica, of any version, can read")
+        wire = event_to_notification(event, {"io.modelcontextprotocol/subscriptionId": 7})
+        fields = {"jsonrpc": "2.0", **wire.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        shuffled = json.dumps(dict(reversed(list(fields.items()))), indent=2).encode()
+        assert _event(target, scaling.decode_event(shuffled)) == event, (
+            f"decode_event({shuffled[:120]!r}) did not give {event!r}: read any JSON of the SDK's wire form (keys in any "
+            "order, extra fields such as _meta), not only the exact bytes your encode_event writes")
+    near_misses = [{"jsonrpc": "2.0", "method": "notifications/resources/updated"},
+                   {"method": "notifications/resources/updated", "params": {"uri": 42}},
+                   {"method": "notifications/resources/updated", "params": [NOTES]},
+                   {"method": "notifications/resources/updated", "params": None},
+                   {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}]
     for junk in (b"", b"not json", b"[1, 2]", b'{"method": 3}', b'{"method": "tools/call", "params": {}}',
-                 _word().encode()):
+                 _word().encode(), b"\x80\xff", *(json.dumps(x).encode() for x in near_misses)):
         try:
             got = _event(target, scaling.decode_event(junk))
         except Exception as exc:  # noqa: BLE001
@@ -735,7 +858,15 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
         elsewhere = scaling.RedisSubscriptionBus(url, channel=channel + "-other")
         # The listeners are the check's: what they hear is noted here, as it arrives.
         heard: dict[str, list[Any]] = {"here": [], "there": [], "elsewhere": []}
-        here.subscribe(target.expose(_explode))
+        complaint = f"a broken listener {_word(8)}"
+        here.subscribe(target.expose(_exploding(complaint)))
+        # A plain handler on the root logger where the bus runs: each record, one line on that process's stderr.
+        token = f"lesson06-{secrets.token_hex(6)}"
+        logs = target.library("logging")
+        handler = logs.StreamHandler()
+        handler.setLevel(logs.WARNING)
+        handler.setFormatter(logs.Formatter(f"{token} {{message!r}} {{exc_info!r}}", style="{"))
+        logs.getLogger().addHandler(handler)
         here.subscribe(_listener(target, heard["here"]))
         stop_there = there.subscribe(_listener(target, heard["there"]))
         elsewhere.subscribe(_listener(target, heard["elsewhere"]))
@@ -760,6 +891,8 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
             stop_there()
             await here.publish(_there(target, ResourcesListChanged()))
             await anyio.sleep(0.3)
+        logs.getLogger().removeHandler(handler)
+        logged = [line for line in target.output().splitlines() if line.startswith(f"{token} ") and complaint in line]
     want = [*events, last]
     assert heard["there"] == want, (
         f"the other replica's bus heard {heard['there']}, expected {want}: publish must go through Redis")
@@ -770,6 +903,9 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
         f"the publishing bus's listener heard {heard['here']}: each event exactly once (not once locally and "
         f"again from Redis)")
     assert not heard["elsewhere"], "a bus on another channel heard these events: subscribe to your own channel only"
+    assert logged, (
+        f"a listener raised RuntimeError({complaint!r}) and nothing was logged at WARNING or above: catch it so the "
+        "others still hear the event, but log it (logger.exception), or a broken listener fails silently forever")
 
 
 @check("a note filed on one replica reaches a listener on another through Redis", points=3,

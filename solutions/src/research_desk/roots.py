@@ -9,22 +9,39 @@ guidance, enforcement is the server's job, on every path, in every tool.
 One gate decides, `is_path_allowed(path, roots)`. Its policy, case by case:
 
 - plain absolute path: judged where it really leads.
-- plain relative path: anchored at the first root, never at the process's working directory.
-- `file://` URI (`file:///…` or `file://localhost/…`): percent-decoded exactly once, then judged like
-  an absolute path. Other schemes, other hosts, a query or a fragment: refused. Plain paths are
-  never percent-decoded (`100%25.md` may be a real file name).
+- plain relative path: anchored at the first root, never at the process's working directory; with
+  several roots, still the first (not the last, not whichever makes it fit), then compared with all.
+- no roots at all: nothing is allowed.
+- `file://` URI (`file:///…` or `file://localhost/…`): percent-decoded exactly once (`%252E` is the
+  text `%2E`, not a dot), then judged like an absolute path. Other schemes, other hosts, a query or
+  a fragment: refused. Plain paths are never percent-decoded (`100%25.md` may be a real file name).
 - `..`: collapsed by resolving, after symbolic links are followed, as the kernel walks a path.
-- symbolic links, inward or outward: followed; the link's *target* is judged, not its name.
+- symbolic links, inward or outward: followed; the link's *target* is judged, not its name. A link
+  loop never resolves, so it is not allowed.
 - a path that does not exist (yet): judged where it would be created; the tools then say
   "no such file" only for paths inside the roots.
 - a NUL byte (raw or `%00`): refused with a reason; C code would cut the path there.
 - over 4096 bytes in total, or one name over 255 bytes (Linux's PATH_MAX and NAME_MAX): refused with
-  a reason, before the file system sees it.
+  a reason, before the file system sees it. Bytes of UTF-8, not characters (`é` is two); measured on
+  the path as sent (a URI's path once decoded), before anchoring; exactly 4096 or 255 is fine.
 - letter case and Unicode NFC/NFD forms: compared exactly, as the file system stores names. Linux is
   case-sensitive and keeps NFC and NFD names apart, so folding either would admit a different folder.
 - the comparison: `Path.is_relative_to` on resolved paths and resolved roots, never `str.startswith`.
 - a refusal for a path outside the roots: the same words whether or not the file exists, and never
   the file's content or a link's target.
+
+The tools, inside the roots:
+
+- `read_file`: the text, as UTF-8 with each undecodable byte replaced by U+FFFD; a folder gets a
+  ToolError saying it is a folder, a missing file one saying "no such file".
+- `search_files`: a blank query is refused (ToolError); matching ignores case; each hit is the
+  1-based line number and the line without its surrounding spaces, in file order; at most `limit`
+  hits (the tool passes MAX_HITS); every file is re-checked, since a link inside may point out;
+  hits are named the way `read_file` takes them back, never by the server's absolute path.
+- `list_files`: the folder's visible entries that lead inside the roots, folders ending in `/`.
+- a client's roots (legacy clients that declared the capability only) narrow the configured roots
+  to their overlap, in the client's order; offered roots that `to_path` refuses, or that are
+  relative, are skipped; an empty offer changes nothing; an offer never widens.
 
 What remains after this check is a race: a link swapped between the check and the open
 (TOCTOU). Hostile local users need `O_NOFOLLOW`/`openat`-style opening; this lesson's tools
@@ -74,7 +91,7 @@ def to_path(value: PathLike) -> Path:
     Raises PathRejected, with a reason, for input no file system should see: NUL bytes,
     over-long paths or names, URIs that are not local `file://` URIs. Does not resolve.
     """
-    # BEGIN SOLUTION lesson-4: refuse NUL bytes; decode a file:// URI (local host only, percent-encoding decoded exactly once, no query or fragment) and refuse any other scheme; refuse paths over MAX_PATH_BYTES and names over MAX_NAME_BYTES (in bytes); plain paths are taken literally. Raise PathRejected with a reason each time.
+    # BEGIN SOLUTION lesson-4: refuse NUL bytes; decode a file:// URI (local host only, percent-encoding decoded exactly once, no query or fragment) and refuse any other scheme; refuse paths over MAX_PATH_BYTES and names over MAX_NAME_BYTES (UTF-8 bytes of the path as sent, a URI's once decoded; exactly the limit is fine); plain paths are taken literally, never decoded. Raise PathRejected with a reason each time.
     text = os.fspath(value)
     if not isinstance(text, str):
         raise PathRejected("paths must be text, not bytes")
@@ -118,7 +135,7 @@ def is_path_allowed(path: PathLike, roots: Sequence[PathLike]) -> bool:
     `path` and each root may be a plain path or a `file://` URI; a relative `path` is anchored at
     the first root. Never raises: anything malformed or unresolvable is simply not allowed.
     """
-    # BEGIN SOLUTION lesson-4: convert the roots and the path with to_path, anchor a relative path at the first root, resolve everything (symbolic links and `..` included), and compare resolved paths as paths, never as strings; a refused or unresolvable input is not allowed (return False, do not raise).
+    # BEGIN SOLUTION lesson-4: convert the roots and the path with to_path, anchor a relative path at the first root (with several roots, still the first), resolve everything (symbolic links and `..` included), and compare resolved paths as paths, never as strings, with every root; no roots, a refused input or an unresolvable one (a link loop) is not allowed (return False, do not raise).
     try:
         bases = [to_path(root).resolve() for root in roots]
         if not bases:
@@ -218,7 +235,7 @@ def list_files(path: str, roots: Sequence[Path]) -> list[str]:
 
 def read_file(path: str, roots: Sequence[Path]) -> str:
     """The text of one file inside the roots."""
-    # BEGIN SOLUTION lesson-4: pass the path through resolve_allowed before anything touches the disk, and only then tell "no such file" or "is a folder" apart (ToolError); read the text as UTF-8, replacing undecodable bytes.
+    # BEGIN SOLUTION lesson-4: pass the path through resolve_allowed before anything touches the disk, and only then tell "no such file" or "is a folder" apart (ToolError, saying which); read the text as UTF-8, replacing each undecodable byte with U+FFFD.
     real = resolve_allowed(path, roots)
     if real.is_dir():
         raise ToolError(f"{shown(path)} is a folder; use list_files")
@@ -243,7 +260,7 @@ def search_files(query: str, path: str, roots: Sequence[Path], limit: int = MAX_
     the roots live on the server: relative to the first root (`notes/plan.md`) when it lies there,
     otherwise under the folder as the client named it.
     """
-    # BEGIN SOLUTION lesson-4: refuse an empty query (ToolError); open the folder through resolve_allowed; walk its documents with scan_documents, skipping every file is_path_allowed refuses (a link inside the folder may point out of the roots); collect matching lines case-insensitively and stop at `limit` hits. Name each file relative to the first root (resolved) when it lies there, else as the folder the client named (to_path) joined with the file's path below the folder: never the server's absolute path.
+    # BEGIN SOLUTION lesson-4: refuse a blank query (ToolError); open the folder through resolve_allowed; walk its documents with scan_documents, skipping every file is_path_allowed refuses (a link inside the folder may point out of the roots); collect matching lines case-insensitively, numbered from 1 and stripped of surrounding spaces, and stop at `limit` hits. Name each file relative to the first root (resolved) when it lies there, else as the folder the client named (to_path) joined with the file's path below the folder: never the server's absolute path.
     if not query.strip():
         raise ToolError("the query is empty; give a word or phrase to look for")
     folder = resolve_allowed(path, roots)

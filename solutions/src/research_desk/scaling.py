@@ -17,7 +17,27 @@ proxy act as one server only if nothing a client relies on lives in a single rep
   a client listening on one replica hears what happened on another.
 
 Everything is configured from environment variables (the table below), so the same code runs
-as every replica. For the capstone: `create_server(environ)` builds one replica's server,
+as every replica. `create_server(environ)` and `build_app(environ)` read only the mapping they
+are given (the process environment only when given none): the notebook and the tests build
+several replicas in one process from plain dicts.
+
+What each piece must do, precisely:
+
+* **Keys**: `RESEARCH_DESK_STATE_KEYS` is a ring; the first key seals, every key unseals (that is
+  how keys rotate). Each key needs at least 32 bytes (bytes, not characters: the SDK judges, and
+  exactly 32 is enough); a refused key is a ValueError that names the variable. No variable: no
+  policy (`None`), so each process seals with a key of its own. Never a key written in code.
+* **The server**: one name on every replica (the audience the SDK seals for), the key policy, the
+  bus it is given as `subscriptions`, and the lifespan it is given (it connects a Redis bus).
+* **Stateless**: only the value `1` turns legacy sessions off; `0`, `false` or anything else keeps
+  them. With sessions off there is no session id, and the owner tag invents none.
+* **The owner tag**: adds `<replica>.` to a session id the SDK sent, removes only its own prefix
+  from an incoming one, and passes everything else through.
+* **Events on the channel**: the JSON of the SDK's own notification for the event; decoding reads
+  any JSON of that form (keys in any order, extra fields) and answers None, never an exception,
+  for anything else, near misses included (an update without a string uri, params that are not an
+  object). A listener that raises is logged (the `logging` module, WARNING or above) and the other
+  listeners still get the event. For the capstone: `create_server(environ)` builds one replica's server,
 `register(server, replica=..., root=...)` adds this lesson's tools to any server,
 `build_app(environ)` is the uvicorn factory, `SessionOwnerTag` and `RedisSubscriptionBus`
 plug into any `MCPServer`, and `render_nginx_config` writes the proxy configuration.
@@ -105,7 +125,7 @@ def state_security_from_env(environ: Mapping[str, str]) -> RequestStateSecurity 
     None lets the SDK seal with a key it generates for this process alone: right for one
     process, wrong for replicas, which must all be given the same secrets.
     """
-    # BEGIN SOLUTION lesson-6: read the comma-separated secrets from RESEARCH_DESK_STATE_KEYS (the first one seals, every one unseals); with none configured return None; if a secret is unusable, raise ValueError naming the variable. Never write a key, or make one up, in code.
+    # BEGIN SOLUTION lesson-6: read the comma-separated secrets from RESEARCH_DESK_STATE_KEYS in `environ` (the first one seals, every one unseals); with none configured return None; if the SDK refuses a secret (under 32 bytes), raise ValueError naming the variable. Never write a key, or make one up, in code.
     keys = [key.strip() for key in environ.get(STATE_KEYS_ENV, "").split(",") if key.strip()]
     if not keys:
         return None
@@ -231,7 +251,7 @@ def replica_lifespan(events: SubscriptionBus, replica: str) -> Callable[[MCPServ
 def replica_server(environ: Mapping[str, str], *, lifespan: Callable[[MCPServer], Any],
                    events: SubscriptionBus) -> MCPServer:
     """The bare MCPServer of one replica (create_server adds the tools)."""
-    # BEGIN SOLUTION lesson-6: build the MCPServer (with `lifespan`, log_level="WARNING") so that any replica can finish what another started: one name shared by every replica, the request-state policy from the configuration, and `events` as its subscription bus.
+    # BEGIN SOLUTION lesson-6: build the MCPServer (with the given `lifespan`, log_level="WARNING") so that any replica can finish what another started: one name shared by every replica, the request-state policy from `environ` (never os.environ), and `events` as its subscription bus.
     return MCPServer(SERVER_NAME, version=__version__, lifespan=lifespan, log_level="WARNING",
                      instructions="A research desk served by several replicas.",
                      request_state_security=state_security_from_env(environ), subscriptions=events)
@@ -263,7 +283,7 @@ class SessionOwnerTag:
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
-        # BEGIN SOLUTION lesson-6: for HTTP requests, strip this replica's "<replica>." prefix from an incoming Mcp-Session-Id header (leave any other value untouched, so a session owned by someone else stays "not found") and add the prefix to the Mcp-Session-Id header of every response; pass everything else (lifespan, other headers) through unchanged.
+        # BEGIN SOLUTION lesson-6: for HTTP requests, strip this replica's "<replica>." prefix from an incoming Mcp-Session-Id header (leave any other value untouched, so a session owned by someone else stays "not found") and add the prefix to the Mcp-Session-Id header of every response that carries one (never add a header the SDK did not send); pass everything else (lifespan, other headers) through unchanged.
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -286,7 +306,7 @@ def build_app(environ: Mapping[str, str] | None = None) -> ASGIApp:
     """The ASGI app one replica serves: `python -m uvicorn --factory research_desk.scaling:build_app`."""
     env = os.environ if environ is None else environ
     server = create_server(env)
-    # BEGIN SOLUTION lesson-6: serve streamable HTTP, stateless for legacy clients only when RESEARCH_DESK_STATELESS is "1", and wrap it so every legacy session id names this replica.
+    # BEGIN SOLUTION lesson-6: serve streamable HTTP, stateless for legacy clients only when RESEARCH_DESK_STATELESS is exactly "1" (any other value keeps sessions), and wrap it so every legacy session id names this replica.
     app = server.streamable_http_app(stateless_http=env.get(STATELESS_ENV) == "1")
     return SessionOwnerTag(app, replica_name(env))
     # END SOLUTION
@@ -297,7 +317,7 @@ def build_app(environ: Mapping[str, str] | None = None) -> ASGIApp:
 
 def encode_event(event: ServerEvent) -> bytes:
     """A bus event as bytes another process can decode."""
-    # BEGIN SOLUTION lesson-6: encode the event as JSON bytes; reuse the SDK's own wire form of an event (mcp.shared.subscriptions) rather than inventing one.
+    # BEGIN SOLUTION lesson-6: encode the event as JSON bytes: the JSON of the SDK's own notification for it (mcp.shared.subscriptions), never a format of your own, so any replica or program reads it.
     notification = event_to_notification(event, {})
     return json.dumps(notification.model_dump(mode="json", by_alias=True, exclude_none=True)).encode()
     # END SOLUTION
@@ -355,7 +375,7 @@ class RedisSubscriptionBus:
 
     def _dispatch(self, data: bytes | str) -> None:
         """Hand one message from the channel to the local listeners (called by the reader)."""
-        # BEGIN SOLUTION lesson-6: decode the message; ignore what is not an event; call every local listener with it, and never let one raising listener keep the event from the others (log it and go on).
+        # BEGIN SOLUTION lesson-6: decode the message; ignore what is not an event; call every local listener with it, and never let one raising listener keep the event from the others (log it with the logging module, WARNING or above, and go on).
         event = decode_event(data)
         if event is None:
             return

@@ -8,9 +8,13 @@ port can talk to it, so the ASGI app this module builds adds what a public endpo
 * CORS for the allowed origins, so a web app on one of them can call the endpoint from a browser
   (the browser's preflight is answered without a token; the request itself still needs one);
 * a bearer token on the MCP endpoint, checked by the SDK's own `TokenVerifier` hook
-  (`MCPServer(token_verifier=..., auth=AuthSettings(...))`): no token or a wrong one gets 401;
+  (`MCPServer(token_verifier=..., auth=AuthSettings(...))`): no token or a wrong one gets 401,
+  whatever its characters (a header may carry non-ASCII bytes: a wrong token is never a 500).
+  Tools learn who the caller is (the verifier's `client_id`), never the token itself: a tool's
+  output reaches the model and its logs. With an authorization server (`issuer_url`), a token
+  minted for another resource is refused too;
 * a `/health` route that answers without a token, for load balancers and orchestrators;
-* a request-body limit (413 above it);
+* a request-body limit in bytes: a body of exactly `max_body_bytes` passes, one byte more gets 413;
 * and, for apps that already exist, a way to mount the MCP app inside them with the MCP
   session manager running in the host app's lifespan.
 
@@ -26,6 +30,15 @@ calls these same functions:
 
 Order matters: authentication is fixed when the `MCPServer` is constructed (the SDK takes the
 verifier in the constructor), and custom routes are read when `create_app` builds the app.
+
+Every argument counts: each name in `allowed_hosts` and each origin in `allowed_origins`, the
+health route's `path`, and `create_app`'s `path`, `stateless` and `json_response` (off unless
+asked: legacy sessions and SSE streaming are the defaults). `mount_app` applies all of
+`create_app`'s protection under its prefix, and works with or without a host lifespan or routes.
+
+One requirement no behaviour test can see: the token comparison must take the same time however
+much of the token is right (`hmac.compare_digest`), or an attacker can guess it a character at a
+time by timing refusals. No check can measure that reliably; the chapter quiz asks about it.
 """
 
 import asyncio
@@ -81,7 +94,7 @@ class StaticTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """An `AccessToken` for the configured token; `None` for anything else."""
-        # BEGIN SOLUTION lesson-5: accept exactly the configured token (compare in constant time) and describe it as an AccessToken for this verifier's client and resource, with no scopes; answer None for anything else, and never raise.
+        # BEGIN SOLUTION lesson-5: accept exactly the configured token (compare in constant time, as bytes: any text may arrive) and describe it as an AccessToken for this verifier's client_id and resource, with no scopes (never the token as an id); answer None for anything else, and never raise.
         if not hmac.compare_digest(token.encode("utf-8"), self._token.encode("utf-8")):
             return None
         return AccessToken(token=token, client_id=self.client_id, scopes=[], resource=self.resource)
@@ -182,7 +195,7 @@ def add_health_route(server: MCPServer, *, path: str = "/health") -> None:
 
     Call it before `create_app`: the app copies the server's custom routes when it is built.
     """
-    # BEGIN SOLUTION lesson-5: register a GET custom route at `path` that answers 200 with that JSON; the SDK keeps custom routes outside the bearer check, which is exactly what a probe needs.
+    # BEGIN SOLUTION lesson-5: register a GET custom route at `path` (the argument, not always /health) that answers 200 with that JSON; the SDK keeps custom routes outside the bearer check, which is exactly what a probe needs.
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "server": server.name})
 
@@ -229,7 +242,7 @@ def mount_app(server: MCPServer, *, prefix: str, allowed_hosts: Sequence[str],
     app's own lifespan never runs, so the host app's lifespan must run the host's `lifespan`
     (if given) *and* the MCP session manager, and stop both when the host stops.
     """
-    # BEGIN SOLUTION lesson-5: build the MCP app with create_app, mount it at `prefix` after `routes`, and give the host app a lifespan that runs the given lifespan (if any) and the MCP session manager for as long as the host runs.
+    # BEGIN SOLUTION lesson-5: build the MCP app with create_app (with these hosts, origins and body limit), mount it at `prefix` after `routes`, and give the host app a lifespan that runs the given lifespan (if any) and the MCP session manager for as long as the host runs.
     mcp_app = create_app(server, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
                          max_body_bytes=max_body_bytes)
 

@@ -35,6 +35,7 @@ from typing import IO, Any
 import anyio
 import httpx2
 import pytest
+from jsonschema import Draft202012Validator
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -473,10 +474,10 @@ async def test_http_tools_listed(target: Target, desk: Desk) -> None:
             tool = tools[name]
             assert (tool.description or "").strip(), f"{name} has no description: a model picks tools by reading them"
             assert tool.input_schema.get("type") == "object", f"{name}'s input schema is not a JSON object schema"
-        name_schema = tools["read_document"].input_schema.get("properties", {}).get("name", {})
-        assert "maxLength" in name_schema, (
-            "read_document is lesson 1's (its `name` has no length limit): lesson 7's validated, sanitised "
-            "read_document must be the one served")
+        too_long = {"name": "x" * 201}   # lesson 7 limits a document name to 200 characters; lesson 1 does not
+        assert not Draft202012Validator(tools["read_document"].input_schema).is_valid(too_long), (
+            "read_document is lesson 1's (its schema lets a 201-character name through): lesson 7's validated, "
+            "sanitised read_document must be the one served")
         assert NOTES in resources, f"{version}: the {NOTES} resource (lesson 6) is not listed"
 
 
@@ -953,7 +954,7 @@ async def test_http_writes_stay_inside(target: Target, desk: Desk) -> None:
 @check("over HTTP, a desk without a token serves only its own machine, whatever uvicorn binds", points=2,
        hint="The settings cannot see `uvicorn --host 0.0.0.0` or a local proxy forwarding the world. Judge each "
             "request by its connection (the ASGI scope's client and server addresses, never the Host header): "
-            "without a token, wrap the app in LoopbackOnly.")
+            "without a token, and unless allow_anonymous is set, wrap the app in LoopbackOnly.")
 async def test_http_no_token_loopback_only(target: Target, desk: Desk) -> None:
     forwarded = {"X-Forwarded-For": f"203.0.113.{random.randint(1, 254)}"}
     status: dict[str, int] = {}
@@ -973,6 +974,9 @@ async def test_http_no_token_loopback_only(target: Target, desk: Desk) -> None:
         async with _serve(target, _settings(target, desk)) as url:
             status["network with the token"] = (await http.post(url, json=discover, headers=base | forwarded | {
                 "Host": desk.host, "Authorization": f"Bearer {desk.token}"})).status_code
+        async with _serve(target, _settings(target, desk, token="", public_url="", allow_anonymous=True)) as url:
+            status["network, anonymous allowed"] = (await http.post(url, json=discover, headers=base | forwarded | {
+                "Host": url.split("/")[2]})).status_code
     assert status["local"] == 200, f"without a token, a client on this machine should be served: got {status['local']}"
     for label in ("network", "network, Host 127.0.0.1"):
         assert status[label] == 403, (
@@ -980,6 +984,9 @@ async def test_http_no_token_loopback_only(target: Target, desk: Desk) -> None:
             f"HTTP {status[label]}, expected 403: whoever reaches the port reads the workspace")
     assert status["network with the token"] == 200, (
         f"with a token, a request from the network should be served: got {status['network with the token']}")
+    assert status["network, anonymous allowed"] == 200, (
+        f"with allow_anonymous=True (a proxy in front authenticates), a request from the network should be served "
+        f"without a token: got {status['network, anonymous allowed']} (settings.loopback_only says when to guard)")
 
 
 @check("over HTTP, the desk advertises only what it does: no unsent listChanged, no made-up issuer", points=2,

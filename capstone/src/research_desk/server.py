@@ -61,7 +61,8 @@ What `course check 9` holds you to (the notebook's specification table names the
   sends every request to the streaming app; replicas sharing state keys finish each other's
   multi-round calls and others refuse them (-32602); with Redis, a note filed on one replica
   reaches a listener on another; an abandoned call (hang-up or client timeout) stops; writes stay
-  inside the workspace; without a token only this machine is served (judged by the connection);
+  inside the workspace; without a token (and unless `allow_anonymous`) only this machine is
+  served, judged by the connection;
   `server/discover` advertises no `listChanged` the desk never sends, and no authorization server
   unless `issuer_url` names one.
 * The installed `research-desk-server` serves the whole desk over stdio to both eras with only

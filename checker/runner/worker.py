@@ -13,6 +13,7 @@ import argparse
 import importlib
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from checker.sandbox.limits import Limits, drop_privileges
 from checker.target import Target
 
 
+SEED_VARIABLE = "COURSE_CHECK_SEED"  # set it to repeat a run's random inputs exactly
 PROCESSES_PER_CHECK = 128  # tasks (threads too) of the student's in one check's group: stops a fork bomb
 PROCESSES_PER_USER = 512   # without groups: all of one submission's user's tasks at once
 
@@ -63,12 +65,15 @@ class ForkPerCheck:
             self.collect_errors.append(str(report.longrepr)[-2000:])
 
     def _run_one(self, item: pytest.Item) -> dict[str, str]:
+        seed = seed_randomness(check_id(item.name))
         reports = runtestprotocol(item, log=False, nextitem=None)
         failures = item.stash.get(_FAILURES, [])
         for rep in reports:
             if rep.failed:
                 exc = failures[0] if failures else None
                 message = describe_failure(exc, self.request.edition) if exc else str(rep.longrepr)[-500:]
+                if seed:
+                    message += f"\n(random inputs from {SEED_VARIABLE}={seed}: set it again to repeat them)"
                 return {"outcome": "failed", "message": message}
         for rep in reports:
             if rep.skipped:
@@ -177,6 +182,29 @@ class ForkPerCheck:
 
 
 _FAILURES = pytest.StashKey[list]()
+
+
+def seed_randomness(check: str) -> str:
+    """In a check's fork: with `COURSE_CHECK_SEED` set, make the check's random draws repeatable.
+
+    Both the module-level functions (`random.randint`) and every `random.Random()` made without
+    a seed draw from one generator seeded by the seed and the check's id, so a run that let a
+    mistake through, or failed correct code, can be repeated exactly; the id keeps checks from
+    sharing draws, and adding a check changes no other check's inputs. Unset, nothing changes:
+    the operating system's randomness, different on every run. Returns the seed ("" if none).
+    """
+    seed = os.environ.get(SEED_VARIABLE, "").strip()
+    if not seed:
+        return ""
+    draws = random.Random(f"{seed}:{check}")
+    random.seed(draws.getrandbits(128))
+    given_seed = random.Random.seed
+
+    def seed_from_run(self: random.Random, a: object = None, version: int = 2) -> None:
+        given_seed(self, draws.getrandbits(128) if a is None else a, version)
+
+    random.Random.seed = seed_from_run  # type: ignore[method-assign]
+    return seed
 
 
 def _pytest_args(request: Request) -> list[str]:

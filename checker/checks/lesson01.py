@@ -6,6 +6,7 @@ indexes the folder passes. Expected values are computed here, never by the code 
 
 from __future__ import annotations
 
+import itertools
 import random
 import string
 from dataclasses import dataclass
@@ -38,21 +39,45 @@ class Workspace:
         return sorted(self.documents)
 
 
+IGNORED = {".hidden/secret.md": "# Hidden\n\nnot a document", "logo.png": "not text", ".draft.md": "# Draft\n\nno"}
+"""Files in every workspace that are not documents: hidden ones and one that is not text."""
+
+
+# Names a desk must keep exactly as they are: each has a space and a character outside ASCII.
+UNUSUAL_NAMES = ["naïve plan", "café notes", "Ünïcode draft", "résumé v2"]
+
+
+def _document(rng: random.Random) -> str:
+    """A document's text: a title line and a body with multi-byte characters (UTF-8 on disk)."""
+    body = " ".join(_word(rng) for _ in range(rng.randint(3, 30)))
+    return f"# {_word(rng).title()}\n\n{body} — {rng.choice(['é', 'ß', '研究', 'Ω'])}"
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
-    """A folder of random documents, plus files a desk must ignore (hidden, not text)."""
+    """A folder of random documents, plus files a desk must ignore (hidden, not text).
+
+    Every workspace, whatever the draw, holds a document two folders deep and one whose name has a
+    space and a non-ASCII letter, so keeping only file names or re-encoding them fails every run.
+    """
     rng = random.Random()
     root = tmp_path / "workspace"
-    documents: dict[str, str] = {}
-    for _ in range(rng.randint(3, 7)):
+    documents: dict[str, str] = {
+        f"papers/2026/{_word(rng)}.md": _document(rng),
+        f"{rng.choice(UNUSUAL_NAMES)} {rng.randint(1, 99)}.txt": _document(rng),
+    }
+    for _ in range(rng.randint(1, 5)):
         folder = rng.choice(["", "notes/", f"{_word(rng)}/", "papers/2026/"])
-        name = f"{folder}{_word(rng)}{rng.choice(['.md', '.txt'])}"
-        documents[name] = f"# {_word(rng).title()}\n\n" + " ".join(_word(rng) for _ in range(rng.randint(3, 30)))
-    ignored = {".hidden/secret.md": "no", f"{_word(rng)}.png": "not text", ".draft.md": "no"}
-    for name, text in {**documents, **ignored}.items():
+        documents[f"{folder}{_word(rng)}{rng.choice(['.md', '.txt'])}"] = _document(rng)
+    for name, text in {**documents, **IGNORED}.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+        (root / name).write_text(text, encoding="utf-8")
     return Workspace(root, documents)
+
+
+def _expected_row(name: str, text: str) -> tuple[str, str, int]:
+    """What the index holds for a document: its name, its title (the first line without its #) and its words."""
+    return name, text.splitlines()[0].lstrip("# ").strip(), len(text.split())
 
 
 def _diff(got: list[str], want: list[str]) -> str:
@@ -70,12 +95,31 @@ async def _desk_info(client: Any) -> dict[str, Any]:
 
 @check("open_desk indexes every document in the workspace", points=2,
        hint="Walk the root with scan_documents(), load each with load_document(), and store one row per "
-            "document; hidden folders and non-text files are already skipped for you.")
-async def test_index_matches_workspace(target: Target, workspace: Workspace) -> None:
+            "document (its name relative to the root, its title, its word count); hidden folders and non-text "
+            "files are already skipped for you. An empty folder is a desk with no documents, not an error.")
+async def test_index_matches_workspace(target: Target, workspace: Workspace, tmp_path: Path) -> None:
     open_desk = target.attr("context", "open_desk")
     async with open_desk(workspace.root) as state:
         names = state.document_names()
+        rows = sorted(tuple(row) for row in state.index.execute("SELECT name, title, words FROM documents").fetchall())
+        first_id = state.instance_id
     assert names == workspace.names, f"the index does not match the workspace: {_diff(names, workspace.names)}"
+    want = sorted(_expected_row(name, text) for name, text in workspace.documents.items())
+    wrong = [(got, expected) for got, expected in zip(rows, want) if got != expected]
+    assert not wrong, (f"the row for {wrong[0][1][0]!r} should be (name, title, words) = {wrong[0][1]}, the index "
+                       f"holds {wrong[0][0]}: store what load_document() read")
+    async with open_desk(workspace.root) as again:
+        assert again.instance_id != first_id, (
+            f"two lifespans both got instance_id {first_id!r}; make a fresh one each time the desk opens (uuid4)")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    try:
+        async with open_desk(empty) as state:
+            nothing = state.document_names()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"open_desk refused an empty workspace folder with {type(exc).__name__}: {exc}; a folder "
+                    "without documents is a valid desk with none")
+    assert nothing == [], f"an empty folder should give an empty index, got {nothing}"
 
 
 @check("the index is closed when the lifespan ends, even after an error", points=2,
@@ -97,32 +141,43 @@ async def test_index_closed_on_exit(target: Target, workspace: Workspace) -> Non
 
 
 @check("a missing workspace stops startup with a clear StartupError", points=2,
-       hint="Check the root before opening anything and raise StartupError with a message that names the "
-            "folder, so whoever deploys the server knows exactly what to fix.")
+       hint="Check that the root is a folder before opening anything and raise StartupError with a message that "
+            "names it, so whoever deploys the server knows exactly what to fix. A path to a file is no workspace "
+            "either.")
 async def test_startup_failure_is_clear(target: Target, tmp_path: Path) -> None:
     context = target.module("context")
     missing = tmp_path / f"no-such-folder-{random.randint(1000, 9999)}"
-    try:
-        async with context.open_desk(missing):
-            pass
-    except context.StartupError as exc:
-        assert str(missing) in str(exc), f"the StartupError should name the folder {missing}, but says: {exc}"
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"open_desk raised {type(exc).__name__}: {exc}; raise StartupError instead")
-    else:
-        pytest.fail(f"open_desk started although the workspace {missing} does not exist")
+    a_file = tmp_path / f"notes-{random.randint(1000, 9999)}.md"
+    a_file.write_text("# a file, not a folder")
+    for root, what in ((missing, "does not exist"), (a_file, "is a file, not a folder")):
+        try:
+            async with context.open_desk(root):
+                pass
+        except context.StartupError as exc:
+            assert str(root) in str(exc), f"the StartupError should name the folder {root}, but says: {exc}"
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"open_desk raised {type(exc).__name__}: {exc}; raise StartupError instead")
+        else:
+            pytest.fail(f"open_desk started although the workspace {root} {what}")
 
 
 @check("tools read the lifespan state through ctx", points=3,
        hint="Inside a tool, ctx.request_context.lifespan_context is the DeskState that open_desk yielded: "
-            "read the index from it and count requests on it. Never keep the state in a global.")
+            "read the index from it and count requests on it. Never keep the state in a global, and never "
+            "rescan the folder: the index is what the desk serves.")
 async def test_tools_read_lifespan_state(target: Target, workspace: Workspace) -> None:
     context = target.module("context")
+    late = f"notes/late-{random.randint(1000, 9999)}.md"
     async with target.record_yields("context", "open_desk") as states:
         async with target.client(context.create_server(workspace.root)) as client:
+            (workspace.root / late).parent.mkdir(parents=True, exist_ok=True)
+            (workspace.root / late).write_text("# Late\n\nwritten after the desk opened")
             listed = await client.call_tool("list_documents", {})
             assert not listed.is_error, f"list_documents failed: {listed.content[0].text}"
             names = (listed.structured_content or {}).get("result")
+            if late in (names or []):
+                pytest.fail(f"list_documents lists {late!r}, written after the desk opened: it rescanned the "
+                            "folder; answer from the index the lifespan built")
             assert names == workspace.names, f"list_documents is wrong: {_diff(names or [], workspace.names)}"
             infos = [await _desk_info(client) for _ in range(3)]
     assert len(states) == 1, "expected the lifespan to open exactly one desk for this connection"
@@ -132,7 +187,9 @@ async def test_tools_read_lifespan_state(target: Target, workspace: Workspace) -
     assert [i["requests_served"] for i in infos] == [1, 2, 3], (
         f"requests_served should count 1, 2, 3 over three calls, got {[i['requests_served'] for i in infos]}")
     assert state.requests_served == 3, "count requests on the shared DeskState itself"
-    assert all(i["documents"] == len(workspace.names) for i in infos), "desk_info.documents should count the index"
+    assert all(i["documents"] == len(workspace.names) for i in infos), (
+        f"desk_info.documents should count the index ({len(workspace.names)} documents), got "
+        f"{sorted({i['documents'] for i in infos})}")
 
 
 @check("desk_info reports the request, the protocol era and the client", points=3,
@@ -145,9 +202,8 @@ async def test_request_context_both_eras(target: Target, workspace: Workspace) -
     async def sampler(*_: Any) -> Any:
         raise AssertionError("not used")
 
-    for mode, version in MODES.items():
+    for (mode, version), can_sample in itertools.product(MODES.items(), (True, False)):
         name = f"client-{random.randint(10_000, 99_999)}"
-        can_sample = random.choice([True, False])
         extra = {"sampling_callback": sampler} if can_sample else {}
         async with target.client(server, mode=mode, client_info=Implementation(name=name, version="1.0"),
                                  **extra) as client:
@@ -189,20 +245,43 @@ async def test_lifespan_once_per_process(target: Target, workspace: Workspace) -
 
 @check("a failing tool returns a readable error and the index still closes", points=2,
        hint="Raise ToolError for a name that is not in the index (the model reads its message); return the "
-            "file's text for names that are.")
+            "file's text, as UTF-8, for names that are.")
 async def test_cleanup_after_failing_tool(target: Target, workspace: Workspace) -> None:
     context = target.module("context")
     missing = f"{random.choice(['draft', 'plan', 'memo'])}-{random.randint(100, 999)}.md"
-    name, text = random.choice(sorted(workspace.documents.items()))
     async with target.record_yields("context", "open_desk") as states:
         async with target.client(context.create_server(workspace.root)) as client:
             bad = await client.call_tool("read_document", {"name": missing})
-            good = await client.call_tool("read_document", {"name": name})
+            read = {name: await client.call_tool("read_document", {"name": name}) for name in workspace.names}
     body = bad.content[0].text if bad.content else ""
     assert bad.is_error, f"reading {missing!r}, which does not exist, should be a tool error (is_error=True)"
     assert missing in body, f"the error should name the missing document {missing!r} so the model can fix it; got {body!r}"
-    assert not good.is_error and good.content[0].text == text, f"read_document({name!r}) should return the file's text"
+    for name, good in read.items():
+        text = good.content[0].text if good.content else ""
+        assert not good.is_error and text == workspace.documents[name], (
+            f"read_document({name!r}) should return the file's text exactly (it is UTF-8), got {text[:80]!r}")
     assert states and not states[0].is_open, "after the client disconnected, the index was left open"
+
+
+@check("read_document serves only documents in the index, never other files", points=2,
+       hint="The index is the list of what may be read: look the name up there first. A name like ../x.md, a "
+            "hidden file or a file written after startup exists on disk but is no document of this desk, and "
+            "its content must not come back.")
+async def test_read_document_only_serves_the_index(target: Target, workspace: Workspace, tmp_path: Path) -> None:
+    context = target.module("context")
+    secret = f"secret-{random.randint(10_000, 99_999)}"
+    (tmp_path / "outside.md").write_text(f"# Outside\n\n{secret}")
+    (workspace.root / ".hidden" / "secret.md").write_text(f"# Hidden\n\n{secret}")
+    late = f"late-{random.randint(1000, 9999)}.md"
+    async with target.client(context.create_server(workspace.root)) as client:
+        (workspace.root / late).write_text(f"# Late\n\n{secret}")
+        refused = {name: await client.call_tool("read_document", {"name": name})
+                   for name in ("../outside.md", ".hidden/secret.md", late, "logo.png")}
+    for name, result in refused.items():
+        text = result.content[0].text if result.content else ""
+        assert result.is_error and secret not in text and "not text" not in text, (
+            f"read_document({name!r}) returned {text[:60]!r} (is_error={result.is_error}): {name!r} is not in the "
+            "index, so it must be refused with a tool error, whatever is on the disk")
 
 
 @check("tools are registered with titles, descriptions and read-only hints; ctx stays hidden", points=3,

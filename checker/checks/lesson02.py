@@ -8,6 +8,7 @@ network and no API key anywhere: the real-provider adapters are never called her
 
 from __future__ import annotations
 
+import math
 import random
 import string
 import warnings
@@ -20,6 +21,7 @@ import anyio
 import pytest
 from mcp import MCPDeprecationWarning, MCPError
 from mcp.types import (
+    INTERNAL_ERROR,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     CallToolResult,
     CreateMessageRequest,
@@ -53,6 +55,13 @@ def _passage(rng: random.Random, sentences: int | None = None) -> str:
         words = [_word(rng) for _ in range(rng.randint(4, 12))]
         out.append(" ".join(words).capitalize() + rng.choice([".", ".", "!", "?"]))
     return " ".join(out)
+
+
+def _text_of_words(rng: random.Random, count: int) -> str:
+    """Prose of exactly `count` whitespace-separated words, in sentences."""
+    words = [_word(rng) for _ in range(count)]
+    sentences = [words[start:start + 8] for start in range(0, count, 8)]
+    return " ".join(" ".join(sentence).capitalize() + "." for sentence in sentences)
 
 
 def _first_line(result: CallToolResult) -> str:
@@ -178,9 +187,13 @@ async def test_summary_request_shape(target: Target) -> None:
     assert first.include_context in (None, "none"), (
         f"include_context={first.include_context!r}: asking the client to add other context is deprecated; leave it unset")
     for params, max_words in ((first, small), (second, large)):
-        assert max_words <= params.max_tokens <= 4 * max_words + 100, (
-            f"max_tokens={params.max_tokens} for a {max_words}-word summary: expected between {max_words} and "
-            f"{4 * max_words + 100}. Size the budget from max_words; never reserve tokens the user pays for needlessly")
+        low, high = math.ceil(max_words * 5 / 4), 4 * max_words + 100
+        assert params.max_tokens >= low, (
+            f"max_tokens={params.max_tokens} for a {max_words}-word summary: a word is about 4/3 tokens, so the "
+            f"budget needs at least {low} (1.25 tokens a word) or the summary is cut off. Words are not tokens")
+        assert params.max_tokens <= high, (
+            f"max_tokens={params.max_tokens} for a {max_words}-word summary: at most {high} (4 tokens a word plus "
+            "100). Size the budget from max_words; never reserve tokens the user pays for needlessly")
     assert second.max_tokens > first.max_tokens, (
         f"max_tokens did not grow with max_words ({small} words -> {first.max_tokens}, {large} words -> {second.max_tokens})")
     prefs = first.model_preferences
@@ -220,16 +233,21 @@ async def test_reply_reaches_result_both_eras(target: Target) -> None:
 async def test_degrades_without_sampling(target: Target) -> None:
     rng = random.Random()
     server = _new_server(target)
+    label = target.attr("sampling", "FALLBACK_MODEL")
     for mode, version in MODES.items():
-        passage = _passage(rng, rng.randint(4, 9))
         max_words = rng.randint(12, 30)
+        passage = _passage(rng)
+        while len(passage.split()) < 3 * max_words:  # so a fallback that ignores max_words is always too long
+            passage += " " + _passage(rng)
         async with target.client(server, mode=mode) as client:
             data = _structured(await _summarise(target, client, passage, max_words))
         words = [w for w in data["summary"].split() if w != "…"]
         source = set(passage.split())
         assert words, f"on {version} the fallback summary is empty"
         assert data["fallback"] is True, f"on {version} the fallback summary must say so: fallback should be True"
-        assert data["model"], f"on {version} the fallback needs a `model` label saying who wrote it"
+        assert data["model"] == label, (
+            f"on {version} the fallback's `model` should be FALLBACK_MODEL ({label!r}), saying who wrote it; got "
+            f"{data['model']!r}")
         invented = [w for w in words if w not in source]
         assert not invented, f"on {version} the fallback should quote the passage, but {invented[:3]} are not in it"
         assert len(words) <= max_words, f"on {version} the fallback has {len(words)} words, more than max_words={max_words}"
@@ -357,12 +375,12 @@ class FakeModel:
 
 
 def _fake_model(target: Target, rng: random.Random, failure: str | None = None,
-                reason: str = "") -> tuple[FakeModel, Any]:
+                reason: str = "", stop_reason: str = "") -> tuple[FakeModel, Any]:
     """A FakeModel with random answers (failing with `failure`(reason) if given), and the ChatModel the
     student's code is handed: an object there with the model's `name`, whose `complete` runs here."""
     error = target.attr("sampling", "ModelError") if failure == "ModelError" else ConnectionError
     want = FakeModel(rng, fail=(lambda: target.error(error, reason)) if failure else None,
-                     completion_type=target.attr("sampling", "Completion"))
+                     completion_type=target.attr("sampling", "Completion"), stop_reason=stop_reason)
     model = target.library("types").SimpleNamespace(name=want.name, complete=target.expose(want.complete))
     return want, model
 
@@ -392,8 +410,9 @@ def _sampling_callback_of(target: Target, callback: Any) -> Callable[..., Any]:
 def _random_params(rng: random.Random) -> tuple[CreateMessageRequestParams, dict[str, Any]]:
     roles = ["user", "assistant"] * 3
     turns = [(role, _passage(rng, 2)) for role in roles[: rng.choice([3, 5])]]
-    hints = [f"{_word(rng)}-{rng.randint(1, 9)}" for _ in range(rng.randint(2, 3))]
-    stop = [f"<{_word(rng)}>" for _ in range(rng.randint(1, 2))]
+    # Never in sorted order (reverse order of distinct names), so code that sorts or dedupes them loses it.
+    hints = sorted({f"{_word(rng)}-{rng.randint(1, 9)}" for _ in range(rng.randint(2, 3))} | {"zz-last"}, reverse=True)
+    stop = sorted({f"<{_word(rng)}>" for _ in range(2)} | {"<zz>"}, reverse=True)
     expected = {"system": _passage(rng, 1), "turns": turns, "max_tokens": rng.randint(16, 900),
                 "temperature": round(rng.uniform(0.05, 1.0), 2), "stop": stop, "hints": hints}
     params = CreateMessageRequestParams(
@@ -426,10 +445,25 @@ async def test_prompt_from_request(target: Target) -> None:
     two_blocks = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
         role="user", content=[TextContent(type="text", text=a), TextContent(type="text", text=b)])])
     (role, text), = prompt_from_request(_hand_in(target, two_blocks)).turns
-    assert role == "user" and a in text and b in text and text.index(a) < text.index(b), (
-        f"a message with two text blocks ({a!r}, {b!r}) should keep both, in order; got {text!r}")
-    image_only = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
-        role="user", content=ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"))])
+    assert (role, text) == ("user", f"{a}\n{b}"), (
+        f"a message with two text blocks ({a!r}, {b!r}) should become one turn, its texts joined by a newline in "
+        f"order: expected {a + chr(10) + b!r}, got {text!r}")
+    image = ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png")
+    mixed = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(
+        role="user", content=[image, TextContent(type="text", text=a)])])
+    turns = [tuple(t) for t in prompt_from_request(_hand_in(target, mixed)).turns]
+    assert turns == [("user", a)], (
+        f"a message holding an image and the text {a!r} should keep its text ({[('user', a)]}), got {turns}: only a "
+        "message with no text at all cannot be sent")
+    bare = CreateMessageRequestParams(max_tokens=want["max_tokens"], messages=[SamplingMessage(
+        role="user", content=TextContent(type="text", text=b))], model_preferences=ModelPreferences(cost_priority=0.5))
+    prompt = prompt_from_request(_hand_in(target, bare))
+    got = (prompt.system, prompt.temperature, list(prompt.stop), list(prompt.hints), prompt.max_tokens)
+    assert got == (None, None, [], [], want["max_tokens"]), (
+        "a request with no system prompt, temperature or stop sequences, and preferences without hints, should give "
+        f"system=None, temperature=None, no stop and no hints (max_tokens {want['max_tokens']}); got {got}: every "
+        "field but the messages and max_tokens is optional")
+    image_only = CreateMessageRequestParams(max_tokens=50, messages=[SamplingMessage(role="user", content=image)])
     image_only_handed = _hand_in(target, image_only)
     model_error = target.attr("sampling", "ModelError")
     with pytest.raises(model_error):
@@ -443,7 +477,7 @@ async def test_prompt_from_request(target: Target) -> None:
 async def test_callback_replies_with_completion(target: Target) -> None:
     rng = random.Random()
     make_sampling_callback = target.attr("sampling", "make_sampling_callback")
-    want, model = _fake_model(target, rng)
+    want, model = _fake_model(target, rng, stop_reason=rng.choice(["maxTokens", "stopSequence"]))
     params, expected = _random_params(rng)
     reply = await make_sampling_callback(model)(None, _hand_in(target, params))
     kind = target.classes(reply)
@@ -459,7 +493,8 @@ async def test_callback_replies_with_completion(target: Target) -> None:
     assert reply.model == want.answered_by, (
         f"the reply names model {reply.model!r}; the completion says {want.answered_by!r} answered. The client picks "
         "the model, so it must report the one that really answered")
-    assert reply.stop_reason == want.stop_reason, f"stop_reason should be {want.stop_reason!r}, got {reply.stop_reason!r}"
+    assert reply.stop_reason == want.stop_reason, (
+        f"stop_reason should be the completion's {want.stop_reason!r}, got {reply.stop_reason!r}")
 
 
 @check("a failing model reaches the caller as a readable error, not a crash", points=3,
@@ -485,6 +520,24 @@ async def test_model_failure_is_readable(target: Target) -> None:
         message = reply.message
         assert reason in message and want.name in message, (
             f"the ErrorData message {message!r} should name the model ({want.name!r}) and the reason ({reason!r})")
+        assert reply.code == INTERNAL_ERROR, f"the ErrorData code should be INTERNAL_ERROR ({INTERNAL_ERROR}), got {reply.code}"
+    unreadable_params, _ = _random_params(rng)
+    position = rng.randrange(len(unreadable_params.messages))
+    unreadable_params.messages[position] = SamplingMessage(
+        role=unreadable_params.messages[position].role,
+        content=ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"))
+    want, model = _fake_model(target, rng)
+    try:
+        reply = await make_sampling_callback(model)(None, _hand_in(target, unreadable_params))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"message {position + 1} holds only an image, and the callback raised {type(exc).__name__}: "
+                    f"{exc}. A request the model cannot read must come back as ErrorData, or the client crashes")
+    kind = target.classes(reply)
+    assert _qualified(ErrorData) in kind, (
+        f"message {position + 1} holds only an image, which a text model cannot read: the callback should answer "
+        f"ErrorData, it answered {_short(kind)}")
+    assert want.name in reply.message, f"the ErrorData message {reply.message!r} should name the model {want.name!r}"
+    assert not want.prompts, "the request could not be read, yet the model was asked anyway"
     server = _new_server(target)
     for mode, version in MODES.items():
         reason = f"{_word(rng)} is overloaded ({rng.randint(100, 999)})"
@@ -533,23 +586,24 @@ async def test_callback_end_to_end(target: Target) -> None:
 class Workspace:
     root: Path
     limit: int
-    small: str
-    large: str
+    small: str     # well under the limit
+    at_limit: str  # exactly `limit` words: still no question
+    large: str     # one word over the limit: ask first
     words: dict[str, int]
 
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
+    """Three documents around a random limit: well under it, exactly at it, and one word over it."""
     rng = random.Random()
     limit = rng.randint(30, 90)
     root = tmp_path / "workspace"
     (root / "notes").mkdir(parents=True)
-    small, large = f"notes/{_word(rng)}.md", f"{_word(rng)}-report.txt"
-    texts = {small: _passage(rng, 2), large: _passage(rng, limit // 3 + 6)}
-    assert len(texts[small].split()) <= limit < len(texts[large].split())
-    for name, text in texts.items():
-        (root / name).write_text(text)
-    return Workspace(root, limit, small, large, {n: len(t.split()) for n, t in texts.items()})
+    small, at_limit, large = f"notes/{_word(rng)}.md", f"notes/{_word(rng)}-full.md", f"{_word(rng)}-report.txt"
+    sizes = {small: rng.randint(5, limit // 2), at_limit: limit, large: limit + 1}
+    for name, words in sizes.items():
+        (root / name).write_text(_text_of_words(rng, words))
+    return Workspace(root, limit, small, at_limit, large, sizes)
 
 
 def _answer(events: list[str], seen: list[str], content: dict[str, Any] | None,
@@ -568,34 +622,37 @@ def _answer(events: list[str], seen: list[str], content: dict[str, Any] | None,
 async def test_large_document_asks_first(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
     server = _new_server(target, workspace.root, workspace.limit)
-    refusals = rng.sample([({"proceed": False}, "accept"), (None, "decline")], 2)  # one style per era
-    for (mode, version), refusal in zip(MODES.items(), refusals):
+    for mode, version in MODES.items():
         events: list[str] = []
         messages: list[str] = []
         fake = FakeClientModel(rng, events=events)
         async with target.client(server, mode=mode, sampling_callback=fake,
                                  elicitation_callback=_answer(events, messages, {"proceed": True})) as client:
-            small = _structured(await _summarise(target, client, workspace.small, 40, "summarise_document"), "summarise_document")
-            assert events == ["sample"], (
-                f"on {version} a {workspace.words[workspace.small]}-word document (limit {workspace.limit}) should be "
-                f"summarised without a question; the client saw {events}")
+            for name in (workspace.small, workspace.at_limit):
+                events.clear()
+                small = _structured(await _summarise(target, client, name, 40, "summarise_document"), "summarise_document")
+                assert events == ["sample"], (
+                    f"on {version} a {workspace.words[name]}-word document (limit {workspace.limit}: up to and "
+                    f"including the limit needs no question) should be summarised without a question; the client "
+                    f"saw {events}")
+                assert small["summary"] == fake.reply, f"on {version} the summary should be the model's reply"
             events.clear()
             large = _structured(await _summarise(target, client, workspace.large, 40, "summarise_document"), "summarise_document")
-        assert small["summary"] == fake.reply and large["summary"] == fake.reply, f"on {version} the summaries should be the model's reply"
+        assert large["summary"] == fake.reply, f"on {version} the summary should be the model's reply"
         assert events == ["elicit", "sample"], (
-            f"on {version} a {workspace.words[workspace.large]}-word document should ask the user once, before any "
-            f"sampling; the client saw {events}")
+            f"on {version} a {workspace.words[workspace.large]}-word document (one over the limit "
+            f"{workspace.limit}) should ask the user once, before any sampling; the client saw {events}")
         assert workspace.large in messages[0] and str(workspace.words[workspace.large]) in messages[0], (
             f"on {version} the question {messages[0]!r} should name {workspace.large!r} and its "
             f"{workspace.words[workspace.large]} words")
-        content, action = refusal
-        events.clear()
-        async with target.client(server, mode=mode, sampling_callback=FakeClientModel(rng, events=events),
-                                 elicitation_callback=_answer(events, [], content, action)) as client:
-            result = await _summarise(target, client, workspace.large, 40, "summarise_document")
-        said = "declined" if action == "decline" else "answered proceed=false"
-        assert result.is_error, f"on {version} the user {said}, yet summarise_document returned a summary"
-        assert "sample" not in events, f"on {version} the user {said}, yet the document was still sent to the model"
+        for content, action in (({"proceed": False}, "accept"), (None, "decline")):
+            events.clear()
+            async with target.client(server, mode=mode, sampling_callback=FakeClientModel(rng, events=events),
+                                     elicitation_callback=_answer(events, [], content, action)) as client:
+                result = await _summarise(target, client, workspace.large, 40, "summarise_document")
+            said = "declined" if action == "decline" else "answered proceed=false"
+            assert result.is_error, f"on {version} the user {said}, yet summarise_document returned a summary"
+            assert "sample" not in events, f"on {version} the user {said}, yet the document was still sent to the model"
 
 
 @check("a client that cannot ask the user gets a clear refusal for a large document", points=2,
@@ -620,18 +677,28 @@ async def test_large_document_without_elicitation(target: Target, workspace: Wor
 
 @check("register adds the summarise tools with titles, read-only hints and clean schemas", points=2,
        hint="server.tool(title=..., annotations=ToolAnnotations(read_only_hint=True)) for summarise, and for "
-            "document_summariser(...) only when a root is given. Resolved parameters never appear in the schema.")
+            "document_summariser(root, large_document_words) only when a root is given (a str or a Path): the "
+            "limit register is handed is the one the tool uses. Resolved parameters never appear in the schema.")
 async def test_tools_registered(target: Target, workspace: Workspace) -> None:
     register = target.attr("sampling", "register")
     bare_server, rooted_server = _mcp_server(target, "bare"), _mcp_server(target, "rooted")
     register(bare_server)
-    register(rooted_server, root=workspace.root)
+    register(rooted_server, root=str(workspace.root), large_document_words=workspace.limit)
     async with target.client(bare_server) as client:
         bare = {tool.name for tool in (await client.list_tools()).tools}
     assert "summarise" in bare, f"register(server) should add a `summarise` tool; the server lists {sorted(bare)}"
     assert "summarise_document" not in bare, "without a root there is no workspace: register summarise_document only with root="
-    async with target.client(rooted_server) as client:
+    events: list[str] = []
+    fake = FakeClientModel(random.Random(), events=events)
+    async with target.client(rooted_server, sampling_callback=fake,
+                             elicitation_callback=_answer(events, [], {"proceed": True})) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        asked = {}
+        if "summarise_document" in tools:
+            for name in (workspace.at_limit, workspace.large):
+                events.clear()
+                _structured(await _summarise(target, client, name, 40, "summarise_document"), "summarise_document")
+                asked[name] = "elicit" in events
     expected = {"summarise": ({"text", "max_words"}, ["text"]), "summarise_document": ({"name", "max_words"}, ["name"])}
     for name, (properties, required) in expected.items():
         assert name in tools, f"register(server, root=...) should add {name!r}; the server lists {sorted(tools)}"
@@ -642,3 +709,7 @@ async def test_tools_registered(target: Target, workspace: Workspace) -> None:
         assert tool.title, f"{name} needs a human title"
         assert tool.description, f"{name} needs a description"
         assert tool.annotations and tool.annotations.read_only_hint, f"{name} changes nothing: mark it read_only_hint=True"
+    assert asked == {workspace.at_limit: False, workspace.large: True}, (
+        f"register(server, root=..., large_document_words={workspace.limit}) was given a limit, yet documents of "
+        f"{workspace.limit} and {workspace.limit + 1} words were asked about as {asked} (True = the user was asked): "
+        "hand large_document_words on to the document tool instead of the default")

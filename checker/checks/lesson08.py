@@ -428,9 +428,10 @@ async def test_installed_command_serves_stdio(target: Target, workspace: tuple[P
             f"[{mode}] the installed server reports version {getattr(info, 'version', None)!r}, expected {version!r}")
 
 
-@check("the mcp requirement has an upper bound", points=2,
+@check("the mcp requirement has an upper bound (and a lower one)", points=2,
        hint="An unbounded `mcp>=2.3` lets a future major release install under your users and break the server "
-            "(it happened with 1.x -> 2.x). Give the requirement a ceiling below the next major version.")
+            "(it happened with 1.x -> 2.x). Give the requirement a ceiling below the next major version, and a "
+            "floor at the version you tested: `mcp<3` alone would install a 1.x that lacks MCPServer.")
 async def test_mcp_upper_bound(target: Target) -> None:
     from importlib.metadata import version as installed_version
 
@@ -448,6 +449,11 @@ async def test_mcp_upper_bound(target: Target) -> None:
     assert not allowed, (
         f"{spec!r} would install mcp {allowed[0]}, a future major version that may break the server; "
         f"add an upper bound")
+    pasts = ["1.0.0", f"1.{rng.randint(1, 26)}.{rng.randint(0, 9)}", "0.9.0"]
+    older = [v for v in pasts if requirement.specifier.contains(v, prereleases=False)]
+    assert not older, (
+        f"{spec!r} would install mcp {older[0]}, a 1.x release without the MCPServer API this server imports; "
+        f"add a lower bound at the version you tested (2.3)")
 
 
 @check("--help and --version answer without starting a server", points=2,
@@ -492,9 +498,11 @@ async def test_settings_precedence(target: Target, tmp_path: Path) -> None:
         f"with no variables and no flags, expect stdio on 127.0.0.1:8000 at WARNING, got {defaults}")
     env_port, flag_port = rng.randint(1024, 30000), rng.randint(30001, 65000)
     env_host = f"127.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    level = rng.choice(["debug", "info", "error"])
+    mixed = level[0].upper() + level[1:]   # neither all lower nor all upper case: any case is allowed
     env = {"RESEARCH_DESK_TRANSPORT": "http", "RESEARCH_DESK_HOST": env_host, "RESEARCH_DESK_PORT": str(env_port),
            "RESEARCH_DESK_ROOTS": os.pathsep.join(str(f) for f in folders[:2]),
-           "RESEARCH_DESK_LOG_LEVEL": rng.choice(["debug", "INFO", "Error"]), "UNRELATED_PORT": "1"}
+           "RESEARCH_DESK_LOG_LEVEL": mixed, "UNRELATED_PORT": "1"}
     from_env = load([], env)
     assert from_env.transport == "http" and from_env.host == env_host and from_env.port == env_port, (
         f"the RESEARCH_DESK_* variables were not applied: got {from_env}")
@@ -510,6 +518,11 @@ async def test_settings_precedence(target: Target, tmp_path: Path) -> None:
     assert [Path(r) for r in from_flags.roots] == folders[2:], (
         f"--root flags replace RESEARCH_DESK_ROOTS, got {from_flags.roots}")
     assert from_flags.host == env_host, "a variable still applies when its flag is not given (host)"
+    flag_host = f"127.1.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    with_host = load(["--host", flag_host], env)
+    assert with_host.host == flag_host and with_host.port == env_port, (
+        f"--host {flag_host} must win over RESEARCH_DESK_HOST={env_host} (and the port still come from its "
+        f"variable): got host {with_host.host!r}, port {with_host.port!r}")
     missing = tmp_path / f"missing-{rng.randint(1000, 9999)}"
     for argv, bad_env in (([], {**env, "RESEARCH_DESK_PORT": _word(rng)}), (["--root", str(missing)], {}),
                           ([], {"RESEARCH_DESK_ROOTS": str(missing)}), ([], {**env, "RESEARCH_DESK_TRANSPORT": "carrier-pigeon"})):
@@ -522,15 +535,136 @@ async def test_settings_precedence(target: Target, tmp_path: Path) -> None:
                         f"{ {k: v for k, v in bad_env.items() if k.startswith('RESEARCH_DESK_')} })")
 
 
+def _outcome(main: Any, argv: list[str], env: dict[str, str]) -> tuple[Any, int | None]:
+    """(settings, None) when load_settings accepts, (None, exit code) when it exits; other errors fail."""
+    try:
+        return main.load_settings(argv, env), None
+    except SystemExit as exc:
+        return None, exc.code
+    except Exception as exc:  # noqa: BLE001 - the student's crash, reported as a failure
+        shown = " ".join([*(f"{k}={v}" for k, v in env.items()), SCRIPT, *argv])
+        pytest.fail(f"`{shown}`: load_settings raised {type(exc).__name__}: {str(exc)[:200]} (a bad setting is "
+                    f"parser.error, exit code 2)")
+
+
+@check("load_settings draws the lines exactly: ports 1-65535, roots that are folders, folder names kept whole",
+       points=2,
+       hint="A TCP port is 1 to 65535, both ends included, wherever it came from (flag or variable). A root must be "
+            "an existing folder: a file is refused too. RESEARCH_DESK_ROOTS is split on os.pathsep only, so folder "
+            "names keep their spaces, commas and accents.")
+async def test_settings_boundaries(target: Target, tmp_path: Path) -> None:
+    main = target.module("__main__")
+    rng = random.Random()
+    root = ["--root", str(tmp_path)]
+    for port in (1, 65535):
+        for argv, env in ((root + ["--port", str(port)], {}), (root, {"RESEARCH_DESK_PORT": str(port)})):
+            settings, code = _outcome(main, argv, env)
+            assert code is None and settings.port == port, (
+                f"port {port} ({'--port' if env == {} else 'RESEARCH_DESK_PORT'}) should be accepted: 1-65535 are "
+                f"all ports; got {'exit code ' + str(code) if code is not None else 'port ' + repr(settings.port)}")
+    for port in (0, 65536, -rng.randint(1, 999)):
+        for argv, env in ((root + [f"--port={port}"], {}), (root, {"RESEARCH_DESK_PORT": str(port)})):
+            settings, code = _outcome(main, argv, env)
+            assert code == 2, (
+                f"port {port} ({'--port' if env == {} else 'RESEARCH_DESK_PORT'}) is not a TCP port (1-65535): "
+                f"expected exit code 2, got {'acceptance' if code is None else f'exit code {code}'}")
+    folders = [tmp_path / name for name in ("my notes", "q&a, drafts", "semi;colon", "caf\u00e9 \u7814\u7a76")]
+    for folder in folders:
+        folder.mkdir()
+    env = {"RESEARCH_DESK_ROOTS": os.pathsep.join(str(f) for f in folders)}
+    settings, code = _outcome(main, [], env)
+    assert code is None and [Path(r) for r in settings.roots] == folders, (
+        f"RESEARCH_DESK_ROOTS named the folders {[f.name for f in folders]}, joined with {os.pathsep!r}; got "
+        f"{'exit code ' + str(code) if code is not None else [str(r) for r in settings.roots]}: split on os.pathsep only")
+    document = folders[0] / "a-document.md"
+    document.write_text("# not a folder\n")
+    for argv, bad in ((["--root", str(document)], {}), ([], {"RESEARCH_DESK_ROOTS": str(document)}),
+                      ([], {"RESEARCH_DESK_ROOTS": os.pathsep.join([str(folders[1]), str(document)])})):
+        settings, code = _outcome(main, argv, bad)
+        assert code == 2, (
+            f"{document.name} exists but is a file, so it cannot be a root (`{' '.join(argv) or bad}`): expected "
+            f"exit code 2, got {'acceptance' if code is None else f'exit code {code}'}")
+
+
+def _logging_probe(target: Target, main: Any, level: str, records: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """Call configure_logging twice over a stale root handler, log `records`; report what went where.
+
+    Everything is done where student code runs, with objects of the standard library made
+    there (three StringIO streams, a StreamHandler); what they caught is read back here.
+    """
+    io, logs, sys_ = target.library("io"), target.library("logging"), target.library("sys")
+    root = logs.getLogger()
+    saved = (root.handlers, root.level, sys_.stdout, sys_.stderr, sys_.__stdout__, sys_.__stderr__)
+    out, err, stale = io.StringIO(), io.StringIO(), io.StringIO()
+    try:
+        sys_.stdout = out
+        sys_.__stdout__ = out
+        sys_.stderr = err
+        sys_.__stderr__ = err
+        root.handlers = [logs.StreamHandler(stale)]  # left by a library or an earlier basicConfig
+        try:
+            main.configure_logging(level)
+            main.configure_logging(level)
+        except Exception as exc:  # noqa: BLE001 - reported as an observation
+            return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        for name, record_level, message in records:
+            logs.getLogger(name).log(getattr(logs, record_level), "%s", message)
+        handlers = root.handlers
+        for handler in handlers:
+            handler.flush()
+        return {"error": "", "stdout": out.getvalue(), "stderr": err.getvalue(), "stale": stale.getvalue(),
+                "handlers": len(handlers)}
+    finally:
+        root.handlers = saved[0]
+        root.setLevel(saved[1])
+        sys_.stdout, sys_.stderr, sys_.__stdout__, sys_.__stderr__ = saved[2:]
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@check("configure_logging sends records at or above the level to stderr, once each, with level and logger", points=2,
+       hint="Give the root logger exactly one handler, a StreamHandler on sys.stderr (replace the list, do not "
+            "append: a second call must not double every line, and an old handler must stop), set the root's level, "
+            "and format lines with the level name and the logger's name.")
+async def test_logging_to_stderr(target: Target) -> None:
+    main = target.module("__main__")
+    rng = random.Random()
+    for level in ("INFO", "ERROR"):   # one below the logging module's default (WARNING), one above it
+        names = [f"research_desk.{_word(rng)}", f"{_word(rng)}.client"]
+        records = [(names[i % 2], lvl, f"{lvl.lower()}-{_word(rng, 8, 12)}") for i, lvl in enumerate(LEVELS)]
+        seen = _logging_probe(target, main, level, records)
+        assert not seen["error"], f"configure_logging({level!r}) raised {seen['error']}"
+        assert not seen["stdout"], (
+            f"logging wrote to stdout ({seen['stdout'].strip()[:120]!r}): on stdio that is the protocol stream")
+        lines = seen["stderr"].splitlines()
+        for name, record_level, message in records:
+            shown = [line for line in lines if message in line]
+            if LEVELS.index(record_level) < LEVELS.index(level):
+                assert not shown, (f"after configure_logging({level!r}), a {record_level} record still reached "
+                                   f"stderr: {shown[0][:160]!r}")
+                continue
+            assert shown, (f"after configure_logging({level!r}), a {record_level} record from logger {name!r} never "
+                           f"reached stderr: records at or above the level must be shown (set the root's level)")
+            assert len(shown) == 1, (
+                f"after configure_logging was called twice, one {record_level} record appeared {len(shown)} times: "
+                f"each call added a handler instead of replacing them (the root logger has {seen['handlers']} "
+                f"handlers)")
+            assert record_level in shown[0] and name in shown[0], (
+                f"a log line should show the level and the logger's name; got {shown[0][:160]!r}")
+        assert not seen["stale"], (
+            "a handler that was on the root logger before configure_logging still received records: replace the "
+            "root logger's handlers, do not add one beside them")
+
+
 @check("on stdio, stdout carries only protocol messages and logs go to stderr", points=3,
        hint="stdout is the JSON-RPC stream: one print() (at import, or before serving) is a line the client cannot "
             "parse, and hosts may drop the connection. Log with the logging module to stderr instead.")
 async def test_stdout_is_protocol_only(target: Target, workspace: tuple[Path, list[str]], tmp_path: Path) -> None:
     root, names = workspace
     rng = random.Random()
-    use_flag = rng.choice([True, False])
-    args = ["--root", str(root)] + (["--log-level", "info"] if use_flag else [])
-    env = target.env({} if use_flag else {"RESEARCH_DESK_LOG_LEVEL": "INFO"})
+    args = ["--root", str(root)]                           # a flag ...
+    env = target.env({"RESEARCH_DESK_LOG_LEVEL": "info"})  # ... and a variable, as a host config sets both
     requests = [
         {"jsonrpc": "2.0", "id": 1, "method": "initialize",
          "params": {"protocolVersion": "2025-11-25", "capabilities": {},
@@ -611,12 +745,11 @@ async def test_http_transport(target: Target, workspace: tuple[Path, list[str]],
     from mcp import Client
 
     root, names = workspace
-    port = free_port()
-    if random.choice([True, False]):
-        args, extra = ["--transport", "http", "--port", str(port), "--host", "127.0.0.1", "--root", str(root)], {}
-    else:
-        args, extra = [], {"RESEARCH_DESK_TRANSPORT": "http", "RESEARCH_DESK_PORT": str(port),
-                           "RESEARCH_DESK_HOST": "127.0.0.1", "RESEARCH_DESK_ROOTS": str(root)}
+    port, elsewhere = free_port(), free_port()
+    # Settings from both places a host passes them: the transport and the roots in variables, the address in
+    # flags, and a variable naming another port, which the flag overrides.
+    args = ["--port", str(port), "--host", "127.0.0.1"]
+    extra = {"RESEARCH_DESK_TRANSPORT": "http", "RESEARCH_DESK_ROOTS": str(root), "RESEARCH_DESK_PORT": str(elsewhere)}
     errlog = _errlog(tmp_path)
     process = subprocess.Popen(target.command([sys.executable, "-m", target.package, *args]), cwd=tmp_path,
                                env=target.env(extra), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog)
@@ -624,14 +757,16 @@ async def test_http_transport(target: Target, workspace: tuple[Path, list[str]],
         deadline = time.monotonic() + 12
         while True:
             if process.poll() is not None:
-                pytest.fail(f"the server exited (code {process.returncode}) instead of serving HTTP on port {port}"
-                            f"{_tail(errlog)}")
+                pytest.fail(f"the server exited (code {process.returncode}) instead of serving HTTP on port {port} "
+                            f"(--port {port}, RESEARCH_DESK_TRANSPORT=http){_tail(errlog)}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"nothing listened on 127.0.0.1:{port} after 12 s{_tail(errlog)}")
+                    pytest.fail(f"nothing listened on 127.0.0.1:{port} after 12 s, although `--port {port}` was given "
+                                f"(and RESEARCH_DESK_PORT={elsewhere}, which the flag overrides; "
+                                f"RESEARCH_DESK_TRANSPORT=http){_tail(errlog)}")
                 await anyio.sleep(0.1)
         for mode, protocol in MODES.items():
             with anyio.fail_after(10):

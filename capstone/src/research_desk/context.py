@@ -5,6 +5,19 @@ process stops. Tools never open it themselves and never reach it through a globa
 for a `Context` parameter, and the SDK hands them the request's context, which carries the
 lifespan's state along with facts about this request (its id, the protocol version, who is
 asking and what that client can do).
+
+What `course check 1` holds this module to (each function's docstring says more):
+
+- `open_desk(root)`: a root that is not a folder stops startup with `StartupError` naming it;
+  an empty folder is a desk with no documents; one index row per document (name, title, words,
+  as `load_document` reads them); a fresh `instance_id` per opening; the index closed however
+  the block ends. Over HTTP the lifespan runs once per server process, for every connection.
+- `desk_info`: this request's id, protocol version ("2026-07-28", or "2025-11-25" for a legacy
+  client), the client's name and whether it declared sampling; the desk's id, the requests it
+  has served (counted on the shared state: 1, 2, 3 ...) and its number of documents.
+- `list_documents` and `read_document`: answer from the index only; any name not in it is a
+  `ToolError` naming it, never a file's content; text is read as UTF-8.
+- `register`: three tools with titles, descriptions and read-only hints; `ctx` never in a schema.
 """
 
 from __future__ import annotations
@@ -68,17 +81,29 @@ class DeskInfo(BaseModel):
 
 @asynccontextmanager
 async def open_desk(root: Path) -> AsyncIterator[DeskState]:
-    """Open the document index for `root`, yield the shared state, and always close the index."""
-    # TODO(lesson-1): refuse a missing root with StartupError (name the folder), index every
-    #   document into an in-memory SQLite table `documents(name, title, words)`, yield
-    #   a DeskState with a fresh instance_id, and close the index however the block
-    #   ends.
+    """Open the document index for `root`, yield the shared state, and always close the index.
+
+    A `root` that is not a folder (missing, or a file) stops startup with `StartupError`
+    naming it. An empty folder is a valid desk with no documents. The index holds one row per
+    document: its name exactly as `load_document` gives it (relative to the root, forward
+    slashes, spaces and non-ASCII letters kept), its title and its word count. Every opening
+    gets a fresh `instance_id`, and the index is closed however the block ends, an exception
+    included.
+    """
+    # TODO(lesson-1): refuse a root that is not a folder with StartupError (name it), index every
+    #   document into an in-memory SQLite table `documents(name, title, words)` as
+    #   load_document() reads it, yield a DeskState with a fresh instance_id, and
+    #   close the index however the block ends.
     raise NotImplementedError("TODO(lesson-1): write open_desk")
     yield  # a `yield` keeps this an async generator, which @asynccontextmanager expects
 
 
 async def desk_info(ctx: Context[DeskState]) -> DeskInfo:
-    """Describe this request (id, protocol version, client) and the desk that serves it."""
+    """Describe this request (id, protocol version, client) and the desk that serves it.
+
+    Counts this request on the shared state. The client's name may be missing (None); whether it
+    can sample is whether it declared the sampling capability, in either protocol era.
+    """
     # TODO(lesson-1): take the DeskState from the request context, count this request, and fill in a
     #   DeskInfo from ctx (request id, protocol version, the client's name and whether
     #   it declared sampling).
@@ -86,20 +111,29 @@ async def desk_info(ctx: Context[DeskState]) -> DeskInfo:
 
 
 async def list_documents(ctx: Context[DeskState]) -> list[str]:
-    """Names of every document in the workspace, relative to its root."""
+    """Names of every document in the workspace, relative to its root, as the index holds them.
+
+    The index is a snapshot taken at startup: a file written later is not listed.
+    """
     # TODO(lesson-1): answer from the index the lifespan opened (never rescan the folder here).
     raise NotImplementedError("TODO(lesson-1): write list_documents")
 
 
 async def read_document(name: str, ctx: Context[DeskState]) -> str:
-    """The full text of one document, by the name `list_documents` gives."""
-    # TODO(lesson-1): read only names that are in the index; for any other name raise ToolError with
-    #   a message that names it, so the model can correct itself.
+    """The full text of one document (decoded as UTF-8), by the name `list_documents` gives.
+
+    Only names in the index are read. Anything else (`../outside.md`, a hidden file, a file
+    written after startup, an image) is a `ToolError` that names it and never carries the
+    file's content, whatever is on the disk.
+    """
+    # TODO(lesson-1): read only names that are in the index (as UTF-8); for any other name raise
+    #   ToolError with a message that names it, so the model can correct itself.
     raise NotImplementedError("TODO(lesson-1): write read_document")
 
 
 def register(server: MCPServer) -> None:
-    """Add this lesson's tools to `server`."""
+    """Add this lesson's tools to `server`: each with a human title, its docstring as description,
+    a read-only annotation, and `ctx` kept out of its input schema (the SDK injects it)."""
     # TODO(lesson-1): register desk_info, list_documents and read_document as tools, each with a
     #   human title and a read-only annotation.
     raise NotImplementedError("TODO(lesson-1): write register")

@@ -1,8 +1,10 @@
-"""Lesson 2, instructor-only checks: edge cases the visible checks do not spell out.
+"""Lesson 2, instructor-only checks: the visible requirements again, with inputs the student never saw.
 
-Left out of the student release and run by `course grade`, so a submission tuned to the
-visible checks alone does not collect these points. Every run invents its own documents, word
-limits, model names and requests; expected answers are computed here from what the check made.
+Left out of the student release and run by `course grade`. Each re-tests what a visible check
+already enforces (the limit is inclusive, register hands on its root and limit, the callback
+copes with bare requests and refuses unreadable ones) with other limits, sizes, models and
+request shapes, so hard-coding the visible cases loses these points and understanding does not.
+Expected answers are computed here from what the check made.
 """
 
 from __future__ import annotations

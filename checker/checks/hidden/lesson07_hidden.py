@@ -1,7 +1,9 @@
-"""Lesson 7, instructor-only checks: edge cases the visible checks do not spell out.
+"""Lesson 7, instructor-only checks: the visible checks' requirements, with inputs students never saw.
 
-Left out of the student release and run by `course grade`, so a submission tuned to the
-visible checks alone does not collect these points.
+Left out of the student release and run by `course grade`. Each re-tests a requirement a visible
+check already enforces (no backend and an over-answering service; a reused key; a failed export)
+with other data, so a submission that hard-codes the visible cases loses these points, and one
+that meets the requirements passes them.
 """
 
 from __future__ import annotations
@@ -127,9 +129,9 @@ async def test_search_without_service_and_over_answering_service(target: Target,
         f"the limit")
 
 
-@check("a reused idempotency key is a conflict whenever the note differs, title included", points=1,
-       hint="A key stands for one exact note: compare everything the note is made of (title and body, kept apart, "
-            "not glued into one string), and let a rejected request leave the stored receipt untouched.")
+@check("a reused idempotency key is a conflict whenever the note differs, however little", points=1,
+       hint="A key stands for one exact note: compare everything the note is made of (title and body, kept apart "
+            "and in order, exactly as sent), and let a rejected request leave the stored receipt untouched.")
 async def test_key_conflict_on_any_difference(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
     errors = target.module("errors")
@@ -140,7 +142,8 @@ async def test_key_conflict_on_any_difference(target: Target, workspace: Workspa
         head, middle, tail = _word(rng).title(), _word(rng), _word(rng)
         title, body = f"{head} {middle}", tail
         conflicts = [
-            ("a different title, the same body", {"title": f"{title} {_word(rng)}", "body": body}),
+            ("the title and the body swapped", {"title": body, "body": title}),
+            ("the title in another case, the same body", {"title": title.swapcase(), "body": body}),
             ("the same characters with the title/body boundary moved", {"title": head, "body": f" {middle}{tail}"}),
         ]
         rng.shuffle(conflicts)
@@ -166,7 +169,7 @@ async def test_key_conflict_on_any_difference(target: Target, workspace: Workspa
     assert len(notes) == len(MODES), f"only the {len(MODES)} original notes may be saved, found {len(notes)}"
 
 
-@check("an export that fails midway is marked failed and leaves no partial file", points=1,
+@check("an export whose document turns into a folder midway is marked failed and leaves no partial file", points=1,
        hint="Cancellation is not the only way out of the loop: a step can raise too. Mark the job failed, let the "
             "error reach the caller, and remove the partial file in the same finally block.")
 async def test_failed_export_cleans_up(target: Target, workspace: Workspace) -> None:
@@ -192,13 +195,14 @@ async def test_failed_export_cleans_up(target: Target, workspace: Workspace) -> 
                 while not outcome and time.monotonic() < deadline and len(desk.jobs) == len(before):
                     await anyio.sleep(0.01)
                 started = len(desk.jobs) > len(before)
-                if started:  # validated and under way: the last document vanishes before its step
+                if started:  # validated and under way: the last document becomes a folder before its step
                     (workspace.root / victim).unlink()
+                    (workspace.root / victim).mkdir()
         assert started, (f"[{mode}] export_bundle of {len(batch)} known documents recorded no job in desk.jobs: "
                          f"{_text(outcome[0])[:200]!r}" if outcome else f"[{mode}] export_bundle recorded no job")
         result = outcome[0]
         assert result.is_error, (
-            f"[{mode}] {victim!r} was deleted while the export ran, yet export_bundle answered as if it worked: "
+            f"[{mode}] {victim!r} became a folder while the export ran, yet export_bundle answered as if it worked: "
             f"{_text(result)[:200]!r}")
         job = next(desk.jobs[j] for j in desk.jobs if j not in before)
         assert job.status == "failed", (
@@ -209,4 +213,5 @@ async def test_failed_export_cleans_up(target: Target, workspace: Workspace) -> 
         leftovers = sorted(target.library("os").listdir(exports)) if target.library("os.path").isdir(exports) else []
         assert not leftovers, f"[{mode}] the failed export left files behind: {leftovers}"
         # put the document back where student code runs (a link planted in its place leads nowhere else)
+        target.library("os").rmdir(str(workspace.root / victim))
         target.library("pathlib").Path(str(workspace.root / victim)).write_text(workspace.texts[victim])

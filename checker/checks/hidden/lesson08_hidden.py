@@ -1,7 +1,8 @@
-"""Lesson 8, instructor-only checks: edge cases of the command's settings and logging.
+"""Lesson 8, instructor-only checks: the visible checks' settings and logging rules, with other inputs.
 
-Left out of the student release and run by `course grade`, so a submission tuned to the
-visible checks alone does not collect these points. They call `load_settings` and
+Left out of the student release and run by `course grade`. Each re-tests a requirement a visible
+check already enforces (the port range, roots that are folders with unusual names, logging that
+replaces its handlers) with values the student never saw. They call `load_settings` and
 `configure_logging` directly (no build, no subprocess), so they take well under a second.
 """
 

@@ -1,7 +1,8 @@
-"""Lesson 9, instructor-only checks: edge cases of the capstone's settings and wiring.
+"""Lesson 9, instructor-only checks: the visible checks' settings and wiring rules, with other inputs.
 
-Left out of the student release and run by `course grade`, so a submission tuned to the
-visible checks alone does not collect these points. They start no uvicorn, no subprocess and
+Left out of the student release and run by `course grade`. Each re-tests a requirement a visible
+check already enforces (text edge cases of the variables, validate()'s limits, every setting
+reaching its tool) with values the student never saw. They start no uvicorn, no subprocess and
 no Redis: two call `Settings.from_env` / `Settings.validate` directly, one drives
 `create_server(settings, http=False)` through an in-memory client of each protocol era, so
 the whole file takes about a second.

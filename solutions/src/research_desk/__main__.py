@@ -17,6 +17,33 @@ only when a server is built, so `--help`, `--version` and a refused setting answ
 
 This entry point serves a small desk (list and read documents under the allowed roots) built
 from given code only; the capstone (lesson 9) wires every lesson's tools into it.
+
+What `course check 8` holds you to (with this module, the project's pyproject.toml):
+
+* The `mcp` requirement admits the version you run (2.3) and has a floor and a ceiling: no 1.x
+  (it lacks `MCPServer`), no 3.0 or later. `[project.scripts]` maps `research-desk` to
+  `research_desk.__main__:main`.
+* `uv build` makes `research_desk-<__version__>-py3-none-any.whl`, holding every module of the
+  package and nothing else, and an sdist holding `pyproject.toml` and `src/research_desk` but never
+  a `.env`, a notebook or bytecode that sits in the project folder.
+* The wheel, installed in a fresh environment, gives a `research-desk` command that serves
+  `list_documents` for `--root DIR` over stdio to clients of both eras, reporting the package's
+  version.
+* `--version` prints exactly `research-desk <version>`; `--help` shows the usage of `research-desk`
+  and names every option with its `RESEARCH_DESK_*` variable. Both exit 0 and start nothing.
+* `load_settings`: with nothing set, stdio on 127.0.0.1:8000 at WARNING. Each variable
+  (`RESEARCH_DESK_TRANSPORT`, `_HOST`, `_PORT`, `_ROOTS` split on `os.pathsep` only, `_LOG_LEVEL` in
+  any case) applies when its flag is absent, and every flag (`--root` repeated replaces the roots)
+  wins over its variable. Ports 1 and 65535 are valid, 0, 65536 and negatives are not; a root must
+  be an existing folder (a file is refused); folder names keep their spaces, commas and accents. A bad
+  value (flag or variable) exits with code 2, the argparse way.
+* `configure_logging(level)` leaves the root logger exactly one handler, on stderr (calling it twice
+  logs each record once, and an older handler stops), sets the root's level, and shows the level
+  name and the logger's name on each line. Nothing goes to stdout.
+* `python -m research_desk` on stdio writes only JSON-RPC to stdout, and at INFO logs one line on
+  stderr saying what it serves. With the http transport (flag or variable) it serves Streamable
+  HTTP at `/mcp` on the configured port, to clients of both eras. A bad setting stops it with exit
+  code 2, nothing on stdout, and a last stderr line naming the flag, variable or folder to fix.
 """
 
 import argparse
@@ -83,7 +110,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     A bad value (flag or variable) ends the program the argparse way: usage and a one-line error
     on stderr, exit code 2.
     """
-    # BEGIN SOLUTION lesson-8: parse argv with build_parser(); read RESEARCH_DESK_TRANSPORT, _HOST, _PORT, _ROOTS (os.pathsep-separated) and _LOG_LEVEL from environ; a flag wins over its variable, a variable over the Settings default; reject a bad variable, a port outside 1-65535 or a root that is not a folder with parser.error() naming the setting.
+    # BEGIN SOLUTION lesson-8: parse argv with build_parser(); read RESEARCH_DESK_TRANSPORT, _HOST, _PORT, _ROOTS (split on os.pathsep only) and _LOG_LEVEL (any case) from environ; a flag wins over its variable, a variable over the Settings default; reject a bad variable, a port outside 1-65535 (both ends valid) or a root that is not an existing folder with parser.error() naming the setting.
     parser = build_parser()
     args = parser.parse_args(list(argv))
     env = {key.removeprefix(ENV_PREFIX): value for key, value in environ.items()

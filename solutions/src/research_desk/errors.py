@@ -18,6 +18,49 @@ remembers is bounded: at most `max_notes` notes (a full desk refuses new ones an
 room), and an idempotency receipt is kept for `receipt_seconds` and for the `max_receipts` newest
 keys only, so a long-running server does not grow without end.
 
+What `course check 7` holds you to (each line is a check, or part of one):
+
+* `read_document` and `export_bundle` serve only the workspace's own documents: a name a scan of
+  the workspace would list (`documents.document_path`). `..`, absolute paths, links that lead out,
+  hidden files and folders, and files that are not .md or .txt are unknown documents: a `ToolError`
+  that names the name and says how to find valid ones. An export checks every name before any job
+  starts.
+* A reused idempotency key with a different note (another title, another body, or the same
+  characters split differently: compare title and body apart and exactly) is
+  `MCPError(INVALID_PARAMS)` with the key in `data`; the refused call saves nothing, and a true
+  retry still gets the first receipt. The same key and note, retried (even concurrently, even after
+  the client timed out), saves one note and returns the same receipt.
+* A crash (any exception but `ToolError`, `MCPError` and cancellation) reaches the client as a
+  `ToolError` that says `incident <id>` (any spelling: "incident 7f3a", "Incident ID: ...") and
+  nothing of the exception's text, traceback or paths; every incident gets a fresh id, and the
+  exception is logged with its traceback, at WARNING or above, under the same id.
+* `search_documents` passes the query on to the search service and never returns more than
+  `limit` hits, whatever the service sent. An outage (`OUTAGES`, a service slower than
+  `backend_timeout`, or no service at all) answers `title_matches(query, limit)` with
+  `degraded=True`, `source="local-titles"` and a notice, within about `backend_timeout`; any other
+  exception is a bug and propagates.
+* A cancelled export stops at its next `await`, ends `cancelled`, records its cleanup in `cleanups`
+  and leaves no file; one that fails midway (a document vanishes) ends `failed` the same way and
+  its error reaches the caller. A finished bundle stays in the desk's `exports` folder (which the
+  operator may put outside the workspace); a `.exports` planted as a link is refused with a
+  `ToolError`, and nothing is written through it.
+* Argument limits live in the argument types, so the input schema advertises them and the SDK
+  rejects a value past them with a message naming the field: a query of 1-500 characters, a
+  `limit` of 1-50, document names up to 200 characters, titles up to 120, bodies up to 10,000,
+  note ids up to 64, an idempotency key of 8-64 letters, digits, `-` or `_`, and 1-100 names to
+  export. Limits count characters (not bytes), and a value exactly at a limit is allowed.
+* Truthful annotations: `search_documents` reads only and reaches an outside service (open world);
+  `read_document` reads only; `save_note` writes, destroys nothing and is idempotent;
+  `delete_note` destroys and is idempotent; `export_bundle` writes a new file each call (not
+  idempotent, not destructive). Only `search_documents` is open world.
+* Bounded memory: a desk holding `max_notes` notes refuses the next with a `ToolError` naming the
+  limit and `delete_note`; a retry within `receipt_seconds` gets its receipt, a key reused later
+  saves a new note; only the `max_receipts` newest receipts are kept. A storm of malformed calls is
+  refused fast and the server keeps serving.
+
+Not graded by a check: doing file work on a worker thread. No behaviour test can see which thread
+read a file; lesson 9's load measurements show what a blocked event loop costs.
+
 Wiring: `register(server, desk)` adds the tools to any `MCPServer`; `desk` is an `ErrorDesk`
 that holds the workspace folder, the search service the desk depends on, and what the tools
 remember (notes, receipts, export jobs). `create_server(desk)` makes a server with just them.
@@ -65,7 +108,7 @@ RECEIPT_SECONDS = 24 * 3600  # how long a receipt is kept: a "retry" a day later
 # The argument types every tool uses. Their constraints become the input schema, so the client
 # (and the model) sees the limits before it calls, and the SDK rejects a bad value before any
 # of our code runs, with a message that names the field and the limit.
-# BEGIN SOLUTION lesson-7: constrain every argument at the edge with pydantic Field limits (lengths from the MAX_* constants, 1 <= limit <= MAX_LIMIT, note ids of at most 64 characters, an idempotency key of 8-64 letters, digits, '-' or '_', a non-empty list of at most MAX_EXPORT_DOCUMENTS names).
+# BEGIN SOLUTION lesson-7: constrain every argument at the edge with pydantic Field limits (lengths in characters from the MAX_* constants, 1 <= limit <= MAX_LIMIT, note ids of at most 64 characters, an idempotency key of 8-64 letters, digits, '-' or '_', a non-empty list of at most MAX_EXPORT_DOCUMENTS document names); a value exactly at a limit is allowed.
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Words to look for")]
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many hits to return at most")]
 DocName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS,
@@ -274,7 +317,7 @@ class ErrorDesk:
 
     async def search(self, query: str, limit: int) -> SearchAnswer:
         """Ask the search service; when it is down or too slow, answer from titles, labelled."""
-        # BEGIN SOLUTION lesson-7: ask the backend under a backend_timeout deadline; on an outage (OUTAGES, a timeout, or no backend at all) answer from title_matches() with source "local-titles", degraded=True and a notice saying why; let any other exception propagate.
+        # BEGIN SOLUTION lesson-7: ask the backend under a backend_timeout deadline and return at most `limit` of its hits; on an outage (OUTAGES, a timeout, or no backend at all) answer from title_matches() with source "local-titles", degraded=True and a notice saying why; let any other exception propagate.
         if self.backend is not None:
             try:
                 with anyio.fail_after(self.backend_timeout):
@@ -293,7 +336,7 @@ class ErrorDesk:
 
     def read(self, name: str) -> str:
         """The text of one document, by the name `search_documents` gives."""
-        # BEGIN SOLUTION lesson-7: serve only names that are documents of this workspace (documents.document_path tells without scanning the whole folder); for any other name raise ToolError that names it and tells the model how to find valid names.
+        # BEGIN SOLUTION lesson-7: serve only names that are documents of this workspace (documents.document_path tells without scanning the whole folder: no '..', absolute path, link leading out, hidden or non-document file); for any other name raise ToolError that names it and tells the model how to find valid names.
         path = document_path(self.root, name)
         if path is None:
             raise ToolError(f"there is no document named {name!r}; use search_documents to find valid names")

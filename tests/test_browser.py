@@ -40,7 +40,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1400,1000", "--remote-debugging-port=0"]
 RUN_ALL_TIMEOUT = 600
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium: sudo apt-get install -y chromium")
+pytestmark = [pytest.mark.full,  # slow: the full suite only (tests/conftest.py)
+              pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium: sudo apt-get install -y chromium")]
 
 
 class DevTools:

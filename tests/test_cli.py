@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COURSE
+from tests.conftest import COURSE, pristine_starter
 
 
 def course(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -71,6 +71,6 @@ def test_check_on_solutions_exits_0_with_json() -> None:
 
 
 def test_check_on_starter_exits_1_and_explains_each_failure() -> None:
-    proc = course("check", "lesson-1", "--against", "starter")
+    proc = course("check", "lesson-1", "--against", str(pristine_starter()))
     assert proc.returncode == 1
     assert proc.stdout.count("✗") >= 6 and "hint:" in proc.stdout and "0 passed" in proc.stdout

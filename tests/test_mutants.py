@@ -15,6 +15,8 @@ import pytest
 from checker.runner.lesson import run_lesson
 from tests.conftest import COURSE
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 MUTANTS_DIR = Path(__file__).parent / "mutants"
 
 

@@ -31,6 +31,7 @@ def test_notebook_is_clean_and_valid(lesson) -> None:
     assert any("```mermaid" in c.source for c in nb.cells if c.cell_type == "markdown"), "each lesson has a diagram"
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("lesson", NOTEBOOK_LESSONS, ids=[l.id for l in NOTEBOOK_LESSONS])
 def test_notebook_runs_against_solutions(lesson, tmp_path) -> None:
     env = dict(os.environ, PYTHONPATH=str(COURSE.solutions), COURSE_NOTEBOOK_STRICT="1",

@@ -139,3 +139,30 @@ def test_backups_made_in_the_same_second_stay_apart(tmp_path: Path) -> None:
     assert time.time() - started < 60
     kept = [(b.folder / MODULE).read_bytes() for b in list_backups(local)]
     assert kept == [f"# attempt {n}\n".encode() for n in range(3)]
+
+
+def test_sync_starter_asks_first_and_says_where_the_backup_is(tmp_path: Path) -> None:
+    """`course dev sync-starter` over a solved lesson: nothing is replaced without a yes, and the
+    student's version is kept where the command says (and `--restore` brings it back)."""
+    root = copy_course(tmp_path / "course")
+    _student(root).write_bytes(b"# my solved lesson 1\n")
+    refused = course(root, "dev", "sync-starter", stdin="")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert _student(root).read_bytes() == b"# my solved lesson 1\n"
+
+    child = pexpect.spawn(COURSE_SCRIPT, ["dev", "sync-starter"], env=course_env(root), cwd=str(root),
+                          encoding="utf-8", timeout=60)
+    child.expect(r"capstone/src/\w+/context\.py.*backed up first.*\[y/N\]")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and _student(root).read_bytes() == b"# my solved lesson 1\n"
+
+    synced = course(root, "dev", "sync-starter", "--yes")
+    assert synced.returncode == 0, synced.stderr
+    assert _student(root).read_bytes() == expected_starter(COURSE.solutions.parent)[MODULE]
+    backup = find_backup(load_course(root), "latest")
+    assert str(backup.folder.relative_to(root)) in synced.stdout and "--restore" in synced.stdout
+    assert (backup.folder / MODULE).read_bytes() == b"# my solved lesson 1\n"
+    assert course(root, "reset", "--restore", backup.name, "--yes").returncode == 0
+    assert _student(root).read_bytes() == b"# my solved lesson 1\n"

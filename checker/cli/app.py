@@ -148,8 +148,10 @@ def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(me
 def sync_starter(
     check_only: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False,
     lesson: Annotated[Optional[str], typer.Option(help="Only this lesson's modules (others stay as they are).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replacing files.")] = False,
 ) -> None:
-    """Regenerate the starter package (capstone/) from solutions/, keeping a backup of changed files."""
+    """Regenerate the starter (capstone/) from solutions/; asks first, backs up what it replaces."""
+    from checker.cli.common import confirm_or_exit
     from checker.starter import drift, write_starter
 
     course = course_or_exit()
@@ -158,18 +160,25 @@ def sync_starter(
     if lesson:
         package_dir = course.starter.relative_to(starter) / course.package
         only = {(package_dir / f"{module}.py").as_posix() for module in lesson_or_exit(course, lesson).modules}
+    changed = [rel for rel in drift(solutions, starter, course.solutions_only) if only is None or rel in only]
     if check_only:
-        changed = [rel for rel in drift(solutions, starter, course.solutions_only) if only is None or rel in only]
         for rel in changed:
             out.print(f"drift: {rel}", markup=False)
         raise typer.Exit(1 if changed else 0)
+    if not changed:
+        out.print("the starter is up to date")
+        return
+    replaced = [rel for rel in changed if (starter / rel).is_file()]
+    if replaced:
+        listing = ", ".join(f"{starter.name}/{rel}" for rel in replaced)
+        confirm_or_exit(yes, f"Replace {listing} with the generated starter? Any lesson work in them is "
+                             "backed up first.")
     changed, backup = write_starter(solutions, starter, course.state_dir, only=only, exclude=course.solutions_only)
     for rel in changed:
         out.print(f"wrote {starter.name}/{rel}", markup=False)
     if backup:
-        out.print(f"your previous versions are kept in {backup}", markup=False)
-    if not changed:
-        out.print("the starter is up to date")
+        out.print(f"your previous versions are in {backup.relative_to(course.root)}; undo with "
+                  f"`uv run course reset --restore {backup.name}`", markup=False, soft_wrap=True)
 
 
 from checker.cli.instructor import export, grade, release  # noqa: E402 - instructor commands

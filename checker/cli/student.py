@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
-from checker.cli.common import course_or_exit, err, fail_usage
+from checker.cli.common import confirm_or_exit, course_or_exit, err, fail_usage
 from checker.registry import Course, CourseError, Lesson
 
 out = Console(highlight=False, soft_wrap=True)  # line-oriented output: let the terminal wrap
@@ -121,7 +120,7 @@ def reset(
             return
         if restore:
             backup = resets.find_backup(course, restore)
-            _confirm(yes, f"Put back {len(backup.files)} file(s) from {backup.name}? Your current versions are "
+            confirm_or_exit(yes, f"Put back {len(backup.files)} file(s) from {backup.name}? Your current versions are "
                           "backed up first.")
             written, saved = resets.restore_backup(course, backup)
         else:
@@ -131,7 +130,7 @@ def reset(
             if not pending:
                 out.print(f"{chosen.id}: your files already match the starter; nothing to do", markup=False)
                 return
-            _confirm(yes, f"Replace {', '.join(pending)} (in {course.starter.parent.name}/) with the starter code of "
+            confirm_or_exit(yes, f"Replace {', '.join(pending)} (in {course.starter.parent.name}/) with the starter code of "
                           f"{chosen.id}? Your version is backed up first.")
             written, saved = resets.reset_lesson(course, chosen)
     except CourseError as exc:
@@ -142,16 +141,6 @@ def reset(
     if saved is not None:
         out.print(f"your previous version is in {saved.relative_to(course.root)}; undo with "
                   f"`course reset --restore {saved.name}`", markup=False, soft_wrap=True)
-
-
-def _confirm(yes: bool, question: str) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        fail_usage("not asking without a terminal: add --yes to confirm")
-    if not typer.confirm(question, default=False):
-        out.print("nothing changed", markup=False)
-        raise typer.Exit(1)
 
 
 def doctor(as_json: JsonOpt = False) -> None:

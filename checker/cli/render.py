@@ -10,7 +10,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from checker.runner.results import CheckResult, LessonResult
+from checker.runner.results import BrokenModule, CheckResult, LessonResult
 
 MARKS = {"passed": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("○", "yellow")}
 
@@ -29,14 +29,32 @@ def _check_lines(check: CheckResult, show_hints: bool) -> list[RenderableType]:
     return out
 
 
+def broken_lines(broken: list[BrokenModule]) -> list[RenderableType]:
+    """Each module that does not import, once, like a compiler error: file, line, code, error, fix."""
+    out: list[RenderableType] = []
+    for report in broken:
+        out.append(Text.assemble((" ✗ ", "bold red"), (report.headline(), "bold"), ", so no check could run"))
+        for line in report.details():
+            if line.startswith("fix: "):
+                styled = Text.assemble(("fix: ", "bold cyan"), line.removeprefix("fix: "))
+            else:
+                styled = Text(line, style="red" if line == report.error or line.strip().endswith("^") else "")
+            out.append(Padding(styled, (0, 0, 0, 5)))
+    return out
+
+
 def lesson_report(result: LessonResult, show_hints: bool = True) -> RenderableType:
     header = Text.assemble((f"{result.lesson}", "bold"), f"  {result.title}", (f"   [{result.edition}]", "dim"))
     parts: list[RenderableType] = [header]
     if result.error:
         parts.append(Text(f"could not check this lesson: {result.error}", style="bold red"))
         return Group(*parts)
-    for check in result.checks:
-        parts.extend(_check_lines(check, show_hints))
+    if result.broken:
+        parts.extend(broken_lines(result.broken))
+        parts.append(Text(f" {len(result.checks)} checks not run: fix the import above first", style="dim"))
+    else:
+        for check in result.checks:
+            parts.extend(_check_lines(check, show_hints))
     parts.append(summary_line(result))
     return Group(*parts)
 

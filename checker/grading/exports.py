@@ -15,7 +15,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from checker.grading.batch import SubmissionResult
-from checker.runner.results import CheckResult, LessonResult
+from checker.runner.results import BrokenModule, CheckResult, LessonResult
 
 
 def _fmt(points: float) -> str:
@@ -88,8 +88,11 @@ def gradescope_results(sub: SubmissionResult) -> dict[str, object]:
             tests.append({"name": f"{lesson.lesson}: could not be checked", "score": 0.0,
                           "max_score": float(lesson.available), "status": "failed", "output": lesson.error,
                           "visibility": "visible"})
+        if lesson.broken:
+            tests.append({"name": f"{lesson.lesson}: your code does not import", "score": 0.0, "max_score": 0.0,
+                          "status": "failed", "output": broken_text(lesson.broken), "visibility": "visible"})
         for check in lesson.checks:
-            output = "" if check.passed else f"{check.message}\n\nHint: {check.hint}".strip()
+            output = "" if check.passed else check.message + (f"\n\nHint: {check.hint}" if check.hint else "")
             tests.append({"name": f"{lesson.lesson}: {check.title}", "number": f"{lesson.lesson}.{check.id}",
                           "score": float(check.earned), "max_score": float(check.points),
                           "status": "passed" if check.passed else "failed", "output": output,
@@ -97,6 +100,12 @@ def gradescope_results(sub: SubmissionResult) -> dict[str, object]:
     return {"score": float(sub.earned), "execution_time": round(sub.duration, 2),
             "output": sub.error or f"{_fmt(sub.earned)} of {_fmt(sub.available)} points",
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+def broken_text(broken: list[BrokenModule]) -> str:
+    """The import report as plain text: the same lines `course check` shows."""
+    return "\n\n".join("\n".join([report.headline(), *("  " + line for line in report.details())])
+                       for report in broken)
 
 
 def feedback_markdown(sub: SubmissionResult) -> str:
@@ -107,10 +116,13 @@ def feedback_markdown(sub: SubmissionResult) -> str:
         lines += [f"## {lesson.lesson} — {lesson.title}: {_fmt(lesson.earned)} / {_fmt(lesson.available)}", ""]
         if lesson.error:
             lines += [f"Could not be checked: {lesson.error}", ""]
+        if lesson.broken:
+            lines += ["Your code does not import, so no check of this lesson could run:", "", "```",
+                      broken_text(lesson.broken), "```", ""]
         for check in lesson.checks:
             mark = {"passed": "✓", "failed": "✗", "skipped": "○"}[check.outcome]
             lines.append(f"- {mark} {check.title} ({_fmt(check.earned)}/{check.points})")
-            if check.outcome == "failed":
+            if check.outcome == "failed" and not lesson.broken:
                 lines.append(f"  - what happened: {check.message.splitlines()[0] if check.message else 'failed'}")
                 lines.append(f"  - hint: {check.hint}")
         lines.append("")

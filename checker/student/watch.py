@@ -165,6 +165,10 @@ def render_run(before: LessonResult | None, now: LessonResult, trigger: str) -> 
     if now.error:
         parts.append(Text(f" could not check this lesson: {now.error}", style="bold red"))
         return Group(*parts)
+    if now.broken:
+        from checker.cli.render import broken_lines
+
+        return Group(*parts, *broken_lines(now.broken))
     if before is None or before.error or before.lesson != now.lesson:
         for check in now.checks:
             if check.outcome == "passed":

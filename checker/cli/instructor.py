@@ -33,7 +33,7 @@ def _pick_lessons(course: Course, spec: Optional[str]) -> list[Lesson]:
 
 
 def release(out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A new folder for the student edition.")]) -> None:
-    """Write the student edition: starter code, clean notebooks, visible checks, hashed quiz key."""
+    """Write the student edition. Starter code, clean notebooks, visible checks, hashed quiz key."""
     from checker.release import build_release
 
     try:
@@ -57,7 +57,7 @@ def grade(
     exam_secret: ExamSecretOpt = None,
     exam_name: ExamNameOpt = None,
 ) -> None:
-    """Grade a folder of submissions in parallel; write CSV, JUnit, Gradescope, feedback and a report."""
+    """Grade a folder of submissions, in parallel. Writes CSV, JUnit, Gradescope, feedback and a report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from checker.grading.batch import grade_all, sandbox_check
@@ -142,7 +142,7 @@ def export(
     platform: Annotated[str, typer.Argument(help="gradescope")],
     out_file: Annotated[Path, typer.Argument(metavar="OUT.zip")] = Path("gradescope-autograder.zip"),
 ) -> None:
-    """Package the autograder for a platform (Gradescope: setup.sh, run_autograder and the course)."""
+    """Package the autograder for a platform. Gradescope: setup.sh, run_autograder and the course."""
     if platform != "gradescope":
         fail_usage(f"unknown platform {platform!r}; supported: gradescope")
     course = load_course()

@@ -19,7 +19,7 @@ from rich.text import Text
 from checker.cli.common import confirm_or_exit, course_or_exit, err, fail_usage
 from checker.registry import Course, CourseError, Lesson
 
-out = Console(highlight=False, soft_wrap=True)  # line-oriented output: let the terminal wrap
+out = Console(highlight=False, soft_wrap=False)  # rich wraps at word boundaries, never inside a word
 
 OptionalLesson = Annotated[Optional[str], typer.Argument(help="lesson-3, 3 or 03 (default: the next unfinished one)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -36,7 +36,7 @@ def _pick(course: Course, ref: Optional[str], kind: str | None = None) -> Lesson
         fail_usage(str(exc))
     lesson = first_unfinished(course, kind)
     if lesson is None:
-        fail_usage("every available lesson passes already; name one, e.g. `course open 1`")
+        fail_usage("every available lesson passes already; name one, e.g. `uv run course open 1`")
     assert lesson is not None
     return lesson
 
@@ -46,7 +46,7 @@ def watch(
     poll: Annotated[bool, typer.Option("--poll", help="Look for changes every 150 ms instead of using file events "
                                                       "(network drives, WSL2 Windows drives).")] = False,
 ) -> None:
-    """Re-check a lesson every time you save, showing only what changed; moves on when it passes."""
+    """Re-check a lesson on every save, showing what changed. Moves on to the next lesson when it passes."""
     from checker.student.watch import Watcher
 
     course = course_or_exit()
@@ -62,7 +62,7 @@ def open_lesson(
                                                                   "forward the port with ssh -L).")] = False,
     port: Annotated[int, typer.Option(help="Port to serve on (default: 8888 if free, else any free port).")] = 0,
 ) -> None:
-    """Start JupyterLab on a lesson's notebook, with the course's Python as the kernel."""
+    """Start JupyterLab on a lesson's notebook. Its kernel is the course's own Python."""
     import webbrowser
 
     from checker.student.jupyter import Lab
@@ -103,7 +103,7 @@ def reset(
     restore: Annotated[Optional[str], typer.Option(metavar="BACKUP", help="Put a backup's files back "
                                                                           "(a name from --list, or `latest`).")] = None,
 ) -> None:
-    """Restore a lesson's starter code, keeping a timestamped backup of your version."""
+    """Restore a lesson's starter code (your version is backed up)."""
     from checker.student import reset as resets
 
     course = course_or_exit()
@@ -113,7 +113,7 @@ def reset(
         if list_:
             backups = resets.list_backups(course)
             if not backups:
-                out.print("no backups yet: `course reset LESSON` makes one before it changes anything", markup=False)
+                out.print("no backups yet: `uv run course reset LESSON` makes one before it changes anything", markup=False)
             for backup in backups:
                 out.print(f"{backup.name}  ({len(backup.files)} file{'s' if len(backup.files) != 1 else ''}: "
                           f"{', '.join(backup.files)})", markup=False, soft_wrap=True)
@@ -140,11 +140,11 @@ def reset(
         out.print(f"wrote {course.starter.parent.name}/{rel}", markup=False)
     if saved is not None:
         out.print(f"your previous version is in {saved.relative_to(course.root)}; undo with "
-                  f"`course reset --restore {saved.name}`", markup=False, soft_wrap=True)
+                  f"`uv run course reset --restore {saved.name}`", markup=False, soft_wrap=True)
 
 
 def doctor(as_json: JsonOpt = False) -> None:
-    """Check that this machine has what the course needs, and say how to fix what is missing."""
+    """Check this machine has what the course needs. Says how to fix what is missing."""
     from checker.student.doctor import run_doctor
 
     findings = run_doctor(course_or_exit())
@@ -168,7 +168,7 @@ def doctor(as_json: JsonOpt = False) -> None:
 
 
 def next_(as_json: JsonOpt = False) -> None:
-    """What to do now: the first lesson not passed, its notebook, and the check to fix next."""
+    """What to do now: the next lesson, its notebook, what to fix."""
     from checker.student.nextstep import next_step
 
     step = next_step(course_or_exit())
@@ -179,19 +179,14 @@ def next_(as_json: JsonOpt = False) -> None:
         more = f" {step.coming_soon} more lesson(s) are coming soon." if step.coming_soon else ""
         out.print(Text("Every available lesson passes." + more, style="bold green"))
         return
-    number = step.lesson.rsplit("-", 1)[1]
-    out.print(Text.assemble(("Next: ", "bold"), (step.lesson, "bold"), f" — {step.title} ({step.status})"))
-    out.print(f"  notebook: {step.notebook}   (course open {number})", markup=False)
-    if step.failing:
-        out.print(Text.assemble("  fix first: ", (step.failing_title, "red"), (f"  ({step.failing})", "dim")))
-        out.print(Text.assemble("  hint: ", (step.hint, "cyan")))
-        out.print(f"  then: course check {number}   (or keep `course watch {number}` running)", markup=False)
-    else:
-        out.print(f"  write the TODO({step.lesson}) parts, then: course check {number}", markup=False)
+    from checker.cli.render import next_step_lines
+
+    for line in next_step_lines(step):
+        out.print(line)
 
 
 def solution(lesson: Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]) -> None:
-    """Show a lesson's reference solution — only after your code has passed it (exit 1 before)."""
+    """Show a lesson's reference solution, once your code passes it. Exit 1 before."""
     from checker.student.solution import NotYet, solution_files
 
     course = course_or_exit()
@@ -203,10 +198,12 @@ def solution(lesson: Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]) -
     except CourseError as exc:
         fail_usage(str(exc))
         return
+    from checker.starter import reference_text
+
     for path in files:
         out.rule(str(path.relative_to(course.root)))
-        text = path.read_text(encoding="utf-8")
+        text = reference_text(path.read_text(encoding="utf-8"))
         if out.is_terminal:
-            out.print(Syntax(text, "python" if path.suffix == ".py" else "text", line_numbers=True))
+            out.print(Syntax(text, "python" if path.suffix == ".py" else "text", line_numbers=True, word_wrap=True))
         else:
-            out.print(text, markup=False, highlight=False, end="")
+            out.print(text, markup=False, highlight=False, end="", soft_wrap=True)  # verbatim, never re-wrapped

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from checker.runner.catalog import read_catalog
-from checker.cli.common import course_or_exit, fail_usage, lesson_or_exit
+from checker.cli.common import course_or_exit, fail_usage, lesson_or_exit, warn_if_progress_broken
 from checker.registry import RUN, Course, CourseError, Lesson
 
 app = typer.Typer(help="Advanced MCP Server Development: run, check and grade the lessons.",
@@ -65,6 +65,7 @@ def main(ctx: typer.Context) -> None:
 def list_lessons(as_json: JsonOpt = False) -> None:
     """Show every lesson: status, points and the next step."""
     course = course_or_exit()
+    warn_if_progress_broken(course)
     rows = _rows(course)
     if as_json:
         print(json.dumps({"lessons": rows}, indent=2))
@@ -95,6 +96,8 @@ def check(
 
     course = course_or_exit()
     chosen = lesson_or_exit(course, lesson)
+    if against == "starter":
+        warn_if_progress_broken(course)
     try:
         running = LessonRun(course, chosen, against, select=only, check_timeout=timeout)
     except CourseError as exc:

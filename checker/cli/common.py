@@ -44,3 +44,12 @@ def confirm_or_exit(yes: bool, question: str) -> None:
     if not typer.confirm(question, default=False):
         typer.echo("nothing changed")
         raise typer.Exit(1)
+
+
+def warn_if_progress_broken(course: Course) -> None:
+    """Say so (on stderr, once per command) when the progress file had to be recovered from its backup."""
+    from checker.student.progress import recovery_notice
+
+    notice = recovery_notice(course.state_dir)
+    if notice:
+        err.print(f"course: {notice}", markup=False, soft_wrap=False)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
-from checker.cli.common import confirm_or_exit, course_or_exit, err, fail_usage
+from checker.cli.common import confirm_or_exit, course_or_exit, err, fail_usage, warn_if_progress_broken
 from checker.registry import Course, CourseError, Lesson
 
 out = Console(highlight=False, soft_wrap=False)  # rich wraps at word boundaries, never inside a word
@@ -50,6 +50,7 @@ def watch(
     from checker.student.watch import Watcher
 
     course = course_or_exit()
+    warn_if_progress_broken(course)
     chosen = _pick(course, lesson, kind="code")
     if not chosen.available or chosen.kind != "code":
         fail_usage(f"{chosen.id} has no code checks to watch" + (" yet" if not chosen.available else ""))
@@ -171,7 +172,9 @@ def next_(as_json: JsonOpt = False) -> None:
     """What to do now: the next lesson, its notebook, what to fix."""
     from checker.student.nextstep import next_step
 
-    step = next_step(course_or_exit())
+    course = course_or_exit()
+    warn_if_progress_broken(course)
+    step = next_step(course)
     if as_json:
         print(json.dumps(step.to_json(), indent=2))
         return

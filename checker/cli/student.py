@@ -103,6 +103,8 @@ def reset(
     list_: Annotated[bool, typer.Option("--list", help="List the backups of your files.")] = False,
     restore: Annotated[Optional[str], typer.Option(metavar="BACKUP", help="Put a backup's files back "
                                                                           "(a name from --list, or `latest`).")] = None,
+    notebook: Annotated[bool, typer.Option("--notebook", help="Restore the lesson's notebook instead of its code "
+                                                              "(a notebook that no longer opens, say).")] = False,
 ) -> None:
     """Restore a lesson's starter code (your version is backed up)."""
     from checker.student import reset as resets
@@ -110,6 +112,9 @@ def reset(
     course = course_or_exit()
     if sum(bool(x) for x in (lesson, list_, restore)) != 1:
         fail_usage("give exactly one of: a LESSON to reset, --list, or --restore BACKUP")
+    if notebook and not lesson:
+        fail_usage("--notebook goes with a LESSON: `uv run course reset 3 --notebook`")
+    prefix = f"{course.starter.parent.name}/"  # what the written paths are relative to, as shown
     try:
         if list_:
             backups = resets.list_backups(course)
@@ -124,6 +129,20 @@ def reset(
             confirm_or_exit(yes, f"Put back {len(backup.files)} file(s) from {backup.name}? Your current versions are "
                           "backed up first.")
             written, saved = resets.restore_backup(course, backup)
+            if resets.is_notebook_backup(backup):
+                prefix = ""
+        elif notebook:
+            assert lesson is not None
+            chosen = course.lesson(lesson)
+            clean = resets.clean_notebook(course, chosen)
+            path = course.root / chosen.notebook
+            if path.is_file() and path.read_bytes() == clean:
+                out.print(f"{chosen.notebook} is already the course's clean copy; nothing to do", markup=False)
+                return
+            confirm_or_exit(yes, f"Replace {chosen.notebook} with the course's clean copy? Your version (your "
+                                 "outputs and notes) is backed up first.")
+            saved = resets.reset_notebook(course, chosen, clean)
+            written, prefix = [chosen.notebook], ""
         else:
             assert lesson is not None
             chosen = course.lesson(lesson)
@@ -138,7 +157,7 @@ def reset(
         fail_usage(str(exc))
         return
     for rel in written:
-        out.print(f"wrote {course.starter.parent.name}/{rel}", markup=False)
+        out.print(f"wrote {prefix}{rel}", markup=False)
     if saved is not None:
         out.print(f"your previous version is in {saved.relative_to(course.root)}; undo with "
                   f"`uv run course reset --restore {saved.name}`", markup=False, soft_wrap=True)

@@ -86,3 +86,10 @@ def test_notebook_on_the_starter_stops_only_with_one_line(lesson) -> None:
     check_cell = [c for c in nb.cells if c.cell_type == "code"][-1]
     assert check_cell.outputs and not any(o.output_type == "error" for o in check_cell.outputs), (
         "the check cell reports on the starter without failing itself")
+
+
+def test_lesson_1_says_where_the_clients_name_lives() -> None:
+    """The exercise names the request-context path a student needs (not only `course hint 1`)."""
+    nb = nbformat.read(COURSE.root / COURSE.lesson("1").notebook, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "ctx.session.client_params.client_info.name" in text

@@ -93,3 +93,18 @@ def test_lesson_1_says_where_the_clients_name_lives() -> None:
     nb = nbformat.read(COURSE.root / COURSE.lesson("1").notebook, as_version=4)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "ctx.session.client_params.client_info.name" in text
+
+
+@pytest.mark.parametrize("lesson", NOTEBOOK_LESSONS, ids=[l.id for l in NOTEBOOK_LESSONS])
+def test_notebook_metadata_is_what_the_kernel_reports(lesson) -> None:
+    """JupyterLab rewrites a kernelspec or language_info that differs from the kernel's, which marks
+    the notebook unsaved the moment it opens (tests/test_browser.py watches that in a browser). Only
+    the Python patch version may differ from machine to machine."""
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    metadata = nbformat.read(COURSE.root / lesson.notebook, as_version=4).metadata
+    assert metadata["kernelspec"] == {"display_name": spec.display_name, "language": spec.language, "name": "python3"}
+    reported = {**IPythonKernel.language_info, "version": metadata["language_info"].get("version")}
+    assert metadata["language_info"] == reported

@@ -159,6 +159,10 @@ class ForkPerCheck:
         # Longest first, so a slow check overlaps the quick ones instead of trailing after them.
         queue = sorted(items, key=lambda i: -self.request.expected.get(check_id(i.name), 1.0))
         self.broken = self._probe_imports() if items else []
+        if items and not self.broken and self.request.sandbox is None and _serves_http(self.request):
+            from checker.runner.warm import warm_http
+
+            warm_http()  # once here rather than in every check's fork (~0.07 s of CPU each)
         deadline = self.started + self.request.lesson_timeout
         outcomes: dict[str, ChildOutcome] = {}
         if not self.broken:
@@ -189,6 +193,11 @@ class ForkPerCheck:
 
 
 _FAILURES = pytest.StashKey[list]()
+
+
+def _serves_http(request: Request) -> bool:
+    """Whether the lesson's checks serve anything over HTTP (they call `target.http`)."""
+    return any(".http(" in Path(path).read_text(encoding="utf-8") for path in (request.checks_file, *request.extra_checks))
 
 
 def _reports(payload: dict[str, str]) -> list[BrokenModule]:

@@ -37,10 +37,15 @@ def _course(root: Path, width: int, *args: str) -> str:
     return proc.stdout
 
 
+BARE = re.compile(r"(?<!uv run )\bcourse (?:check|hint|open|reset|solution|watch|next|quiz|list|doctor)\b")
+
+
 def fits(text: str, width: int, words_from: list[str] = ()) -> list[str]:
-    """Problems with `text` at `width`: long lines, ellipses, and words of `words_from` that were split."""
+    """Problems with `text` at `width`: long lines, ellipses, words of `words_from` that were split,
+    and commands not in the README's form (`uv run course ...`)."""
     lines = [line.rstrip() for line in ANSI.sub("", text).splitlines()]
     problems = [f"{len(line)} columns: {line!r}" for line in lines if len(line) > width]
+    problems += [f"not `uv run course`: {line!r}" for line in lines if BARE.search(line)]
     problems += [f"cut short: {line!r}" for line in lines if "…" in line and not line.endswith("checker…")]
     tokens = set(re.split(r"[\s│┃|]+", "\n".join(lines)))
     for source in words_from:

@@ -47,8 +47,8 @@ class Todo:
         spec = importlib.util.find_spec(package) if package else None
         folders = list(spec.submodule_search_locations or []) if spec else []
         raised = f"TODO({self.lesson}): write {self.function}"
-        defined = re.compile(rf"^(?:(?:async\s+)?def|class)\s+{re.escape(self.function)}\b|^{re.escape(self.function)}\s*[:=]",
-                             re.MULTILINE)
+        name = re.escape(self.function)
+        defined = re.compile(rf"^(?:(?:async\s+)?def|class)\s+{name}\b|^{name}\s*[:=]", re.MULTILINE)
         sources = [(path, folder) for folder in folders for path in sorted(Path(folder).rglob("*.py"))]
         for test in (lambda text: raised in text, lambda text: bool(defined.search(text))):
             for path, folder in sources:
@@ -174,11 +174,11 @@ class Needs:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.waiting: dict[str, tuple[int, Todo]] = {}  # name -> (when, the TODO the cell setting it stopped at)
-        self.failures = 0
-        self.swallowed: list[Todo] = []      # TODOs logged (not raised) while the current cell runs
-        self.stored: set[str] = set()    # of the cell running now: every name it sets,
-        self.computed: set[str] = set()  # the ones it computes (see names_in),
-        self.loaded: set[str] = set()    # and every name it reads
+        self.failures = 0                               # cells stopped at a TODO so far: the "when" above
+        self.swallowed: list[Todo] = []                 # TODOs logged (not raised) while the current cell runs
+        self.stored: set[str] = set()                   # of the cell running now: every name it sets,
+        self.computed: set[str] = set()                 # the ones it computes (see names_in),
+        self.loaded: set[str] = set()                   # and every name it reads
         self.recorder = _Recorder(self)
 
     # IPython hooks ---------------------------------------------------------------------------

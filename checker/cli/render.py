@@ -100,7 +100,8 @@ def lessons_table(rows: list[dict[str, object]]) -> Table:
     for row in rows:
         status = str(row["status"])
         soon = status == "coming soon"
-        table.add_row(str(row["id"]).removeprefix("lesson-"), str(row["title"]), Text(status, style=STATUS_STYLES[status]),
+        table.add_row(str(row["id"]).removeprefix("lesson-"), str(row["title"]),
+                      Text(status, style=STATUS_STYLES[status]),
                       "—" if soon else f"{row['earned']}/{row['available']}", "—" if soon else str(row["next"]))
     return table
 
@@ -109,11 +110,13 @@ def next_step_lines(step: NextStep) -> list[RenderableType]:
     """`course next`: the lesson, its notebook, what to fix first and the commands, each on its own line."""
     number = (step.lesson or "").rsplit("-", 1)[-1]
     lines: list[RenderableType] = [
-        hanging(Text("Next: ", style="bold"), Text.assemble((str(step.lesson), "bold"), f" — {step.title} ({step.status})")),
+        hanging(Text("Next: ", style="bold"),
+                Text.assemble((str(step.lesson), "bold"), f" — {step.title} ({step.status})")),
         hanging(Text("  notebook: "), Text(f"{step.notebook}   ({RUN} open {number})")),
     ]
     if step.failing:
-        lines.append(hanging(Text("  fix first: "), Text.assemble((step.failing_title, "red"), (f"  ({step.failing})", "dim"))))
+        lines.append(hanging(Text("  fix first: "),
+                             Text.assemble((step.failing_title, "red"), (f"  ({step.failing})", "dim"))))
         lines.append(hanging(Text("  hint: "), Text(step.hint, style="cyan")))
         lines.append(Text(f"  then: {RUN} check {number}   (or keep `{RUN} watch {number}` running)"))
     else:

@@ -197,7 +197,8 @@ _FAILURES = pytest.StashKey[list]()
 
 def _serves_http(request: Request) -> bool:
     """Whether the lesson's checks serve anything over HTTP (they call `target.http`)."""
-    return any(".http(" in Path(path).read_text(encoding="utf-8") for path in (request.checks_file, *request.extra_checks))
+    files = (request.checks_file, *request.extra_checks)
+    return any(".http(" in Path(path).read_text(encoding="utf-8") for path in files)
 
 
 def _reports(payload: dict[str, str]) -> list[BrokenModule]:

@@ -21,7 +21,8 @@ RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir uv \
 
 WORKDIR /course
 COPY . /course
-RUN uv sync --frozen --python /usr/bin/python3 \
+# Bytecode compiled once, here: sandboxed graders cannot write it into the read-only environment.
+RUN uv sync --frozen --compile-bytecode --python /usr/bin/python3 \
  && chmod -R o-rwx /course/solutions /course/quiz/key.toml /course/checker/checks/hidden
 
 ENTRYPOINT ["uv", "run", "--frozen", "course"]

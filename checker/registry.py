@@ -15,6 +15,9 @@ from pathlib import Path
 REGISTRY_FILE = "course.toml"
 
 
+RUN = "uv run course"  # how the README runs the runner: every message that names a command says it so
+
+
 class CourseError(Exception):
     """A problem the user can fix, reported as one line (never a traceback)."""
 

@@ -8,6 +8,7 @@ course's own tests and benchmarks.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import nbformat
 
 from checker.classroom import workflow as classroom_workflow
 from checker.registry import Course, CourseError
+from checker.starter import expected_starter
 
 # Paths (relative to the course root) a release contains; everything else stays behind.
 INCLUDE = ["README.md", "pyproject.toml", "uv.lock", "course.toml", ".gitignore", "capstone", "checker", "lessons", "quiz"]
@@ -38,8 +40,9 @@ def _student_readme(text: str) -> str:
         if not skipping:
             kept.append(line)
     readme = "".join(kept)
-    return readme.replace("uv run pytest          # the course's own test suite (what CI runs)",
-                          "uv run course check lesson-1   # check your work on lesson 1 (any lesson id)")
+    # The quick start's test line: a student edition has no tests, but it has checks.
+    return re.sub(r"^uv run pytest .*$", "uv run course check lesson-1   # check your work on lesson 1 (any lesson id)",
+                  readme, count=1, flags=re.MULTILINE)
 
 
 def _excluded(rel: Path) -> bool:
@@ -55,6 +58,18 @@ def _clean_notebook(source: Path, dest: Path) -> None:
     nbformat.write(notebook, dest)
 
 
+def _write_starter(course: Course, dest: Path) -> list[Path]:
+    """The starter package as the generator makes it: never the working copy, which the
+    instructor (or a student of the open-source edition) may have solved."""
+    written = []
+    for rel, data in expected_starter(course.solutions.parent, course.solutions_only).items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written.append(path)
+    return written
+
+
 def build_release(course: Course, out: Path) -> list[Path]:
     """Write the student edition into `out` (which must not exist yet); return its files."""
     if out.exists() and any(out.iterdir()):
@@ -64,6 +79,9 @@ def build_release(course: Course, out: Path) -> list[Path]:
     written: list[Path] = []
     for name in INCLUDE:
         source = course.root / name
+        if source == course.starter.parent and course.solutions.is_dir():
+            written += _write_starter(course, out / name)
+            continue
         if not source.exists():
             continue
         files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())

@@ -86,6 +86,25 @@ def strip_solutions(text: str, where: str = "<text>") -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
+def reference_text(text: str) -> str:
+    """A solution file as a student reads it after passing: the code, without the markers (and
+    without the commented starter stubs) that only the generator needs."""
+    out: list[str] = []
+    in_stub = False
+    for line in text.splitlines():
+        if BEGIN.match(line):
+            continue
+        if STUB.match(line):
+            in_stub = True
+            continue
+        if END.match(line):
+            in_stub = False
+            continue
+        if not in_stub:
+            out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
 def _source_files(solutions_root: Path) -> list[Path]:
     return sorted(p for p in solutions_root.rglob("*")
                   if p.is_file() and not IGNORED_PARTS.intersection(p.relative_to(solutions_root).parts)

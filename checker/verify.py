@@ -734,7 +734,7 @@ def render(report: Report, print_line: Callable[[str], None]) -> None:
             print_line(f"✗ {finding.judge} [{finding.where}] {finding.item}: {finding.outcome}: {finding.detail}")
     if any(f.judge == "setup" for f in report.failures):
         print_line(f"NOT verified: the desk in {report.edition} did not start, so no judge ran. Run "
-                   f"`course check 9` first.")
+                   f"`uv run course check 9` first.")
         return
     for judge in ("inspector", "conformance"):
         passed, failed = report.count(judge, "passed"), report.count(judge, "failed") + report.count(judge, "stale")
@@ -758,7 +758,7 @@ def verify(
     install_only: Annotated[bool, typer.Option("--install-only", help="Only make sure the judges are installed (for CI).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Judge the capstone with the official MCP Inspector CLI and conformance suite (lesson 9)."""
+    """Judge the capstone with the official MCP judges (lesson 9). The MCP Inspector CLI and the conformance suite."""
     from rich.console import Console
 
     from checker.runner.lesson import edition_path

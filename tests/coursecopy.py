@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.conftest import COURSE
+from tests.conftest import COURSE, pristine_project
 
 COURSE_SCRIPT = str(Path(sys.executable).with_name("course"))
 
@@ -21,7 +21,9 @@ def copy_course(dest: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(COURSE.root / "course.toml", dest / "course.toml")
-    for folder in (COURSE.starter.parent, COURSE.solutions.parent, COURSE.root / "lessons"):
+    # The starter as the course ships it (never the student's own capstone/, which may be solved).
+    shutil.copytree(pristine_project(), dest / COURSE.starter.parent.relative_to(COURSE.root), ignore=ignore)
+    for folder in (COURSE.solutions.parent, COURSE.root / "lessons"):
         shutil.copytree(folder, dest / folder.relative_to(COURSE.root), ignore=ignore)
     (dest / COURSE.checks_dir.relative_to(COURSE.root)).parent.mkdir(parents=True)
     os.symlink(COURSE.checks_dir, dest / COURSE.checks_dir.relative_to(COURSE.root))

@@ -20,6 +20,7 @@ from mcp import MCPDeprecationWarning
 from checker.quiz.answers import option_order
 from checker.quiz.bank import Question
 from checker.quiz.keys import PlainAnswer
+from tests.conftest import pristine_project
 
 SNIPPET_TIMEOUT = 15
 
@@ -54,7 +55,7 @@ def output_lines(text: str) -> list[str]:
 
 def make_root(source: Path, dest: Path, *, plain_key: bool = False, reference: bool = False) -> Path:
     """A course root for one test: the registry and the quiz's student edition (no plain key unless
-    asked), with the student's package linked in so the notebook sees the starter edition."""
+    asked), with the starter package (as shipped) linked in."""
     (dest / "quiz").mkdir(parents=True)
     shutil.copy(source / "course.toml", dest / "course.toml")
     for name in ("bank.toml", "key.hashed.toml") + (("key.toml",) if plain_key else ()):
@@ -62,8 +63,8 @@ def make_root(source: Path, dest: Path, *, plain_key: bool = False, reference: b
     if reference:
         (dest / "solutions").mkdir()
         shutil.copy(source / "solutions" / "quiz-answers.toml", dest / "solutions" / "quiz-answers.toml")
-    for linked in ("capstone", "lessons"):
-        (dest / linked).symlink_to(source / linked, target_is_directory=True)
+    (dest / "capstone").symlink_to(pristine_project(), target_is_directory=True)
+    (dest / "lessons").symlink_to(source / "lessons", target_is_directory=True)
     return dest
 
 

@@ -40,7 +40,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1400,1000", "--remote-debugging-port=0"]
 RUN_ALL_TIMEOUT = 600
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium: sudo apt-get install -y chromium")
+pytestmark = [pytest.mark.full,  # slow: the full suite only (tests/conftest.py)
+              pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium: sudo apt-get install -y chromium")]
 
 
 class DevTools:
@@ -191,3 +192,34 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_a_lesson_opens_without_unsaved_changes(tmp_path: Path, chromium: str) -> None:
+    """Opening a notebook and starting its kernel changes nothing in it: JupyterLab rewrites the
+    kernelspec and language_info it finds unless they already say what the course's kernel says."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    root = copy_course(tmp_path / "course")
+    course = load_course(root)
+    lesson = course.lesson("1")
+    # The one field that follows the machine: the Python patch version (3.11.7 here, 3.11.2 on Debian).
+    stored = json.loads((root / lesson.notebook).read_text())
+    stored["metadata"]["language_info"]["version"] = IPythonKernel.language_info["version"]
+    (root / lesson.notebook).write_text(json.dumps(stored, indent=1) + "\n")
+    lab = Lab(course, lesson, port=_free_port(), extra_args=("--LabApp.expose_app_in_browser=True",))
+    try:
+        assert lab.wait_ready(), "JupyterLab did not start"
+        page = DevTools(chromium)
+        page.call("Page.enable")
+        page.call("Page.navigate", url=lab.url)
+        notebook = NOTEBOOK_JS.format(path=json.dumps(lesson.notebook))
+        page.wait_for(f"(() => {{ const p = {notebook}; return p && p.sessionContext.session && "
+                      "p.sessionContext.session.kernel && p.sessionContext.session.kernel.status === 'idle'; })()",
+                      180, "the notebook to open with an idle kernel")
+        time.sleep(2)  # the kernel's info reply updates the metadata a moment after it is idle
+        state = page.js(f"(() => {{ const p = {notebook}; return {{dirty: p.context.model.dirty, "
+                        "metadata: p.context.model.toJSON().metadata}; })()")
+        assert not state["dirty"], f"marked unsaved on open; the metadata JupyterLab set: {state['metadata']}"
+        page.ws.close()
+    finally:
+        lab.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COURSE
+from tests.conftest import COURSE, pristine_starter
 
 
 def course(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -31,7 +31,8 @@ def test_list_shows_every_lesson_and_what_is_coming() -> None:
 def test_bare_course_prints_the_table() -> None:
     proc = course()
     assert proc.returncode == 0, proc.stderr
-    assert "lesson-1" in proc.stdout and "lesson-10" in proc.stdout
+    first, last = COURSE.lessons[0], COURSE.lessons[-1]
+    assert first.title in proc.stdout and last.title in proc.stdout and f"course open {first.number}" in proc.stdout
 
 
 @pytest.mark.parametrize("ref", ["lesson-99", "99", "banana", "lesson-"])
@@ -71,6 +72,25 @@ def test_check_on_solutions_exits_0_with_json() -> None:
 
 
 def test_check_on_starter_exits_1_and_explains_each_failure() -> None:
-    proc = course("check", "lesson-1", "--against", "starter")
+    proc = course("check", "lesson-1", "--against", str(pristine_starter()))
     assert proc.returncode == 1
     assert proc.stdout.count("✗") >= 6 and "hint:" in proc.stdout and "0 passed" in proc.stdout
+
+
+def test_uv_run_prints_no_bytecode_compilation_each_time() -> None:
+    """`compile-bytecode` in [tool.uv] makes every `uv run` recompile the environment and say so
+    (astral-sh/uv#12202); compiling once at install (.ci/run, Dockerfile) is enough."""
+    import shutil
+    import tomllib
+
+    settings = tomllib.loads((COURSE.root / "pyproject.toml").read_text()).get("tool", {}).get("uv", {})
+    assert "compile-bytecode" not in settings
+    assert "--compile-bytecode" in (COURSE.root / ".ci" / "run").read_text()
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    env = {k: v for k, v in os.environ.items() if k not in ("UV_COMPILE_BYTECODE", "VIRTUAL_ENV")}
+    for _ in range(2):  # the first may still install something; the second must be quiet
+        proc = subprocess.run([uv, "run", "--frozen", "python", "-c", "pass"], cwd=COURSE.root, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Bytecode compiled" not in proc.stderr, proc.stderr

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import COURSE
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 
 def _engine() -> str | None:
     for name in ("docker", "podman"):

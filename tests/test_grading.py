@@ -32,7 +32,9 @@ from checker.grading.submissions import Submission, discover
 from checker.runner.catalog import read_catalog
 from checker.sandbox.limits import is_zombie
 from checker.sandbox.submission import Mode
-from tests.conftest import COURSE
+from tests.conftest import COURSE, pristine_starter
+
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 
 LESSON = COURSE.lesson("lesson-1")
 QUIZ = COURSE.lesson("lesson-10")
@@ -40,7 +42,7 @@ VISIBLE = {c.id for c in read_catalog(COURSE.checks_file(LESSON))}
 HIDDEN_TITLES = [c.title for c in read_catalog(COURSE.hidden_checks_file(LESSON))]
 MODULE = f"{COURSE.package}/context.py"
 SOLVED = (COURSE.solutions / MODULE).read_text()
-STARTER = (COURSE.starter / MODULE).read_text()
+STARTER = (pristine_starter() / MODULE).read_text()
 FUTURE = "from __future__ import annotations\n"
 ROOT = os.geteuid() == 0
 

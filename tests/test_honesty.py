@@ -12,7 +12,7 @@ from checker.runner.catalog import read_catalog
 from checker.grading.batch import grade_all, sandbox_check
 from checker.grading.submissions import discover
 from checker.runner.results import LessonResult
-from tests.conftest import CODE_LESSONS, COURSE, lesson_run
+from tests.conftest import CODE_LESSONS, COURSE, lesson_run, pristine_project
 
 ids = [lesson.id for lesson in CODE_LESSONS]
 
@@ -56,8 +56,8 @@ ISOLATED = CODE_LESSONS  # `course grade` runs every code lesson's student code 
 def isolated_grades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, LessonResult]]:
     """`course grade`'s isolated runs (student code in a host process) of the starter and the solutions."""
     root = tmp_path_factory.mktemp("editions")
-    for name, edition in (("starter", COURSE.starter), ("solutions", COURSE.solutions)):
-        project = edition.parent  # the whole project, as a student submits it: pyproject.toml, deploy files
+    # The whole project, as a student submits it: pyproject.toml, deploy files.
+    for name, project in (("starter", pristine_project()), ("solutions", COURSE.solutions.parent)):
         shutil.copytree(project, root / name / "capstone", ignore=shutil.ignore_patterns("__pycache__", ".venv"))
     checked = sandbox_check(COURSE, ISOLATED)
     if checked.refusal:
@@ -66,6 +66,7 @@ def isolated_grades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[
     return {r.id: {lesson.lesson: lesson for lesson in r.lessons} for r in results}
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("lesson", ISOLATED, ids=[lesson.id for lesson in ISOLATED])
 def test_isolated_grading_is_honest_too(lesson, isolated_grades) -> None:
     """The same checks, reading student code through a host process, still tell the editions apart."""

@@ -19,6 +19,8 @@ import pytest
 
 from tests.conftest import COURSE
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 CONTEXT = (COURSE.solutions / COURSE.package / "context.py").read_text()
 FUTURE = "from __future__ import annotations\n"
 

@@ -23,7 +23,7 @@ from checker.sandbox.limits import Limits
 from checker.sandbox.submission import Mode, Running, SandboxPlan, SubmissionSandbox
 from checker.target import Target
 from checker.target.remote import HostEnded, Mirrored, Remote, RemoteSession, mirror_class
-from tests.conftest import COURSE
+from tests.conftest import COURSE, pristine_starter
 
 
 def _decode(data: object) -> object:
@@ -102,15 +102,15 @@ def test_garbage_from_the_host_fails_the_request() -> None:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """A real zygote for the starter edition, unconfined (the sandboxes themselves are tested in test_grading)."""
     workdir = tmp_path_factory.mktemp("submission")
-    running_sandbox = SubmissionSandbox(SandboxPlan(Mode.NONE), COURSE.starter, workdir, Limits(10, 1024, 16))
+    running_sandbox = SubmissionSandbox(SandboxPlan(Mode.NONE), pristine_starter(), workdir, Limits(10, 1024, 16))
     try:
         yield running_sandbox.start()
     finally:
         running_sandbox.stop()
 
 
-def _target(running: Running, edition: Path = COURSE.starter) -> Target:
-    return Target(edition, COURSE.package, running.socket, running.scratch)
+def _target(running: Running, edition: Path | None = None) -> Target:
+    return Target(edition or pristine_starter(), COURSE.package, running.socket, running.scratch)
 
 
 def test_a_real_host_runs_student_code_and_reports_its_errors(sandbox: Running) -> None:

@@ -15,6 +15,8 @@ from checker.runner.catalog import read_catalog
 from tests.conftest import CODE_LESSONS, COURSE
 from tests.variants import Run, Variant, load_variants, parallel_runs, seeded_runs, selected
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 MUTANTS = load_variants("mutant")
 
 _runs: dict[str, dict[str, list[Run]]] = {}

@@ -47,3 +47,29 @@ def test_everything_passed(tmp_path: Path) -> None:
     proc = course(root, "next", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["lesson"] is None
     assert "Every available lesson passes" in course(root, "next").stdout
+
+
+def test_a_broken_progress_file_is_recovered_from_its_backup(tmp_path: Path) -> None:
+    """Passed lessons are not forgotten when progress.json is damaged, and the damaged file is kept."""
+    from checker.registry import load_course
+    from checker.runner.results import CheckResult, LessonResult
+    from checker.student.progress import BACKUP, FILE, load_progress, record
+
+    root = copy_course(tmp_path / "course")
+    state = load_course(root).state_dir
+    first = CODE_LESSONS[0]
+    passed = LessonResult(first.id, first.title, "starter", checks=[CheckResult("a", "a", 1, "passed")])
+    record(state, passed)
+    assert load_progress(state)[first.id]["status"] == "passed"
+    (state / FILE).write_text('{"lesson-1": {"status": "pass')  # an editor crash, a full disk
+    assert load_progress(state)[first.id]["passed_once"], "the backup still knows"
+    shown = course(root, "next")
+    assert shown.returncode == 0 and CODE_LESSONS[1].id in shown.stdout, "lesson 1 still counts as passed"
+    assert "could not be read" in shown.stderr and BACKUP in shown.stderr
+
+    record(state, LessonResult(CODE_LESSONS[1].id, "t", "starter", checks=[CheckResult("b", "b", 1, "failed")]))
+    kept = list(state.glob("progress.broken-*.json"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"lesson-1": {"status": "pass'
+    assert set(load_progress(state)) == {first.id, CODE_LESSONS[1].id}
+    assert course(root, "next").stderr == "", "repaired: nothing more to say"
+

@@ -16,7 +16,9 @@ import pytest
 
 from checker.runner.lesson import run_lesson
 from checker.runner.warm import descendants
-from tests.conftest import COURSE
+from tests.conftest import COURSE, pristine_starter
+
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 
 SERVICE_WORDS = ("nginx", "redis-server", "uvicorn", "research_desk")
 PR_SET_CHILD_SUBREAPER = 36
@@ -54,7 +56,7 @@ def test_no_process_outlives_its_lesson(lesson_id: str, against: str, subreaper:
     if not lesson.available:
         pytest.skip(f"{lesson_id} is not built yet")
     before = _service_processes()
-    result = run_lesson(COURSE, lesson, against)
+    result = run_lesson(COURSE, lesson, str(pristine_starter()) if against == "starter" else against)
     assert not result.error, result.error
     left = sorted(_service_processes() - before)
     assert not left, f"{lesson_id} on the {against} left processes running: {left}"

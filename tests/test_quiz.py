@@ -468,7 +468,7 @@ def test_notebook_saves_answers_and_its_check_cell_grades_them(tmp_path: Path) -
             cell.source = f"answer({qid!r}, {typed!r})"
     answers = tmp_path / "mine.toml"
     env = {"COURSE_ROOT": str(root), "COURSE_STUDENT": "notebook student", "COURSE_QUIZ_ANSWERS": str(answers),
-           "PYTHONPATH": ""}
+           "PYTHONPATH": str(root / "capstone" / "src")}  # the kernel imports this copy's starter
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from checker.grading.batch import grade_all
 from checker.grading.submissions import discover
-from tests.conftest import COURSE
+from tests.conftest import COURSE, pristine_starter
+
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 
 MODULE = f"{COURSE.package}/progress.py"
 FUTURE = "from __future__ import annotations\n"
@@ -43,7 +47,7 @@ _host.Host.op_helper = _forged
 
 def test_a_starter_that_forges_the_hosts_helpers_scores_nothing(tmp_path: Path) -> None:
     edition = tmp_path / "class" / "forger" / "capstone" / "src"
-    shutil.copytree(COURSE.starter, edition, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(pristine_starter(), edition, ignore=shutil.ignore_patterns("__pycache__"))
     module = edition / MODULE
     module.write_text(module.read_text().replace(FUTURE, FUTURE + FORGERY, 1))
     lesson = COURSE.lesson("lesson-3")

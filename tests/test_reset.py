@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -139,3 +140,66 @@ def test_backups_made_in_the_same_second_stay_apart(tmp_path: Path) -> None:
     assert time.time() - started < 60
     kept = [(b.folder / MODULE).read_bytes() for b in list_backups(local)]
     assert kept == [f"# attempt {n}\n".encode() for n in range(3)]
+
+
+def test_sync_starter_asks_first_and_says_where_the_backup_is(tmp_path: Path) -> None:
+    """`course dev sync-starter` over a solved lesson: nothing is replaced without a yes, and the
+    student's version is kept where the command says (and `--restore` brings it back)."""
+    root = copy_course(tmp_path / "course")
+    _student(root).write_bytes(b"# my solved lesson 1\n")
+    refused = course(root, "dev", "sync-starter", stdin="")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert _student(root).read_bytes() == b"# my solved lesson 1\n"
+
+    child = pexpect.spawn(COURSE_SCRIPT, ["dev", "sync-starter"], env=course_env(root), cwd=str(root),
+                          encoding="utf-8", timeout=60)
+    child.expect(r"capstone/src/\w+/context\.py.*backed up first.*\[y/N\]")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and _student(root).read_bytes() == b"# my solved lesson 1\n"
+
+    synced = course(root, "dev", "sync-starter", "--yes")
+    assert synced.returncode == 0, synced.stderr
+    assert _student(root).read_bytes() == expected_starter(COURSE.solutions.parent)[MODULE]
+    backup = find_backup(load_course(root), "latest")
+    assert str(backup.folder.relative_to(root)) in synced.stdout and "--restore" in synced.stdout
+    assert (backup.folder / MODULE).read_bytes() == b"# my solved lesson 1\n"
+    assert course(root, "reset", "--restore", backup.name, "--yes").returncode == 0
+    assert _student(root).read_bytes() == b"# my solved lesson 1\n"
+
+
+def test_reset_notebook_brings_back_the_clean_copy_the_course_shipped(tmp_path: Path) -> None:
+    """A notebook that no longer opens: `reset N --notebook` restores the newest clean committed copy
+    (not the student's own commit with outputs), backs the broken one up, and `--restore` undoes it."""
+    root = copy_course(tmp_path / "course")
+    lesson = COURSE.lesson("1")
+    notebook = root / lesson.notebook
+    shipped = notebook.read_bytes()
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "the course"], check=True)
+    ran = json.loads(shipped)
+    next(c for c in ran["cells"] if c["cell_type"] == "code").update(execution_count=1, outputs=[
+        {"output_type": "stream", "name": "stdout", "text": ["mcp 2.3.0\n"]}])
+    notebook.write_text(json.dumps(ran))
+    subprocess.run([*git, "commit", "-qam", "my work, with outputs"], check=True)
+
+    notebook.write_bytes(b'{"cells": [ {"cell_type": "code", "sour')  # saved half-way: JupyterLab cannot open it
+    proc = course(root, "reset", "1", "--notebook", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert notebook.read_bytes() == shipped
+    backup = find_backup(load_course(root), "latest")
+    assert (backup.folder / lesson.notebook).read_bytes().startswith(b'{"cells": [ {"cell_type"')
+    assert "--restore" in proc.stdout and f"wrote {lesson.notebook}" in proc.stdout
+    again = course(root, "reset", "1", "--notebook", "--yes")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert course(root, "reset", "--restore", backup.name, "--yes").returncode == 0
+    assert notebook.read_bytes().startswith(b'{"cells": [ {"cell_type"')
+
+
+def test_reset_notebook_without_git_history_is_one_line(tmp_path: Path) -> None:
+    root = copy_course(tmp_path / "course")
+    proc = course(root, "reset", "1", "--notebook", "--yes")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "download it again" in proc.stderr

@@ -22,6 +22,8 @@ from checker.grading.submissions import discover
 from checker.sandbox.submission import Mode
 from tests.conftest import COURSE
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 LESSON = COURSE.lesson("lesson-8")
 SDIST_RULES = '[tool.hatch.build.targets.sdist]\nonly-include = ["src/research_desk", "pyproject.toml", "README.md", "LICENSE"]\n'
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from checker.starter import reference_text
 from tests.conftest import COURSE
 from tests.coursecopy import COURSE_SCRIPT, copy_course, course_env
 
@@ -36,7 +37,10 @@ def test_shown_once_passed_even_after_a_later_regression(tmp_path: Path) -> None
     proc = course(root, "solution", "lesson-1")
     assert proc.returncode == 0, proc.stderr
     reference = (COURSE.solutions / COURSE.package / "context.py").read_text()
-    assert reference in proc.stdout
+    assert reference_text(reference) in proc.stdout
+    assert "open_desk" in proc.stdout and "yield" in proc.stdout
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "# STUB", "raise NotImplementedError"):
+        assert marker not in proc.stdout, f"authoring marker {marker!r} shown to the student"
 
 
 def test_a_student_edition_has_no_solutions_to_show(tmp_path: Path) -> None:

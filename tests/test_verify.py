@@ -25,6 +25,8 @@ from checker import verify
 from checker.verify import Finding, ScenarioResult, load_expected, score
 from tests.conftest import COURSE
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 SERVER = COURSE.solutions / "research_desk" / "server.py"
 DEPLOY = COURSE.solutions / "research_desk" / "deploy"
 

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 
 from checker.runner.catalog import read_catalog
-from checker.cli.common import course_or_exit, fail_usage, lesson_or_exit
-from checker.registry import Course, CourseError, Lesson
+from checker.cli.common import course_or_exit, fail_usage, lesson_or_exit, warn_if_progress_broken
+from checker.registry import RUN, Course, CourseError, Lesson
 
 app = typer.Typer(help="Advanced MCP Server Development: run, check and grade the lessons.",
                   invoke_without_command=True, no_args_is_help=False, add_completion=False,
@@ -21,7 +21,7 @@ app = typer.Typer(help="Advanced MCP Server Development: run, check and grade th
 dev_app = typer.Typer(help="Commands for people who maintain the course.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 
-out = Console(highlight=False, soft_wrap=False)
+out = Console(highlight=False, soft_wrap=False)  # rich wraps at word boundaries, never inside a word
 
 LessonArg = Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -44,11 +44,10 @@ def _rows(course: Course) -> list[dict[str, object]]:
         elif record.get("status") == "passed":
             status, step = "passed", "done"
         elif record:
-            failing = record.get("failing") or []
             status = "in progress"
-            step = f"fix `{failing[0]}`: course hint {lesson.id}" if failing else f"course check {lesson.id}"
+            step = f"{RUN} hint {lesson.number}" if record.get("failing") else f"{RUN} check {lesson.number}"
         else:
-            status, step = "not started", f"open {lesson.notebook}"
+            status, step = "not started", f"{RUN} open {lesson.number}"
         rows.append({"id": lesson.id, "title": lesson.title, "status": status,
                      "earned": int(record.get("earned", 0)) if lesson.available else 0,
                      "available": _available_points(course, lesson), "next": step, "notebook": lesson.notebook})
@@ -64,21 +63,22 @@ def main(ctx: typer.Context) -> None:
 
 @app.command("list")
 def list_lessons(as_json: JsonOpt = False) -> None:
-    """Show every lesson with its status, points and the next step to take."""
+    """Show every lesson: status, points and the next step."""
     course = course_or_exit()
+    warn_if_progress_broken(course)
     rows = _rows(course)
     if as_json:
         print(json.dumps({"lessons": rows}, indent=2))
         return
-    from checker.cli.render import lessons_table
+    from checker.cli.render import lessons_table, next_step_lines
+    from checker.student.nextstep import next_step
 
-    styles = {"passed": "green", "in progress": "yellow", "not started": "", "coming soon": "dim"}
-    table_rows = [(str(r["id"]), str(r["title"]), f"[{styles[str(r['status'])]}]{r['status']}[/]" if styles[str(r["status"])] else str(r["status"]),
-                   f"{r['earned']}/{r['available']}" if r["status"] != "coming soon" else "—", str(r["next"])) for r in rows]
-    out.print(lessons_table(table_rows))
-    todo = next((r for r in rows if r["status"] in ("in progress", "not started")), None)
-    if todo:
-        out.print(f"Next: {todo['id']} — {todo['next']}, then run `course check {todo['id']}`.", markup=False)
+    out.print(lessons_table(rows))
+    step = next_step(course)
+    if step.lesson is not None:
+        out.print()
+        for line in next_step_lines(step):
+            out.print(line)
 
 
 @app.command()
@@ -96,6 +96,8 @@ def check(
 
     course = course_or_exit()
     chosen = lesson_or_exit(course, lesson)
+    if against == "starter":
+        warn_if_progress_broken(course)
     try:
         running = LessonRun(course, chosen, against, select=only, check_timeout=timeout)
     except CourseError as exc:
@@ -148,8 +150,10 @@ def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(me
 def sync_starter(
     check_only: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False,
     lesson: Annotated[Optional[str], typer.Option(help="Only this lesson's modules (others stay as they are).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replacing files.")] = False,
 ) -> None:
-    """Regenerate the starter package (capstone/) from solutions/, keeping a backup of changed files."""
+    """Regenerate the starter (capstone/) from solutions/. Asks first and backs up what it replaces."""
+    from checker.cli.common import confirm_or_exit
     from checker.starter import drift, write_starter
 
     course = course_or_exit()
@@ -158,18 +162,25 @@ def sync_starter(
     if lesson:
         package_dir = course.starter.relative_to(starter) / course.package
         only = {(package_dir / f"{module}.py").as_posix() for module in lesson_or_exit(course, lesson).modules}
+    changed = [rel for rel in drift(solutions, starter, course.solutions_only) if only is None or rel in only]
     if check_only:
-        changed = [rel for rel in drift(solutions, starter, course.solutions_only) if only is None or rel in only]
         for rel in changed:
             out.print(f"drift: {rel}", markup=False)
         raise typer.Exit(1 if changed else 0)
+    if not changed:
+        out.print("the starter is up to date")
+        return
+    replaced = [rel for rel in changed if (starter / rel).is_file()]
+    if replaced:
+        listing = ", ".join(f"{starter.name}/{rel}" for rel in replaced)
+        confirm_or_exit(yes, f"Replace {listing} with the generated starter? Any lesson work in them is "
+                             "backed up first.")
     changed, backup = write_starter(solutions, starter, course.state_dir, only=only, exclude=course.solutions_only)
     for rel in changed:
         out.print(f"wrote {starter.name}/{rel}", markup=False)
     if backup:
-        out.print(f"your previous versions are kept in {backup}", markup=False)
-    if not changed:
-        out.print("the starter is up to date")
+        out.print(f"your previous versions are in {backup.relative_to(course.root)}; undo with "
+                  f"`uv run course reset --restore {backup.name}`", markup=False, soft_wrap=True)
 
 
 from checker.cli.grade import grade_app  # noqa: E402 - instructor commands

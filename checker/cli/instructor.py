@@ -19,7 +19,7 @@ out = Console(highlight=False)
 
 
 def release(out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A new folder for the student edition.")]) -> None:
-    """Write the student edition: starter code, clean notebooks, visible checks, hashed quiz key."""
+    """Write the student edition. Starter code, clean notebooks, visible checks, hashed quiz key."""
     from checker.release import build_release
 
     try:
@@ -39,7 +39,7 @@ def export(
     exam_name: ExamNameOpt = None,
     student_id: Annotated[str, typer.Option("--student-id", help="Which field of Gradescope's submitter names the student: email, sid or id (exam files must be issued to it).")] = "email",
 ) -> None:
-    """Package the autograder for a platform (Gradescope: setup.sh, run_autograder and the course)."""
+    """Package the autograder for a platform. Gradescope: setup.sh, run_autograder and the course."""
     from checker.grading.gradescope import Settings, build_zip, uv_requirement
     from checker.quiz.bank import load_settings
 

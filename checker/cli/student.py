@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -17,10 +16,10 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
-from checker.cli.common import course_or_exit, err, fail_usage
+from checker.cli.common import confirm_or_exit, course_or_exit, err, fail_usage, warn_if_progress_broken
 from checker.registry import Course, CourseError, Lesson
 
-out = Console(highlight=False, soft_wrap=True)  # line-oriented output: let the terminal wrap
+out = Console(highlight=False, soft_wrap=False)  # rich wraps at word boundaries, never inside a word
 
 OptionalLesson = Annotated[Optional[str], typer.Argument(help="lesson-3, 3 or 03 (default: the next unfinished one)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -37,7 +36,7 @@ def _pick(course: Course, ref: Optional[str], kind: str | None = None) -> Lesson
         fail_usage(str(exc))
     lesson = first_unfinished(course, kind)
     if lesson is None:
-        fail_usage("every available lesson passes already; name one, e.g. `course open 1`")
+        fail_usage("every available lesson passes already; name one, e.g. `uv run course open 1`")
     assert lesson is not None
     return lesson
 
@@ -47,10 +46,11 @@ def watch(
     poll: Annotated[bool, typer.Option("--poll", help="Look for changes every 150 ms instead of using file events "
                                                       "(network drives, WSL2 Windows drives).")] = False,
 ) -> None:
-    """Re-check a lesson every time you save, showing only what changed; moves on when it passes."""
+    """Re-check a lesson on every save, showing what changed. Moves on to the next lesson when it passes."""
     from checker.student.watch import Watcher
 
     course = course_or_exit()
+    warn_if_progress_broken(course)
     chosen = _pick(course, lesson, kind="code")
     if not chosen.available or chosen.kind != "code":
         fail_usage(f"{chosen.id} has no code checks to watch" + (" yet" if not chosen.available else ""))
@@ -63,7 +63,7 @@ def open_lesson(
                                                                   "forward the port with ssh -L).")] = False,
     port: Annotated[int, typer.Option(help="Port to serve on (default: 8888 if free, else any free port).")] = 0,
 ) -> None:
-    """Start JupyterLab on a lesson's notebook, with the course's Python as the kernel."""
+    """Start JupyterLab on a lesson's notebook. Its kernel is the course's own Python."""
     import webbrowser
 
     from checker.student.jupyter import Lab
@@ -103,27 +103,46 @@ def reset(
     list_: Annotated[bool, typer.Option("--list", help="List the backups of your files.")] = False,
     restore: Annotated[Optional[str], typer.Option(metavar="BACKUP", help="Put a backup's files back "
                                                                           "(a name from --list, or `latest`).")] = None,
+    notebook: Annotated[bool, typer.Option("--notebook", help="Restore the lesson's notebook instead of its code "
+                                                              "(a notebook that no longer opens, say).")] = False,
 ) -> None:
-    """Restore a lesson's starter code, keeping a timestamped backup of your version."""
+    """Restore a lesson's starter code (your version is backed up)."""
     from checker.student import reset as resets
 
     course = course_or_exit()
     if sum(bool(x) for x in (lesson, list_, restore)) != 1:
         fail_usage("give exactly one of: a LESSON to reset, --list, or --restore BACKUP")
+    if notebook and not lesson:
+        fail_usage("--notebook goes with a LESSON: `uv run course reset 3 --notebook`")
+    prefix = f"{course.starter.parent.name}/"  # what the written paths are relative to, as shown
     try:
         if list_:
             backups = resets.list_backups(course)
             if not backups:
-                out.print("no backups yet: `course reset LESSON` makes one before it changes anything", markup=False)
+                out.print("no backups yet: `uv run course reset LESSON` makes one before it changes anything", markup=False)
             for backup in backups:
                 out.print(f"{backup.name}  ({len(backup.files)} file{'s' if len(backup.files) != 1 else ''}: "
                           f"{', '.join(backup.files)})", markup=False, soft_wrap=True)
             return
         if restore:
             backup = resets.find_backup(course, restore)
-            _confirm(yes, f"Put back {len(backup.files)} file(s) from {backup.name}? Your current versions are "
+            confirm_or_exit(yes, f"Put back {len(backup.files)} file(s) from {backup.name}? Your current versions are "
                           "backed up first.")
             written, saved = resets.restore_backup(course, backup)
+            if resets.is_notebook_backup(backup):
+                prefix = ""
+        elif notebook:
+            assert lesson is not None
+            chosen = course.lesson(lesson)
+            clean = resets.clean_notebook(course, chosen)
+            path = course.root / chosen.notebook
+            if path.is_file() and path.read_bytes() == clean:
+                out.print(f"{chosen.notebook} is already the course's clean copy; nothing to do", markup=False)
+                return
+            confirm_or_exit(yes, f"Replace {chosen.notebook} with the course's clean copy? Your version (your "
+                                 "outputs and notes) is backed up first.")
+            saved = resets.reset_notebook(course, chosen, clean)
+            written, prefix = [chosen.notebook], ""
         else:
             assert lesson is not None
             chosen = course.lesson(lesson)
@@ -131,31 +150,21 @@ def reset(
             if not pending:
                 out.print(f"{chosen.id}: your files already match the starter; nothing to do", markup=False)
                 return
-            _confirm(yes, f"Replace {', '.join(pending)} (in {course.starter.parent.name}/) with the starter code of "
+            confirm_or_exit(yes, f"Replace {', '.join(pending)} (in {course.starter.parent.name}/) with the starter code of "
                           f"{chosen.id}? Your version is backed up first.")
             written, saved = resets.reset_lesson(course, chosen)
     except CourseError as exc:
         fail_usage(str(exc))
         return
     for rel in written:
-        out.print(f"wrote {course.starter.parent.name}/{rel}", markup=False)
+        out.print(f"wrote {prefix}{rel}", markup=False)
     if saved is not None:
         out.print(f"your previous version is in {saved.relative_to(course.root)}; undo with "
-                  f"`course reset --restore {saved.name}`", markup=False, soft_wrap=True)
-
-
-def _confirm(yes: bool, question: str) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        fail_usage("not asking without a terminal: add --yes to confirm")
-    if not typer.confirm(question, default=False):
-        out.print("nothing changed", markup=False)
-        raise typer.Exit(1)
+                  f"`uv run course reset --restore {saved.name}`", markup=False, soft_wrap=True)
 
 
 def doctor(as_json: JsonOpt = False) -> None:
-    """Check that this machine has what the course needs, and say how to fix what is missing."""
+    """Check this machine has what the course needs. Says how to fix what is missing."""
     from checker.student.doctor import run_doctor
 
     findings = run_doctor(course_or_exit())
@@ -179,10 +188,12 @@ def doctor(as_json: JsonOpt = False) -> None:
 
 
 def next_(as_json: JsonOpt = False) -> None:
-    """What to do now: the first lesson not passed, its notebook, and the check to fix next."""
+    """What to do now: the next lesson, its notebook, what to fix."""
     from checker.student.nextstep import next_step
 
-    step = next_step(course_or_exit())
+    course = course_or_exit()
+    warn_if_progress_broken(course)
+    step = next_step(course)
     if as_json:
         print(json.dumps(step.to_json(), indent=2))
         return
@@ -190,19 +201,14 @@ def next_(as_json: JsonOpt = False) -> None:
         more = f" {step.coming_soon} more lesson(s) are coming soon." if step.coming_soon else ""
         out.print(Text("Every available lesson passes." + more, style="bold green"))
         return
-    number = step.lesson.rsplit("-", 1)[1]
-    out.print(Text.assemble(("Next: ", "bold"), (step.lesson, "bold"), f" — {step.title} ({step.status})"))
-    out.print(f"  notebook: {step.notebook}   (course open {number})", markup=False)
-    if step.failing:
-        out.print(Text.assemble("  fix first: ", (step.failing_title, "red"), (f"  ({step.failing})", "dim")))
-        out.print(Text.assemble("  hint: ", (step.hint, "cyan")))
-        out.print(f"  then: course check {number}   (or keep `course watch {number}` running)", markup=False)
-    else:
-        out.print(f"  write the TODO({step.lesson}) parts, then: course check {number}", markup=False)
+    from checker.cli.render import next_step_lines
+
+    for line in next_step_lines(step):
+        out.print(line)
 
 
 def solution(lesson: Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]) -> None:
-    """Show a lesson's reference solution — only after your code has passed it (exit 1 before)."""
+    """Show a lesson's reference solution, once your code passes it. Exit 1 before."""
     from checker.student.solution import NotYet, solution_files
 
     course = course_or_exit()
@@ -214,10 +220,12 @@ def solution(lesson: Annotated[str, typer.Argument(help="lesson-3, 3 or 03")]) -
     except CourseError as exc:
         fail_usage(str(exc))
         return
+    from checker.starter import reference_text
+
     for path in files:
         out.rule(str(path.relative_to(course.root)))
-        text = path.read_text(encoding="utf-8")
+        text = reference_text(path.read_text(encoding="utf-8"))
         if out.is_terminal:
-            out.print(Syntax(text, "python" if path.suffix == ".py" else "text", line_numbers=True))
+            out.print(Syntax(text, "python" if path.suffix == ".py" else "text", line_numbers=True, word_wrap=True))
         else:
-            out.print(text, markup=False, highlight=False, end="")
+            out.print(text, markup=False, highlight=False, end="", soft_wrap=True)  # verbatim, never re-wrapped

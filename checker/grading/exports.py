@@ -20,7 +20,7 @@ from checker.grading.report import class_report_html, histogram_svg
 from checker.grading.roster import Person
 from checker.grading.submissions import safe_name
 from checker.registry import Course
-from checker.runner.results import CheckResult, LessonResult
+from checker.runner.results import BrokenModule, CheckResult, LessonResult
 
 
 def _fmt(points: float) -> str:
@@ -96,11 +96,14 @@ def gradescope_results(sub: SubmissionResult, sandbox: str = "") -> dict[str, ob
             tests.append({"name": f"{lesson.lesson}: could not be checked", "number": f"{lesson.lesson}.grading", "score": 0.0,
                           "max_score": float(lesson.available), "status": "failed", "output": lesson.error,
                           "visibility": "visible"})
+        if lesson.broken:
+            tests.append({"name": f"{lesson.lesson}: your code does not import", "score": 0.0, "max_score": 0.0,
+                          "status": "failed", "output": broken_text(lesson.broken), "visibility": "visible"})
         for check in lesson.checks:
             test: dict[str, object] = {"name": f"{lesson.lesson}: {check.title}", "number": f"{lesson.lesson}.{check.id}",
                                        "score": float(check.earned), "max_score": float(check.points),
                                        "status": "passed" if check.passed else "failed",
-                                       "output": "" if check.passed else f"{check.message}\n\nHint: {check.hint}".strip(),
+                                       "output": "" if check.passed else check.message + (f"\n\nHint: {check.hint}" if check.hint else ""),
                                        "visibility": "visible"}
             if missing_program(check):
                 test.update(name=f"{lesson.lesson}: {check.title} (not graded)", max_score=0.0, output=check.message)
@@ -112,6 +115,12 @@ def gradescope_results(sub: SubmissionResult, sandbox: str = "") -> dict[str, ob
             "extra_data": {"sandbox": sandbox} if sandbox else {}, "tests": tests}
 
 
+def broken_text(broken: list[BrokenModule]) -> str:
+    """The import report as plain text: the same lines `course check` shows."""
+    return "\n\n".join("\n".join([report.headline(), *("  " + line for line in report.details())])
+                       for report in broken)
+
+
 def feedback_markdown(sub: SubmissionResult) -> str:
     lines = [f"# Feedback for {sub.id}", "", f"**Score: {_fmt(sub.earned)} / {_fmt(sub.available)}**", ""]
     if sub.error:
@@ -120,12 +129,15 @@ def feedback_markdown(sub: SubmissionResult) -> str:
         lines += [f"## {lesson.lesson} — {lesson.title}: {_fmt(lesson.earned)} / {_fmt(lesson.available)}", ""]
         if lesson.error:
             lines += [f"Could not be checked: {lesson.error}", ""]
+        if lesson.broken:
+            lines += ["Your code does not import, so no check of this lesson could run:", "", "```",
+                      broken_text(lesson.broken), "```", ""]
         for check in lesson.checks:
             mark = {"passed": "✓", "failed": "✗", "skipped": "○"}[check.outcome]
             lines.append(f"- {mark} {check.title} ({_fmt(check.earned)}/{check.points})")
             if missing_program(check):
                 lines.append(f"  - {check.message}")
-            elif check.outcome == "failed":
+            elif check.outcome == "failed" and not lesson.broken:
                 lines.append(f"  - what happened: {check.message.splitlines()[0] if check.message else 'failed'}")
                 lines.append(f"  - hint: {check.hint}")
         lines.append("")

@@ -38,6 +38,7 @@ from checker.host.recording import recording_yields
 from checker.host.serving import serve_asgi
 from checker.host.toolcrash import last_tool_crash
 from checker.runner.failures import describe_failure, leaf_exception
+from checker.runner.imports import diagnose
 
 # Operations that never await: safe to run on the reader thread while the loop waits for the check.
 SYNC_OPS = frozenset({"import", "library", "getattr", "setattr", "call", "enter", "exit", "len", "bool", "repr",
@@ -220,6 +221,11 @@ class Host:
     # operations -----------------------------------------------------------------------------
     async def op_import(self, name: str) -> Any:
         return importlib.import_module(f"{self.package}.{name}")
+
+    async def op_diagnose_import(self, name: str, timeout: float, owners: dict[str, int]) -> Any:
+        """Import `<package>.<name>` for the runner's pre-flight: None, or why it does not import."""
+        report = diagnose(self.package, name, self.edition, float(timeout), dict(owners))
+        return report.to_json() if report else None
 
     async def op_library(self, name: str) -> Any:
         """A module of the SDK or the standard library, as student code sees it (never the student's own)."""

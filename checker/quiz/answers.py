@@ -43,7 +43,7 @@ from checker.quiz.tomlw import dumps_sections, header
 Raw = str | int | list[str]
 
 ANSWERS_HEADER = """\
-Your answers to the chapter quiz (lesson 10). This file is yours: `course quiz` and the quiz
+Your answers to the chapter quiz (lesson 10). This file is yours: `uv run course quiz` and the quiz
 notebook (lessons/10-quiz.ipynb) save to it, and you may edit it by hand.
 
 [quiz] seed: the order your options were shown in. Keep it: your letters refer to that order.
@@ -52,7 +52,7 @@ notebook (lessons/10-quiz.ipynb) save to it, and you may edit it by hand.
   select all that apply:                  l3-other-question = ["A", "D"]   (or "A, D")
   short answer:                           l5-short-question = "404"   (numbers, codes and names
                                           are normalised: case, quotes and spacing do not matter)
-Leave a question out to skip it. `course check lesson-10` grades this file."""
+Leave a question out to skip it. `uv run course check lesson-10` grades this file."""
 
 
 # ---------------------------------------------------------------- the seed and the option order

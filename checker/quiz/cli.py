@@ -24,8 +24,8 @@ from checker.registry import Course, CourseError, Lesson
 if TYPE_CHECKING:
     from checker.quiz.grading import ExamSetup
 
-quiz_app = typer.Typer(help="The chapter quiz: practice in the terminal, answer an exam, and (instructors) write "
-                            "exams and LMS exports.", invoke_without_command=True, no_args_is_help=False,
+quiz_app = typer.Typer(help="The chapter quiz: practice, exams and LMS exports. Practice in the terminal, answer "
+                            "an exam, and (instructors) write exams and LMS exports.", invoke_without_command=True, no_args_is_help=False,
                        add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 out = Console(highlight=False, soft_wrap=False)
 
@@ -64,7 +64,7 @@ def write_exams(
     name: Annotated[str, typer.Option("--name", help="The exam's name: a new name draws new variants for everyone.")] = "exam",
     secret: Annotated[Optional[Path], typer.Option("--secret", help="The signing secret (default: course.toml exam_secret; created if missing).")] = None,
 ) -> None:
-    """Write one signed exam file per student: their own variants of every question, in their own order."""
+    """Write one signed exam file per student. Their own variants of every question, in their own order."""
     from checker.student.progress import write_atomically
     from checker.quiz.bank import QuizError, load_bank, load_settings
     from checker.quiz.forms import build_exam, ensure_secret, exam_text, read_roster
@@ -83,7 +83,7 @@ def write_exams(
         return
     if created:
         out.print(f"created the exam secret {secret or settings.exam_secret}: keep it private and keep it until "
-                  f"the exams are graded (`course grade --quiz exam` needs it)", style="yellow", markup=False)
+                  f"the exams are graded (`uv run course grade --quiz exam` needs it)", style="yellow", markup=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     for student, data in forms.items():
         write_atomically(out_dir / f"{student}.exam.toml", exam_text(data, f"{student}.exam.toml"))
@@ -107,7 +107,7 @@ def export(
     exam: Annotated[Optional[Path], typer.Option("--exam", metavar="FILE", help="Export this exam form only, instead of the whole pool.")] = None,
     secret: Annotated[Optional[Path], typer.Option("--secret", help="The secret the exam form was signed with (with --exam).")] = None,
 ) -> None:
-    """Write the exam pool (every variant, grouped by question) or one exam form for a learning platform."""
+    """Write the exam pool, or one exam form, for a learning platform. Every variant, grouped by question."""
     from checker.quiz.bank import QuizError, load_bank, load_settings
     from checker.quiz.forms import load_secret, read_exam, verify
     from checker.quiz.lms import form_items, pool_items, to_gift, to_moodle_xml, to_qti

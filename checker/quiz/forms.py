@@ -47,7 +47,7 @@ ROSTER_COLUMNS = ("id", "student", "login", "username", "github", "email")
 SECRET_BYTES = 32
 
 EXAM_HEADER = """\
-Your exam for the chapter quiz. Answer it with `course quiz --exam {file}` or, in
+Your exam for the chapter quiz. Answer it with `uv run course quiz --exam {file}` or, in
 lessons/10-quiz.ipynb, with exam("{file}"); your answers are saved to quiz/exam-answers.toml.
 Hand in this file and quiz/exam-answers.toml with your work. The file is signed by your
 instructor: any change to it (even a space in a question) makes `course grade` reject it."""
@@ -70,7 +70,7 @@ def load_secret(path: Path) -> bytes:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise QuizError(f"no exam secret at {path}: `course quiz exam` creates one when it writes the exams "
+        raise QuizError(f"no exam secret at {path}: `uv run course quiz exam` creates one when it writes the exams "
                         f"(grade with the secret the exams were signed with)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise QuizError(f"cannot read the exam secret {path}: {exc}") from None

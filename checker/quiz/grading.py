@@ -242,7 +242,7 @@ def _grade_practice(settings: QuizSettings, bank: Bank, key: dict[str, HashedAns
     notes: list[CheckResult] = []
     if not sheet.exists:
         notes.append(CheckResult(id="answers-file", title=f"no answers yet in {shown_path}", points=0, outcome="skipped",
-                                 message="take the quiz with `course quiz` or in lessons/10-quiz.ipynb; "
+                                 message="take the quiz with `uv run course quiz` or in lessons/10-quiz.ipynb; "
                                          "answers are saved as you go"))
     notes += _unknown_ids(sheet.answers, {q.id for q in bank}, shown_path)
     verdicts = grade_sheet(bank, key, sheet, sheet.seed if sheet.seed is not None else

@@ -133,8 +133,9 @@ def review_view(verdicts: list[Verdict], settings: QuizSettings, answers_file: s
     unanswered = [v.question.id for v in verdicts if v.status == "unanswered"]
     if unanswered:
         parts.append(Text(f"\nNot answered yet ({len(unanswered)}): {', '.join(unanswered)}", style="yellow"))
-    parts.append(Text(f"\nYour answers are in {answers_file}. Change answers with `course quiz --redo --lesson N`, "
-                      f"or in the notebook; `course check lesson-10` grades them.", style="dim"))
+    parts.append(Text(f"\nYour answers are in {answers_file}. To change them, use the notebook or\n"
+                      "  uv run course quiz --redo --lesson N\nand to grade them:\n  uv run course check lesson-10",
+                      style="dim"))
     return Group(*parts)
 
 
@@ -198,13 +199,14 @@ def take_quiz(course: Course, console: Console, lesson: str | None = None, redo:
             ("Chapter quiz (practice)", "bold"), f" — {len(session.bank)} questions on lessons 1–9, pass mark "
             f"{session.settings.pass_percent} %. Answers are saved to {session.shown_path()} after each one."))
         if session.settings.exam_file.is_file():
-            console.print(f"You also have an exam in {session.settings.exam_file.relative_to(course.root)}: "
-                          f"answer it with `course quiz --exam {session.settings.exam_file.relative_to(course.root)}`.",
+            exam_file = session.settings.exam_file.relative_to(course.root)
+            console.print(f"You also have an exam in {exam_file}; answer it with\n  uv run course quiz --exam {exam_file}",
                           style="yellow", markup=False)
         console.print(f"You have answered {answered} of {len(session.bank)}. Options are shuffled for you "
                       f"(seed {seed or 'none: the bank order'}).", style="dim", markup=False)
         if not todo:
-            console.print("Nothing left to ask here; `course quiz --redo` asks again.", style="dim", markup=False)
+            console.print("Nothing left to ask here; to be asked again:\n  uv run course quiz --redo", style="dim",
+                          markup=False)
         try:
             for question in todo:
                 def save(value: Raw, qid: str = question.id) -> None:
@@ -213,12 +215,12 @@ def take_quiz(course: Course, console: Console, lesson: str | None = None, redo:
                 outcome = _ask(console, question, option_order(seed, question.id, len(question.options)),
                                position[question.id], len(session.bank), session.sheet().answers.get(question.id), save)
                 if outcome == "quit":
-                    console.print(f"Saved. Run `course quiz` to continue where you left off "
-                                  f"({session.shown_path()}).", markup=False)
+                    console.print(f"Saved in {session.shown_path()}. To continue where you left off:\n"
+                                  "  uv run course quiz", markup=False)
                     return 0
         except (KeyboardInterrupt, EOFError) as exc:
-            console.print(f"\nStopped. Every answer you confirmed is saved in {session.shown_path()}; "
-                          f"`course quiz` continues from there.", markup=False)
+            console.print(f"\nStopped. Every answer you confirmed is saved in {session.shown_path()}. To continue:\n"
+                          "  uv run course quiz", markup=False)
             return 130 if isinstance(exc, KeyboardInterrupt) else 0
     sheet = session.sheet()
     verdicts = grade_sheet(session.bank, session.key, sheet, sheet.effective_seed(session.settings),
@@ -271,8 +273,8 @@ def take_exam(course: Course, console: Console, source: Path, lesson: str | None
     missing = [item.question.id for item in exam.items if not sheet.answered(item.question.id)]
     console.print(f"{len(exam.items) - len(missing)} of {len(exam.items)} answered"
                   + (f"; not yet: {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}" if missing else "")
-                  + f". Hand in {_relative(kept, course)} and {where} with your work "
-                  f"(`course quiz --exam {_relative(kept, course)}` continues).", markup=False)
+                  + f". Hand in {_relative(kept, course)} and {where} with your work. To continue:\n"
+                  f"  uv run course quiz --exam {_relative(kept, course)}", markup=False)
     return 0
 
 

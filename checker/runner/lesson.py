@@ -105,6 +105,7 @@ def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: s
         output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
         expected=load_timings(course.state_dir).get(lesson.id, {}),
         extra_checks=[str(path) for path in extra],
+        owners={module: other.number for other in course.lessons for module in other.modules},
     )
 
 

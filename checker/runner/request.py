@@ -26,6 +26,7 @@ class Request:
     select: list[str]
     expected: dict[str, float]  # check id -> seconds it took last time; the longest start first
     extra_checks: list[str] = field(default_factory=list)  # instructor-only (hidden) check files
+    owners: dict[str, int] = field(default_factory=dict)  # module -> the lesson whose starter holds it
     # Grading: the submission's running sandbox (`checker.sandbox.submission.Running`, as a dict).
     # Student code then runs only in it, in host processes, never in a check's own process.
     sandbox: dict[str, Any] | None = None

@@ -6,8 +6,8 @@ round-trips through JSON.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 Outcome = Literal["passed", "failed", "skipped"]
 
@@ -35,6 +35,43 @@ class CheckResult:
 
 
 @dataclass
+class BrokenModule:
+    """Why one module of the student's package does not import, and what to do about it."""
+
+    module: str       # the module the lesson imports: "context"
+    file: str         # where the problem is, relative to the edition: "research_desk/context.py"
+    line: int = 0     # 0 when no line is to blame (a deleted file, a process that ended)
+    code: str = ""    # the text of that line
+    column: int = 0   # 1-based, for a syntax error
+    error: str = ""   # "SyntaxError: expected ':'"
+    fix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BrokenModule:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def headline(self) -> str:
+        return f"{self.file} does not import" + (f" (line {self.line})" if self.line else "")
+
+    def details(self) -> list[str]:
+        """The offending line with a caret under a syntax error's column, the error, and the fix."""
+        lines = []
+        if self.line and self.code:
+            gutter = f"{self.line} | "
+            lines.append(gutter + self.code)
+            if self.column:
+                lines.append(" " * (len(gutter) - 2) + "| " + " " * (self.column - 1) + "^")
+        lines.append(self.error)
+        if self.fix:
+            lines.append(f"fix: {self.fix}")
+        return lines
+
+
+@dataclass
 class LessonResult:
     lesson: str
     title: str
@@ -42,6 +79,7 @@ class LessonResult:
     checks: list[CheckResult] = field(default_factory=list)
     error: str = ""  # the lesson could not be checked at all (the runner's fault, not a check's)
     duration: float = 0.0
+    broken: list[BrokenModule] = field(default_factory=list)  # modules that do not import: no check ran
 
     @property
     def passed(self) -> int:
@@ -78,5 +116,7 @@ class LessonResult:
     @classmethod
     def from_json(cls, data: dict[str, object]) -> LessonResult:
         checks = [CheckResult(**c) for c in data.get("checks", [])]  # type: ignore[arg-type]
+        broken = [BrokenModule.from_json(b) for b in data.get("broken", [])]  # type: ignore[union-attr]
         return cls(lesson=str(data["lesson"]), title=str(data["title"]), edition=str(data["edition"]),
-                   checks=checks, error=str(data.get("error", "")), duration=float(data.get("duration", 0.0)))  # type: ignore[arg-type]
+                   checks=checks, error=str(data.get("error", "")), duration=float(data.get("duration", 0.0)),  # type: ignore[arg-type]
+                   broken=broken)

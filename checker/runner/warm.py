@@ -36,13 +36,20 @@ STARTUP_TIMEOUT = 120.0  # seconds the warm worker may take to import and warm u
 # --- the server side: runs in the warm process -------------------------------------------------
 
 
-def _warm_http() -> None:
+_http_warmed = False  # inherited by forks: a process warms up HTTP once
+
+
+def warm_http() -> None:
     """One Streamable-HTTP round trip per protocol era on an SDK-only server, on loopback.
 
     `checker.target` already warms the in-memory path; an HTTP check would otherwise import
     uvicorn's protocol modules, the HTTP client stack and the SSE machinery in its own fork,
     on every run.
     """
+    global _http_warmed
+    if _http_warmed:
+        return
+    _http_warmed = True
     import anyio
     from mcp import Client
     from mcp.server.mcpserver import MCPServer
@@ -106,7 +113,7 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
     """Warm up, say so, then grade each request line until the input closes."""
     import checker.target  # noqa: F401 - imports pytest and the SDK and warms the in-memory path
 
-    _warm_http()
+    warm_http()
     gc.freeze()
     replies.write(json.dumps({"ready": True}) + "\n")
     replies.flush()

@@ -10,7 +10,6 @@ this process, which assembles the score, never runs a line of it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import random
@@ -27,7 +26,8 @@ from _pytest.runner import runtestprotocol
 from checker.runner.catalog import check_id
 from checker.runner.failures import describe_failure
 from checker.runner.request import Request
-from checker.runner.results import CheckResult, LessonResult
+from checker.runner.imports import diagnose, ended
+from checker.runner.results import BrokenModule, CheckResult, LessonResult
 from checker.sandbox.cgroups import Group
 from checker.sandbox.forking import ChildOutcome, Slot, run_forked
 from checker.sandbox.limits import Limits, drop_privileges
@@ -46,6 +46,7 @@ class ForkPerCheck:
         self.request = request
         self.collect_errors: list[str] = []
         self.results: list[CheckResult] = []
+        self.broken: list[BrokenModule] = []
         self.started = time.monotonic()
 
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -81,31 +82,41 @@ class ForkPerCheck:
                 return {"outcome": "skipped", "message": reason.removeprefix("Skipped: ")}
         return {"outcome": "passed", "message": ""}
 
-    def _probe_imports(self) -> str:
-        """Import the lesson's modules once, in a fork: a crash here explains every check."""
-        names = [f"{self.request.package}.{m}" for m in self.request.modules]
-        if not names:
-            return ""
+    def _probe_imports(self) -> list[BrokenModule]:
+        """Import the lesson's modules once, in a fork, before any check runs.
+
+        A module that does not import would fail every check alike; it is reported once instead,
+        with its file, line and fix (`checker.runner.imports`). When grading, the host process in
+        the submission's sandbox does the importing and sends back its report as plain data.
+        """
+        request = self.request
+        modules = list(dict.fromkeys(request.modules))
+        if not modules:
+            return []
+        timeout = max(1.0, request.check_timeout - 2)  # the fork's own limit is check_timeout
 
         def probe() -> dict[str, str]:
-            target = Target.from_environment() if self.request.sandbox else None
-            for name in names:
-                try:
-                    if target is not None:
-                        target._host().request("import", name.removeprefix(f"{self.request.package}."))
-                    else:
-                        importlib.import_module(name)
-                except BaseException as exc:  # noqa: BLE001 - anything at import time is the student's to see
-                    return {"error": f"importing {name} failed: {describe_failure(exc, self.request.edition)}"}
+            reports: list[dict[str, object]] = []
+            target = Target.from_environment() if request.sandbox else None
+            for module in modules:
+                if target is not None:
+                    report = target._host().request("diagnose_import", module, timeout, request.owners)  # noqa: SLF001
+                else:
+                    found = diagnose(request.package, module, request.edition, timeout, request.owners)
+                    report = found.to_json() if found else None
+                if isinstance(report, dict):
+                    reports.append(report)
             if target is not None:
                 target.close()
-            return {"error": ""}
+            # Flat string fields, not JSON: student code shares this fork and could patch a serializer.
+            fields = {f"{i}.{key}": str(value) for i, report in enumerate(reports) for key, value in report.items()}
+            return {"reports": str(len(reports)), **fields}  # never empty: an empty reply reads as a crash
 
         outcome = run_forked([("probe", probe)], self._limits(), prepare=self._enter_sandbox,
                              cleanup=self._clean_up)["probe"]
-        if outcome.payload is not None:
-            return str(outcome.payload["error"])
-        return f"importing {', '.join(names)} failed: {outcome.problem}"
+        if outcome.payload is None:
+            return [ended(request.package, modules[0], outcome.problem)]
+        return _unique(_reports(outcome.payload))
 
     def _limits(self) -> Limits:
         return Limits(self.request.check_timeout, self.request.memory_mb, self.request.output_mb)
@@ -152,10 +163,14 @@ class ForkPerCheck:
             items = [i for i in items if check_id(i.name) in self.request.select]
         # Longest first, so a slow check overlaps the quick ones instead of trailing after them.
         queue = sorted(items, key=lambda i: -self.request.expected.get(check_id(i.name), 1.0))
-        import_error = self._probe_imports() if items else ""
+        self.broken = self._probe_imports() if items else []
+        if items and not self.broken and self.request.sandbox is None and _serves_http(self.request):
+            from checker.runner.warm import warm_http
+
+            warm_http()  # once here rather than in every check's fork (~0.07 s of CPU each)
         deadline = self.started + self.request.lesson_timeout
         outcomes: dict[str, ChildOutcome] = {}
-        if not import_error:
+        if not self.broken:
             outcomes = run_forked(((item.nodeid, (lambda item=item: self._run_one(item))) for item in queue),
                                   self._limits(), jobs=self.request.jobs, deadline=deadline,
                                   prepare=self._enter_sandbox, cleanup=self._clean_up)
@@ -165,8 +180,9 @@ class ForkPerCheck:
             result = CheckResult(id=check_id(item.name), title=str(meta.get("title", item.name)),
                                  points=int(meta.get("points", 1)), outcome="failed",
                                  hint=str(meta.get("hint", "")))
-            if import_error:
-                result.message = import_error
+            if self.broken:  # said once, above the checks: no per-check message or hint repeats it
+                result.message = not_run_message(self.broken)
+                result.hint = ""
             else:
                 got = outcomes[item.nodeid]
                 result.duration = round(got.duration, 3)
@@ -205,6 +221,48 @@ def seed_randomness(check: str) -> str:
 
     random.Random.seed = seed_from_run  # type: ignore[method-assign]
     return seed
+
+
+def _serves_http(request: Request) -> bool:
+    """Whether the lesson's checks serve anything over HTTP (they call `target.http`)."""
+    files = (request.checks_file, *request.extra_checks)
+    return any(".http(" in Path(path).read_text(encoding="utf-8") for path in files)
+
+
+def _reports(payload: dict[str, str]) -> list[BrokenModule]:
+    """The probe's flat fields (`0.file`, `0.line`, ...) back into reports."""
+    grouped: dict[int, dict[str, str]] = {}
+    for key, value in payload.items():
+        index, _, name = key.partition(".")
+        if index.isdigit() and name:
+            grouped.setdefault(int(index), {})[name] = value
+    reports = []
+    for _, data in sorted(grouped.items()):
+        report = BrokenModule.from_json(data)
+        report.line, report.column = _int(data.get("line")), _int(data.get("column"))
+        reports.append(report)
+    return reports
+
+
+def _int(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
+def _unique(reports: list[BrokenModule]) -> list[BrokenModule]:
+    """One report per broken file: a module imported by several of the lesson's modules breaks them all."""
+    seen: set[tuple[str, int, str]] = set()
+    kept = []
+    for report in reports:
+        key = (report.file, report.line, report.error)
+        if key not in seen:
+            seen.add(key)
+            kept.append(report)
+    return kept
+
+
+def not_run_message(broken: list[BrokenModule]) -> str:
+    """What each check says when none could run: short, and complete on its own (a JUnit line)."""
+    return "not run: " + "; ".join(f"{b.headline()}: {b.error}" for b in broken)
 
 
 def _pytest_args(request: Request) -> list[str]:
@@ -247,6 +305,7 @@ def _run_checks(request: Request, basetemp: Path, started: float) -> LessonResul
     result = LessonResult(lesson=request.lesson, title=request.title, edition=request.edition_name)
     code = pytest.main([*_pytest_args(request), f"--basetemp={basetemp}"], plugins=[plugin])
     result.checks = plugin.results
+    result.broken = plugin.broken
     if plugin.collect_errors:
         result.error = "the checks could not be loaded (a bug in the course, not your code):\n" + plugin.collect_errors[0]
     elif not plugin.results and code not in (0, 5):

@@ -113,7 +113,7 @@ def check_kernel() -> Finding:
     if not same:
         return Finding("Jupyter kernel", False, True,
                        f"the python3 kernel runs {argv0}, not this environment ({sys.executable})",
-                       "start Jupyter with `course open` (it uses the course's environment)")
+                       "start Jupyter with `uv run course open` (it uses the course's environment)")
     return Finding("Jupyter kernel", True, True, f"python3 kernel → {sys.executable}")
 
 

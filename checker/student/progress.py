@@ -16,15 +16,36 @@ from typing import Any
 from checker.runner.results import LessonResult
 
 FILE = "progress.json"
+BACKUP = "progress.backup.json"  # the same records, written after each good save: what a broken file falls back to
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """The records in `path`, or None when it is missing, unreadable or not a JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def load_progress(state_dir: Path) -> dict[str, Any]:
-    """Per-lesson records; an unreadable file counts as no progress rather than an error."""
-    try:
-        data = json.loads((state_dir / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """Per-lesson records. A broken progress file (hand-edited, truncated by a full disk) falls back
+    to the backup beside it, so passed lessons are not forgotten; with neither, no progress yet."""
+    data = _read(state_dir / FILE)
+    if data is None:
+        data = _read(state_dir / BACKUP)
+    return data or {}
+
+
+def recovery_notice(state_dir: Path) -> str:
+    """One line for the student when the progress file is broken (empty when all is well)."""
+    main = state_dir / FILE
+    if not main.exists() or _read(main) is not None:
+        return ""
+    if _read(state_dir / BACKUP) is not None:
+        return (f"{main} could not be read; using its backup ({BACKUP}). The broken file is kept as "
+                "progress.broken-<time>.json at the next check.")
+    return f"{main} could not be read and has no backup: progress starts again (the broken file is kept)."
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -42,7 +63,14 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def record(state_dir: Path, result: LessonResult) -> None:
-    """Remember the latest result of a lesson checked against the student's own code."""
+    """Remember the latest result of a lesson checked against the student's own code.
+
+    Written twice, each atomically: the file, then its backup. A file that cannot be read is moved
+    aside first (never overwritten: it is the student's), and its records come from the backup.
+    """
+    main = state_dir / FILE
+    if main.exists() and _read(main) is None:
+        os.replace(main, state_dir / f"progress.broken-{time.strftime('%Y%m%d-%H%M%S')}.json")
     data = load_progress(state_dir)
     previous = data.get(result.lesson, {})
     data[result.lesson] = {
@@ -53,4 +81,6 @@ def record(state_dir: Path, result: LessonResult) -> None:
         "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "passed_once": bool(previous.get("passed_once")) or result.ok,
     }
-    write_atomically(state_dir / FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    write_atomically(main, text)
+    write_atomically(state_dir / BACKUP, text)

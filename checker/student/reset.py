@@ -9,7 +9,9 @@ backup are relative to the student's package project (`capstone/`), the same lay
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,57 @@ def reset_lesson(course: Course, lesson: Lesson) -> tuple[list[str], Path | None
     return changed, backup
 
 
+NOTEBOOK_REASON = "notebook-"  # backups of a notebook keep paths relative to the course root
+
+
+def clean_notebook(course: Course, lesson: Lesson) -> bytes:
+    """The lesson's notebook as the course shipped it: its newest committed version without outputs.
+
+    A student's own commits of the notebook carry outputs (they ran it), so walking back through
+    the notebook's history to the newest clean version finds what the course shipped.
+    """
+    path = course.root / lesson.notebook
+    git = ["git", "-C", str(course.root)]
+    try:
+        top = subprocess.run([*git, "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
+        commits = subprocess.run([*git, "log", "--format=%H", "-n", "200", "--", str(path)], capture_output=True,
+                                 text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        commits = []
+        top = None
+    rel = path.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix() if top else ""
+    for commit in commits:
+        shown = subprocess.run([*git, "show", f"{commit}:{rel}"], capture_output=True)
+        if shown.returncode == 0 and _is_clean_notebook(shown.stdout):
+            return shown.stdout
+    raise CourseError(f"no clean copy of {lesson.notebook} in this folder's git history; download it again "
+                      "from the course's repository")
+
+
+def _is_clean_notebook(data: bytes) -> bool:
+    try:
+        notebook = json.loads(data)
+        cells = notebook["cells"]
+        return all(not cell.get("outputs") and cell.get("execution_count") is None
+                   for cell in cells if cell.get("cell_type") == "code")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def reset_notebook(course: Course, lesson: Lesson, clean: bytes) -> Path | None:
+    """Write `clean` (from `clean_notebook`) over the lesson's notebook, backing up the current one."""
+    path = course.root / lesson.notebook
+    backup = backup_files([path], course.root, course.state_dir, f"{NOTEBOOK_REASON}{lesson.id}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(clean)
+    return backup
+
+
+def is_notebook_backup(backup: Backup) -> bool:
+    """A backup made by `reset --notebook` (its paths are relative to the course folder)."""
+    return backup.name[16:].startswith(NOTEBOOK_REASON)  # after the "%Y%m%d-%H%M%S-" stamp
+
+
 def list_backups(course: Course) -> list[Backup]:
     """Every backup, oldest first (by the timestamp its name starts with, then creation time)."""
     root = course.state_dir / "backups"
@@ -88,14 +141,16 @@ def find_backup(course: Course, name: str) -> Backup:
 
 def restore_backup(course: Course, backup: Backup) -> tuple[list[str], Path | None]:
     """Put a backup's files back, backing up the current versions of those files first."""
-    base = course.starter.parent
+    notebook = is_notebook_backup(backup)
+    base = course.root if notebook else course.starter.parent
     foreign = [rel for rel in backup.files if not (base / rel).parent.is_dir()]
     if foreign:
         raise CourseError(f"{backup.name} holds files that do not fit {base.name}/ ({', '.join(foreign)}); "
                           f"copy them by hand from {backup.folder}")
     differing = [rel for rel in backup.files
                  if not (base / rel).is_file() or (base / rel).read_bytes() != (backup.folder / rel).read_bytes()]
-    saved = backup_files([base / rel for rel in differing], base, course.state_dir, "restore")
+    reason = f"{NOTEBOOK_REASON}restore" if notebook else "restore"
+    saved = backup_files([base / rel for rel in differing], base, course.state_dir, reason)
     for rel in differing:
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(backup.folder / rel, base / rel)

@@ -24,7 +24,7 @@ def solution_files(course: Course, lesson: Lesson) -> list[Path]:
         raise CourseError(f"{lesson.id} has no code solution (it is a {lesson.kind} lesson)")
     if not load_progress(course.state_dir).get(lesson.id, {}).get("passed_once"):
         raise NotYet(f"the solution of {lesson.id} opens once your code passes it: "
-                     f"run `course check {lesson.number}` first (stuck? `course hint {lesson.number}`)")
+                     f"run `uv run course check {lesson.number}` first (stuck? `uv run course hint {lesson.number}`)")
     package = course.solutions / course.package
     if not package.is_dir():
         raise CourseError("this copy of the course has no reference solutions (a student edition); "

@@ -17,7 +17,6 @@ import os
 import select
 import sys
 import termios
-import textwrap
 import time
 import tty
 from collections.abc import Callable, Iterator
@@ -29,7 +28,8 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from checker.registry import Course, Lesson
+from checker.cli.render import broken_lines, hanging, indented
+from checker.registry import RUN, Course, Lesson
 from checker.runner.results import CheckResult, LessonResult
 
 # Filesystems where inotify/FSEvents miss changes made by another machine (or by Windows).
@@ -37,7 +37,6 @@ REMOTE_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "drvfs", "fu
                       "fuse.vmhgfs-fuse", "prl_fs", "davfs", "afs"}
 QUIET_MS = 30  # a save is often several events (write, rename): wait this long for the rest
 POLL_MS = 150  # how often to look at the files when polling
-INDENT = " " * 5  # under a check's title (plain text, so long messages wrap instead of being cut)
 KEYS_HELP = "h hints · r re-run · q quit"
 
 WatchFn = Callable[..., Iterator[set[tuple[Any, str]]]]
@@ -143,10 +142,10 @@ def _failures(label: str, checks: list[CheckResult], hints: bool) -> list[Render
     lines: list[RenderableType] = []
     for message, group in groups.items():
         for check in group:
-            lines.append(Text.assemble((" ✗ ", "bold red"), (f"{label}: ", "red"), check.title))
-        lines.append(Text(textwrap.indent(message, INDENT), style="red"))
+            lines.append(hanging(Text(" ✗ ", style="bold red"), Text.assemble((f"{label}: ", "red"), check.title)))
+        lines.append(indented(Text(message, style="red")))
         if hints and len(group) == 1 and group[0].hint:
-            lines.append(Text.assemble(INDENT, ("hint: ", "bold cyan"), group[0].hint))
+            lines.append(indented(Text.assemble(("hint: ", "bold cyan"), group[0].hint)))
     return lines
 
 
@@ -165,23 +164,27 @@ def render_run(before: LessonResult | None, now: LessonResult, trigger: str) -> 
     if now.error:
         parts.append(Text(f" could not check this lesson: {now.error}", style="bold red"))
         return Group(*parts)
+    if now.broken:
+        return Group(*parts, *broken_lines(now.broken))
     if before is None or before.error or before.lesson != now.lesson:
         for check in now.checks:
             if check.outcome == "passed":
-                parts.append(Text.assemble((" ✓ ", "bold green"), check.title))
+                parts.append(hanging(Text(" ✓ ", style="bold green"), Text(check.title)))
             elif check.outcome == "skipped":
-                parts.append(Text.assemble((" ○ ", "bold yellow"), check.title, (f"  ({check.message})", "yellow")))
+                parts.append(hanging(Text(" ○ ", style="bold yellow"),
+                                     Text.assemble(check.title, (f"  ({check.message})", "yellow"))))
         parts += _failures("failing", [c for c in now.checks if c.outcome == "failed"], hints=False)
         return Group(*parts)
     change = compare(before, now)
-    parts += [Text.assemble((" ✓ ", "bold green"), ("fixed: ", "green"), c.title) for c in change.fixed]
+    parts += [hanging(Text(" ✓ ", style="bold green"), Text.assemble(("fixed: ", "green"), c.title))
+              for c in change.fixed]
     parts += _failures("now failing", change.broken, hints=True)
     parts += _failures("still failing, new reason", change.different, hints=True)
     if not (change.fixed or change.broken or change.different):
         parts.append(Text(" no change", style="dim"))
     if change.still:
-        parts.append(Text(f" {len(change.still)} still failing as before: "
-                          + ", ".join(c.id for c in change.still), style="dim"))
+        parts.append(hanging(Text(" "), Text(f"{len(change.still)} still failing as before: "
+                                             + ", ".join(c.id for c in change.still), style="dim")))
     return Group(*parts)
 
 
@@ -191,10 +194,10 @@ def hints_for(result: LessonResult) -> RenderableType:
         return Text(" nothing is failing: no hints needed", style="green")
     lines: list[RenderableType] = []
     for check in failing:
-        lines.append(Text.assemble((" ✗ ", "bold red"), check.title, (f"  ({check.id})", "dim")))
-        lines.append(Text(textwrap.indent(check.message, INDENT), style="red"))
+        lines.append(hanging(Text(" ✗ ", style="bold red"), Text.assemble(check.title, (f"  ({check.id})", "dim"))))
+        lines.append(indented(Text(check.message, style="red")))
         if check.hint:
-            lines.append(Text.assemble(INDENT, ("hint: ", "bold cyan"), check.hint))
+            lines.append(indented(Text.assemble(("hint: ", "bold cyan"), check.hint)))
     return Group(*lines)
 
 
@@ -287,16 +290,17 @@ class Watcher:
 
         passed = {k for k, v in load_progress(self.course.state_dir).items() if v.get("passed_once")}
         following = next_lesson(self.course, self.lesson, passed)
-        self.console.print(Text.assemble(("\n 🎉 ", ""), (f"{self.lesson.id} passes", "bold green"),
-                                         f" — {self.lesson.title}. `course solution {self.lesson.number}` "
-                                         "shows the reference solution."))
+        self.console.print()
+        self.console.print(hanging(Text(" 🎉 "), Text.assemble((f"{self.lesson.id} passes", "bold green"),
+                                                             f" — {self.lesson.title}.")))
+        self.console.print(f"    the reference solution: {RUN} solution {self.lesson.number}", markup=False)
         if following is None:
             self.console.print(Text(" Every available lesson passes. Well done!", style="bold green"))
             return False
         self.lesson = following
         self.last = None
-        self.console.print(Text.assemble(" Moving on to ", (f"{following.id}: {following.title}", "bold"),
-                                         f" — open {following.notebook} (course open {following.number})\n"))
+        self.console.print(hanging(Text(" Moving on to "), Text(f"{following.id}: {following.title}", style="bold")))
+        self.console.print(f"    notebook: {following.notebook}   ({RUN} open {following.number})\n", markup=False)
         return True
 
     def _describe(self, changes: set[tuple[Any, str]]) -> str:
@@ -323,7 +327,8 @@ class Watcher:
         self.force_polling = self.poll or bool(reason)
         mode = "polling" + (f" ({reason})" if reason else "") if self.force_polling else "file events"
         self.console.print(Text(f"Watching {self.package_dir.relative_to(self.course.root)}/ and the lesson "
-                                f"notebook ({mode}). Starting the checker…", style="dim"))
+                                f"notebook ({mode}).", style="dim"))
+        self.console.print(Text("Starting the checker…", style="dim"))
         try:
             self._events = self._watch(self.force_polling)
             if self._changes() is None:  # watching starts before the first run, so no save is missed

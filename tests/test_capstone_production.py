@@ -40,6 +40,8 @@ from mcp.types import REQUEST_TIMEOUT, ElicitResult
 from checker import verify
 from tests.conftest import COURSE
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 MODERN = "2026-07-28"
 PUBLIC_HOST = "desk.example.com"
 DOCS = {"alpha.md": "# Alpha\n\nThe fox crossed the river at dawn.\n",

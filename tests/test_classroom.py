@@ -21,6 +21,8 @@ from checker.classroom import GRADER, REPORTER, lesson_points
 from checker.release import build_release
 from tests.conftest import COURSE
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 AVAILABLE = [lesson for lesson in COURSE.lessons if lesson.available]
 # The inputs each action declares in its action.yml (v1).
 INPUTS = {GRADER: {"test-name", "setup-command", "command", "timeout", "max-score"}, REPORTER: {"runners", "token"}}

@@ -20,6 +20,8 @@ from checker.registry import Lesson
 from tests.conftest import CODE_LESSONS, COURSE
 from tests.variants import SEED_VARIABLE, SEEDS, Run, Variant, load_variants, make_project, parallel_runs, seeded_runs, selected
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 CORRECT = load_variants("correct")
 AT_LEAST = 3  # alternatives per lesson
 

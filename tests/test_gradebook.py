@@ -20,11 +20,15 @@ import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
 from checker.grading.exports import write_all
 from checker.grading.record import SubmissionResult, not_graded_message
 from checker.grading.roster import read_roster
 from checker.runner.results import CheckResult, LessonResult
 from tests.conftest import COURSE
+
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 
 MODULE = f"src/{COURSE.package}/context.py"
 SOLVED = (COURSE.solutions.parent / MODULE).read_text()

@@ -25,6 +25,8 @@ from tests import fresh_root
 from tests.conftest import COURSE
 from tests.exam_helpers import SECRET, answers_text, as_exam, exam_file, form, right_answers
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 SCHEMA = json.loads((Path(__file__).parent / "data" / "gradescope-results.schema.json").read_text())
 CODE = [lesson.id for lesson in COURSE.lessons if lesson.available and lesson.kind == "code"]
 QUIZ = next(lesson.id for lesson in COURSE.lessons if lesson.kind == "quiz")

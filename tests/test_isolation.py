@@ -25,6 +25,8 @@ from checker.target import Target
 from checker.target.remote import HostEnded, Mirrored, Remote, RemoteSession, mirror_class
 from tests.conftest import COURSE, pristine_starter
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 
 def _decode(data: object) -> object:
     def on_tag(tag: str, payload: object) -> object:

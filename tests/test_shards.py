@@ -20,6 +20,8 @@ import yaml
 from tests.conftest import COURSE
 from tests.test_gradebook import ENV, _student, course
 
+pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
+
 DEPLOY = COURSE.root / "deploy" / "grading"
 SHARDS = 3
 

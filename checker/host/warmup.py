@@ -6,7 +6,10 @@ forks one host per check). Nothing here imports pytest or student code.
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
+from typing import Any
 
 import anyio
 from pydantic import BaseModel
@@ -39,7 +42,35 @@ def warm_up() -> None:
     import uvicorn.lifespan.on  # noqa: F401
     import uvicorn.protocols.http.h11_impl  # noqa: F401
 
+    _one_tls_context()
     anyio.run(_sdk_round_trip)
+
+
+def _one_tls_context() -> None:
+    """Build the default TLS context once, here, instead of once per HTTP client.
+
+    Every `httpx2` client (each MCP client over HTTP, each raw client a check opens) builds
+    its own default context, and reading the system's CA bundle into it costs ~50 ms of CPU:
+    more than the whole loopback conversation the client then has. The context is the same
+    every time (same CA store, same verification), so one is built here, in the warm process,
+    and every client, and every fork, reuses it. Only the default is cached: a caller that
+    passes its own context or `verify=` setting still gets exactly that.
+    """
+    import httpcore2
+
+    build = httpcore2.default_ssl_context
+    if getattr(build, "cache_info", None) is not None:
+        return  # already shared (a second warm-up in the same process)
+    shared = functools.lru_cache(maxsize=None)(build)
+
+    def default_ssl_context(*, _trust_env: bool = True) -> Any:
+        if _trust_env and (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+            return build(_trust_env=_trust_env)  # a CA store chosen by the environment: read it as asked
+        return shared(_trust_env=_trust_env)
+
+    default_ssl_context.cache_info = shared.cache_info  # type: ignore[attr-defined]
+    httpcore2.default_ssl_context = default_ssl_context
+    default_ssl_context()
 
 
 class _Echo(BaseModel):

@@ -11,12 +11,17 @@ is printed with the figures, since they are wall-clock times on a machine that m
 `--all` checks every available lesson against the reference solutions, side by side, each with
 its ratio to the floor and the target (2.5x the floor; 5x for lessons 6 and 9, which start
 replicas, nginx and Redis).
+
+Beside each wall time is the CPU time the run used (user + system, with every process it
+started and waited for): on a shared machine it moves far less than the wall time does, so it
+shows whether a change made the checks do less work even when the clock is too noisy to say.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,14 +39,23 @@ SLOW_TARGETS = {"lesson-6": 5.0, "lesson-9": 5.0}  # real replicas, nginx and Re
 
 
 UNEXPECTED: dict[str, list[str]] = {}  # command -> what it printed when its exit code was not the expected one
+CPU: dict[str, list[float]] = {}  # command -> CPU seconds of each measured run
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed(cmd: list[str], expect: int) -> float:
-    """Wall time of one cold run. A run that exits otherwise than expected still counts (its time is
-    real) but is reported below the figures: on a loaded machine a timing-sensitive check may fail."""
+    """Wall time of one cold run (its CPU time is noted in CPU). A run that exits otherwise than
+    expected still counts (its time is real) but is reported below the figures: on a loaded machine
+    a timing-sensitive check may fail."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, env=dict(os.environ, COURSE_ROOT=str(ROOT)))
     elapsed = time.perf_counter() - started
+    CPU.setdefault(" ".join(cmd), []).append(_children_cpu() - cpu)
     if proc.returncode != expect:
         failed = [line.strip() for line in proc.stdout.decode().splitlines() if line.lstrip().startswith("✗")]
         UNEXPECTED.setdefault(" ".join(cmd[1:]), []).append(f"exit {proc.returncode}: {'; '.join(failed)[:300]}")
@@ -61,11 +75,16 @@ def load() -> str:
 def measure(commands: dict[str, tuple[list[str], int]], runs: int) -> dict[str, list[float]]:
     for cmd, expect in commands.values():  # warm the OS cache and the bytecode once
         timed(cmd, expect)
+    CPU.clear()
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, (cmd, expect) in commands.items():
             samples[name].append(timed(cmd, expect))
     return samples
+
+
+def cpu_median(cmd: list[str]) -> float:
+    return statistics.median(CPU.get(" ".join(cmd), [0.0]))
 
 
 def one_lesson(course_script: str, lesson: str, runs: int) -> None:
@@ -78,9 +97,12 @@ def one_lesson(course_script: str, lesson: str, runs: int) -> None:
     samples = measure(commands, runs)
     floor = statistics.median(samples[FLOOR])
     print(f"{os.cpu_count()} cores, {runs} cold runs each, medians ({before}; after: {load()}):")
+    floor_cpu = cpu_median(commands[FLOOR][0])
     for name, values in samples.items():
         median = statistics.median(values)
-        print(f"  {name:<48} {median:6.2f} s   {median / floor:4.2f}x floor   (min {min(values):.2f}, max {max(values):.2f})")
+        cpu = cpu_median(commands[name][0])
+        print(f"  {name:<48} {median:6.2f} s   {median / floor:4.2f}x floor   (min {min(values):.2f}, max {max(values):.2f});"
+              f"  CPU {cpu:.2f} s, {cpu / floor_cpu:.2f}x the floor's")
     report_unexpected()
 
 
@@ -97,8 +119,10 @@ def every_lesson(course_script: str, runs: int) -> None:
     print(f"`course check LESSON --against solutions`, cold: {os.cpu_count()} cores, {runs} runs each, interleaved, "
           f"medians; {time.monotonic() - started:.0f} s in all")
     print(f"  before: {before}; after: {load()}")
-    print(f"  {'':<12} {'median':>8} {'min':>7} {'max':>7} {'x floor':>8} {'target':>7}")
-    print(f"  {'floor':<12} {floor:7.2f}s {min(samples[FLOOR]):6.2f}s {max(samples[FLOOR]):6.2f}s {1:8.2f}")
+    floor_cpu = cpu_median(commands[FLOOR][0])
+    print(f"  {'':<12} {'median':>8} {'min':>7} {'max':>7} {'x floor':>8} {'target':>7}        {'CPU':>7} {'x floor':>8}")
+    print(f"  {'floor':<12} {floor:7.2f}s {min(samples[FLOOR]):6.2f}s {max(samples[FLOOR]):6.2f}s {1:8.2f}"
+          f"                {floor_cpu:6.2f}s {1:8.2f}")
     met = 0
     for lesson in lessons:
         values = samples[lesson.id]
@@ -106,8 +130,9 @@ def every_lesson(course_script: str, runs: int) -> None:
         target = SLOW_TARGETS.get(lesson.id, TARGET) if lesson.kind == "code" else TARGET
         ok = median / floor <= target
         met += ok
+        cpu = cpu_median(commands[lesson.id][0])
         print(f"  {lesson.id:<12} {median:7.2f}s {min(values):6.2f}s {max(values):6.2f}s {median / floor:8.2f} "
-              f"{target:6.1f}x  {'met' if ok else 'NOT met'}")
+              f"{target:6.1f}x  {'met' if ok else 'NOT met':<7} {cpu:6.2f}s {cpu / floor_cpu:8.2f}")
     print(f"  {met} of {len(lessons)} lessons within their target")
     report_unexpected()
 

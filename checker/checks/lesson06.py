@@ -66,17 +66,26 @@ def _replica_names(count: int) -> list[str]:
 # the SDK takes a CPU-second or more, so a small "zygote" process imports the SDK and uvicorn
 # once (never the student's package) and forks each replica from there; every child then runs
 # uvicorn's own command line, exactly as `python -m uvicorn` does, and imports the student's
-# module itself. The zygote reaps its children and records how each one ended; closing its
-# stdin stops them all. It runs through `target.command`, so when grading, it and its replicas run
-# in the submission's sandbox: the check reads what they write with `target.read_text`, and stops
-# them only through the zygote (its stdin, or killing it, which takes its process group along).
+# module itself. The zygote serves one connection per check: each line read is a replica to
+# fork (its pid is the answer); when the check closes its side, that check's replicas are
+# stopped, and the connection closes once they have gone. The zygote records how each replica
+# ended.
+#
+# For a self-check, one zygote serves the whole lesson run (`lesson_services`, started by the
+# runner before the checks fork), so the SDK is imported once, not once per check. When grading,
+# each check starts its own through `target.command`, so it and its replicas run in the
+# submission's sandbox, inside that check's limits: the check reads what they write with
+# `target.read_text`, and stops them only through the zygote (its stdin, or killing it, which
+# takes its process group along).
 
 _ZYGOTE = r"""
-import json, os, signal, sys, time, traceback
+import json, os, select, signal, socket, sys, time, traceback
 import starlette.applications, httpx2
 from uvicorn.main import main as uvicorn_main
 import mcp.server.mcpserver, mcp.server.streamable_http_manager, mcp.server.subscriptions
-logs = {}
+logs = {}    # replica pid -> its log file
+owned = {}   # connection -> the pids of the replicas it asked for
+buffers = {}
 
 def reap(*_):
     while True:
@@ -90,12 +99,30 @@ def reap(*_):
             with open(logs.pop(pid) + ".exit", "w") as f:
                 f.write(str(os.waitstatus_to_exitcode(status)))
 
-signal.signal(signal.SIGCHLD, reap)
-for line in sys.stdin:
-    spec = json.loads(line)
+def stop(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 1
+    while any(pid in logs for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        reap()
+    for pid in pids:
+        if pid in logs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+def fork(spec, reply, keep):
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in keep:
+            os.close(fd)
+        os.chdir(spec.get("cwd") or ".")
         os.environ.clear()
         os.environ.update(spec["env"])
         null = os.open(os.devnull, os.O_RDONLY)
@@ -114,23 +141,85 @@ for line in sys.stdin:
             sys.stderr.flush()
             os._exit(code)
     logs[pid] = spec["log"]
-    print(pid, flush=True)
-children = list(logs)
-for pid in children:
+    reply(f"{pid}\n".encode())
+    return pid
+
+signal.signal(signal.SIGCHLD, reap)
+if len(sys.argv) < 2:  # one check's own zygote: its requests on stdin, the pids on stdout
+    pids = []
+    for line in sys.stdin:
+        pids.append(fork(json.loads(line), lambda data: (sys.stdout.buffer.write(data), sys.stdout.flush()), []))
+    stop(pids)
+    sys.exit(0)
+# The lesson's zygote: the runner's listening socket is fd argv[1]; it ends when its stdin closes.
+listener = socket.socket(fileno=int(sys.argv[1]))
+while True:
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-deadline = time.monotonic() + 1
-while logs and time.monotonic() < deadline:
-    time.sleep(0.02)
-    reap()
-for pid in list(logs):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        ready, _, _ = select.select([sys.stdin, listener, *owned], [], [])
+    except InterruptedError:
+        continue
+    if sys.stdin in ready and not sys.stdin.buffer.read1(1):
+        break
+    if listener in ready:
+        conn, _ = listener.accept()
+        owned[conn], buffers[conn] = [], b""
+    for conn in [c for c in ready if c in owned]:
+        data = conn.recv(65536)
+        if not data:
+            stop(owned.pop(conn))
+            buffers.pop(conn)
+            conn.close()
+            continue
+        buffers[conn] += data
+        while b"\n" in buffers[conn]:
+            line, buffers[conn] = buffers[conn].split(b"\n", 1)
+            keep = [listener.fileno(), *(c.fileno() for c in owned)]
+            owned[conn].append(fork(json.loads(line), conn.sendall, keep))
+stop([pid for pids in owned.values() for pid in pids])
 """
+
+_shared_zygote: str | None = None  # the lesson's zygote's socket, in a self-check (see lesson_services)
+
+
+@contextlib.contextmanager
+def lesson_services() -> Any:
+    """The runner enters this once around all of a self-check's checks: one zygote for the lesson.
+
+    The listening socket is made here, before the checks fork, so a check can connect at once;
+    the zygote accepts once it has imported the SDK. It ends when its stdin closes (here, or when
+    the runner exits). Its replicas are never older than the check that asked for them.
+    """
+    global _shared_zygote
+    import socket
+    import tempfile
+
+    target = Target.from_environment()
+    folder = Path(tempfile.mkdtemp(prefix="lesson06-zygote-"))
+    path = folder / "zygote.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    zygote = subprocess.Popen([sys.executable, "-c", _ZYGOTE, str(listener.fileno())], env=target.env(_passthrough()),
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              pass_fds=[listener.fileno()])
+    listener.close()
+    _shared_zygote = str(path)
+    try:
+        yield
+    finally:
+        _shared_zygote = None
+        assert zygote.stdin is not None
+        zygote.stdin.close()
+        try:
+            zygote.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            zygote.kill()
+            zygote.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _passthrough() -> dict[str, str]:
+    return {k: os.environ[k] for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE") if k in os.environ}
 
 
 def _written(target: Target, path: Path) -> str | None:
@@ -193,25 +282,75 @@ async def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+class _OwnZygote:
+    """This check's own zygote (when grading): requests on its stdin, pids on its stdout."""
+
+    def __init__(self, target: Target, tmp: Path) -> None:
+        self.process = subprocess.Popen(target.command([sys.executable, "-c", _ZYGOTE]), env=target.env(_passthrough()),
+                                        cwd=tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def ask(self, request: bytes) -> bytes:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(request)
+        self.process.stdin.flush()
+        return self.process.stdout.readline()
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError):
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        deadline = time.monotonic() + 5
+        while self.process.poll() is None and time.monotonic() < deadline:
+            await anyio.sleep(0.02)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class _SharedZygote:
+    """A connection to the lesson's zygote (a self-check): it stops this check's replicas when closed."""
+
+    def __init__(self, path: str) -> None:
+        import socket
+
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socket.connect(path)
+        self.reader = self.socket.makefile("rb")
+
+    def ask(self, request: bytes) -> bytes:
+        self.socket.sendall(request)
+        return self.reader.readline()
+
+    async def close(self) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_WR)  # "no more": the zygote stops this check's replicas
+            self.socket.settimeout(5)
+            await anyio.to_thread.run_sync(self.reader.read)  # ...and closes its side once they have gone
+        self.reader.close()
+        self.socket.close()
+
+
 @asynccontextmanager
 async def _replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]]) -> AsyncIterator[list[Replica]]:
     """One real uvicorn process per name, started in parallel, with only the given configuration."""
-    passthrough = {k: os.environ[k] for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE") if k in os.environ}
-    zygote = subprocess.Popen(target.command([sys.executable, "-c", _ZYGOTE]), env=target.env(passthrough), cwd=tmp,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert zygote.stdin is not None and zygote.stdout is not None
+    zygote: _OwnZygote | _SharedZygote
+    if _shared_zygote is not None and not target.isolated:
+        zygote = _SharedZygote(_shared_zygote)
+    else:
+        zygote = _OwnZygote(target, tmp)
     started: list[Replica] = []
     try:
         for name, extra in specs.items():
             port = free_port()
             log = tmp / f"replica-{name}.log"
-            env = target.env({**passthrough, "RESEARCH_DESK_REPLICA": name,
+            env = target.env({**_passthrough(), "RESEARCH_DESK_REPLICA": name,
                               "RESEARCH_DESK_ROOT": str(tmp / "workspace"), **extra})
             argv = ["--factory", f"{target.package}.scaling:build_app", "--host", "127.0.0.1", "--port", str(port),
                     "--log-level", "warning", "--no-access-log"]
-            zygote.stdin.write((json.dumps({"env": env, "argv": argv, "log": str(log)}) + "\n").encode())
-            zygote.stdin.flush()
-            line = await anyio.to_thread.run_sync(zygote.stdout.readline)  # it forked the replica
+            request = json.dumps({"env": env, "argv": argv, "log": str(log), "cwd": str(tmp)}) + "\n"
+            line = await anyio.to_thread.run_sync(zygote.ask, request.encode())  # it forked the replica
             if not line.strip():
                 pytest.fail("could not start the replicas (the helper process exited): is the SDK installed?")
             started.append(Replica(target, name, port, log))
@@ -221,14 +360,7 @@ async def _replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]])
         yield started
     finally:
         with anyio.CancelScope(shield=True):
-            with contextlib.suppress(OSError):
-                zygote.stdin.close()
-            deadline = time.monotonic() + 5
-            while zygote.poll() is None and time.monotonic() < deadline:
-                await anyio.sleep(0.02)
-            if zygote.poll() is None:
-                zygote.kill()
-                zygote.wait()
+            await zygote.close()
 
 
 # --- multi-round-trip by hand ------------------------------------------------------------------

@@ -6,7 +6,9 @@ forks one host per check). Nothing here imports pytest or student code.
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any
 
 import anyio
 from pydantic import BaseModel
@@ -39,7 +41,36 @@ def warm_up() -> None:
     import uvicorn.lifespan.on  # noqa: F401
     import uvicorn.protocols.http.h11_impl  # noqa: F401
 
+    _one_tls_context()
     anyio.run(_sdk_round_trip)
+
+
+def _one_tls_context() -> None:
+    """Build the default TLS context once per CA store, here, instead of once per HTTP client.
+
+    Every `httpx2` client (each MCP client over HTTP, each raw client a check opens) builds
+    its own default context, and reading the CA bundle into it costs ~50 ms of CPU: more than
+    the whole loopback conversation the client then has. The context is the same every time
+    (same CA store, same verification), so it is built once per store the environment names
+    (SSL_CERT_FILE, SSL_CERT_DIR, or none) and reused by every client, in this process and its
+    forks. A caller that passes its own context or `verify=` setting still gets exactly that.
+    """
+    import httpcore2
+
+    build = httpcore2.default_ssl_context
+    if getattr(build, "shared_contexts", None) is not None:
+        return  # already shared (a second warm-up in the same process)
+    made: dict[tuple[bool, str | None, str | None], Any] = {}
+
+    def default_ssl_context(*, _trust_env: bool = True) -> Any:
+        store = (_trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        if store not in made:
+            made[store] = build(_trust_env=_trust_env)
+        return made[store]
+
+    default_ssl_context.shared_contexts = made  # type: ignore[attr-defined]
+    httpcore2.default_ssl_context = default_ssl_context
+    default_ssl_context()
 
 
 class _Echo(BaseModel):

@@ -102,11 +102,21 @@ def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: s
         edition_name=edition_name, package=course.package, modules=list(lesson.modules),
         out=str(out), check_timeout=check_timeout or course.check_timeout,
         lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
-        output_mb=course.output_limit_mb, jobs=jobs or min(4, os.cpu_count() or 1), select=list(select or ()),
+        output_mb=course.output_limit_mb, jobs=jobs or checks_at_once(), select=list(select or ()),
         expected=load_timings(course.state_dir).get(lesson.id, {}),
         extra_checks=[str(path) for path in extra],
         owners={module: other.number for other in course.lessons for module in other.modules},
     )
+
+
+def checks_at_once() -> int:
+    """How many checks a self-check runs at once: one more than the cores, at most four.
+
+    Most checks spend much of their time waiting (for a server to start or stop, a subprocess,
+    a timeout they provoke on purpose), so one check more than there are cores keeps the cores
+    busy while the others wait; more would only make the busy ones take turns.
+    """
+    return min(4, (os.cpu_count() or 1) + 1)
 
 
 class LessonRun:

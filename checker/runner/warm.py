@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import select
 import signal
@@ -62,12 +63,20 @@ def warm_http() -> None:
     async def round_trip() -> None:
         server = MCPServer("warm-up-http", log_level="WARNING")
         server.tool()(echo)
-        async with Target(Path(tempfile.gettempdir()), "none").http(server.streamable_http_app()) as url:
+        # Not graceful: draining a throwaway server would only add uvicorn's 0.1 s shutdown tick.
+        async with Target(Path(tempfile.gettempdir()), "none").http(server.streamable_http_app(), graceful=False) as url:
+            # Quiet from here (uvicorn configured its loggers on start): the lifespan that the
+            # abrupt stop cancels is otherwise logged as an error.
+            quiet.disabled = True
             for mode in ("auto", "legacy"):
                 async with Client(url, mode=mode) as client:
                     await client.call_tool("echo", {"text": "hi"})
 
-    anyio.run(round_trip)
+    quiet = logging.getLogger("uvicorn.error")
+    try:
+        anyio.run(round_trip)
+    finally:
+        quiet.disabled = False
 
 
 _loaded: dict[str, float] = {}  # checks file -> mtime when it was imported here

@@ -10,6 +10,7 @@ this process, which assembles the score, never runs a line of it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -171,9 +173,10 @@ class ForkPerCheck:
         deadline = self.started + self.request.lesson_timeout
         outcomes: dict[str, ChildOutcome] = {}
         if not self.broken:
-            outcomes = run_forked(((item.nodeid, (lambda item=item: self._run_one(item))) for item in queue),
-                                  self._limits(), jobs=self.request.jobs, deadline=deadline,
-                                  prepare=self._enter_sandbox, cleanup=self._clean_up)
+            with lesson_services(items, self.request):
+                outcomes = run_forked(((item.nodeid, (lambda item=item: self._run_one(item))) for item in queue),
+                                      self._limits(), jobs=self.request.jobs, deadline=deadline,
+                                      prepare=self._enter_sandbox, cleanup=self._clean_up)
         for item in items:
             marker = item.get_closest_marker("check")
             meta = marker.kwargs if marker else {}
@@ -221,6 +224,24 @@ def seed_randomness(check: str) -> str:
 
     random.Random.seed = seed_from_run  # type: ignore[method-assign]
     return seed
+
+
+@contextlib.contextmanager
+def lesson_services(items: list[pytest.Item], request: Request) -> Iterator[None]:
+    """Enter each checks module's `lesson_services()` once, around all of a self-check's forks.
+
+    A module may start there what its checks can share without sharing state (lesson 6: one
+    zygote that forks every check's replicas, instead of one per check importing the SDK again).
+    Grading never shares: each check starts its own, inside the submission's sandbox and limits.
+    """
+    with contextlib.ExitStack() as stack:
+        if request.sandbox is None:
+            modules = dict.fromkeys(getattr(item, "module", None) for item in items)
+            for module in modules:
+                start = getattr(module, "lesson_services", None)
+                if callable(start):
+                    stack.enter_context(start())
+        yield
 
 
 def _serves_http(request: Request) -> bool:

@@ -1,0 +1,164 @@
+"""What the runner shares to be fast must not change what a check sees.
+
+- one default TLS context per warm process (`checker.host.warmup`): every HTTP client gets the
+  same verifying context, and a CA store chosen through SSL_CERT_FILE is still read as asked;
+- a uvicorn served by `serve_asgi` stops gracefully (its lifespan's shutdown runs) when asked;
+- lesson 6's replicas come from one zygote per self-check, and each check's replicas end with
+  the check's own connection to it.
+
+Timing is the business of `bench/`, never of a test: these pin behaviour only.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import COURSE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_http_clients_share_one_verifying_tls_context() -> None:
+    out = _python("""
+        import ssl, httpx2
+        from checker.host.warmup import warm_up
+        warm_up()
+        a, b = httpx2.AsyncClient(), httpx2.AsyncClient()
+        ctx = [c._transport._pool._ssl_context for c in (a, b)]
+        print(ctx[0] is ctx[1], ctx[0].verify_mode == ssl.CERT_REQUIRED, ctx[0].check_hostname,
+              len(ctx[0].get_ca_certs()) > 0 or ctx[0].cert_store_stats()["x509_ca"] > 0)
+        unverified = httpx2.AsyncClient(verify=False)._transport._pool._ssl_context
+        print(unverified is not ctx[0], unverified.verify_mode == ssl.CERT_NONE)
+    """)
+    assert out.split() == ["True"] * 6
+
+
+def test_a_ca_store_named_by_the_environment_is_still_read(tmp_path: Path) -> None:
+    """A client made after SSL_CERT_FILE names another bundle trusts that bundle, not the first one."""
+    bundle = os.environ.get("SSL_CERT_FILE") or ssl.get_default_verify_paths().openssl_cafile
+    if not bundle or not os.path.isfile(bundle):
+        pytest.skip("this machine has no CA bundle file to name")
+    text = Path(bundle).read_text(encoding="ascii", errors="replace")
+    end = "-----END CERTIFICATE-----"
+    if end not in text:
+        pytest.skip(f"{bundle} holds no PEM certificate")
+    one = tmp_path / "one.pem"
+    one.write_text(text[text.index("-----BEGIN CERTIFICATE-----"):text.index(end) + len(end)] + "\n")
+    out = _python(f"""
+        import os, httpx2
+        from checker.host.warmup import warm_up
+        warm_up()
+        first = httpx2.AsyncClient()._transport._pool._ssl_context
+        os.environ["SSL_CERT_FILE"] = {str(one)!r}
+        second = httpx2.AsyncClient()._transport._pool._ssl_context
+        third = httpx2.AsyncClient()._transport._pool._ssl_context
+        print(first is not second, second is third, second.cert_store_stats()["x509_ca"],
+              first.cert_store_stats()["x509_ca"] > 1)
+    """, env={"SSL_CERT_FILE": bundle})
+    assert out.split() == ["True", "True", "1", "True"], out
+
+
+def test_a_served_app_still_shuts_down_gracefully() -> None:
+    out = _python("""
+        import anyio
+        from contextlib import asynccontextmanager
+        from starlette.applications import Starlette
+        from checker.host.serving import serve_asgi
+        events = []
+
+        @asynccontextmanager
+        async def lifespan(app):
+            events.append("up")
+            yield
+            await anyio.sleep(0.05)
+            events.append("down")
+
+        async def main():
+            async with serve_asgi(Starlette(lifespan=lifespan)):
+                events.append("served")
+            print(" ".join(events))
+
+        anyio.run(main)
+    """)
+    assert out.split() == ["up", "served", "down"]
+
+
+def _zygote_source() -> str:
+    """Lesson 6's zygote program, read from the checks file (importing it would register its checks)."""
+    tree = ast.parse(COURSE.checks_file(COURSE.lesson("lesson-6")).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_ZYGOTE" for t in node.targets):
+            return str(ast.literal_eval(node.value))
+    raise AssertionError("lesson 6's checks have no _ZYGOTE program")
+
+
+def test_a_checks_replicas_end_with_its_connection_to_the_shared_zygote(tmp_path: Path) -> None:
+    """Two checks at once on one zygote: closing one connection stops that check's replica only."""
+    path = tmp_path / "z.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+    # A stand-in for uvicorn's command line: the zygote runs `uvicorn_main`, so give it a module
+    # whose `main` just waits; the spec's env and cwd must reach it.
+    fake = tmp_path / "fake"
+    (fake / "uvicorn").mkdir(parents=True)
+    (fake / "uvicorn" / "__init__.py").write_text("")
+    (fake / "uvicorn" / "main.py").write_text(textwrap.dedent("""
+        import os, sys, time
+        def main():
+            print(os.getcwd(), os.environ.get("WHO"), flush=True)
+            time.sleep(60)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(fake)}
+    zygote = subprocess.Popen([sys.executable, "-c", _zygote_source(), str(listener.fileno())], env=env,
+                              stdin=subprocess.PIPE, pass_fds=[listener.fileno()])
+    listener.close()
+    try:
+        checks = {}
+        for who in ("first", "second"):
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(str(path))
+            conn.settimeout(60)
+            log = tmp_path / f"{who}.log"
+            conn.sendall((json.dumps({"env": {"WHO": who}, "argv": [], "log": str(log), "cwd": str(tmp_path)}) + "\n")
+                         .encode())
+            pid = int(conn.makefile("rb").readline())
+            checks[who] = (conn, pid, log)
+        first, second = checks["first"], checks["second"]
+        first[0].shutdown(socket.SHUT_WR)
+        assert first[0].makefile("rb").read() == b"", "the zygote closes a check's connection once its replicas end"
+        assert (tmp_path / "first.log.exit").is_file(), "how the replica ended is recorded"
+        assert not _alive(first[1]), "the first check's replica outlived its connection"
+        assert _alive(second[1]), "closing one check's connection stopped another check's replica"
+        assert (tmp_path / "second.log").read_text().split() == [str(tmp_path), "second"]
+        second[0].close()
+    finally:
+        assert zygote.stdin is not None
+        zygote.stdin.close()
+        zygote.wait(timeout=30)
+    assert not _alive(checks["second"][1]), "the zygote's replicas outlived it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

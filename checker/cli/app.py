@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_points, read_catalog
 from checker.cli.common import course_or_exit, fail_usage, lesson_or_exit, warn_if_progress_broken
 from checker.registry import RUN, Course, CourseError, Lesson
 
@@ -28,8 +28,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def _available_points(course: Course, lesson: Lesson) -> int:
-    path = course.checks_file(lesson)
-    return sum(c.points for c in read_catalog(path)) if lesson.available and path.is_file() else lesson.points
+    """What `course check` can award here (a lesson not built yet: nothing)."""
+    return lesson_points(course, lesson) if lesson.available else 0
 
 
 def _rows(course: Course) -> list[dict[str, object]]:

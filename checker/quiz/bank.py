@@ -135,14 +135,9 @@ def quiz_lesson(course: Course) -> Lesson:
 
 
 def load_settings(course: Course, lesson: Lesson | None = None) -> QuizSettings:
-    """Read the quiz settings from the lesson's block in course.toml."""
+    """The quiz settings of the lesson's block in course.toml (read once, by the registry)."""
     lesson = lesson or quiz_lesson(course)
-    registry = course.root / "course.toml"
-    try:
-        data = tomllib.loads(registry.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise QuizError(f"cannot read {registry}: {exc}") from None
-    block = next((entry for entry in data.get("lessons", []) if entry.get("id") == lesson.id), {})
+    block = lesson.settings
     pass_mark = block.get("pass_mark", 0.7)
     if not isinstance(pass_mark, (int, float)) or not 0 < pass_mark <= 1:
         raise QuizError(f"course.toml: {lesson.id} pass_mark must be a fraction in (0, 1], not {pass_mark!r}")

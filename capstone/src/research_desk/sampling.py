@@ -181,7 +181,8 @@ def document_summariser(root: Path, limit: int = LARGE_DOCUMENT_WORDS) -> Callab
     def document_text(name: str) -> str:
         return read_workspace_document(root, name)
 
-    async def go_ahead(name: str, text: Annotated[str, Resolve(document_text)], ctx: Context) -> GoAhead | Elicit[GoAhead]:
+    async def go_ahead(name: str, text: Annotated[str, Resolve(document_text)],
+                       ctx: Context) -> GoAhead | Elicit[GoAhead]:
         return confirm_large_document(name, len(text.split()), limit, ctx)
 
     async def ask(
@@ -256,7 +257,8 @@ class ChatModel(Protocol):
     async def complete(self, prompt: Prompt) -> Completion: ...
 
 
-SamplingCallback = Callable[[ClientRequestContext, CreateMessageRequestParams], Awaitable[CreateMessageResult | ErrorData]]
+SamplingCallback = Callable[[ClientRequestContext, CreateMessageRequestParams],
+                            Awaitable[CreateMessageResult | ErrorData]]
 
 
 def prompt_from_request(params: CreateMessageRequestParams) -> Prompt:

@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="research-desk", description="Serve the research desk over MCP (stdio by default, or Streamable HTTP).",
         epilog="Every setting is also read from a RESEARCH_DESK_* environment variable (see "
                "research_desk.server.Settings); flags win. Logs go to stderr.")
-    parser.add_argument("--transport", choices=TRANSPORTS, type=str.lower, help="stdio or http [RESEARCH_DESK_TRANSPORT]")
+    parser.add_argument("--transport", choices=TRANSPORTS, type=str.lower,
+                        help="stdio or http [RESEARCH_DESK_TRANSPORT]")
     parser.add_argument("--host", help="address to listen on with http [RESEARCH_DESK_HOST]")
     parser.add_argument("--port", type=int, help="port to listen on with http [RESEARCH_DESK_PORT]")
     parser.add_argument("--root", dest="roots", action="append", type=Path, metavar="DIR",

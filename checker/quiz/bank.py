@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,9 @@ ANSWER_TYPES: tuple[str, ...] = ("int", "identifier", "text")
 LETTERS = "ABCDEFGH"
 QID = re.compile(r"^l([1-9])-[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Options that make a question guessable or ambiguous (teaching.md §5.5): never in the bank.
-BANNED_OPTION = re.compile(r"(?i:\b(all|none|both|either) of the (above|options)\b)|^[A-H](\s*(,|and|or|&)\s*[A-H])+\.?$")
+BANNED_OPTION = re.compile(
+    r"(?i:\b(all|none|both|either) of the (above|options)\b)|^[A-H](\s*(,|and|or|&)\s*[A-H])+\.?$"
+)
 
 
 class QuizError(CourseError):
@@ -93,7 +96,7 @@ class Bank:
                             f"(see {self.path.name})")
         return question
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Question]:
         return iter(self.questions)
 
     def __len__(self) -> int:

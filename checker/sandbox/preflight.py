@@ -196,9 +196,11 @@ def _users(result: Preflight, uid: int | None, private: list[Path]) -> None:
     if not mount_namespaces():  # no view to hide the instructor's files or open the runtime: files must do it
         unreadable = [p for p in result.runtime if not can_read(uid, p)]
         if unreadable:
-            result.refusal = (f"the fallback sandbox runs student code as uid {uid}, which cannot read {unreadable[0]}: "
-                              "install Python and uv where other users can read them (not in /root), or make "
-                              "bubblewrap work here")
+            result.refusal = (
+                f"the fallback sandbox runs student code as uid {uid}, which cannot read {unreadable[0]}: "
+                "install Python and uv where other users can read them (not in /root), or make "
+                "bubblewrap work here"
+            )
             return
         exposed = [str(p) for p in private if can_read(uid, str(p))]
         if exposed:

@@ -86,7 +86,7 @@ def check_mcp() -> Finding:
     except importlib.metadata.PackageNotFoundError:
         return Finding("mcp SDK (>=2.3,<3)", False, True, "mcp is not installed", "uv sync   (in the course folder)")
     parts = _version(version)
-    ok = (2, 3) <= parts[:2] and parts[0] < 3
+    ok = parts[:2] >= (2, 3) and parts[0] < 3
     return Finding("mcp SDK (>=2.3,<3)", ok, True, f"mcp {version}",
                    "" if ok else "uv sync   (installs the pinned mcp>=2.3,<3 from uv.lock)")
 

@@ -27,7 +27,6 @@ import anyio
 from research_desk.scaling import REPLICA_ENV, render_nginx_config
 
 
-
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
     with socket.socket() as sock:

@@ -78,7 +78,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
@@ -375,7 +375,7 @@ class ErrorDesk:
             await anyio.sleep(self.write_seconds)
             note = Note(id=uuid.uuid4().hex, title=title, body=body)
             receipt = NoteReceipt(note_id=note.id, title=title,
-                                  saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                  saved_at=datetime.now(UTC).isoformat(timespec="seconds"))
             self.notes[note.id] = note      # the effect and its receipt, with no await in between
             self.receipts.keep(key, fingerprint, receipt)
             return receipt

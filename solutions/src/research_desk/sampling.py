@@ -354,10 +354,12 @@ def make_sampling_callback(model: ChatModel) -> SamplingCallback:
     # END SOLUTION
 
 
-_STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have in into is it its of on or that the their this to was "
-    "were which with will would can not no so than then there these they those we you your our".split()
-)
+_STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "in",
+    "into", "is", "it", "its", "of", "on", "or", "that", "the", "their", "this", "to", "was",
+    "were", "which", "with", "will", "would", "can", "not", "no", "so", "than", "then", "there",
+    "these", "they", "those", "we", "you", "your", "our"
+})
 
 
 class OfflineModel:

@@ -74,6 +74,7 @@ What `course check 9` holds you to (the notebook's specification table names the
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -84,7 +85,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import anyio
@@ -102,7 +103,8 @@ log = logging.getLogger("research_desk.server")
 
 ENV_PREFIX = "RESEARCH_DESK_"
 TRANSPORTS = ("stdio", "http")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://127.0.0.1:*", "http://localhost", "http://localhost:*")
 DEFAULT_MAX_BODY_BYTES = transport.DEFAULT_MAX_BODY_BYTES   # (a Settings field is called `transport`)
@@ -266,6 +268,14 @@ class Settings:
                 raise SettingsError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
         return cls(**values).validate()
         # END SOLUTION
+
+    @property
+    def level(self) -> LogLevel:
+        """The log level as the SDK and `logging` name it (any case is accepted; validate() checks it)."""
+        for level in LOG_LEVELS:
+            if level == self.log_level.upper():
+                return level
+        raise SettingsError(f"RESEARCH_DESK_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
 
     def validate(self) -> "Settings":
         """Return self if the settings can be served; raise SettingsError saying what to fix."""
@@ -748,7 +758,7 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     auth = (transport.auth_options(settings.token, resource_url=settings.resource_url, issuer_url=settings.issuer)
             if http and settings.token else {})
     server = MCPServer(
-        SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.log_level.upper(),
+        SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.level,
         lifespan=desk_lifespan(settings.workspace, bus),
         request_state_security=scaling.state_security_from_env({scaling.STATE_KEYS_ENV: ",".join(settings.state_keys)}),
         subscriptions=bus, middleware=[honest_capabilities], **auth)
@@ -772,12 +782,13 @@ def create_http_app(settings: Settings) -> Any:
     #   that hangs up), and route between the two with StreamOnlyWhereNeeded (STREAMING_TOOLS
     #   stream). Without a token (and unless anonymous serving is allowed), wrap the whole thing in
     #   LoopbackOnly.
-    options = dict(allowed_hosts=settings.hosts, allowed_origins=settings.origins,
-                   max_body_bytes=settings.max_body_bytes, stateless=settings.stateless)
-    app = transport.create_app(server, **options)
+    make_app = functools.partial(transport.create_app, server, allowed_hosts=settings.hosts,
+                                 allowed_origins=settings.origins, max_body_bytes=settings.max_body_bytes,
+                                 stateless=settings.stateless)
+    app = make_app()
     served: ASGIApp = scaling.SessionOwnerTag(app, settings.replica_name)
     if not settings.stream_all:
-        plain = transport.create_app(server, **options, json_response=True)
+        plain = make_app(json_response=True)
         served = StreamOnlyWhereNeeded(served, CancelOnDisconnect(plain), lifespans=[app, plain],
                                        streaming_tools=STREAMING_TOOLS)
     return LoopbackOnly(served) if settings.loopback_only else served

@@ -391,7 +391,9 @@ class RemoteSession:
         if type(payload) is not dict:
             return wire.WireError("malformed error")
         cls = mirror_class(payload.get("chain"))
-        exc: BaseException = BaseException.__new__(cls)
+        # Each exception class makes its own instances (BaseException.__new__ refuses OSError's kin);
+        # mypy knows only that mirror_class returns a `type`.
+        exc = cls.__new__(cls)  # type: ignore[call-overload]
         assert isinstance(exc, Mirrored) and isinstance(exc, BaseException)  # what _mirror makes
         text = payload.get("str")
         exc.args = (text,) if type(text) is str else ()

@@ -782,9 +782,9 @@ def create_http_app(settings: Settings) -> Any:
     #   that hangs up), and route between the two with StreamOnlyWhereNeeded (STREAMING_TOOLS
     #   stream). Without a token (and unless anonymous serving is allowed), wrap the whole thing in
     #   LoopbackOnly.
-    make_app = functools.partial(transport.create_app, server, allowed_hosts=settings.hosts,
-                                 allowed_origins=settings.origins, max_body_bytes=settings.max_body_bytes,
-                                 stateless=settings.stateless)
+    make_app = functools.partial(transport.create_app, server,
+                                 allowed_hosts=settings.hosts, allowed_origins=settings.origins,
+                                 max_body_bytes=settings.max_body_bytes, stateless=settings.stateless)
     app = make_app()
     served: ASGIApp = scaling.SessionOwnerTag(app, settings.replica_name)
     if not settings.stream_all:

@@ -29,7 +29,7 @@ from checker.grading import batch
 from checker.grading.batch import grade_all, sandbox_check
 from checker.grading.exports import write_all
 from checker.grading.submissions import Submission, discover
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_points, read_catalog
 from checker.sandbox.limits import is_zombie
 from checker.sandbox.submission import Mode
 from tests.conftest import COURSE, pristine_starter
@@ -39,6 +39,8 @@ pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 LESSON = COURSE.lesson("lesson-1")
 QUIZ = COURSE.lesson("lesson-10")
 VISIBLE = {c.id for c in read_catalog(COURSE.checks_file(LESSON))}
+FULL = lesson_points(COURSE, LESSON)  # every visible check of lesson 1 (the hidden ones come on top)
+POINTS = {c.id: c.points for c in read_catalog(COURSE.checks_file(LESSON))}
 HIDDEN_TITLES = [c.title for c in read_catalog(COURSE.hidden_checks_file(LESSON))]
 MODULE = f"{COURSE.package}/context.py"
 SOLVED = (COURSE.solutions / MODULE).read_text()
@@ -59,7 +61,7 @@ CANARY_DIR = Path("/tmp/course-grader-canary")
 
 # Looks where a finished lesson-1 module would be (the course checkout it is graded from, with its
 # solutions/, and the temp folder where classmates' copies are unpacked) and runs one in place of
-# its own stubs: 20 points if anything is readable.
+# its own stubs: full points if anything is readable.
 BORROW = r'''
 import os as _os, time as _time
 import checker as _checker
@@ -162,7 +164,7 @@ UID_BASE = 61000 + 64 * (os.getpid() % 60)
 # The hidden checks run too (so a submission has something to leak) but are not scored here.
 # A hostile line inside open_desk breaks every check (each one opens the desk), so it earns 0.
 CASES: dict[str, tuple[str, int, bool]] = {
-    "honest": (SOLVED, 20, False),
+    "honest": (SOLVED, FULL, False),
     "starter": (STARTER, 0, False),
     "infinite-loop": (in_lifespan("    while True:\n        pass\n"), 0, False),
     "memory-hog": (in_lifespan("    hog = bytearray(64 * 1024 ** 3)\n"), 0, False),
@@ -187,19 +189,20 @@ CASES: dict[str, tuple[str, int, bool]] = {
         "os._exit(0)\n", STARTER), 0, False),
     # An answer that equals anything: only the two checks that compare document_names lose their points.
     "always-equal": (SOLVED + "\n\nclass _Anything(list):\n    def __eq__(self, other):\n        return True\n\n"
-                     "    __hash__ = None\n\n\nDeskState.document_names = lambda self: _Anything()\n", 15, False),
+                     "    __hash__ = None\n\n\nDeskState.document_names = lambda self: _Anything()\n",
+                     FULL - POINTS["index_matches_workspace"] - POINTS["tools_read_lifespan_state"], False),
     # What the sandbox is for: a classmate's copy and the instructor's solutions are out of sight...
     "borrows-finished-code": (STARTER + BORROW, 0, True),
     # ...nothing planted reaches another student, and a stalled socket stalls only its own caller.
     "plants-a-package": (at_import(PLANT, STARTER), 0, True),
-    "trickles-into-sockets": (at_import(TRICKLE), 20, True),
-    "reads-hidden-checks-from-memory": (at_import(HIDDEN_FROM_MEMORY), 20, False),
+    "trickles-into-sockets": (at_import(TRICKLE), FULL, True),
+    "reads-hidden-checks-from-memory": (at_import(HIDDEN_FROM_MEMORY), FULL, False),
     "reads-hidden-checks": (at_import(
         "import glob, os, checker\n"
         "_leak = glob.glob(os.path.join(os.path.dirname(checker.__file__), 'checks', 'hidden', '*.py'))\n"
         "_leak += glob.glob('/tmp/course-grade-*/checks/*.py')\n"
         "for _path in _leak:\n    try:\n        _source = open(_path).read()\n    except OSError:\n        continue\n"
-        "    raise RuntimeError(_source[:2000])\n"), 20, True),
+        "    raise RuntimeError(_source[:2000])\n"), FULL, True),
     "fork-bomb": (at_import("import os\nwhile True:\n    os.fork()\n"), 0, True),
     "vandal": (at_import(
         "import os, shutil\n"
@@ -212,8 +215,8 @@ CASES: dict[str, tuple[str, int, bool]] = {
         "            except OSError:\n"
         "                pass\n", STARTER), 0, True),
     "outlives-its-check": (at_import(
-        f"import subprocess\nsubprocess.Popen(['sleep', '{SLEEP}'], start_new_session=True)\n"), 20, True),
-    "daemonizes": (at_import(DAEMON), 20, True),
+        f"import subprocess\nsubprocess.Popen(['sleep', '{SLEEP}'], start_new_session=True)\n"), FULL, True),
+    "daemonizes": (at_import(DAEMON), FULL, True),
 }
 
 
@@ -232,7 +235,7 @@ def test_a_submission_reaches_no_network_but_its_own(tmp_path: Path) -> None:
         (result,) = grade_all(COURSE, discover(tmp_path / "subs"), [LESSON], jobs=1, hidden=False, checked=checked)
     messages = [c.message for c in result.lessons[0].checks]
     assert not any("reached the grading machine" in m for m in messages), messages[0]
-    assert sum(c.points for c in result.lessons[0].checks if c.passed) == 20
+    assert sum(c.points for c in result.lessons[0].checks if c.passed) == FULL
 
 
 def _make_submission(folder: Path, source: str, answers: str | None = None) -> None:
@@ -336,7 +339,7 @@ def test_gradebook_exports_are_well_formed(graded: dict) -> None:
     rows = list(csv.DictReader((out / "gradebook.csv").open(encoding="utf-8")))
     by_student = {row["student"]: row for row in rows}
     full = graded["results"]["honest"].available
-    assert float(by_student["honest"]["total"]) == full > 20 and by_student["starter"]["total"] == "0"
+    assert float(by_student["honest"]["total"]) == full > FULL and by_student["starter"]["total"] == "0"
     assert by_student["no-package"]["error"]
     suites = ET.parse(out / "junit.xml").getroot()
     assert suites.tag == "testsuites" and len(suites) >= len(rows)
@@ -357,7 +360,7 @@ def test_the_attacks_are_real_without_a_sandbox(tmp_path: Path) -> None:
     checked = sandbox_check(COURSE, [LESSON], no_sandbox=True)
     (result,) = grade_all(COURSE, discover(tmp_path / "subs"), [LESSON], jobs=1, hidden=False, checked=checked)
     earned = sum(c.points for c in result.lessons[0].checks if c.passed)
-    assert earned == 20, "without a sandbox the borrowing attack should find a finished module (is it still real?)"
+    assert earned == FULL, "without a sandbox the borrowing attack should find a finished module (is it still real?)"
 
 
 # -- answers files: whatever is in them, the batch goes on -------------------------------------------
@@ -381,7 +384,7 @@ def test_no_answers_file_ends_the_batch(tmp_path: Path) -> None:
     assert set(results) == {"fine", *HOSTILE_ANSWERS}
     for name in HOSTILE_ANSWERS:
         code, quiz = results[name].lessons
-        assert sum(c.points for c in code.checks if c.passed) >= 20, f"{name}: the code lesson suffered"
+        assert sum(c.points for c in code.checks if c.passed) >= FULL, f"{name}: the code lesson suffered"
         assert quiz.earned == 0, f"{name}: a hostile answers file earned quiz points"
     assert results["fine"].lessons[1].earned == results["fine"].lessons[1].available > 0
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import anyio
 
-from research_desk import scaling
+from research_desk import scaling, scaling_lab
 
 
 def plain_round_robin_template(folder: Path) -> Path:
@@ -56,18 +56,18 @@ async def main(args: argparse.Namespace) -> None:
     stateful = {"RESEARCH_DESK_STATE_KEYS": key, "RESEARCH_DESK_ROOT": str(work / "workspace")}
     stateless = {**stateful, "RESEARCH_DESK_STATELESS": "1"}
     have_nginx = shutil.which("nginx") is not None
-    async with (scaling.run_replicas(["a", "b"], stateful, workdir=work) as (a, b),
-                scaling.run_replicas(["c", "d"], stateless, workdir=work) as (c, d)):
-        rows: dict[str, list[scaling.LoadReport]] = {}
+    async with (scaling_lab.run_replicas(["a", "b"], stateful, workdir=work) as (a, b),
+                scaling_lab.run_replicas(["c", "d"], stateless, workdir=work) as (c, d)):
+        rows: dict[str, list[scaling_lab.LoadReport]] = {}
         runs: list[tuple[str, list[str], str]] = [("modern  1 replica  direct", [a.url], "auto")]
         if have_nginx:
             for name in ("n1", "n2", "n3", "n4"):
                 (work / name).mkdir()
             naive_template = plain_round_robin_template(work)
-            async with (scaling.run_nginx({"a": a.port}, workdir=work / "n1") as one,
-                        scaling.run_nginx({"a": a.port, "b": b.port}, workdir=work / "n2") as two,
-                        scaling.run_nginx({"c": c.port, "d": d.port}, workdir=work / "n3") as two_stateless,
-                        scaling.run_nginx({"a": a.port, "b": b.port}, template=naive_template,
+            async with (scaling_lab.run_nginx({"a": a.port}, workdir=work / "n1") as one,
+                        scaling_lab.run_nginx({"a": a.port, "b": b.port}, workdir=work / "n2") as two,
+                        scaling_lab.run_nginx({"c": c.port, "d": d.port}, workdir=work / "n3") as two_stateless,
+                        scaling_lab.run_nginx({"a": a.port, "b": b.port}, template=naive_template,
                                           workdir=work / "n4") as naive):
                 runs += [("modern  1 replica  nginx", [one], "auto"),
                          ("modern  2 replicas nginx", [two], "auto"),
@@ -83,23 +83,23 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def _measure_in_child(urls: list[str], label: str, mode: str, clients: int, seconds: float, max_calls: int,
-                      calls_per_session: int) -> scaling.LoadReport:
-    return anyio.run(functools.partial(scaling.measure_load, urls, label=label, mode=mode, clients=clients,
+                      calls_per_session: int) -> scaling_lab.LoadReport:
+    return anyio.run(functools.partial(scaling_lab.measure_load, urls, label=label, mode=mode, clients=clients,
                                        seconds=seconds, max_calls=max_calls, calls_per_session=calls_per_session))
 
 
 async def measure(pool: ProcessPoolExecutor | None, urls: list[str], label: str, mode: str,
-                  args: argparse.Namespace) -> scaling.LoadReport:
+                  args: argparse.Namespace) -> scaling_lab.LoadReport:
     """One row, one round: in this process, or split over --procs load-generator processes."""
     if pool is None:
-        return await scaling.measure_load(urls, label=label, mode=mode, clients=args.clients, seconds=args.seconds,
+        return await scaling_lab.measure_load(urls, label=label, mode=mode, clients=args.clients, seconds=args.seconds,
                                           max_calls=args.max_calls, calls_per_session=args.calls_per_session)
     loop = asyncio.get_running_loop()
     share = max(1, args.clients // args.procs)
     parts = await asyncio.gather(*(loop.run_in_executor(
         pool, _measure_in_child, urls, label, mode, share, args.seconds, args.max_calls // args.procs,
         args.calls_per_session) for _ in range(args.procs)))
-    merged = scaling.LoadReport(label, seconds=max(p.seconds for p in parts))
+    merged = scaling_lab.LoadReport(label, seconds=max(p.seconds for p in parts))
     for part in parts:
         merged.calls += part.calls
         merged.errors += part.errors
@@ -109,10 +109,10 @@ async def measure(pool: ProcessPoolExecutor | None, urls: list[str], label: str,
     return merged
 
 
-async def run_rounds(runs: list[tuple[str, list[str], str]], rows: dict[str, list[scaling.LoadReport]],
+async def run_rounds(runs: list[tuple[str, list[str], str]], rows: dict[str, list[scaling_lab.LoadReport]],
                      args: argparse.Namespace) -> None:
     for label, urls, mode in runs:  # warm-up, not counted: first-call imports and caches on both sides
-        await scaling.measure_load(urls, mode=mode, clients=2, seconds=0.3, calls_per_session=5)
+        await scaling_lab.measure_load(urls, mode=mode, clients=2, seconds=0.3, calls_per_session=5)
     # Load generators forked after the warm-up inherit its imports (a forked child starts its own event loop).
     pool = ProcessPoolExecutor(args.procs, mp_context=multiprocessing.get_context("fork")) if args.procs > 1 else None
     try:
@@ -122,7 +122,7 @@ async def run_rounds(runs: list[tuple[str, list[str], str]], rows: dict[str, lis
             pool.shutdown(cancel_futures=True)
 
 
-async def _rounds(runs: list[tuple[str, list[str], str]], rows: dict[str, list[scaling.LoadReport]],
+async def _rounds(runs: list[tuple[str, list[str], str]], rows: dict[str, list[scaling_lab.LoadReport]],
                   args: argparse.Namespace, pool: ProcessPoolExecutor | None) -> None:
     for round_no in range(args.rounds):
         for label, urls, mode in runs:
@@ -132,7 +132,7 @@ async def _rounds(runs: list[tuple[str, list[str], str]], rows: dict[str, list[s
             await anyio.sleep(0.5)  # let the replicas finish closing the last row's sessions
 
 
-def report(rows: dict[str, list[scaling.LoadReport]]) -> None:
+def report(rows: dict[str, list[scaling_lab.LoadReport]]) -> None:
     print("\n# median over rounds")
     print(f"{'configuration':<34} {'calls/s':>8} {'median ms':>10} {'errors':>7}  replicas")
     medians: dict[str, float] = {}

@@ -20,19 +20,10 @@ from __future__ import annotations
 import math
 
 from checker.registry import Course, Lesson
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_points
 
 REPORTER = "education/autograding-grading-reporter@v1"
 GRADER = "education/autograding-command-grader@v1"
-# Program a lesson's checks start -> the Ubuntu package that brings it (uv comes from setup-uv).
-APT_PACKAGES = {"nginx": "nginx", "redis-server": "redis-server"}
-
-
-def lesson_points(course: Course, lesson: Lesson) -> int:
-    """What `course check` can award in a student's edition: the visible checks (the quiz: the bank)."""
-    if lesson.kind == "quiz":
-        return lesson.points
-    return sum(info.points for info in read_catalog(course.checks_file(lesson)))
 
 
 def step_id(lesson: Lesson) -> str:
@@ -46,7 +37,8 @@ def _quoted(text: str) -> str:
 
 def workflow(course: Course) -> str:
     lessons = [lesson for lesson in course.lessons if lesson.available]
-    packages = sorted({APT_PACKAGES[need] for lesson in lessons for need in lesson.needs if need in APT_PACKAGES})
+    # The Ubuntu packages of the programs the lessons' checks start (uv, from PyPI, comes from setup-uv).
+    packages = sorted({program.apt for program in course.needed_programs if program.apt})
     minutes = max(5, math.ceil(2 * course.lesson_timeout / 60))
     lines = [
         "# GitHub Classroom autograding, written by `course release` from course.toml.",
@@ -96,7 +88,7 @@ def workflow(course: Course) -> str:
             f"          test-name: {_quoted(name)}",
             f"          command: .venv/bin/course check {lesson.id} --no-hints",
             f"          timeout: {minutes}",
-            f"          max-score: {lesson_points(course, lesson)}",
+            f"          max-score: {lesson_points(course, lesson)}",  # what `course check` awards: visible checks
         ]
     lines += [
         "      - name: Autograding Reporter",

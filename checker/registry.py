@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 REGISTRY_FILE = "course.toml"
 
@@ -22,6 +25,33 @@ class CourseError(Exception):
     """A problem the user can fix, reported as one line (never a traceback)."""
 
 
+# The keys a lesson's block may have besides the ones every lesson has; the quiz's own settings
+# (pass_mark, bank, ...) are kept in `Lesson.settings` for checker/quiz/bank.py to interpret.
+LESSON_KEYS = frozenset({"id", "title", "notebook", "modules", "checks", "status", "kind", "needs"})
+
+
+@dataclass(frozen=True)
+class Program:
+    """A system program some lesson's checks start, and how a person installs it."""
+
+    name: str
+    apt: str = ""   # the Debian/Ubuntu package that brings it
+    brew: str = ""  # the Homebrew formula (macOS)
+    pip: str = ""   # or the PyPI package, for programs that come from PyPI (uv)
+
+    def install_advice(self) -> str:
+        """One line saying how to install the program, for skip messages and `course doctor`."""
+        if self.pip:
+            return f"python3 -m pip install {self.pip}"
+        ways = [f"sudo apt-get install {self.apt}"] if self.apt else []
+        ways += [f"macOS: brew install {self.brew}"] if self.brew else []
+        return "; ".join(ways) or f"install {self.name}"
+
+    def skip_message(self) -> str:
+        """What a check that cannot run without the program says when it skips."""
+        return f"needs {self.name}: {self.install_advice()}"
+
+
 @dataclass(frozen=True)
 class Lesson:
     id: str
@@ -29,15 +59,24 @@ class Lesson:
     title: str
     notebook: str
     modules: tuple[str, ...]
-    checks: str
-    points: int
     status: str
     kind: str = "code"  # "code": pytest checks on the package; "quiz": graded answers
-    needs: tuple[str, ...] = ()  # programs its checks start: the preflight and `course doctor` look for them
+    needs: tuple[str, ...] = ()  # programs its checks start: the preflight, CI and `course doctor` look for them
+    checks_name: str = ""  # the checks file, when it breaks the lessonNN.py convention
+    # The rest of the lesson's block (the quiz's settings), read once here and interpreted by its owner.
+    settings: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def available(self) -> bool:
         return self.status == "available"
+
+    @property
+    def checks(self) -> str:
+        """The checks file's name: `lesson03.py` for lesson 3 unless course.toml says otherwise.
+
+        A quiz has none (it is graded from answers, see checker/quiz/); the name still follows
+        the convention, so a caller that looks for the file finds nothing there."""
+        return self.checks_name or f"lesson{self.number:02d}.py"
 
 
 @dataclass(frozen=True)
@@ -54,6 +93,16 @@ class Course:
     output_limit_mb: int
     lessons: tuple[Lesson, ...]
     solutions_only: tuple[str, ...] = ()  # files of solutions/ the starter must never get
+    programs: Mapping[str, Program] = field(default_factory=dict)  # every program a lesson `needs`
+
+    @property
+    def needed_programs(self) -> tuple[Program, ...]:
+        """Every program some available lesson's checks start, in name order."""
+        names = sorted({need for lesson in self.lessons if lesson.available for need in lesson.needs})
+        return tuple(self.programs[name] for name in names)
+
+    def lessons_needing(self, program: str) -> tuple[Lesson, ...]:
+        return tuple(lesson for lesson in self.lessons if program in lesson.needs)
 
     def lesson(self, ref: str) -> Lesson:
         """Find a lesson by `lesson-3`, `3` or `03` (what students naturally type)."""
@@ -107,21 +156,10 @@ def load_course(root: Path | None = None) -> Course:
     except tomllib.TOMLDecodeError as exc:
         raise CourseError(f"{path} is not valid TOML: {exc}") from None
     meta = data["course"]
-    lessons = tuple(
-        Lesson(
-            id=entry["id"],
-            number=int(entry["id"].rsplit("-", 1)[1]),
-            title=entry["title"],
-            notebook=entry["notebook"],
-            modules=tuple(entry.get("modules", ())),
-            checks=entry["checks"],
-            points=int(entry.get("points", 0)),
-            status=entry.get("status", "available"),
-            kind=entry.get("kind", "code"),
-            needs=tuple(entry.get("needs", ())),
-        )
-        for entry in data["lessons"]
-    )
+    programs = {name: Program(name=name, apt=str(how.get("apt", "")), brew=str(how.get("brew", "")),
+                              pip=str(how.get("pip", "")))
+                for name, how in data.get("programs", {}).items()}
+    lessons = tuple(_lesson(entry, programs, path) for entry in data["lessons"])
     return Course(
         root=root,
         title=meta["title"],
@@ -135,4 +173,24 @@ def load_course(root: Path | None = None) -> Course:
         output_limit_mb=int(meta["output_limit_mb"]),
         lessons=lessons,
         solutions_only=tuple(meta.get("solutions_only", ())),
+        programs=MappingProxyType(programs),
+    )
+
+
+def _lesson(entry: dict[str, Any], programs: Mapping[str, Program], path: Path) -> Lesson:
+    """One `[[lessons]]` block; a need without a `[programs.NAME]` table is a mistake in course.toml."""
+    unknown = [need for need in entry.get("needs", ()) if need not in programs]
+    if unknown:
+        raise CourseError(f"{path}: {entry['id']} needs {', '.join(unknown)}, which [programs] does not describe")
+    return Lesson(
+        id=entry["id"],
+        number=int(entry["id"].rsplit("-", 1)[1]),
+        title=entry["title"],
+        notebook=entry["notebook"],
+        modules=tuple(entry.get("modules", ())),
+        status=entry.get("status", "available"),
+        kind=entry.get("kind", "code"),
+        needs=tuple(entry.get("needs", ())),
+        checks_name=entry.get("checks", ""),
+        settings=MappingProxyType({key: value for key, value in entry.items() if key not in LESSON_KEYS}),
     )

@@ -19,7 +19,17 @@ from checker.registry import Course, CourseError
 from checker.starter import expected_starter
 
 # Paths (relative to the course root) a release contains; everything else stays behind.
-INCLUDE = ["README.md", "pyproject.toml", "uv.lock", "course.toml", ".gitignore", "capstone", "checker", "lessons", "quiz"]
+INCLUDE = [
+    "README.md",
+    "pyproject.toml",
+    "uv.lock",
+    "course.toml",
+    ".gitignore",
+    "capstone",
+    "checker",
+    "lessons",
+    "quiz",
+]
 # Instructor-only material inside included folders.
 EXCLUDE_GLOBS = ["checker/checks/hidden/*", "quiz/key.toml", "quiz/answers.toml", "quiz/exam/*",
                  "quiz/exam.toml", "quiz/exam-answers.toml",

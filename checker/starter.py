@@ -2,7 +2,8 @@
 
 `solutions/` is the single source. In it, each exercise is a marked region:
 
-    # BEGIN SOLUTION lesson-1: what the student must do (not how)
+    # BEGIN SOLUTION lesson-1: what the student must do (not how),
+    #   continued on comment lines indented like this one when it is long
     ...the reference code...
     # STUB                      (optional: starter code to use instead of `raise`,
     # ...                        written as comments so the reference never runs it)
@@ -20,6 +21,7 @@ import textwrap
 from pathlib import Path
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION (?P<lesson>lesson-\d+):\s*(?P<todo>.*)$")
+CONTINUED = re.compile(r"^(?P<indent>\s*)#   (?P<more>\S.*)$")  # a BEGIN line's wrapped description
 STUB = re.compile(r"^\s*# STUB\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)")
@@ -49,6 +51,17 @@ def _uncomment(line: str, where: str, index: int) -> str:
     return indent + body[2:] if body.startswith("# ") else indent + body[1:]
 
 
+def _description(lines: list[str], i: int, indent: str, first: str) -> tuple[str, int]:
+    """The whole description of the BEGIN line at `i` (its wrapped lines joined), and the index of
+    the first line after it."""
+    parts = [first.strip()]
+    j = i + 1
+    while j < len(lines) and (more := CONTINUED.match(lines[j])) and more["indent"] == indent:
+        parts.append(more["more"].strip())
+        j += 1
+    return " ".join(parts), j
+
+
 def strip_solutions(text: str, where: str = "<text>") -> str:
     """The starter version of one solution file's text."""
     out: list[str] = []
@@ -62,10 +75,10 @@ def strip_solutions(text: str, where: str = "<text>") -> str:
             out.append(lines[i])
             i += 1
             continue
-        indent, lesson, todo = begin["indent"], begin["lesson"], begin["todo"].strip()
+        indent, lesson = begin["indent"], begin["lesson"]
+        todo, j = _description(lines, i, indent, begin["todo"])
         function = next((m.group(1) for line in reversed(lines[:i]) if (m := DEF.match(line))), None)
         stub: list[str] | None = None
-        j = i + 1
         while j < len(lines) and not END.match(lines[j]):
             if BEGIN.match(lines[j]):
                 raise MarkerError(f"{where}:{j + 1}: BEGIN SOLUTION inside another region")
@@ -91,8 +104,13 @@ def reference_text(text: str) -> str:
     without the commented starter stubs) that only the generator needs."""
     out: list[str] = []
     in_stub = False
-    for line in text.splitlines():
-        if BEGIN.match(line):
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if begin := BEGIN.match(line):
+            _, i = _description(lines, i - 1, begin["indent"], begin["todo"])
             continue
         if STUB.match(line):
             in_stub = True

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -274,7 +274,9 @@ def python_env(edition: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start_http(label: str, edition: Path, package: str, workspace: Path, folder: Path, *, token: str | None) -> HttpServer:
+def start_http(
+    label: str, edition: Path, package: str, workspace: Path, folder: Path, *, token: str | None
+) -> HttpServer:
     """The documented deployment command, one process, on a free loopback port."""
     port = free_port()
     settings = {"RESEARCH_DESK_ROOTS": str(workspace), "RESEARCH_DESK_REPLICA": "v1",
@@ -385,33 +387,61 @@ def tool_calls(workspace: Path) -> dict[str, tuple[dict[str, Any], Callable[[dic
         return "" if condition else why
 
     return {
-        "desk_info": ({}, lambda r: expect(structured(r).get("documents") == len(WORKSPACE), f"documents {structured(r)}")),
-        "list_documents": ({}, lambda r: expect(sorted(structured(r).get("result", [])) == sorted(WORKSPACE),
-                                                f"listed {structured(r)}")),
+        "desk_info": (
+            {},
+            lambda r: expect(structured(r).get("documents") == len(WORKSPACE), f"documents {structured(r)}"),
+        ),
+        "list_documents": (
+            {},
+            lambda r: expect(sorted(structured(r).get("result", [])) == sorted(WORKSPACE), f"listed {structured(r)}"),
+        ),
         "read_document": ({"name": "alpha.md"}, lambda r: expect(text(r) == WORKSPACE["alpha.md"], "wrong text")),
         "read_file": ({"path": "beta.txt"}, lambda r: expect(text(r) == WORKSPACE["beta.txt"], "wrong text")),
         "list_files": ({}, lambda r: expect("alpha.md" in text(r), f"listed {text(r)[:80]!r}")),
         "search_files": ({"query": "lantern"}, lambda r: expect("harbour" in text(r), f"found {text(r)[:80]!r}")),
-        "search_documents": ({"query": "fox"}, lambda r: expect(
-            structured(r).get("source") == "search-service" and "alpha.md" in structured(r).get("hits", []),
-            f"answered {structured(r)}")),
-        "summarise": ({"text": "Owls watched the orchard. The archive keeps every ledger. Foxes are careful."},
-                      lambda r: expect(structured(r).get("fallback") is True and structured(r).get("summary"),
-                                       f"answered {structured(r)} (the Inspector cannot sample: expect the fallback)")),
-        "summarise_document": ({"name": "notes/gamma.md"}, lambda r: expect(bool(structured(r).get("summary")),
-                                                                           f"answered {structured(r)}")),
-        "index_documents": ({}, lambda r: expect(structured(r).get("documents") == len(WORKSPACE),
-                                                 f"indexed {structured(r)}")),
+        "search_documents": (
+            {"query": "fox"},
+            lambda r: expect(
+                structured(r).get("source") == "search-service" and "alpha.md" in structured(r).get("hits", []),
+                f"answered {structured(r)}",
+            ),
+        ),
+        "summarise": (
+            {"text": "Owls watched the orchard. The archive keeps every ledger. Foxes are careful."},
+            lambda r: expect(
+                structured(r).get("fallback") is True and bool(structured(r).get("summary")),
+                f"answered {structured(r)} (the Inspector cannot sample: expect the fallback)",
+            ),
+        ),
+        "summarise_document": (
+            {"name": "notes/gamma.md"},
+            lambda r: expect(bool(structured(r).get("summary")), f"answered {structured(r)}"),
+        ),
+        "index_documents": (
+            {},
+            lambda r: expect(structured(r).get("documents") == len(WORKSPACE), f"indexed {structured(r)}"),
+        ),
         "replica_info": ({}, lambda r: expect(structured(r).get("replica") == "v1", f"answered {structured(r)}")),
-        "file_note": ({"title": "Inspector visit", "text": "Filed by the MCP Inspector."},
-                      lambda r: expect("filed" in structured(r), f"answered {structured(r)}")),
-        "save_note": ({"title": "Inspector note", "body": "Saved by the MCP Inspector.",
-                       "idempotency_key": "inspector-verify-0001"},
-                      lambda r: expect(bool(structured(r).get("note_id")), f"answered {structured(r)}")),
-        "delete_note": ({"note_id": "no-such-note"}, lambda r: expect(structured(r).get("deleted") is False,
-                                                                      f"answered {structured(r)}")),
-        "export_bundle": ({"names": ["alpha.md", "beta.txt"]}, lambda r: expect(structured(r).get("documents") == 2,
-                                                                               f"answered {structured(r)}")),
+        "file_note": (
+            {"title": "Inspector visit", "text": "Filed by the MCP Inspector."},
+            lambda r: expect("filed" in structured(r), f"answered {structured(r)}"),
+        ),
+        "save_note": (
+            {
+                "title": "Inspector note",
+                "body": "Saved by the MCP Inspector.",
+                "idempotency_key": "inspector-verify-0001",
+            },
+            lambda r: expect(bool(structured(r).get("note_id")), f"answered {structured(r)}"),
+        ),
+        "delete_note": (
+            {"note_id": "no-such-note"},
+            lambda r: expect(structured(r).get("deleted") is False, f"answered {structured(r)}"),
+        ),
+        "export_bundle": (
+            {"names": ["alpha.md", "beta.txt"]},
+            lambda r: expect(structured(r).get("documents") == 2, f"answered {structured(r)}"),
+        ),
     }
 
 
@@ -420,9 +450,19 @@ def tool_calls(workspace: Path) -> dict[str, tuple[dict[str, Any], Callable[[dic
 NEEDS_CAPABILITY = {"file_note": "elicitation"}
 
 
-def run_inspector(judges: Judges, target: list[str], *, era: str, method: str, home: Path,
-                  tool: str | None = None, arguments: dict[str, Any] | None = None,
-                  headers: Sequence[str] = (), env_pairs: Sequence[str] = (), timeout: float = 60) -> tuple[int, Any, str]:
+def run_inspector(
+    judges: Judges,
+    target: list[str],
+    *,
+    era: str,
+    method: str,
+    home: Path,
+    tool: str | None = None,
+    arguments: dict[str, Any] | None = None,
+    headers: Sequence[str] = (),
+    env_pairs: Sequence[str] = (),
+    timeout: float = 60,
+) -> tuple[int, Any, str]:
     """One Inspector CLI run: (exit code, parsed stdout JSON or None, stderr)."""
     command = [str(judges.inspector), "--cli", *target, "--method", method, "--protocol-era", era, "--format", "json",
                "--connect-timeout", "20000"]
@@ -433,8 +473,16 @@ def run_inspector(judges: Judges, target: list[str], *, era: str, method: str, h
     for pair in env_pairs:
         command += ["-e", pair]
     try:
-        proc = subprocess.run(command, check=False, capture_output=True, text=True, env=judges.env(home), timeout=timeout,
-                              cwd=home, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            command,
+            check=False,
+            capture_output=True,
+            text=True,
+            env=judges.env(home),
+            timeout=timeout,
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         return 124, None, f"the Inspector did not finish within {timeout:g} s"
     try:
@@ -554,7 +602,9 @@ def read_results(folder: Path) -> dict[str, ScenarioResult]:
 
 def list_scenarios(binary: Path, env: dict[str, str], *extra: str) -> list[str]:
     """The server scenario names `conformance list --server [extra]` prints."""
-    proc = subprocess.run([str(binary), "list", "--server", *extra], check=False, capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [str(binary), "list", "--server", *extra], check=False, capture_output=True, text=True, env=env, timeout=60
+    )
     names: list[str] = []
     section = None
     for line in proc.stdout.splitlines():
@@ -640,7 +690,9 @@ def score(wire: str, results: dict[str, ScenarioResult], scored: Sequence[str], 
     return findings
 
 
-def judge_conformance(judges: Judges, server: HttpServer, folder: Path, expected_path: Path = EXPECTED_FILE) -> list[Finding]:
+def judge_conformance(
+    judges: Judges, server: HttpServer, folder: Path, expected_path: Path = EXPECTED_FILE
+) -> list[Finding]:
     """Both wires of the suite against the running server, scored with the expected-failures file."""
     expected = load_expected(expected_path)
     env = judges.env(folder)
@@ -739,9 +791,11 @@ def render(report: Report, print_line: Callable[[str], None]) -> None:
     for judge in ("inspector", "conformance"):
         passed, failed = report.count(judge, "passed"), report.count(judge, "failed") + report.count(judge, "stale")
         if judge == "conformance":
-            print_line(f"conformance suite {JUDGES['conformance']} / {JUDGES['conformance-legacy']}: {passed} scenarios "
-                       f"passed, {failed} failed or stale; {report.count(judge, 'excluded')} excluded and "
-                       f"{report.count(judge, 'not-counted')} not counted (checker/conformance_expected.toml)")
+            print_line(
+                f"conformance suite {JUDGES['conformance']} / {JUDGES['conformance-legacy']}: {passed} scenarios "
+                f"passed, {failed} failed or stale; {report.count(judge, 'excluded')} excluded and "
+                f"{report.count(judge, 'not-counted')} not counted (checker/conformance_expected.toml)"
+            )
         else:
             print_line(f"MCP Inspector {JUDGES['inspector']}: {passed} passed, {failed} failed "
                        f"(tools/list and every tool, stdio and HTTP, both eras)")
@@ -752,17 +806,23 @@ def render(report: Report, print_line: Callable[[str], None]) -> None:
 
 
 def verify(
-    against: Annotated[str, typer.Option(help="What to judge: starter (your capstone), solutions, or a path to a src/ folder.")] = "starter",
-    only: Annotated[Optional[str], typer.Option(help="Run one judge: inspector or conformance.")] = None,
-    install: Annotated[bool, typer.Option("--install/--no-install", help="Fetch Node 22 and the judges with npm when missing.")] = True,
-    install_only: Annotated[bool, typer.Option("--install-only", help="Only make sure the judges are installed (for CI).")] = False,
+    against: Annotated[
+        str, typer.Option(help="What to judge: starter (your capstone), solutions, or a path to a src/ folder.")
+    ] = "starter",
+    only: Annotated[str | None, typer.Option(help="Run one judge: inspector or conformance.")] = None,
+    install: Annotated[
+        bool, typer.Option("--install/--no-install", help="Fetch Node 22 and the judges with npm when missing.")
+    ] = True,
+    install_only: Annotated[
+        bool, typer.Option("--install-only", help="Only make sure the judges are installed (for CI).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Judge the capstone with the official MCP judges (lesson 9). The MCP Inspector CLI and the conformance suite."""
     from rich.console import Console
 
-    from checker.runner.lesson import edition_path
     from checker.registry import CourseError, load_course
+    from checker.runner.lesson import edition_path
 
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)

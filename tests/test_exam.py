@@ -15,6 +15,7 @@ from checker.quiz.forms import issued_to, read_exam, read_roster, verify
 from checker.quiz.grading import grade_submission_quiz
 from checker.quiz.keys import normalise
 from checker.quiz.pool import practice_leaks
+from checker.runner.catalog import lesson_points
 from checker.runner.results import LessonResult
 from tests.conftest import COURSE
 from tests.exam_helpers import (BANK, POOL, PRACTICE_KEY, QUIZ, SETUP, TOTAL, answers_text, as_exam, exam_file, form,
@@ -34,7 +35,7 @@ def grade(root: Path, student: str = "ada", exam=SETUP) -> LessonResult:  # noqa
 def test_pool_has_two_variants_per_idea_and_leaks_nothing_from_practice() -> None:
     ideas = POOL.ideas(BANK)
     assert [q.id for q in ideas] == [q.id for q in BANK], "every practice question needs exam variants"
-    assert TOTAL == BANK.points == QUIZ.points, "an exam is worth what the practice quiz is (course.toml's points)"
+    assert TOTAL == BANK.points == lesson_points(COURSE, QUIZ), "an exam is worth what the practice quiz is"
     thin = [idea.id for idea in ideas if len(POOL.of(idea.id)) < 2]
     assert not thin, f"ideas with one variant give every student the same question: {thin}"
     leaks = practice_leaks(BANK, PRACTICE_KEY, POOL)

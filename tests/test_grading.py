@@ -29,7 +29,7 @@ from checker.grading import batch
 from checker.grading.batch import grade_all, sandbox_check
 from checker.grading.exports import write_all
 from checker.grading.submissions import Submission, discover
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_points, read_catalog
 from checker.sandbox.limits import is_zombie
 from checker.sandbox.submission import Mode
 from tests.conftest import COURSE, pristine_starter
@@ -39,6 +39,8 @@ pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 LESSON = COURSE.lesson("lesson-1")
 QUIZ = COURSE.lesson("lesson-10")
 VISIBLE = {c.id for c in read_catalog(COURSE.checks_file(LESSON))}
+FULL = lesson_points(COURSE, LESSON)  # every visible check of lesson 1 (the hidden ones come on top)
+POINTS = {c.id: c.points for c in read_catalog(COURSE.checks_file(LESSON))}
 HIDDEN_TITLES = [c.title for c in read_catalog(COURSE.hidden_checks_file(LESSON))]
 MODULE = f"{COURSE.package}/context.py"
 SOLVED = (COURSE.solutions / MODULE).read_text()
@@ -158,10 +160,6 @@ _os.wait()
 # This run's own range of sandbox users, so graders running beside it (other checkouts) do not count.
 UID_BASE = 61000 + 64 * (os.getpid() % 60)
 
-# What honest, finished work earns on the visible lesson-1 checks, and what one of them is worth.
-VISIBLE_POINTS = {check.id: check.points for check in read_catalog(COURSE.checks_file(LESSON))}
-FULL = sum(VISIBLE_POINTS.values())
-
 # name -> (module source, expected score on the visible lesson-1 checks, run only sandboxed).
 # The hidden checks run too (so a submission has something to leak) but are not scored here.
 # A hostile line inside open_desk breaks every check (each one opens the desk), so it earns 0.
@@ -189,10 +187,10 @@ CASES: dict[str, tuple[str, int, bool]] = {
         "import os\nfor fd in range(3, 256):\n    try:\n"
         "        os.write(fd, b'outcome\\0passed\\0message\\0')\n    except OSError:\n        pass\n"
         "os._exit(0)\n", STARTER), 0, False),
-    # An answer that equals anything: only the check that compares document_names loses its points.
+    # An answer that equals anything: only the two checks that compare document_names lose their points.
     "always-equal": (SOLVED + "\n\nclass _Anything(list):\n    def __eq__(self, other):\n        return True\n\n"
                      "    __hash__ = None\n\n\nDeskState.document_names = lambda self: _Anything()\n",
-                     FULL - VISIBLE_POINTS["tools_read_lifespan_state"], False),
+                     FULL - POINTS["index_matches_workspace"] - POINTS["tools_read_lifespan_state"], False),
     # What the sandbox is for: a classmate's copy and the instructor's solutions are out of sight...
     "borrows-finished-code": (STARTER + BORROW, 0, True),
     # ...nothing planted reaches another student, and a stalled socket stalls only its own caller.

@@ -40,12 +40,10 @@ def test_every_check_passes_on_the_solutions(lesson) -> None:
 
 
 @pytest.mark.parametrize("lesson", CODE_LESSONS, ids=ids)
-def test_registry_points_match_the_checks(lesson) -> None:
+def test_every_lesson_has_enough_distinct_checks_with_hints(lesson) -> None:
     checks = read_catalog(COURSE.checks_file(lesson))
     assert len(checks) >= 6, f"{lesson.id} has only {len(checks)} checks"
     assert len({c.id for c in checks}) == len(checks), f"{lesson.id} has duplicate check ids"
-    assert sum(c.points for c in checks) == lesson.points, (
-        f"course.toml says {lesson.id} is worth {lesson.points} points, its checks add up to {sum(c.points for c in checks)}")
     assert all(c.hint for c in checks), f"{lesson.id}: every check needs a hint"
 
 

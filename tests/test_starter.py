@@ -141,6 +141,27 @@ def test_region_becomes_todo_and_raise() -> None:
     assert 'raise NotImplementedError("TODO(lesson-3): write f")' in starter
 
 
+def test_a_wrapped_description_is_one_todo_and_leaves_the_reference_clean() -> None:
+    from checker.starter import reference_text
+
+    wrapped = (
+        "def f(x):\n"
+        "    # BEGIN SOLUTION lesson-3: double it the long way round, so the description needs\n"
+        "    #   a second line\n"
+        "    total = x + x\n"
+        "    return total\n"
+        "    # END SOLUTION\n"
+    )
+    one_line = wrapped.replace("needs\n    #   a second", "needs a second")
+    assert strip_solutions(wrapped) == strip_solutions(one_line), "wrapping a description changes nothing"
+    assert "TODO(lesson-3): double it the long way round, so the description needs a second line" in (
+        " ".join(strip_solutions(wrapped).replace("#   ", "").split()))
+    assert reference_text(wrapped) == "def f(x):\n    total = x + x\n    return total\n"
+    # A comment that opens the code, indented differently, stays code.
+    code_comment = wrapped.replace("    total = x + x\n", "    total = x + x\n        #   why\n")
+    assert "        #   why" in reference_text(code_comment)
+
+
 def test_stub_lines_are_comments_in_the_solution_and_code_in_the_starter() -> None:
     source = (
         "async def g():\n"

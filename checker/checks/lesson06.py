@@ -40,7 +40,7 @@ from mcp.shared.subscriptions import (PromptsListChanged, ResourcesListChanged, 
                                       event_from_wire, event_to_notification)
 from mcp.types import INVALID_PARAMS, ElicitResult, InputRequiredResult
 
-from checker.marks import check
+from checker.marks import check, installed_or_skip
 from checker.target import Target, free_port, leaf_exception
 
 pytestmark = pytest.mark.anyio
@@ -853,8 +853,7 @@ async def _nginx(target: Target, tmp: Path, replicas: dict[str, int]) -> AsyncIt
             "yet. Route on what every later request carries: the owner written into Mcp-Session-Id. Requests "
             "without one may go anywhere.")
 async def test_nginx_sticky_legacy_sessions(target: Target, tmp_path: Path) -> None:
-    if shutil.which("nginx") is None:
-        pytest.skip("needs nginx: sudo apt-get install nginx (macOS: brew install nginx)")
+    installed_or_skip("nginx")
     names = _replica_names(2)
     key = secrets.token_hex(32)
     async with _replicas(target, tmp_path, {name: {KEYS: key} for name in names}) as replicas:
@@ -924,8 +923,7 @@ async def _redis(tmp: Path) -> AsyncIterator[str]:
 
 
 def _needs_redis() -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server: sudo apt-get install redis-server (macOS: brew install redis)")
+    installed_or_skip("redis-server")
 
 
 @check("bus events travel as the SDK's wire form and survive the trip through bytes", points=1,

@@ -47,7 +47,7 @@ from mcp.types import (
     TextContent,
 )
 
-from checker.marks import check
+from checker.marks import check, installed_or_skip
 from checker.target import Target, free_port, leaf_exception
 
 pytestmark = pytest.mark.anyio
@@ -800,9 +800,7 @@ async def test_replicas_share_request_state(target: Target, desk: Desk) -> None:
        hint="Build the bus from the settings (Redis when RESEARCH_DESK_REDIS_URL is set), give it to the MCPServer as "
             "its subscription bus, and keep it running for the server's life in the lifespan.")
 async def test_redis_bus_across_replicas(target: Target, desk: Desk, tmp_path: Path) -> None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("needs redis-server: sudo apt-get install redis-server (or brew install redis)")
+    binary = installed_or_skip("redis-server")
     port = free_port()
     redis = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                               "--dir", str(tmp_path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

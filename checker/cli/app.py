@@ -6,14 +6,14 @@ Exit codes: 0 everything asked for passed, 1 a check failed, 2 bad usage (one li
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from checker.runner.catalog import read_catalog
 from checker.cli.common import course_or_exit, fail_usage, lesson_or_exit, warn_if_progress_broken
 from checker.registry import RUN, Course, CourseError, Lesson
+from checker.runner.catalog import lesson_points, read_catalog
 
 app = typer.Typer(help="Advanced MCP Server Development: run, check and grade the lessons.",
                   invoke_without_command=True, no_args_is_help=False, add_completion=False,
@@ -28,8 +28,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def _available_points(course: Course, lesson: Lesson) -> int:
-    path = course.checks_file(lesson)
-    return sum(c.points for c in read_catalog(path)) if lesson.available and path.is_file() else lesson.points
+    """What `course check` can award here (a lesson not built yet: nothing)."""
+    return lesson_points(course, lesson) if lesson.available else 0
 
 
 def _rows(course: Course) -> list[dict[str, object]]:
@@ -84,10 +84,12 @@ def list_lessons(as_json: JsonOpt = False) -> None:
 @app.command()
 def check(
     lesson: LessonArg,
-    against: Annotated[str, typer.Option(help="What to grade: starter (your code), solutions, or a path to a src/ folder.")] = "starter",
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run just this check (repeatable).")] = None,
+    against: Annotated[
+        str, typer.Option(help="What to grade: starter (your code), solutions, or a path to a src/ folder.")
+    ] = "starter",
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run just this check (repeatable).")] = None,
     no_hints: Annotated[bool, typer.Option("--no-hints", help="Do not show hints under failures.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds one check may take (default: course.toml).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds one check may take (default: course.toml).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a lesson's graded checks and explain every failure."""
@@ -116,7 +118,12 @@ def check(
 
 
 @app.command()
-def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(metavar="CHECK", help="A check id; default: the failing ones.")] = None) -> None:
+def hint(
+    lesson: LessonArg,
+    check_id: Annotated[
+        str | None, typer.Argument(metavar="CHECK", help="A check id; default: the failing ones.")
+    ] = None,
+) -> None:
     """Show the hints for a lesson's checks (the failing ones first)."""
     from checker.student.progress import load_progress
 
@@ -149,7 +156,7 @@ def hint(lesson: LessonArg, check_id: Annotated[Optional[str], typer.Argument(me
 @dev_app.command("sync-starter")
 def sync_starter(
     check_only: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False,
-    lesson: Annotated[Optional[str], typer.Option(help="Only this lesson's modules (others stay as they are).")] = None,
+    lesson: Annotated[str | None, typer.Option(help="Only this lesson's modules (others stay as they are).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replacing files.")] = False,
 ) -> None:
     """Regenerate the starter (capstone/) from solutions/. Asks first and backs up what it replaces."""

@@ -14,12 +14,12 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
-import click
 import typer
 import typer.core
 from rich.console import Console
+from typer._click import Context as ClickContext  # typer vendors click: its contexts, not the click package's
 
 from checker.cli.common import err, fail_usage
 from checker.grading.record import SubmissionResult
@@ -35,7 +35,7 @@ ROSTER_FILE = "roster.csv"  # kept in --out, so later regrades and merges name t
 DEFAULT = "class"
 
 
-class _AsGroup(click.Context):
+class _AsGroup(ClickContext):
     """The default command calls itself `course grade` (usage, errors), never by its internal name."""
 
     @property
@@ -50,7 +50,7 @@ class _Usage(typer.core.TyperCommand):
 class _GradeGroup(typer.core.TyperGroup):
     """`course grade merge ...` is the merge; anything else (`course grade SUBMISSIONS ...`) grades."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         if not args or args[0] not in self.commands:
             args = [DEFAULT, *args]
         return super().parse_args(ctx, args)
@@ -61,13 +61,13 @@ grade_app = typer.Typer(cls=_GradeGroup, help="Grade a class of submissions (or 
                         rich_markup_mode=None)
 
 
-def _pick_lessons(course: Course, spec: Optional[str]) -> list[Lesson]:
+def _pick_lessons(course: Course, spec: str | None) -> list[Lesson]:
     if spec:
         return [course.lesson(ref) for ref in spec.split(",") if ref.strip()]
     return [lesson for lesson in course.lessons if lesson.available]
 
 
-def _pick_students(found: list[Submission], spec: Optional[str]) -> list[Submission]:
+def _pick_students(found: list[Submission], spec: str | None) -> list[Submission]:
     """The submissions `--students a,b` names (case-insensitively); an unknown name is a usage error."""
     if not spec:
         return found
@@ -80,7 +80,7 @@ def _pick_students(found: list[Submission], spec: Optional[str]) -> list[Submiss
     return [by_id[name.casefold()] for name in dict.fromkeys(wanted)]
 
 
-def _roster(out_dir: Path, given: Optional[Path]) -> dict[str, Person]:
+def _roster(out_dir: Path, given: Path | None) -> dict[str, Person]:
     """The roster given now (kept in --out for later runs), or the one kept there before, or none."""
     kept = out_dir / ROSTER_FILE
     if given is not None:
@@ -92,7 +92,7 @@ def _roster(out_dir: Path, given: Optional[Path]) -> dict[str, Person]:
     return read_roster(kept) if kept.is_file() else {}
 
 
-def _exam_private(course: Course, secret: Optional[Path]) -> list[Path]:
+def _exam_private(course: Course, secret: Path | None) -> list[Path]:
     """The exam pool (its key) and signing secret: never readable to student code while grading."""
     from checker.quiz.bank import load_settings
 
@@ -103,16 +103,30 @@ def _exam_private(course: Course, secret: Optional[Path]) -> list[Path]:
 @grade_app.command(DEFAULT, cls=_Usage, hidden=True)
 def grade(
     submissions: Annotated[Path, typer.Argument(help="A folder holding one sub-folder or .zip per student.")],
-    lessons: Annotated[Optional[str], typer.Option(help="Comma-separated lessons (default: every available one).")] = None,
-    students: Annotated[Optional[str], typer.Option(help="Grade only these students (comma-separated); the store keeps everyone else.")] = None,
+    lessons: Annotated[str | None, typer.Option(help="Comma-separated lessons (default: every available one).")] = None,
+    students: Annotated[
+        str | None, typer.Option(help="Grade only these students (comma-separated); the store keeps everyone else.")
+    ] = None,
     jobs: Annotated[int, typer.Option(help="Submissions graded at once (default: one per core).")] = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="The grade store and its exports (kept across runs).")] = Path("grades"),
-    shard: Annotated[Optional[str], typer.Option(help="Grade shard I of N (I/N): every N-th student; merge the shards with `course grade merge`.")] = None,
-    roster: Annotated[Optional[Path], typer.Option(help="CSV naming each student (name, sis_user_id, section...) for lms.csv and the report.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="The grade store and its exports (kept across runs).")] = Path(
+        "grades"
+    ),
+    shard: Annotated[
+        str | None,
+        typer.Option(help="Grade shard I of N (I/N): every N-th student; merge the shards with `course grade merge`."),
+    ] = None,
+    roster: Annotated[
+        Path | None,
+        typer.Option(help="CSV naming each student (name, sis_user_id, section...) for lms.csv and the report."),
+    ] = None,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="Skip the instructor-only checks.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds one check may take (default: course.toml).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out: skip what it already graded.")] = False,
-    no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run student code unconfined, as you (trusted code only).")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds one check may take (default: course.toml).")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out: skip what it already graded.")
+    ] = False,
+    no_sandbox: Annotated[
+        bool, typer.Option("--no-sandbox", help="Run student code unconfined, as you (trusted code only).")
+    ] = False,
     quiz: QuizModeOpt = QuizMode.none,
     exam_secret: ExamSecretOpt = None,
     exam_name: ExamNameOpt = None,
@@ -122,7 +136,14 @@ def grade(
     Regrading keeps the rest of the store: --students a,b and --lessons 3 grade only what they
     name. `course grade merge SHARD_OUTPUTS... --out grades/` combines shards graded with --shard.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from checker.grading.batch import grade_all, sandbox_check
     from checker.grading.shards import parse_shard, shard_of, write_manifest
@@ -146,7 +167,8 @@ def grade(
     if checked.refusal:
         fail_usage(checked.refusal)
     assert checked.mode is not None
-    sandbox = {"mode": checked.mode.value, "findings": [asdict(finding) for finding in checked.findings]}
+    sandbox: dict[str, object] = {"mode": checked.mode.value,
+                                  "findings": [asdict(finding) for finding in checked.findings]}
     try:
         run = begin_run(out_dir, [lesson.id for lesson in chosen], resume=resume)
     except CourseError as exc:
@@ -174,14 +196,16 @@ def grade(
     if no_sandbox:
         err.print("warning: graded WITHOUT a sandbox (--no-sandbox): student code ran as you, unconfined",
                   markup=False, soft_wrap=True)
-    raise typer.Exit(1 if any(sub.error or any(l.error for l in sub.lessons) for sub in results) else 0)
+    raise typer.Exit(1 if any(sub.error or any(lesson.error for lesson in sub.lessons) for sub in results) else 0)
 
 
 @grade_app.command("merge")
 def merge(
     shards: Annotated[list[Path], typer.Argument(metavar="SHARD_OUTPUTS", help="The --out folders of every shard.")],
     out_dir: Annotated[Path, typer.Option("--out", help="The combined grade store and its exports.")] = Path("grades"),
-    roster: Annotated[Optional[Path], typer.Option(help="CSV naming each student (default: the one kept in --out or a shard).")] = None,
+    roster: Annotated[
+        Path | None, typer.Option(help="CSV naming each student (default: the one kept in --out or a shard).")
+    ] = None,
 ) -> None:
     """Combine the shards of a class graded with --shard I/N into one store and one set of exports."""
     from checker.grading.shards import merge_shards

@@ -6,19 +6,21 @@ Registered on the main Typer app in `checker.cli.app`; kept apart so the student
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from checker.cli.common import fail_usage
-from checker.registry import CourseError, load_course
 from checker.quiz.cli import ExamNameOpt, ExamSecretOpt, QuizMode, QuizModeOpt, quiz_grading
+from checker.registry import CourseError, load_course
 
 out = Console(highlight=False)
 
 
-def release(out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A new folder for the student edition.")]) -> None:
+def release(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A new folder for the student edition.")],
+) -> None:
     """Write the student edition. Starter code, clean notebooks, visible checks, hashed quiz key."""
     from checker.release import build_release
 
@@ -33,11 +35,20 @@ def release(out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A new f
 def export(
     platform: Annotated[str, typer.Argument(help="gradescope")],
     out_file: Annotated[Path, typer.Argument(metavar="OUT.zip")] = Path("gradescope-autograder.zip"),
-    lessons: Annotated[Optional[str], typer.Option(help="Comma-separated lessons to grade (default: every available code lesson).")] = None,
+    lessons: Annotated[
+        str | None, typer.Option(help="Comma-separated lessons to grade (default: every available code lesson).")
+    ] = None,
     quiz: QuizModeOpt = QuizMode.none,
     exam_secret: ExamSecretOpt = None,
     exam_name: ExamNameOpt = None,
-    student_id: Annotated[str, typer.Option("--student-id", help="Which field of Gradescope's submitter names the student: email, sid or id (exam files must be issued to it).")] = "email",
+    student_id: Annotated[
+        str,
+        typer.Option(
+            "--student-id",
+            help="Which field of Gradescope's submitter names the student: email, sid or id "
+            "(exam files must be issued to it).",
+        ),
+    ] = "email",
 ) -> None:
     """Package the autograder for a platform. Gradescope: setup.sh, run_autograder and the course."""
     from checker.grading.gradescope import Settings, build_zip, uv_requirement

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,11 +21,11 @@ from checker.registry import Course, CourseError, Lesson
 
 out = Console(highlight=False, soft_wrap=False)  # rich wraps at word boundaries, never inside a word
 
-OptionalLesson = Annotated[Optional[str], typer.Argument(help="lesson-3, 3 or 03 (default: the next unfinished one)")]
+OptionalLesson = Annotated[str | None, typer.Argument(help="lesson-3, 3 or 03 (default: the next unfinished one)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _pick(course: Course, ref: Optional[str], kind: str | None = None) -> Lesson:
+def _pick(course: Course, ref: str | None, kind: str | None = None) -> Lesson:
     """The lesson named, or the first one (of `kind`) not passed yet."""
     from checker.student.nextstep import first_unfinished
 
@@ -98,10 +98,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def reset(
-    lesson: Annotated[Optional[str], typer.Argument(help="The lesson whose starter code to restore.")] = None,
+    lesson: Annotated[str | None, typer.Argument(help="The lesson whose starter code to restore.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the backups of your files.")] = False,
-    restore: Annotated[Optional[str], typer.Option(metavar="BACKUP", help="Put a backup's files back "
+    restore: Annotated[str | None, typer.Option(metavar="BACKUP", help="Put a backup's files back "
                                                                           "(a name from --list, or `latest`).")] = None,
     notebook: Annotated[bool, typer.Option("--notebook", help="Restore the lesson's notebook instead of its code "
                                                               "(a notebook that no longer opens, say).")] = False,
@@ -119,7 +119,9 @@ def reset(
         if list_:
             backups = resets.list_backups(course)
             if not backups:
-                out.print("no backups yet: `uv run course reset LESSON` makes one before it changes anything", markup=False)
+                out.print(
+                    "no backups yet: `uv run course reset LESSON` makes one before it changes anything", markup=False
+                )
             for backup in backups:
                 out.print(f"{backup.name}  ({len(backup.files)} file{'s' if len(backup.files) != 1 else ''}: "
                           f"{', '.join(backup.files)})", markup=False, soft_wrap=True)
@@ -150,8 +152,11 @@ def reset(
             if not pending:
                 out.print(f"{chosen.id}: your files already match the starter; nothing to do", markup=False)
                 return
-            confirm_or_exit(yes, f"Replace {', '.join(pending)} (in {course.starter.parent.name}/) with the starter code of "
-                          f"{chosen.id}? Your version is backed up first.")
+            confirm_or_exit(
+                yes,
+                f"Replace {', '.join(pending)} (in {course.starter.parent.name}/) with the starter code of "
+                f"{chosen.id}? Your version is backed up first.",
+            )
             written, saved = resets.reset_lesson(course, chosen)
     except CourseError as exc:
         fail_usage(str(exc))

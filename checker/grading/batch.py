@@ -30,8 +30,8 @@ import checker
 from checker.grading.record import SubmissionResult, merged, not_graded_message
 from checker.grading.store import GradeStore
 from checker.grading.submissions import Submission, locate_edition, unpack
-from checker.registry import Course, CourseError, Lesson
 from checker.quiz.grading import ExamSetup
+from checker.registry import Course, CourseError, Lesson
 from checker.runner.lesson import build_request, worker_env
 from checker.runner.request import Request
 from checker.runner.results import CheckResult, LessonResult
@@ -217,12 +217,12 @@ class _Batch:
                 by_lesson[lesson.id] = _grade_quiz(self.course, lesson, plan, self.quiz_exam)
         plan.result.lessons = [by_lesson[item.id] for item in plan.lessons if item.id in by_lesson]
         code = {item.id for item in plan.lessons if item.kind == "code"}  # a quiz's skips are its grader's verdict
-        for lesson in plan.result.lessons:
-            for check in lesson.checks:
-                if check.outcome == "skipped" and lesson.lesson in code:
+        for graded in plan.result.lessons:
+            for check in graded.checks:
+                if check.outcome == "skipped" and graded.lesson in code:
                     _judge_skip(check, self.checked)
-            _scrub_lesson(lesson, self.workdir, plan)
-        plan.result.duration = round(sum(lesson.duration for lesson in plan.result.lessons), 3)
+            _scrub_lesson(graded, self.workdir, plan)
+        plan.result.duration = round(sum(graded.duration for graded in plan.result.lessons), 3)
         self.report(plan)
 
     def report(self, plan: _Planned) -> None:

@@ -40,15 +40,17 @@ def check_columns(results: Iterable[SubmissionResult]) -> list[tuple[str, str]]:
 def write_csv(results: list[SubmissionResult], path: Path) -> None:
     lessons = list(dict.fromkeys(lesson.lesson for sub in results for lesson in sub.lessons))
     checks = check_columns(results)
-    rows: list[list[object]] = [["student", "total", "available", *lessons, *(f"{l}:{c}" for l, c in checks), "error"]]
+    rows: list[list[object]] = [
+        ["student", "total", "available", *lessons, *(f"{lesson}:{check}" for lesson, check in checks), "error"]
+    ]
     for sub in results:
         by_lesson = {lesson.lesson: lesson for lesson in sub.lessons}
         earned = {(lesson.lesson, c.id): c.earned for lesson in sub.lessons for c in lesson.checks}
         rows.append([
             sub.id, _fmt(sub.earned), _fmt(sub.available),
-            *(_fmt(by_lesson[l].earned) if l in by_lesson else "" for l in lessons),
+            *(_fmt(by_lesson[lesson].earned) if lesson in by_lesson else "" for lesson in lessons),
             *(_fmt(earned[key]) if key in earned else "" for key in checks),
-            sub.error or "; ".join(f"{l.lesson}: {l.error}" for l in sub.lessons if l.error),
+            sub.error or "; ".join(f"{lesson.lesson}: {lesson.error}" for lesson in sub.lessons if lesson.error),
         ])
     write_rows(path, rows)
 
@@ -93,18 +95,30 @@ def gradescope_results(sub: SubmissionResult, sandbox: str = "") -> dict[str, ob
     tests: list[dict[str, object]] = []
     for lesson in sub.lessons:
         if lesson.error:
-            tests.append({"name": f"{lesson.lesson}: could not be checked", "number": f"{lesson.lesson}.grading", "score": 0.0,
-                          "max_score": float(lesson.available), "status": "failed", "output": lesson.error,
-                          "visibility": "visible"})
+            tests.append(
+                {
+                    "name": f"{lesson.lesson}: could not be checked",
+                    "number": f"{lesson.lesson}.grading",
+                    "score": 0.0,
+                    "max_score": float(lesson.available),
+                    "status": "failed",
+                    "output": lesson.error,
+                    "visibility": "visible",
+                }
+            )
         if lesson.broken:
             tests.append({"name": f"{lesson.lesson}: your code does not import", "score": 0.0, "max_score": 0.0,
                           "status": "failed", "output": broken_text(lesson.broken), "visibility": "visible"})
         for check in lesson.checks:
-            test: dict[str, object] = {"name": f"{lesson.lesson}: {check.title}", "number": f"{lesson.lesson}.{check.id}",
-                                       "score": float(check.earned), "max_score": float(check.points),
-                                       "status": "passed" if check.passed else "failed",
-                                       "output": "" if check.passed else check.message + (f"\n\nHint: {check.hint}" if check.hint else ""),
-                                       "visibility": "visible"}
+            test: dict[str, object] = {
+                "name": f"{lesson.lesson}: {check.title}",
+                "number": f"{lesson.lesson}.{check.id}",
+                "score": float(check.earned),
+                "max_score": float(check.points),
+                "status": "passed" if check.passed else "failed",
+                "output": "" if check.passed else check.message + (f"\n\nHint: {check.hint}" if check.hint else ""),
+                "visibility": "visible",
+            }
             if missing_program(check):
                 test.update(name=f"{lesson.lesson}: {check.title} (not graded)", max_score=0.0, output=check.message)
                 del test["status"]
@@ -166,8 +180,9 @@ def write_all(results: list[SubmissionResult], out: Path, sandbox: dict[str, obj
     maximum = max((sub.available for sub in graded), default=0)
     (out / "histogram.svg").write_text(histogram_svg([sub.earned for sub in graded], maximum))
     (out / "report.html").write_text(class_report_html(results, roster, mode), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"sandbox": sandbox or {}, "submissions": [sub.to_json() for sub in results]},
-                                                 indent=1))
+    (out / "results.json").write_text(
+        json.dumps({"sandbox": sandbox or {}, "submissions": [sub.to_json() for sub in results]}, indent=1)
+    )
     for sub in results:
         safe = safe_name(sub.id)
         (out / "feedback" / f"{safe}.md").write_text(feedback_markdown(sub), encoding="utf-8")

@@ -42,8 +42,6 @@ from checker.release import INCLUDE
 CONFIG = "gradescope.json"
 UV_HOME = "/opt/course-uv"          # uv's own virtual environment
 PYTHON_HOME = "/opt/course-python"  # where a uv-managed Python goes when the image has none new enough
-# Program a lesson's checks start -> the apt package that brings it (uv comes from PyPI, see setup.sh).
-APT_PACKAGES = {"nginx": "nginx", "redis-server": "redis-server", "node": "nodejs", "npm": "npm", "npx": "npm"}
 SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 NEVER = {"quiz/key.toml", "quiz/answers.toml", "quiz/exam.toml", "quiz/exam-answers.toml"}
 EXAM_MATERIAL = "quiz/exam"  # the exam pool (with its key): only in an exam autograder
@@ -78,9 +76,10 @@ def uv_requirement() -> str:
 
 def setup_sh(course: Course, settings: Settings) -> str:
     """The image build script: packages from the lessons' needs, one line per decision."""
-    needs = sorted({need for lesson in course.lessons if lesson.id in settings.lessons for need in lesson.needs})
+    needs = {need for lesson in course.lessons if lesson.id in settings.lessons for need in lesson.needs}
+    # uv is no apt package: it comes from PyPI below.
     packages = sorted({"ca-certificates", "python3", "python3-venv", "bubblewrap",
-                       *(APT_PACKAGES[need] for need in needs if need in APT_PACKAGES)})
+                       *(course.programs[need].apt for need in needs if course.programs[need].apt)})
     private = " ".join(f'"$SOURCE/{path}"' for path in settings.private)
     return f"""#!/usr/bin/env bash
 # Gradescope builds the autograder image with this script, as root, on Ubuntu 22.04 or 24.04.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from checker.runner.results import CheckResult, LessonResult
 
@@ -59,11 +60,11 @@ class SubmissionResult:
                 "lessons": [lesson.to_json() for lesson in self.lessons]}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> SubmissionResult:
-        lessons = [LessonResult.from_json(item) for item in data.get("lessons", [])]  # type: ignore[union-attr]
-        graded = {str(k): {str(a): str(b) for a, b in dict(v).items()}  # type: ignore[call-overload]
-                  for k, v in dict(data.get("graded") or {}).items()}  # type: ignore[call-overload]
-        return cls(str(data["id"]), lessons, str(data.get("error", "")), float(data.get("duration", 0.0)),  # type: ignore[arg-type]
+    def from_json(cls, data: dict[str, Any]) -> SubmissionResult:  # parsed JSON
+        lessons = [LessonResult.from_json(item) for item in data.get("lessons", [])]
+        graded = {str(k): {str(a): str(b) for a, b in dict(v).items()}
+                  for k, v in dict(data.get("graded") or {}).items()}
+        return cls(str(data["id"]), lessons, str(data.get("error", "")), float(data.get("duration", 0.0)),
                    str(data.get("source", "")), graded)
 
 

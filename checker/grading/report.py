@@ -31,8 +31,11 @@ def histogram_svg(scores: list[float], maximum: float, bins: int = 10) -> str:
     width, height, pad = 520, 240, 30
     bar = (width - 2 * pad) / bins
     top = max(counts) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-             f'<text x="{pad}" y="16">Score distribution ({len(scores)} submissions)</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{pad}" y="16">Score distribution ({len(scores)} submissions)</text>',
+    ]
     for i, count in enumerate(counts):
         h = (height - 2 * pad - 10) * count / top
         x, y = pad + i * bar, height - pad - h
@@ -81,7 +84,9 @@ def _student_rows(results: list[SubmissionResult], lessons: list[str], roster: d
         person = roster.get(sub.id.casefold())
         percent = 100 * sub.earned / sub.available if sub.available else 0.0
         not_graded = [c for lesson in sub.lessons for c in lesson.checks if missing_program(c)]
-        problems = [sub.error] if sub.error else [f"{l.lesson}: {l.error}" for l in sub.lessons if l.error]
+        problems = (
+            [sub.error] if sub.error else [f"{lesson.lesson}: {lesson.error}" for lesson in sub.lessons if lesson.error]
+        )
         cells = [_cell(sub.id), _cell(person.name if person else ""),
                  _cell(_fmt(sub.earned), sub.earned), _cell(_fmt(sub.available), sub.available),
                  _cell(f"{percent:.0f}%", round(percent, 3))]
@@ -130,24 +135,32 @@ def class_report_html(results: list[SubmissionResult], roster: dict[str, Person]
     warning = ""
     if lacking:
         affected = sorted({e.lesson for e in stats if e.missing})
-        warning = (f'<p class="env"><b>Not graded on this grading machine:</b> '
-                   f'{html.escape(", ".join(f"{n} check results need {p}" for p, n in sorted(lacking.items())))}. '
-                   f"These checks are left out of those students' possible points, not counted against them. "
-                   f"Install what is missing and regrade just those lessons: "
-                   f"<code>course grade SUBMISSIONS --out GRADES --lessons {html.escape(','.join(affected))}</code>.</p>")
+        warning = (
+            f'<p class="env"><b>Not graded on this grading machine:</b> '
+            f"{html.escape(', '.join(f'{n} check results need {p}' for p, n in sorted(lacking.items())))}. "
+            f"These checks are left out of those students' possible points, not counted against them. "
+            f"Install what is missing and regrade just those lessons: "
+            f"<code>course grade SUBMISSIONS --out GRADES --lessons {html.escape(','.join(affected))}</code>.</p>"
+        )
     check_rows = []
     for entry in sorted(stats, key=lambda e: (e.passed / e.graded if e.graded else 2.0, e.lesson)):
         rate = 100 * entry.passed / entry.graded if entry.graded else None
         env = ", ".join(f"{n} (grader lacks {p})" for p, n in sorted(entry.missing.items()))
-        check_rows.append("<tr>" + _cell(entry.lesson) + _cell(entry.title)
-                          + _cell(f"{rate:.0f}%" if rate is not None else "not graded", rate if rate is not None else -1)
-                          + _cell(str(entry.graded), entry.graded) + _cell(env, sum(entry.missing.values()),
-                                                                             "env" if env else "") + "</tr>")
+        check_rows.append(
+            "<tr>"
+            + _cell(entry.lesson)
+            + _cell(entry.title)
+            + _cell(f"{rate:.0f}%" if rate is not None else "not graded", rate if rate is not None else -1)
+            + _cell(str(entry.graded), entry.graded)
+            + _cell(env, sum(entry.missing.values()), "env" if env else "")
+            + "</tr>"
+        )
     failed = "".join(f"<li>{html.escape(sub.id)}: {html.escape(sub.error)}</li>" for sub in results if sub.error)
     lesson_heads = "".join(f"<th>{html.escape(lesson)}</th>" for lesson in lessons)
     mode = f" Student code ran in the sandbox mode: {html.escape(sandbox)}." if sandbox else ""
     return f"""<!doctype html><meta charset="utf-8"><title>Class report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}
 th{{cursor:pointer;text-align:left}}th[data-dir=up]::after{{content:" ▲"}}th[data-dir=down]::after{{content:" ▼"}}
 .env{{background:#fff4d6}}.problem{{color:#a40000}}</style>
 <h1>Class report</h1>
@@ -156,13 +169,17 @@ th{{cursor:pointer;text-align:left}}th[data-dir=up]::after{{content:" ▲"}}th[d
 <img src="histogram.svg" alt="score histogram">
 <h2>Students</h2>
 <p>Click a column to sort.</p>
-<table class="sortable"><thead><tr><th>student</th><th>name</th><th>total</th><th>possible</th><th>%</th>{lesson_heads}<th>not graded</th><th>problems</th></tr></thead>
+<table class="sortable"><thead><tr>
+<th>student</th><th>name</th><th>total</th><th>possible</th><th>%</th>{lesson_heads}<th>not graded</th><th>problems</th>
+</tr></thead>
 <tbody>
 {_student_rows(results, lessons, roster)}
 </tbody></table>
 <h2>Checks, hardest first</h2>
 <p>Pass rate among the students each check was graded for.</p>
-<table class="sortable"><thead><tr><th>lesson</th><th>check</th><th>pass rate</th><th>graded</th><th>not graded (grading machine)</th></tr></thead>
+<table class="sortable"><thead><tr>
+<th>lesson</th><th>check</th><th>pass rate</th><th>graded</th><th>not graded (grading machine)</th>
+</tr></thead>
 <tbody>
 {chr(10).join(check_rows)}
 </tbody></table>

@@ -50,7 +50,7 @@ def read_roster(path: Path) -> dict[str, Person]:
                for field, names in FIELDS.items()}
     people: dict[str, Person] = {}
     for number, row in enumerate(rows[1:], start=2):
-        def cell(index: int | None) -> str:
+        def cell(index: int | None, row: list[str] = row) -> str:
             return row[index].strip() if index is not None and index < len(row) else ""
 
         student = cell(id_column)

@@ -72,11 +72,20 @@ def write_manifest(out: Path, index: int, count: int, everyone: list[Submission]
 def read_manifest(folder: Path) -> Manifest:
     try:
         data = json.loads((folder / SHARD_FILE).read_text(encoding="utf-8"))
-        return Manifest(int(data["shard"]), int(data["of"]), str(data["digest"]), int(data["submissions"]),
-                        [str(s) for s in data["students"]], [str(l) for l in data["lessons"]], dict(data["sandbox"]))
+        return Manifest(
+            int(data["shard"]),
+            int(data["of"]),
+            str(data["digest"]),
+            int(data["submissions"]),
+            [str(s) for s in data["students"]],
+            [str(lesson) for lesson in data["lessons"]],
+            dict(data["sandbox"]),
+        )
     except FileNotFoundError:
-        raise CourseError(f"{folder} is not a shard's output (no {SHARD_FILE}): grade it with "
-                          f"`course grade SUBMISSIONS --shard I/N --out {folder}`") from None
+        raise CourseError(
+            f"{folder} is not a shard's output (no {SHARD_FILE}): grade it with "
+            f"`course grade SUBMISSIONS --shard I/N --out {folder}`"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise CourseError(f"{folder / SHARD_FILE} is damaged: grade that shard again") from None
 
@@ -115,11 +124,17 @@ def merge_shards(folders: list[Path]) -> tuple[list[SubmissionResult], dict[str,
     for index in sorted(by_index):
         folder, manifest = by_index[index], manifests[by_index[index]]
         stored = {record.id: record for record in GradeStore(folder / STORE_DIR).records()}
-        unfinished = [student for student in manifest.students if student not in stored
-                      or (not stored[student].error and not all(stored[student].has(l) for l in manifest.lessons))]
+        unfinished = [
+            student
+            for student in manifest.students
+            if student not in stored
+            or (not stored[student].error and not all(stored[student].has(lesson) for lesson in manifest.lessons))
+        ]
         if unfinished:
-            raise CourseError(f"shard {index}/{first.of} in {folder} has not finished: {len(unfinished)} of its students "
-                              f"are not graded (first: {unfinished[0]}); resume it with --resume")
+            raise CourseError(
+                f"shard {index}/{first.of} in {folder} has not finished: {len(unfinished)} of its students "
+                f"are not graded (first: {unfinished[0]}); resume it with --resume"
+            )
         for student in manifest.students:
             if student in records:
                 raise CourseError(f"student {student!r} is in both {records[student][0]} and {folder}")

@@ -72,7 +72,9 @@ def begin_run(out: Path, lessons: list[str], *, resume: bool) -> str:
         try:
             run = json.loads(path.read_text(encoding="utf-8"))["run"]
         except (OSError, ValueError, KeyError, TypeError):
-            raise CourseError(f"nothing to resume in {out}: no run was started there (grade without --resume)") from None
+            raise CourseError(
+                f"nothing to resume in {out}: no run was started there (grade without --resume)"
+            ) from None
         return str(run)
     run = new_run_id()
     out.mkdir(parents=True, exist_ok=True)

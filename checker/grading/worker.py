@@ -17,6 +17,7 @@ flight (`course grade --resume` picks up from there).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ from checker.sandbox.cgroups import Group
 from checker.sandbox.forking import Slot, run_forked
 from checker.sandbox.limits import Limits
 from checker.sandbox.submission import Mode, SandboxPlan, SubmissionSandbox
+
 
 def uid_for(blocks: list[int] | None, slot: Slot) -> int | None:
     """The submission's own user: from its slot's block, rotating, so neighbours never share one."""
@@ -78,7 +80,7 @@ def grade_submission(batch: dict[str, Any], submission: dict[str, Any], slot: Sl
         for request in requests:
             request.sandbox = asdict(running)
             budget = Limits(request.lesson_timeout + 30, 64 * 1024, request.output_mb)
-            run_forked([(request.lesson, lambda request=request: _lesson(request))], budget)
+            run_forked([(request.lesson, functools.partial(_lesson, request))], budget)
         _failed_lessons(requests, "grading did not finish for this lesson (it overran its time limit)")
     finally:
         sandbox.stop()
@@ -115,7 +117,10 @@ def grade_batch(batch: dict[str, Any]) -> None:
     def remember(given: Slot) -> None:
         slot[0] = given
 
-    run_forked([(s["index"], (lambda s=s: grade_submission(batch, s, slot[0]))) for s in submissions], limits,
+    def grade(submission: dict[str, Any]) -> dict[str, str]:
+        return grade_submission(batch, submission, slot[0])  # the slot the fork was given
+
+    run_forked([(s["index"], functools.partial(grade, s)) for s in submissions], limits,
                jobs=int(batch["parallel"]), prepare=remember)
 
 

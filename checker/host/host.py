@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import importlib
 import itertools
 import socket
@@ -306,10 +307,8 @@ class Host:
     async def op_flush(self) -> None:
         """Push what student code printed so far out to the check, which collects it."""
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
 
     async def op_read_file(self, path: str) -> bytes:
         """A file as student code sees it: inside the sandbox, a link cannot lead to the grader's files."""
@@ -356,10 +355,8 @@ class Host:
             with anyio.move_on_after(10):
                 await asyncio.shield(task)
             scope.cancel()
-            try:
+            with contextlib.suppress(BaseException):  # a server failing on its way down is reported elsewhere
                 await task
-            except BaseException:  # noqa: BLE001 - a server failing on its way down is reported elsewhere
-                pass
         await started.wait()
         if failed:
             raise failed[0]

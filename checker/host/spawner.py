@@ -11,6 +11,7 @@ when the check hangs up) ends the command and whatever it started along with it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -42,11 +43,11 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
         os.close(fd)
     status = _look_after(conn, pid)
     if status is not None:
-        ended = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
-        try:
+        ended = (
+            {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
+        )
+        with contextlib.suppress(OSError):
             conn.sendall(wire.frame(ended))
-        except OSError:
-            pass
     os.killpg(0, signal.SIGKILL)  # what the command left behind, and this spawner with it
     return 0
 
@@ -93,8 +94,6 @@ def _look_after(conn: socket.socket, pid: int) -> int | None:
             return None
         number = message.get("signal") if type(message) is dict else None
         if type(number) is int and 0 < number < signal.NSIG:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, number)  # as Popen.send_signal would: to the command, not its group
-            except ProcessLookupError:
-                pass
 

@@ -28,7 +28,7 @@ def warm_up() -> None:
     caches (~0.1 s); doing it here means no forked process pays for it again.
     """
     hidden = [name for name in _FORMAT_LIBRARIES if name not in sys.modules]
-    sys.modules.update(dict.fromkeys(hidden))
+    sys.modules.update(dict.fromkeys(hidden))  # type: ignore[arg-type]  # None there makes `import` fail: how to hide one
     try:
         import jsonschema.validators  # noqa: F401
     finally:

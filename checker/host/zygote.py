@@ -14,6 +14,7 @@ killed, whatever student code did to stay alive.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -145,19 +146,15 @@ def _accept(listener: socket.socket, limits: Limits, poller: select.poll,
         for other, _ in watched.values():
             other.close()
         _child(conn, limits)
-    try:
+    with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # its own group, so everything it starts can be killed with it
-    except OSError:
-        pass
     watched[conn.fileno()] = (conn, pid)
     poller.register(conn, select.POLLRDHUP)
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _forget(fd: int, poller: select.poll, watched: dict[int, tuple[socket.socket, int]], kill: bool) -> None:

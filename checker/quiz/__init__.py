@@ -18,10 +18,18 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {
-    "answer": "checker.quiz.notebook", "show": "checker.quiz.notebook", "progress": "checker.quiz.notebook",
-    "review": "checker.quiz.notebook", "exam": "checker.quiz.notebook", "take_quiz": "checker.quiz.ui", "grade_lesson": "checker.quiz.grading",
-    "QuizResult": "checker.quiz.grading", "QuizError": "checker.quiz.bank", "load_bank": "checker.quiz.bank",
-    "load_settings": "checker.quiz.bank", "grade_submission_quiz": "checker.quiz.grading",
+    "answer": "checker.quiz.notebook",
+    "show": "checker.quiz.notebook",
+    "progress": "checker.quiz.notebook",
+    "review": "checker.quiz.notebook",
+    "exam": "checker.quiz.notebook",
+    "take_quiz": "checker.quiz.ui",
+    "grade_lesson": "checker.quiz.grading",
+    "QuizResult": "checker.quiz.grading",
+    "QuizError": "checker.quiz.bank",
+    "load_bank": "checker.quiz.bank",
+    "load_settings": "checker.quiz.bank",
+    "grade_submission_quiz": "checker.quiz.grading",
     "ExamSetup": "checker.quiz.grading",
 }
 

@@ -12,12 +12,11 @@ import argparse
 import sys
 from collections import Counter
 
-from checker.student.progress import write_atomically
 from checker.quiz.bank import Bank, QuizError, load_bank, load_settings
-from checker.quiz.tomlw import dumps_sections, header
 from checker.quiz.keys import PlainAnswer, build_hashed_key, disagreements, load_hashed_key, load_plain_key
+from checker.quiz.tomlw import dumps_sections, header
 from checker.registry import CourseError, load_course
-
+from checker.student.progress import write_atomically
 
 REFERENCE_HEADER = """\
 The chapter quiz's REFERENCE ANSWERS (instructor edition, not for the student release): every
@@ -37,7 +36,9 @@ def stats(bank: Bank, plain: dict[str, PlainAnswer] | None) -> str:
     lines = [f"{len(bank)} questions, {bank.points} points"]
     per_lesson = Counter(q.lesson for q in bank)
     lines.append("per lesson: " + ", ".join(f"{n}: {per_lesson[n]}" for n in sorted(per_lesson)))
-    kinds = Counter(q.kind + ("" if q.kind != "predict" else (" (options)" if q.is_choice else " (short)")) for q in bank)
+    kinds = Counter(
+        q.kind + ("" if q.kind != "predict" else (" (options)" if q.is_choice else " (short)")) for q in bank
+    )
     lines.append("per kind: " + ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())))
     code = sum(q.is_code_reading for q in bank)
     lines.append(f"code reading or predict the output: {code} ({100 * code / len(bank):.0f} %)")
@@ -47,7 +48,9 @@ def stats(bank: Bank, plain: dict[str, PlainAnswer] | None) -> str:
         lines.append(f"single-answer keys ({len(single)}): " + ", ".join(
             f"{letter}: {balance[letter]} ({100 * balance[letter] / len(single):.0f} %)" for letter in sorted(balance)))
         multi = Counter(letter for q in bank if q.is_multi for letter in plain[q.id].correct)
-        lines.append("multiple-select correct options by letter: " + ", ".join(f"{k}: {v}" for k, v in sorted(multi.items())))
+        lines.append(
+            "multiple-select correct options by letter: " + ", ".join(f"{k}: {v}" for k, v in sorted(multi.items()))
+        )
     return "\n".join(lines)
 
 
@@ -59,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(load_course())
         bank = load_bank(settings.bank)
-        plain = load_plain_key(settings.plain_key, bank) if settings.plain_key.is_file() or args.command == "build-key" else None
+        plain = (
+            load_plain_key(settings.plain_key, bank)
+            if settings.plain_key.is_file() or args.command == "build-key"
+            else None
+        )
         if args.command == "build-key":
             assert plain is not None
             write_atomically(settings.key, build_hashed_key(bank, plain, previous=settings.key))

@@ -34,11 +34,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from checker.student.progress import write_atomically
 from checker.quiz.bank import Question, QuizError, QuizSettings
 from checker.quiz.keys import InvalidAnswer, normalise
 from checker.quiz.safe import MAX_ANSWERS_BYTES, parse_toml, read_capped, shown
 from checker.quiz.tomlw import dumps_sections, header
+from checker.student.progress import write_atomically
 
 Raw = str | int | list[str]
 
@@ -205,4 +205,4 @@ def check_response(value: object, question: Question) -> Raw:
             raise BadAnswer("no letter given")
         return picked if question.is_multi else picked[0]
     short_answer(value, question)
-    return value if isinstance(value, int) else str(value).strip()  # type: ignore[return-value]
+    return value if isinstance(value, int) else str(value).strip()

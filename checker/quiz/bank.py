@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,9 @@ ANSWER_TYPES: tuple[str, ...] = ("int", "identifier", "text")
 LETTERS = "ABCDEFGH"
 QID = re.compile(r"^l([1-9])-[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Options that make a question guessable or ambiguous (teaching.md §5.5): never in the bank.
-BANNED_OPTION = re.compile(r"(?i:\b(all|none|both|either) of the (above|options)\b)|^[A-H](\s*(,|and|or|&)\s*[A-H])+\.?$")
+BANNED_OPTION = re.compile(
+    r"(?i:\b(all|none|both|either) of the (above|options)\b)|^[A-H](\s*(,|and|or|&)\s*[A-H])+\.?$"
+)
 
 
 class QuizError(CourseError):
@@ -93,7 +96,7 @@ class Bank:
                             f"(see {self.path.name})")
         return question
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Question]:
         return iter(self.questions)
 
     def __len__(self) -> int:
@@ -135,14 +138,9 @@ def quiz_lesson(course: Course) -> Lesson:
 
 
 def load_settings(course: Course, lesson: Lesson | None = None) -> QuizSettings:
-    """Read the quiz settings from the lesson's block in course.toml."""
+    """The quiz settings of the lesson's block in course.toml (read once, by the registry)."""
     lesson = lesson or quiz_lesson(course)
-    registry = course.root / "course.toml"
-    try:
-        data = tomllib.loads(registry.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise QuizError(f"cannot read {registry}: {exc}") from None
-    block = next((entry for entry in data.get("lessons", []) if entry.get("id") == lesson.id), {})
+    block = lesson.settings
     pass_mark = block.get("pass_mark", 0.7)
     if not isinstance(pass_mark, (int, float)) or not 0 < pass_mark <= 1:
         raise QuizError(f"course.toml: {lesson.id} pass_mark must be a fraction in (0, 1], not {pass_mark!r}")

@@ -11,9 +11,9 @@ batch grader its quiz options (see grading.grade_submission_quiz).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,19 +24,34 @@ from checker.registry import Course, CourseError, Lesson
 if TYPE_CHECKING:
     from checker.quiz.grading import ExamSetup
 
-quiz_app = typer.Typer(help="The chapter quiz: practice, exams and LMS exports. Practice in the terminal, answer "
-                            "an exam, and (instructors) write exams and LMS exports.", invoke_without_command=True, no_args_is_help=False,
-                       add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+quiz_app = typer.Typer(
+    help="The chapter quiz: practice, exams and LMS exports. Practice in the terminal, answer "
+    "an exam, and (instructors) write exams and LMS exports.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
 out = Console(highlight=False, soft_wrap=False)
 
 
 @quiz_app.callback()
 def quiz(
     ctx: typer.Context,
-    lesson: Annotated[Optional[str], typer.Option("--lesson", help="Only the questions about this lesson (3, lesson-3).")] = None,
+    lesson: Annotated[
+        str | None, typer.Option("--lesson", help="Only the questions about this lesson (3, lesson-3).")
+    ] = None,
     redo: Annotated[bool, typer.Option("--redo", help="Ask the questions you have already answered again.")] = False,
-    review: Annotated[bool, typer.Option("--review", help="Ask nothing; score your practice answers and explain what you missed.")] = False,
-    exam: Annotated[Optional[Path], typer.Option("--exam", metavar="FILE", help="Answer this exam file from your instructor (kept as quiz/exam.toml).")] = None,
+    review: Annotated[
+        bool, typer.Option("--review", help="Ask nothing; score your practice answers and explain what you missed.")
+    ] = False,
+    exam: Annotated[
+        Path | None,
+        typer.Option(
+            "--exam", metavar="FILE", help="Answer this exam file from your instructor (kept as quiz/exam.toml)."
+        ),
+    ] = None,
 ) -> None:
     """Take the practice quiz (lesson 10) in the terminal: saved as you go, resumable, reviewed at the end."""
     if ctx.invoked_subcommand is not None:
@@ -59,16 +74,29 @@ def quiz(
 
 @quiz_app.command("exam")
 def write_exams(
-    roster: Annotated[Path, typer.Option("--roster", help="CSV with a header row; the id, student, login, username, github or email column names each student.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the exam files (one <student>.exam.toml each).")] = Path("exams"),
-    name: Annotated[str, typer.Option("--name", help="The exam's name: a new name draws new variants for everyone.")] = "exam",
-    secret: Annotated[Optional[Path], typer.Option("--secret", help="The signing secret (default: course.toml exam_secret; created if missing).")] = None,
+    roster: Annotated[
+        Path,
+        typer.Option(
+            "--roster",
+            help="CSV with a header row; the id, student, login, username, github or email column names each student.",
+        ),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the exam files (one <student>.exam.toml each).")
+    ] = Path("exams"),
+    name: Annotated[
+        str, typer.Option("--name", help="The exam's name: a new name draws new variants for everyone.")
+    ] = "exam",
+    secret: Annotated[
+        Path | None,
+        typer.Option("--secret", help="The signing secret (default: course.toml exam_secret; created if missing)."),
+    ] = None,
 ) -> None:
     """Write one signed exam file per student. Their own variants of every question, in their own order."""
-    from checker.student.progress import write_atomically
     from checker.quiz.bank import QuizError, load_bank, load_settings
     from checker.quiz.forms import build_exam, ensure_secret, exam_text, read_roster
     from checker.quiz.pool import load_pool
+    from checker.student.progress import write_atomically
 
     course = course_or_exit()
     try:
@@ -91,7 +119,7 @@ def write_exams(
               f"to {out_dir}; give each student their own file", markup=False)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     qti = "qti"
     gift = "gift"
     moodle_xml = "moodle-xml"
@@ -103,9 +131,16 @@ SUFFIX = {Format.qti: ".zip", Format.gift: ".gift.txt", Format.moodle_xml: ".xml
 @quiz_app.command("export")
 def export(
     fmt: Annotated[Format, typer.Option("--format", help="qti (Canvas QTI 1.2 zip), gift or moodle-xml.")],
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Where to write it (default: quiz-exam.<format>).")] = None,
-    exam: Annotated[Optional[Path], typer.Option("--exam", metavar="FILE", help="Export this exam form only, instead of the whole pool.")] = None,
-    secret: Annotated[Optional[Path], typer.Option("--secret", help="The secret the exam form was signed with (with --exam).")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Where to write it (default: quiz-exam.<format>).")
+    ] = None,
+    exam: Annotated[
+        Path | None,
+        typer.Option("--exam", metavar="FILE", help="Export this exam form only, instead of the whole pool."),
+    ] = None,
+    secret: Annotated[
+        Path | None, typer.Option("--secret", help="The secret the exam form was signed with (with --exam).")
+    ] = None,
 ) -> None:
     """Write the exam pool, or one exam form, for a learning platform. Every variant, grouped by question."""
     from checker.quiz.bank import QuizError, load_bank, load_settings
@@ -135,13 +170,16 @@ def export(
     else:
         text = to_gift(items, course.title) if fmt is Format.gift else to_moodle_xml(items, course.title)
         target.write_text(text, encoding="utf-8")
-    out.print(f"wrote {target}: {len(items)} questions{'' if exam else f' ({len(pool.ideas(bank))} groups, one drawn from each)'}. "
-              f"It holds the answers: upload it, do not share it.", markup=False)
+    groups = "" if exam else f" ({len(pool.ideas(bank))} groups, one drawn from each)"
+    out.print(
+        f"wrote {target}: {len(items)} questions{groups}. It holds the answers: upload it, do not share it.",
+        markup=False,
+    )
 
 
 # ---------------------------------------------------------------- `course grade`'s quiz options
 
-class QuizMode(str, Enum):
+class QuizMode(StrEnum):
     none = "none"
     exam = "exam"
     practice = "practice"
@@ -150,9 +188,9 @@ class QuizMode(str, Enum):
 QuizModeOpt = Annotated[QuizMode, typer.Option("--quiz", help="How lesson 10 counts: none (default: left out), exam "
                                                "(signed exam files, graded from your key) or practice (the students' "
                                                "self-checked quiz, whose key they hold).")]
-ExamSecretOpt = Annotated[Optional[Path], typer.Option("--exam-secret", help="The secret the exams were signed with "
+ExamSecretOpt = Annotated[Path | None, typer.Option("--exam-secret", help="The secret the exams were signed with "
                                                        "(default: course.toml exam_secret).")]
-ExamNameOpt = Annotated[Optional[str], typer.Option("--exam-name", help="Accept only this exam (default: any signed "
+ExamNameOpt = Annotated[str | None, typer.Option("--exam-name", help="Accept only this exam (default: any signed "
                                                     "with the secret).")]
 
 

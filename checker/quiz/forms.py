@@ -31,12 +31,12 @@ from pathlib import Path
 
 import tomli_w
 
-from checker.student.progress import write_atomically
 from checker.quiz.answers import is_blank
 from checker.quiz.bank import Bank, Question, QuizError, QuizSettings, parse_question
 from checker.quiz.pool import Pool
 from checker.quiz.safe import MAX_ANSWERS_BYTES, MAX_EXAM_BYTES, parse_toml, read_capped, shown
 from checker.quiz.tomlw import dumps_sections, header
+from checker.student.progress import write_atomically
 
 FORMAT = 1
 CONTEXT = b"advanced-mcp-course exam file v1\n"   # what the signature is over, besides the payload
@@ -172,7 +172,9 @@ def build_exam(course_title: str, bank: Bank, pool: Pool, secret: bytes, name: s
     if not covered:
         raise QuizError(f"{pool.path.name} has no variants to draw an exam from")
     for lesson in sorted({q.lesson for q in covered}):
-        ideas = sorted((q for q in covered if q.lesson == lesson), key=lambda q: _draw(secret, name, who, "position", q.id))
+        ideas = sorted(
+            (q for q in covered if q.lesson == lesson), key=lambda q: _draw(secret, name, who, "position", q.id)
+        )
         for idea in ideas:
             variants = pool.of(idea.id)
             chosen.append(variants[_draw(secret, name, who, "variant", idea.id) % len(variants)])
@@ -245,7 +247,9 @@ def parse_exam(data: dict[str, object], where: Path) -> Exam:
     if not isinstance(meta, dict) or not isinstance(questions, list) or not questions:
         raise QuizError(f"{where.name} is not an exam file: it needs an [exam] table and [[question]] tables")
     if meta.get("format") != FORMAT:
-        raise QuizError(f"{where.name}: exam format {shown(meta.get('format'))} is not {FORMAT}; ask for a new exam file")
+        raise QuizError(
+            f"{where.name}: exam format {shown(meta.get('format'))} is not {FORMAT}; ask for a new exam file"
+        )
     name, student = meta.get("name"), meta.get("student")
     signature, kid = meta.get("signature"), meta.get("key_id", "")
     if not (isinstance(name, str) and EXAM_NAME.match(name) and isinstance(student, str) and STUDENT_ID.match(student)):
@@ -327,8 +331,11 @@ def save_exam_answer(exam: Exam, path: Path, qid: str, value: object | None) -> 
     else:
         sheet.answers[qid] = value
     order = [item.question.id for item in exam.items]
-    answers = {k: sheet.answers[k] for k in sorted(sheet.answers, key=lambda k: order.index(k) if k in order else len(order))
-               if isinstance(sheet.answers[k], (str, int, list))}
+    answers = {
+        k: sheet.answers[k]
+        for k in sorted(sheet.answers, key=lambda k: order.index(k) if k in order else len(order))
+        if isinstance(sheet.answers[k], (str, int, list))
+    }
     meta = {"name": exam.name, "student": exam.student, "signature": exam.signature}
     write_atomically(path, header(EXAM_ANSWERS_HEADER) + dumps_sections({"exam": meta, "answers": answers}))
     sheet.signature, sheet.exists = exam.signature, True

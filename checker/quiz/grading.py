@@ -21,14 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from checker.runner.catalog import CheckInfo
-from checker.quiz.answers import AnswerSheet, BadAnswer, canonical_letters, is_blank, load_sheet, option_order, short_answer
+from checker.quiz.answers import (
+    AnswerSheet,
+    BadAnswer,
+    canonical_letters,
+    is_blank,
+    load_sheet,
+    option_order,
+    short_answer,
+)
 from checker.quiz.bank import Bank, Question, QuizError, QuizSettings, load_bank, load_settings
-from checker.quiz.forms import (Exam, issued_to, load_exam_sheet, load_secret, pool_drift, read_exam, verify)
+from checker.quiz.forms import Exam, issued_to, load_exam_sheet, load_secret, pool_drift, read_exam, verify
 from checker.quiz.keys import HashedAnswer, load_hashed_key
 from checker.quiz.pool import Pool, load_pool
 from checker.quiz.safe import shown
 from checker.registry import Course, CourseError, Lesson
+from checker.runner.catalog import CheckInfo
 from checker.runner.results import CheckResult, LessonResult
 
 Status = Literal["right", "partial", "wrong", "unanswered", "invalid"]
@@ -41,7 +49,7 @@ class QuizResult(LessonResult):
     pass_mark: float = 0.7
 
     @property
-    def ok(self) -> bool:  # type: ignore[override]
+    def ok(self) -> bool:
         graded = [c for c in self.checks if c.points > 0]
         return (not self.error and bool(graded) and self.available > 0
                 and self.earned >= self.pass_mark * self.available - 1e-9)
@@ -100,8 +108,9 @@ def _grade_choice(q: Question, key: Judge, value: object, order: list[int]) -> V
     hits, false_picks = set(picked) & correct, set(picked) - correct
     fraction = max(0.0, len(hits) / len(correct) - len(false_picks) / (len(q.options) - len(correct)))
     if set(picked) == correct:
-        return Verdict(q, "right", 1.0, given, [explain(letter) for letter in sorted(correct, key=shown_as.get)])
-    feedback = [explain(letter) for letter in sorted(false_picks, key=shown_as.get)]
+        explained = [explain(letter) for letter in sorted(correct, key=shown_as.__getitem__)]
+        return Verdict(q, "right", 1.0, given, explained)
+    feedback = [explain(letter) for letter in sorted(false_picks, key=shown_as.__getitem__)]
     missing = len(correct - set(picked))
     if missing:
         feedback.append(f"{missing} correct option{'s are' if missing > 1 else ' is'} not selected.")
@@ -174,7 +183,7 @@ def _display(path: Path, course: Course) -> str:
 # ---------------------------------------------------------------- the lesson result
 
 def _revisit(course: Course, q: Question) -> str:
-    taught = next((l for l in course.lessons if l.number == q.lesson), None)
+    taught = next((lesson for lesson in course.lessons if lesson.number == q.lesson), None)
     return f"revisit lesson {q.lesson}" + (f", {taught.title} ({taught.notebook})" if taught else "")
 
 
@@ -193,7 +202,9 @@ def _check(verdict: Verdict, settings: QuizSettings, check_id: str = "") -> Chec
         message = verdict.feedback[0]
     else:
         lead = "partly right" if verdict.status == "partial" else "you answered"
-        message = f"{lead} {verdict.given} — " + " ".join(verdict.feedback) if q.is_choice else " ".join(verdict.feedback)
+        message = (
+            f"{lead} {verdict.given} — " + " ".join(verdict.feedback) if q.is_choice else " ".join(verdict.feedback)
+        )
     fraction = round(verdict.fraction, 4) if q.is_multi and verdict.status == "partial" else None
     return CheckResult(id=cid, title=title, points=q.points, outcome="failed", message=message,
                        hint=hint, fraction=fraction)
@@ -241,9 +252,16 @@ def _grade_practice(settings: QuizSettings, bank: Bank, key: dict[str, HashedAns
         return rejected(settings.lesson, result.title, result.edition, bank.points, str(exc), settings.pass_mark)
     notes: list[CheckResult] = []
     if not sheet.exists:
-        notes.append(CheckResult(id="answers-file", title=f"no answers yet in {shown_path}", points=0, outcome="skipped",
-                                 message="take the quiz with `uv run course quiz` or in lessons/10-quiz.ipynb; "
-                                         "answers are saved as you go"))
+        notes.append(
+            CheckResult(
+                id="answers-file",
+                title=f"no answers yet in {shown_path}",
+                points=0,
+                outcome="skipped",
+                message="take the quiz with `uv run course quiz` or in lessons/10-quiz.ipynb; "
+                "answers are saved as you go",
+            )
+        )
     notes += _unknown_ids(sheet.answers, {q.id for q in bank}, shown_path)
     verdicts = grade_sheet(bank, key, sheet, sheet.seed if sheet.seed is not None else
                            (seed if seed is not None else sheet.effective_seed(settings)), only=select)
@@ -301,7 +319,9 @@ def _course_copy(submission: Path, course: Course, settings: QuizSettings) -> Pa
     markers = (settings.answers.relative_to(course.root).parent, starter)
     if any((submission / marker).is_dir() for marker in markers):
         return submission
-    children = [c for c in sorted(submission.iterdir()) if c.is_dir() and not c.is_symlink()] if submission.is_dir() else []
+    children = (
+        [c for c in sorted(submission.iterdir()) if c.is_dir() and not c.is_symlink()] if submission.is_dir() else []
+    )
     return next((c for c in children if any((c / marker).is_dir() for marker in markers)), submission)
 
 
@@ -347,7 +367,9 @@ def _grade_exam(settings: QuizSettings, setup: ExamSetup, copy: Path, student: s
     for item in exam.items:
         question = setup.pool.get(item.question.id)
         assert question is not None  # pool_drift checked it
-        verdict = grade_in_order(question, setup.pool.key[question.id], sheet.answers.get(question.id), list(item.order))
+        verdict = grade_in_order(
+            question, setup.pool.key[question.id], sheet.answers.get(question.id), list(item.order)
+        )
         checks.append(_check(verdict, settings, check_id=question.idea))
     result.checks = notes + sorted(checks, key=lambda c: [q.id for q in setup.bank].index(c.id))
     return result

@@ -102,12 +102,13 @@ def _keystream(salt: str, qid: str, opener: str, size: int) -> bytes:
 
 def seal(text: str, salt: str, qid: str, opener: str) -> str:
     data = text.encode("utf-8")
-    return base64.b64encode(bytes(a ^ b for a, b in zip(data, _keystream(salt, qid, opener, len(data))))).decode()
+    sealed = bytes(a ^ b for a, b in zip(data, _keystream(salt, qid, opener, len(data)), strict=True))
+    return base64.b64encode(sealed).decode()
 
 
 def unseal(blob: str, salt: str, qid: str, opener: str) -> str:
     data = base64.b64decode(blob)
-    plain = bytes(a ^ b for a, b in zip(data, _keystream(salt, qid, opener, len(data))))
+    plain = bytes(a ^ b for a, b in zip(data, _keystream(salt, qid, opener, len(data)), strict=True))
     return plain.decode("utf-8", errors="replace")
 
 
@@ -267,7 +268,9 @@ def build_hashed_key(bank: Bank, plain: dict[str, PlainAnswer], previous: Path |
     if previous is not None and previous.is_file():
         try:
             old = tomllib.loads(previous.read_text(encoding="utf-8")).get("questions", {})
-            salts = {qid: e["salt"] for qid, e in old.items() if isinstance(e, dict) and SALT.match(str(e.get("salt", "")))}
+            salts = {
+                qid: e["salt"] for qid, e in old.items() if isinstance(e, dict) and SALT.match(str(e.get("salt", "")))
+            }
         except (tomllib.TOMLDecodeError, OSError):
             salts = {}
     questions: dict[str, dict[str, object]] = {}
@@ -285,7 +288,9 @@ def build_hashed_key(bank: Bank, plain: dict[str, PlainAnswer], previous: Path |
             questions[q.id] = {
                 "salt": salt,
                 "accepted": [answer_digest(salt, q.id, a) for a in answer.correct],
-                "why": {answer_digest(salt, q.id, a): seal(text, salt, q.id, f"answer:{a}") for a, text in known.items()},
+                "why": {
+                    answer_digest(salt, q.id, a): seal(text, salt, q.id, f"answer:{a}") for a, text in known.items()
+                },
             }
     return header(HASHED_KEY_HEADER) + dumps_key(questions)
 

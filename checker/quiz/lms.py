@@ -78,7 +78,11 @@ def option_html(q: Question, text: str) -> str:
         escaped = html.escape(text, quote=False)
         return f"<pre><code>{escaped}</code></pre>" if "\n" in text else f"<code>{escaped}</code>"
     rendered = markdown.markdown(text)
-    return rendered[3:-4] if rendered.startswith("<p>") and rendered.endswith("</p>") and rendered.count("<p>") == 1 else rendered
+    return (
+        rendered[3:-4]
+        if rendered.startswith("<p>") and rendered.endswith("</p>") and rendered.count("<p>") == 1
+        else rendered
+    )
 
 
 def explanation(q: Question, key: PlainAnswer) -> str:
@@ -155,9 +159,11 @@ def _gift_question(item: Item) -> str:
 
 def to_gift(items: list[Item], course_title: str) -> str:
     """GIFT text; points are not part of GIFT, so each question's comment line states them."""
-    out = [f"// {course_title}: exam questions with their answers. Import into Moodle's question bank (GIFT format).",
-           "// Points per question are in the comment above it; Moodle XML carries them as each question's default mark.",
-           ""]
+    out = [
+        f"// {course_title}: exam questions with their answers. Import into Moodle's question bank (GIFT format).",
+        "// Points per question are in the comment above it; Moodle XML carries them as each question's default mark.",
+        "",
+    ]
     current = None
     for item in items:
         if item.group and item.group != current:
@@ -248,7 +254,11 @@ def _t2q_question(item: Item, number: int) -> list[str]:
     if q.is_choice:
         for index, letter in enumerate(q.letters):
             right = letter in key.correct
-            mark = ("[*]" if right else "[ ]") if q.is_multi else (f"*{'abcdefgh'[index]})" if right else f"{'abcdefgh'[index]}) ")
+            mark = (
+                ("[*]" if right else "[ ]")
+                if q.is_multi
+                else (f"*{'abcdefgh'[index]})" if right else f"{'abcdefgh'[index]}) ")
+            )
             lines.append(f"{mark} {_t2q_block(_t2q_option(q, q.options[index]))}")
             lines.append(f"... {_t2q_block(key.why[letter])}")
     elif q.answer_type == "int" and "0" not in key.correct:   # (text2qti's numerical answers cannot be 0)

@@ -101,5 +101,7 @@ def practice_leaks(bank: Bank, practice_key: dict[str, PlainAnswer], pool: Pool)
     for variant in pool.variants:
         carried = right_texts(variant, pool.key[variant.id]) & known
         if carried:
-            problems.append(f"{variant.id}: its right answer {sorted(carried)[0]!r} is a right answer of the practice quiz")
+            problems.append(
+                f"{variant.id}: its right answer {sorted(carried)[0]!r} is a right answer of the practice quiz"
+            )
     return problems

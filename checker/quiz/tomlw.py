@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -56,7 +57,7 @@ def dumps_key(questions: dict[str, dict[str, object]]) -> str:
     return "".join(out)
 
 
-def dumps_sections(sections: dict[str, dict[str, object]]) -> str:
+def dumps_sections(sections: Mapping[str, Mapping[str, object]]) -> str:
     """Plain `[section]` tables of scalar or array values, in the given order."""
     out: list[str] = []
     for section, entries in sections.items():

@@ -21,7 +21,16 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from checker.quiz.answers import AnswerSheet, BadAnswer, Raw, check_response, is_blank, load_sheet, option_order, save_answer
+from checker.quiz.answers import (
+    AnswerSheet,
+    BadAnswer,
+    Raw,
+    check_response,
+    is_blank,
+    load_sheet,
+    option_order,
+    save_answer,
+)
 from checker.quiz.bank import Bank, Question, QuizError, QuizSettings, load_bank, load_settings
 from checker.quiz.forms import install_exam, load_exam_sheet, save_exam_answer
 from checker.quiz.grading import Verdict, answers_path, grade_lesson, grade_sheet
@@ -116,8 +125,13 @@ def review_view(verdicts: list[Verdict], settings: QuizSettings, answers_file: s
     """The end-of-quiz review: the score, then every question you missed with its explanation."""
     parts: list[RenderableType] = [Text("Review", style="bold underline"), _score_line(verdicts, settings)]
     counts = {s: sum(v.status == s for v in verdicts) for s in STATUS_MARK}
-    parts.append(Text(f"{counts['right']} right, {counts['partial']} partly right, {counts['wrong'] + counts['invalid']} "
-                      f"wrong, {counts['unanswered']} not answered", style="dim"))
+    parts.append(
+        Text(
+            f"{counts['right']} right, {counts['partial']} partly right, {counts['wrong'] + counts['invalid']} "
+            f"wrong, {counts['unanswered']} not answered",
+            style="dim",
+        )
+    )
     missed = [v for v in verdicts if v.status in ("wrong", "partial", "invalid")]
     if missed:
         parts.append(Text("\nWhat you missed", style="bold"))
@@ -200,8 +214,11 @@ def take_quiz(course: Course, console: Console, lesson: str | None = None, redo:
             f"{session.settings.pass_percent} %. Answers are saved to {session.shown_path()} after each one."))
         if session.settings.exam_file.is_file():
             exam_file = session.settings.exam_file.relative_to(course.root)
-            console.print(f"You also have an exam in {exam_file}; answer it with\n  uv run course quiz --exam {exam_file}",
-                          style="yellow", markup=False)
+            console.print(
+                f"You also have an exam in {exam_file}; answer it with\n  uv run course quiz --exam {exam_file}",
+                style="yellow",
+                markup=False,
+            )
         console.print(f"You have answered {answered} of {len(session.bank)}. Options are shuffled for you "
                       f"(seed {seed or 'none: the bank order'}).", style="dim", markup=False)
         if not todo:

@@ -11,6 +11,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from checker.registry import Course, Lesson
+
 
 @dataclass(frozen=True)
 class CheckInfo:
@@ -47,3 +49,17 @@ def read_catalog(path: Path) -> list[CheckInfo]:
                 found.append(CheckInfo(id=check_id(node.name), title=title,
                                        points=int(kwargs.get("points", 1)), hint=kwargs.get("hint", "")))
     return found
+
+
+def lesson_points(course: Course, lesson: Lesson, *, hidden: bool = False) -> int:
+    """What checking `lesson` can award, counted as the runner counts it: the points of its checks
+    (with `hidden`, also the instructor-only ones, when this copy of the course has them); a quiz,
+    its bank's. course.toml states no points: they are derived here, so they cannot disagree."""
+    if lesson.kind == "quiz":
+        from checker.quiz.bank import load_bank, load_settings
+
+        return load_bank(load_settings(course, lesson).bank).points
+    files = [course.checks_file(lesson)]
+    if hidden:
+        files.append(course.hidden_checks_file(lesson))
+    return sum(info.points for path in files if path.is_file() for info in read_catalog(path))

@@ -7,6 +7,7 @@ check does can crash it. All it trusts is the JSON file the worker writes.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import subprocess
@@ -16,8 +17,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from checker.runner.catalog import read_catalog
 from checker.registry import Course, CourseError, Lesson
+from checker.runner.catalog import read_catalog
 from checker.runner.request import Request
 from checker.runner.results import LessonResult
 
@@ -159,7 +160,8 @@ class LessonRun:
         try:
             _, stderr = self._proc.communicate(timeout=self.course.lesson_timeout + 30)
             if self._proc.returncode != 0:
-                error = f"the check runner exited with code {self._proc.returncode}: {stderr.decode(errors='replace')[-1500:]}"
+                tail = stderr.decode(errors="replace")[-1500:]
+                error = f"the check runner exited with code {self._proc.returncode}: {tail}"
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.communicate()
@@ -198,8 +200,6 @@ def save_timings(state_dir: Path, lesson_id: str, durations: dict[str, float]) -
 
     data = load_timings(state_dir)
     data[lesson_id] = durations
-    try:
+    with contextlib.suppress(OSError):  # a read-only course folder only costs the ordering hint
         write_atomically(state_dir / TIMINGS, json.dumps(data, indent=1, sort_keys=True))
-    except OSError:
-        pass  # a read-only course folder only costs the ordering hint
 

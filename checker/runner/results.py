@@ -114,9 +114,9 @@ class LessonResult:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> LessonResult:
-        checks = [CheckResult(**c) for c in data.get("checks", [])]  # type: ignore[arg-type]
-        broken = [BrokenModule.from_json(b) for b in data.get("broken", [])]  # type: ignore[union-attr]
+    def from_json(cls, data: dict[str, Any]) -> LessonResult:  # parsed JSON
+        checks = [CheckResult(**c) for c in data.get("checks", [])]
+        broken = [BrokenModule.from_json(b) for b in data.get("broken", [])]
         return cls(lesson=str(data["lesson"]), title=str(data["title"]), edition=str(data["edition"]),
-                   checks=checks, error=str(data.get("error", "")), duration=float(data.get("duration", 0.0)),  # type: ignore[arg-type]
+                   checks=checks, error=str(data.get("error", "")), duration=float(data.get("duration", 0.0)),
                    broken=broken)

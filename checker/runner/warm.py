@@ -13,6 +13,7 @@ Whatever a run does, the next one starts again from the same clean warm state.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -64,7 +65,8 @@ def warm_http() -> None:
         server = MCPServer("warm-up-http", log_level="WARNING")
         server.tool()(echo)
         # Not graceful: draining a throwaway server would only add uvicorn's 0.1 s shutdown tick.
-        async with Target(Path(tempfile.gettempdir()), "none").http(server.streamable_http_app(), graceful=False) as url:
+        target = Target(Path(tempfile.gettempdir()), "none")
+        async with target.http(server.streamable_http_app(), graceful=False) as url:
             # Quiet from here (uvicorn configured its loggers on start): the lifespan that the
             # abrupt stop cancels is otherwise logged as an error.
             quiet.disabled = True
@@ -129,10 +131,8 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
     for line in requests:
         file = json.loads(line)["request"]
         request = Request(**json.loads(Path(file).read_text()))
-        try:
+        with contextlib.suppress(Exception):  # the fork collects again and reports the problem properly
             _preload_checks(request)
-        except Exception:  # noqa: BLE001 - the fork collects again and reports the problem properly
-            pass
         _grade_in_fork(request)
         replies.write(json.dumps({"done": file}) + "\n")
         replies.flush()
@@ -177,7 +177,7 @@ class WarmWorker:
         from checker.runner.lesson import worker_env
 
         self.close()
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the worker's stderr for its whole life; close() closes it
         self._proc = subprocess.Popen([sys.executable, "-m", "checker.runner.warm"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._log, env=worker_env(),
                                       cwd=tempfile.gettempdir(), start_new_session=True)
@@ -251,10 +251,8 @@ class WarmWorker:
             # whole tree first (killing reparents it), then end every group in it.
             for pid in [self._proc.pid, *descendants(self._proc.pid)]:
                 for kill, target in ((os.killpg, pid), (os.kill, pid)):
-                    try:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
                         kill(target, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
             self._proc.wait()
             for stream in (self._proc.stdin, self._proc.stdout):
                 if stream is not None:

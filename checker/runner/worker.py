@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -19,22 +20,22 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from _pytest.runner import runtestprotocol
 
 from checker.runner.catalog import check_id
 from checker.runner.failures import describe_failure
-from checker.runner.request import Request
 from checker.runner.imports import diagnose, ended
-from checker.runner.results import BrokenModule, CheckResult, LessonResult
+from checker.runner.request import Request
+from checker.runner.results import BrokenModule, CheckResult, LessonResult, Outcome
 from checker.sandbox.cgroups import Group
 from checker.sandbox.forking import ChildOutcome, Slot, run_forked
 from checker.sandbox.limits import Limits, drop_privileges
 from checker.target import Target
-
 
 SEED_VARIABLE = "COURSE_CHECK_SEED"  # set it to repeat a run's random inputs exactly
 PROCESSES_PER_CHECK = 128  # tasks (threads too) of the student's in one check's group: stops a fork bomb
@@ -57,7 +58,8 @@ class ForkPerCheck:
         config.option.tbstyle = "native"
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
             item.stash.setdefault(_FAILURES, []).append(call.excinfo.value)
@@ -157,7 +159,7 @@ class ForkPerCheck:
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         # Create the base temp folder once, here, so forks only add sub-folders to it. Private (0700,
         # from mkdtemp): when grading it belongs to the submission's user, who runs the checks.
-        basetemp = session.config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - no public hook
+        basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # noqa: SLF001 - no public hook
         if self.request.sandbox and self.request.sandbox["uid"] is not None:
             os.chown(basetemp, self.request.sandbox["uid"], self.request.sandbox["uid"])
         items = list(session.items)
@@ -174,7 +176,7 @@ class ForkPerCheck:
         outcomes: dict[str, ChildOutcome] = {}
         if not self.broken:
             with lesson_services(items, self.request):
-                outcomes = run_forked(((item.nodeid, (lambda item=item: self._run_one(item))) for item in queue),
+                outcomes = run_forked(((item.nodeid, functools.partial(self._run_one, item)) for item in queue),
                                       self._limits(), jobs=self.request.jobs, deadline=deadline,
                                       prepare=self._enter_sandbox, cleanup=self._clean_up)
         for item in items:
@@ -190,7 +192,7 @@ class ForkPerCheck:
                 got = outcomes[item.nodeid]
                 result.duration = round(got.duration, 3)
                 if got.payload is not None:
-                    result.outcome = got.payload["outcome"]
+                    result.outcome = cast(Outcome, got.payload["outcome"])  # what _run_one reported
                     result.message = got.payload["message"]
                 else:
                     result.message = got.problem
@@ -219,7 +221,8 @@ def seed_randomness(check: str) -> str:
     random.seed(draws.getrandbits(128))
     given_seed = random.Random.seed
 
-    def seed_from_run(self: random.Random, a: object = None, version: int = 2) -> None:
+    def seed_from_run(self: random.Random, a: int | float | str | bytes | bytearray | None = None,
+                      version: int = 2) -> None:
         given_seed(self, draws.getrandbits(128) if a is None else a, version)
 
     random.Random.seed = seed_from_run  # type: ignore[method-assign]
@@ -328,7 +331,9 @@ def _run_checks(request: Request, basetemp: Path, started: float) -> LessonResul
     result.checks = plugin.results
     result.broken = plugin.broken
     if plugin.collect_errors:
-        result.error = "the checks could not be loaded (a bug in the course, not your code):\n" + plugin.collect_errors[0]
+        result.error = (
+            "the checks could not be loaded (a bug in the course, not your code):\n" + plugin.collect_errors[0]
+        )
     elif not plugin.results and code not in (0, 5):
         result.error = f"the checks did not run (pytest exit code {int(code)})"
     result.duration = round(time.monotonic() - started, 3)

@@ -18,6 +18,7 @@ falls back to per-process limits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -110,10 +111,8 @@ class Group:
             if not members:
                 return
             for pid in members:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.005)
 
     def remove(self) -> None:

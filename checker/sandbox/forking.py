@@ -8,6 +8,7 @@ costs that one check — while the parent, which never imports student code, kee
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import select
@@ -69,7 +70,7 @@ def decode_payload(data: bytes) -> dict[str, str]:
     fields = data.decode("utf-8", "replace").split("\0")
     if len(fields) % 2:
         raise ValueError("odd number of fields")
-    return dict(zip(fields[::2], fields[1::2]))
+    return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 Prepare = Callable[[Slot], None]
@@ -108,10 +109,8 @@ def _tail(capture: Any) -> str:
 
 
 def _reap(run: _Running) -> int:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(run.pid, signal.SIGKILL)  # leftovers: servers or processes the check started
-    except (ProcessLookupError, PermissionError):
-        pass
     _, status = os.waitpid(run.pid, 0)
     return status
 
@@ -176,7 +175,7 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
                 outcomes[key] = ChildOutcome(None, "not run: the lesson's time limit was reached", "", 0.0)
                 continue
             read_end, write_end = os.pipe()
-            capture = tempfile.TemporaryFile()
+            capture = tempfile.TemporaryFile()  # noqa: SIM115 - the child's output, closed when it is finished
             slot = free_slots.pop()
             serial = started_in.get(slot, 0)
             started_in[slot] = serial + 1

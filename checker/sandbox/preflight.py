@@ -155,14 +155,14 @@ def preflight(course: Course, lessons: list[Lesson], *, no_sandbox: bool, probe_
             result.findings.append(_groups_finding())
         elif result.mode is not None:
             result.findings.append(Finding("limits", False, "per process only: resource groups need root"))
-    for program in sorted({need for lesson in lessons for need in lesson.needs}):
-        found = find_program(program)
+    for name in sorted({need for lesson in lessons for need in lesson.needs}):
+        found = find_program(name)
         if found:
-            result.findings.append(Finding(program, True, found))
+            result.findings.append(Finding(name, True, found))
         else:
-            result.missing.append(program)
-            result.findings.append(Finding(program, False, "not found: its checks will be reported as not graded",
-                                           "python3 -m pip install uv" if program == "uv" else f"apt-get install {program}"))
+            result.missing.append(name)
+            result.findings.append(Finding(name, False, "not found: its checks will be reported as not graded",
+                                           course.programs[name].install_advice()))
     return result
 
 
@@ -196,9 +196,11 @@ def _users(result: Preflight, uid: int | None, private: list[Path]) -> None:
     if not mount_namespaces():  # no view to hide the instructor's files or open the runtime: files must do it
         unreadable = [p for p in result.runtime if not can_read(uid, p)]
         if unreadable:
-            result.refusal = (f"the fallback sandbox runs student code as uid {uid}, which cannot read {unreadable[0]}: "
-                              "install Python and uv where other users can read them (not in /root), or make "
-                              "bubblewrap work here")
+            result.refusal = (
+                f"the fallback sandbox runs student code as uid {uid}, which cannot read {unreadable[0]}: "
+                "install Python and uv where other users can read them (not in /root), or make "
+                "bubblewrap work here"
+            )
             return
         exposed = [str(p) for p in private if can_read(uid, str(p))]
         if exposed:

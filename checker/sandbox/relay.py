@@ -14,6 +14,7 @@ path can change what it does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,10 +85,8 @@ def main(argv: list[str]) -> int:
         os.dup2(null, fd)
 
     def forward(number: int, _frame_: object) -> None:
-        try:
+        with contextlib.suppress(OSError):
             sock.sendall(_frame({"signal": number}))
-        except OSError:
-            pass
 
     for number in FORWARDED:
         signal.signal(number, forward)
@@ -99,10 +98,10 @@ def main(argv: list[str]) -> int:
             if "exit" in message:
                 return int(message["exit"])
             if "signal" in message:
-                number = int(message["signal"])
-                if number in FORWARDED:
-                    signal.signal(number, signal.SIG_DFL)
-                os.kill(os.getpid(), number)  # end as the command ended: killed by that signal
+                signum = int(message["signal"])
+                if signum in FORWARDED:
+                    signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)  # end as the command ended: killed by that signal
                 return 128 + number
     except (OSError, ValueError):
         return 137  # the sandbox went away: the command was killed with it

@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
@@ -36,7 +36,7 @@ from checker.sandbox.netns import enter_private_network
 START_SECONDS = 60  # a zygote imports the SDK once; on a loaded machine that can take a while
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     BUBBLEWRAP = "bubblewrap"
     USERS = "users"
     NONE = "none"
@@ -141,7 +141,7 @@ class SubmissionSandbox:
         return argv
 
     def _wait_ready(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None and self.process.stdout is not None and self.log is not None
         ready, _, _ = select.select([self.process.stdout], [], [], START_SECONDS)
         line = self.process.stdout.readline() if ready else b""
         if line.strip() != b"ready":

@@ -2,12 +2,14 @@
 
 Each item is checked without network access and in well under a second. Required items
 (Python, uv, the pinned SDK, Jupyter and its kernel, a writable course folder) decide the exit
-code; optional ones (Node for the Inspector, nginx and Redis for the scaling lesson) only
-warn, because the checks that need them are skipped with the same advice, never failed.
+code; optional ones (Node for `course verify`'s judges, and the system programs lessons' checks
+start, their `needs` in course.toml) only warn, because the checks that need them are skipped
+with the same advice, never failed.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from checker.registry import Course
+from checker.registry import Course, Program
 
 MCP_RANGE = (">=2.3", "<3")
 NODE_MAJOR = 22
@@ -84,7 +86,7 @@ def check_mcp() -> Finding:
     except importlib.metadata.PackageNotFoundError:
         return Finding("mcp SDK (>=2.3,<3)", False, True, "mcp is not installed", "uv sync   (in the course folder)")
     parts = _version(version)
-    ok = (2, 3) <= parts[:2] and parts[0] < 3
+    ok = parts[:2] >= (2, 3) and parts[0] < 3
     return Finding("mcp SDK (>=2.3,<3)", ok, True, f"mcp {version}",
                    "" if ok else "uv sync   (installs the pinned mcp>=2.3,<3 from uv.lock)")
 
@@ -152,20 +154,33 @@ def check_node() -> Finding:
     return Finding(name, ok, False, f"node {version}" if version else "node is not on PATH", fix)
 
 
-def check_service(binary: str, package: str, lesson: str, brew: str | None = None) -> Finding:
+def check_service(program: Program, lessons: str) -> Finding:
+    """A system program some lessons' checks start (course.toml's `needs`): optional, since those
+    checks skip with the same install advice when it is missing."""
+    binary = program.name
     found = shutil.which(binary) or next((str(p) for p in (Path(d) / binary for d in SBIN_DIRS)
                                           if p.is_file() and os.access(p, os.X_OK)), None)
     version = _run([found, "-v"]) if found else ""
-    return Finding(f"{binary} ({lesson})", bool(found), False,
+    return Finding(f"{binary} ({lessons})", bool(found), False,
                    (version or found) if found else f"{binary} is not installed",
-                   "" if found else _system_install(package, brew))
+                   "" if found else _system_install(program.apt or binary, program.brew or None))
+
+
+def _service_checks(course: Course) -> list[Callable[[], Finding]]:
+    """One check per system program the lessons need (uv, from PyPI, is checked as required above)."""
+    checks: list[Callable[[], Finding]] = []
+    for program in course.needed_programs:
+        if program.pip:
+            continue
+        numbers = [str(lesson.number) for lesson in course.lessons_needing(program.name)]
+        label = f"lesson{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+        checks.append(functools.partial(check_service, program, label))
+    return checks
 
 
 def run_doctor(course: Course) -> list[Finding]:
     checks: list[Callable[[], Finding]] = [
         check_python, check_uv, check_mcp, check_jupyter, check_kernel, lambda: check_writable(course),
-        check_node,
-        lambda: check_service("nginx", "nginx", "lesson 6: sticky routing"),
-        lambda: check_service("redis-server", "redis-server", "lesson 6: pub/sub bus", brew="redis"),
+        check_node, *_service_checks(course),
     ]
     return [check() for check in checks]

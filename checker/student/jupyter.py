@@ -9,6 +9,7 @@ and port are chosen here, so the URL can be printed before the server is even up
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -90,13 +91,9 @@ class Lab:
         tree = descendants(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
         for pid in (self.proc.pid, *tree):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         self.proc.wait()

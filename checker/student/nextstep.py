@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from checker.registry import Course, Lesson
 from checker.runner.catalog import read_catalog
 from checker.student.progress import load_progress
-from checker.registry import Course, Lesson
 
 
 @dataclass(frozen=True)

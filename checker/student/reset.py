@@ -15,9 +15,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from checker.student.backup import backup_files
 from checker.registry import Course, CourseError, Lesson
 from checker.starter import expected_starter
+from checker.student.backup import backup_files
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checker.student.progress import load_progress
 from checker.registry import Course, CourseError, Lesson
+from checker.student.progress import load_progress
 
 
 class NotYet(Exception):

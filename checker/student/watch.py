@@ -203,9 +203,10 @@ def hints_for(result: LessonResult) -> RenderableType:
 
 def next_lesson(course: Course, after: Lesson, passed: set[str]) -> Lesson | None:
     """The next available code lesson not passed yet: later ones first, then any skipped earlier."""
-    candidates = [l for l in course.lessons if l.available and l.kind == "code" and l.id not in passed]
-    later = [l for l in candidates if l.number > after.number]
-    return (later or candidates or [None])[0]
+    candidates = [lesson for lesson in course.lessons
+                  if lesson.available and lesson.kind == "code" and lesson.id not in passed]
+    later = [lesson for lesson in candidates if lesson.number > after.number]
+    return (later or candidates)[0] if candidates else None
 
 
 @contextmanager

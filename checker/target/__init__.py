@@ -24,12 +24,11 @@ from typing import Any
 import pytest
 
 from checker.host.recording import recording_yields
-from checker.target.remote import Mirrored, RaiseInHost, Remote, RemoteSession, mcp_over_tcp
-from checker.host.warmup import warm_up
 from checker.host.serving import ServerDidNotStart, free_port, serve_asgi
 from checker.host.toolcrash import last_tool_crash
+from checker.host.warmup import warm_up
 from checker.runner.failures import describe_failure, leaf_exception
-
+from checker.target.remote import Mirrored, RaiseInHost, Remote, RemoteSession, mcp_over_tcp
 
 RELAY = Path(__file__).resolve().parent.parent / "sandbox" / "relay.py"
 
@@ -272,7 +271,8 @@ class _HostedClient:
 
     async def __aexit__(self, *exc: Any) -> bool | None:
         try:
-            return await self.client.__aexit__(*exc)
+            await self.client.__aexit__(*exc)
+            return None  # never swallows the exception
         finally:
             await self.host.arequest("close", self.token)
 

@@ -21,7 +21,7 @@ import termios
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio
@@ -56,6 +56,7 @@ class Mirrored:
     remote_described = ""
     remote_text = ""
     remote_class: tuple[str, str] = ("builtins", "Exception")
+    remote: object = None  # the host's exception itself, by reference, when it can be reached
 
     def __str__(self) -> str:
         return self.remote_text
@@ -100,7 +101,7 @@ def _mirror(key: tuple[tuple[str, str], ...]) -> type:
             cls = type(trusted.__name__, (Mirrored, trusted), {"__module__": trusted.__module__})
         else:
             cls = type(qualname.rsplit(".", 1)[-1][:100], (_mirror(key[1:]),), {"__module__": module[:200]})
-        cls.remote_class = (module, qualname)  # type: ignore[attr-defined] - where the real class lives
+        cls.remote_class = (module, qualname)  # type: ignore[attr-defined]  # where the real class lives
     _MIRRORS[key] = cls
     return cls
 
@@ -197,8 +198,10 @@ class RaiseInHost(Exception):
 
 
 def call_kind(fn: Any) -> str:
-    return "async" if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)) \
-        else "sync"
+    """"async" for a coroutine function, or an object whose __call__ is one (which callable() cannot
+    tell apart), else "sync"."""
+    dunder_call = getattr(fn, "__call__", None)  # noqa: B004 - the method itself, not whether fn is callable
+    return "async" if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(dunder_call) else "sync"
 
 
 class RemoteSession:
@@ -250,10 +253,8 @@ class RemoteSession:
 
     def close(self) -> None:
         self.ended = True
-        try:
+        with suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
         if self.output is not None:
             self.output.close()
 
@@ -264,8 +265,8 @@ class RemoteSession:
         return Exposed(obj, kinds, None, name or type(obj).__name__)
 
     def _reference(self, obj: Any) -> Any:
-        if isinstance(obj, Remote) and obj._session is self:
-            return {"$ref": obj._id}
+        if isinstance(obj, Remote) and obj._session is self:  # noqa: SLF001 - Remote is this module's own proxy
+            return {"$ref": obj._id}  # noqa: SLF001
         if isinstance(obj, Exposed):
             ident = id(obj)
             self.exposed[ident] = obj
@@ -315,7 +316,8 @@ class RemoteSession:
                 if "cb" in message:
                     threading.Thread(target=self._answer, args=(message,), daemon=True).start()
                     continue
-                future = self.pending.pop(message.get("id"), None) if type(message.get("id")) is int else None
+                ident = message.get("id")
+                future = self.pending.pop(ident, None) if type(ident) is int else None
                 if future is not None:
                     future.set_result(message)
         except (OSError, wire.WireError):
@@ -354,11 +356,8 @@ class RemoteSession:
             body = wire.frame(reply)
         except (wire.WireError, TypeError, ValueError) as exc:
             body = wire.frame({"cb": call, "error": {"type": "ValueError", "text": f"unsendable result: {exc}"}})
-        with self.lock:
-            try:
-                self.sock.sendall(body)
-            except OSError:
-                pass
+        with self.lock, suppress(OSError):
+            self.sock.sendall(body)
 
     def _run(self, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         result = fn(*args, **kwargs)
@@ -392,7 +391,10 @@ class RemoteSession:
         if type(payload) is not dict:
             return wire.WireError("malformed error")
         cls = mirror_class(payload.get("chain"))
-        exc = cls.__new__(cls)
+        # Each exception class makes its own instances (BaseException.__new__ refuses OSError's kin);
+        # mypy knows only that mirror_class returns a `type`.
+        exc = cls.__new__(cls)  # type: ignore[call-overload]
+        assert isinstance(exc, Mirrored) and isinstance(exc, BaseException)  # what _mirror makes
         text = payload.get("str")
         exc.args = (text,) if type(text) is str else ()
         exc.remote_text = text if type(text) is str else ""
@@ -474,10 +476,8 @@ class _Output:
             return self.data.decode("utf-8", "replace")
 
     def close(self) -> None:
-        try:
+        with suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass
 
 
 @asynccontextmanager

@@ -181,7 +181,8 @@ def document_summariser(root: Path, limit: int = LARGE_DOCUMENT_WORDS) -> Callab
     def document_text(name: str) -> str:
         return read_workspace_document(root, name)
 
-    async def go_ahead(name: str, text: Annotated[str, Resolve(document_text)], ctx: Context) -> GoAhead | Elicit[GoAhead]:
+    async def go_ahead(name: str, text: Annotated[str, Resolve(document_text)],
+                       ctx: Context) -> GoAhead | Elicit[GoAhead]:
         return confirm_large_document(name, len(text.split()), limit, ctx)
 
     async def ask(
@@ -256,7 +257,8 @@ class ChatModel(Protocol):
     async def complete(self, prompt: Prompt) -> Completion: ...
 
 
-SamplingCallback = Callable[[ClientRequestContext, CreateMessageRequestParams], Awaitable[CreateMessageResult | ErrorData]]
+SamplingCallback = Callable[[ClientRequestContext, CreateMessageRequestParams],
+                            Awaitable[CreateMessageResult | ErrorData]]
 
 
 def prompt_from_request(params: CreateMessageRequestParams) -> Prompt:
@@ -278,10 +280,12 @@ def make_sampling_callback(model: ChatModel) -> SamplingCallback:
     raise NotImplementedError("TODO(lesson-2): write make_sampling_callback")
 
 
-_STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have in into is it its of on or that the their this to was "
-    "were which with will would can not no so than then there these they those we you your our".split()
-)
+_STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "in",
+    "into", "is", "it", "its", "of", "on", "or", "that", "the", "their", "this", "to", "was",
+    "were", "which", "with", "will", "would", "can", "not", "no", "so", "than", "then", "there",
+    "these", "they", "those", "we", "you", "your", "our"
+})
 
 
 class OfflineModel:

@@ -74,6 +74,7 @@ What `course check 9` holds you to (the notebook's specification table names the
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -84,7 +85,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import anyio
@@ -102,7 +103,8 @@ log = logging.getLogger("research_desk.server")
 
 ENV_PREFIX = "RESEARCH_DESK_"
 TRANSPORTS = ("stdio", "http")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://127.0.0.1:*", "http://localhost", "http://localhost:*")
 DEFAULT_MAX_BODY_BYTES = transport.DEFAULT_MAX_BODY_BYTES   # (a Settings field is called `transport`)
@@ -242,6 +244,14 @@ class Settings:
         #   SettingsError naming the variable. Finish with validate().
         raise NotImplementedError("TODO(lesson-9): write from_env")
 
+    @property
+    def level(self) -> LogLevel:
+        """The log level as the SDK and `logging` name it (any case is accepted; validate() checks it)."""
+        for level in LOG_LEVELS:
+            if level == self.log_level.upper():
+                return level
+        raise SettingsError(f"RESEARCH_DESK_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+
     def validate(self) -> "Settings":
         """Return self if the settings can be served; raise SettingsError saying what to fix."""
         # TODO(lesson-9): refuse (SettingsError naming the variable) an unknown transport or log
@@ -324,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="research-desk", description="Serve the research desk over MCP (stdio by default, or Streamable HTTP).",
         epilog="Every setting is also read from a RESEARCH_DESK_* environment variable (see "
                "research_desk.server.Settings); flags win. Logs go to stderr.")
-    parser.add_argument("--transport", choices=TRANSPORTS, type=str.lower, help="stdio or http [RESEARCH_DESK_TRANSPORT]")
+    parser.add_argument("--transport", choices=TRANSPORTS, type=str.lower,
+                        help="stdio or http [RESEARCH_DESK_TRANSPORT]")
     parser.add_argument("--host", help="address to listen on with http [RESEARCH_DESK_HOST]")
     parser.add_argument("--port", type=int, help="port to listen on with http [RESEARCH_DESK_PORT]")
     parser.add_argument("--root", dest="roots", action="append", type=Path, metavar="DIR",

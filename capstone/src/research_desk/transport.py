@@ -347,6 +347,6 @@ async def connect(url: str, *, token: str | None = None, host: str | None = None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if host:
         headers["Host"] = host
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:  # type: ignore[arg-type]
-            yield client
+    async with (httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http,
+                Client(streamable_http_client(url, http_client=http), mode=mode) as client):
+        yield client

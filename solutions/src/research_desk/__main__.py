@@ -82,7 +82,10 @@ class Settings:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: --transport, --host, --port, --root (repeatable), --log-level, --version."""
-    # BEGIN SOLUTION lesson-8: an ArgumentParser for prog PROG with --transport (TRANSPORTS), --host, --port (an int), --root DIR (repeatable), --log-level (LOG_LEVELS, any case) and --version printing "research-desk <version>"; leave every default None so load_settings can tell "not given" apart, and name the matching RESEARCH_DESK_* variable in each help text.
+    # BEGIN SOLUTION lesson-8: an ArgumentParser for prog PROG with --transport (TRANSPORTS),
+    #   --host, --port (an int), --root DIR (repeatable), --log-level (LOG_LEVELS, any case) and
+    #   --version printing "research-desk <version>"; leave every default None so load_settings can
+    #   tell "not given" apart, and name the matching RESEARCH_DESK_* variable in each help text.
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Serve a research workspace over MCP (stdio by default, or Streamable HTTP).",
@@ -92,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transport", choices=TRANSPORTS, type=str.lower,
                         help="how clients connect: stdio (a host starts this command) or http "
                              "[RESEARCH_DESK_TRANSPORT, default: stdio]")
-    parser.add_argument("--host", help="address to listen on with --transport http [RESEARCH_DESK_HOST, default: 127.0.0.1]")
-    parser.add_argument("--port", type=int, help="port to listen on with --transport http [RESEARCH_DESK_PORT, default: 8000]")
+    parser.add_argument("--host", help="address to listen on with --transport http "
+                                       "[RESEARCH_DESK_HOST, default: 127.0.0.1]")
+    parser.add_argument("--port", type=int, help="port to listen on with --transport http "
+                                                 "[RESEARCH_DESK_PORT, default: 8000]")
     parser.add_argument("--root", dest="roots", action="append", type=Path, metavar="DIR",
                         help="a folder whose documents may be served; repeat for several "
                              f"[RESEARCH_DESK_ROOTS, separated by {os.pathsep!r}, default: the current folder]")
@@ -110,7 +115,11 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     A bad value (flag or variable) ends the program the argparse way: usage and a one-line error
     on stderr, exit code 2.
     """
-    # BEGIN SOLUTION lesson-8: parse argv with build_parser(); read RESEARCH_DESK_TRANSPORT, _HOST, _PORT, _ROOTS (split on os.pathsep only) and _LOG_LEVEL (any case) from environ; a flag wins over its variable, a variable over the Settings default; reject a bad variable, a port outside 1-65535 (both ends valid) or a root that is not an existing folder with parser.error() naming the setting.
+    # BEGIN SOLUTION lesson-8: parse argv with build_parser(); read RESEARCH_DESK_TRANSPORT, _HOST,
+    #   _PORT, _ROOTS (split on os.pathsep only) and _LOG_LEVEL (any case) from environ; a flag wins
+    #   over its variable, a variable over the Settings default; reject a bad variable, a port
+    #   outside 1-65535 (both ends valid) or a root that is not an existing folder with
+    #   parser.error() naming the setting.
     parser = build_parser()
     args = parser.parse_args(list(argv))
     env = {key.removeprefix(ENV_PREFIX): value for key, value in environ.items()
@@ -147,7 +156,9 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
 
 def configure_logging(level: str) -> None:
     """Send every log record to stderr at `level`; stdout stays free for the protocol."""
-    # BEGIN SOLUTION lesson-8: replace whatever handlers the root logger has with one stream handler on stderr (never stdout) showing time, level, logger name and message, and set the root level.
+    # BEGIN SOLUTION lesson-8: replace whatever handlers the root logger has with one stream handler
+    #   on stderr (never stdout) showing time, level, logger name and message, and set the root
+    #   level.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -191,7 +202,10 @@ def create_server(settings: Settings) -> "MCPServer":
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the desk: `research-desk [options]`. Returns the exit code."""
-    # BEGIN SOLUTION lesson-8: load the settings (argv defaults to sys.argv[1:], the environment to os.environ), configure logging, build the server, log one INFO line saying what is served (version, transport, roots), then run it over stdio or Streamable HTTP (host and port); print nothing.
+    # BEGIN SOLUTION lesson-8: load the settings (argv defaults to sys.argv[1:], the environment to
+    #   os.environ), configure logging, build the server, log one INFO line saying what is served
+    #   (version, transport, roots), then run it over stdio or Streamable HTTP (host and port);
+    #   print nothing.
     settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
     configure_logging(settings.log_level)
     server = create_server(settings)

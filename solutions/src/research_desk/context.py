@@ -90,7 +90,10 @@ async def open_desk(root: Path) -> AsyncIterator[DeskState]:
     gets a fresh `instance_id`, and the index is closed however the block ends, an exception
     included.
     """
-    # BEGIN SOLUTION lesson-1: refuse a root that is not a folder with StartupError (name it), index every document into an in-memory SQLite table `documents(name, title, words)` as load_document() reads it, yield a DeskState with a fresh instance_id, and close the index however the block ends.
+    # BEGIN SOLUTION lesson-1: refuse a root that is not a folder with StartupError (name it), index
+    #   every document into an in-memory SQLite table `documents(name, title, words)` as
+    #   load_document() reads it, yield a DeskState with a fresh instance_id, and close the index
+    #   however the block ends.
     root = Path(root)
     if not root.is_dir():
         raise StartupError(f"the workspace folder {root} does not exist; create it or set RESEARCH_DESK_ROOT")
@@ -114,7 +117,9 @@ async def desk_info(ctx: Context[DeskState]) -> DeskInfo:
     Counts this request on the shared state. The client's name may be missing (None); whether it
     can sample is whether it declared the sampling capability, in either protocol era.
     """
-    # BEGIN SOLUTION lesson-1: take the DeskState from the request context, count this request, and fill in a DeskInfo from ctx (request id, protocol version, the client's name and whether it declared sampling).
+    # BEGIN SOLUTION lesson-1: take the DeskState from the request context, count this request, and
+    #   fill in a DeskInfo from ctx (request id, protocol version, the client's name and whether it
+    #   declared sampling).
     state = ctx.request_context.lifespan_context
     state.requests_served += 1
     params = ctx.session.client_params
@@ -136,7 +141,8 @@ async def list_documents(ctx: Context[DeskState]) -> list[str]:
 
     The index is a snapshot taken at startup: a file written later is not listed.
     """
-    # BEGIN SOLUTION lesson-1: answer from the index the lifespan opened (never rescan the folder here).
+    # BEGIN SOLUTION lesson-1: answer from the index the lifespan opened (never rescan the folder
+    #   here).
     return ctx.request_context.lifespan_context.document_names()
     # END SOLUTION
 
@@ -148,7 +154,8 @@ async def read_document(name: str, ctx: Context[DeskState]) -> str:
     written after startup, an image) is a `ToolError` that names it and never carries the
     file's content, whatever is on the disk.
     """
-    # BEGIN SOLUTION lesson-1: read only names that are in the index (as UTF-8); for any other name raise ToolError with a message that names it, so the model can correct itself.
+    # BEGIN SOLUTION lesson-1: read only names that are in the index (as UTF-8); for any other name
+    #   raise ToolError with a message that names it, so the model can correct itself.
     state = ctx.request_context.lifespan_context
     if not state.has_document(name):
         raise ToolError(f"no document named {name!r}; call list_documents to see what exists")
@@ -159,7 +166,8 @@ async def read_document(name: str, ctx: Context[DeskState]) -> str:
 def register(server: MCPServer) -> None:
     """Add this lesson's tools to `server`: each with a human title, its docstring as description,
     a read-only annotation, and `ctx` kept out of its input schema (the SDK injects it)."""
-    # BEGIN SOLUTION lesson-1: register desk_info, list_documents and read_document as tools, each with a human title and a read-only annotation.
+    # BEGIN SOLUTION lesson-1: register desk_info, list_documents and read_document as tools, each
+    #   with a human title and a read-only annotation.
     read_only = ToolAnnotations(read_only_hint=True)
     server.tool(title="Desk info", annotations=read_only)(desk_info)
     server.tool(title="List documents", annotations=read_only)(list_documents)

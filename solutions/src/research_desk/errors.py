@@ -78,7 +78,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
@@ -108,7 +108,10 @@ RECEIPT_SECONDS = 24 * 3600  # how long a receipt is kept: a "retry" a day later
 # The argument types every tool uses. Their constraints become the input schema, so the client
 # (and the model) sees the limits before it calls, and the SDK rejects a bad value before any
 # of our code runs, with a message that names the field and the limit.
-# BEGIN SOLUTION lesson-7: constrain every argument at the edge with pydantic Field limits (lengths in characters from the MAX_* constants, 1 <= limit <= MAX_LIMIT, note ids of at most 64 characters, an idempotency key of 8-64 letters, digits, '-' or '_', a non-empty list of at most MAX_EXPORT_DOCUMENTS document names); a value exactly at a limit is allowed.
+# BEGIN SOLUTION lesson-7: constrain every argument at the edge with pydantic Field limits (lengths
+#   in characters from the MAX_* constants, 1 <= limit <= MAX_LIMIT, note ids of at most 64
+#   characters, an idempotency key of 8-64 letters, digits, '-' or '_', a non-empty list of at most
+#   MAX_EXPORT_DOCUMENTS document names); a value exactly at a limit is allowed.
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Words to look for")]
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many hits to return at most")]
 DocName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS,
@@ -317,7 +320,10 @@ class ErrorDesk:
 
     async def search(self, query: str, limit: int) -> SearchAnswer:
         """Ask the search service; when it is down or too slow, answer from titles, labelled."""
-        # BEGIN SOLUTION lesson-7: ask the backend under a backend_timeout deadline and return at most `limit` of its hits; on an outage (OUTAGES, a timeout, or no backend at all) answer from title_matches() with source "local-titles", degraded=True and a notice saying why; let any other exception propagate.
+        # BEGIN SOLUTION lesson-7: ask the backend under a backend_timeout deadline and return at
+        #   most `limit` of its hits; on an outage (OUTAGES, a timeout, or no backend at all) answer
+        #   from title_matches() with source "local-titles", degraded=True and a notice saying why;
+        #   let any other exception propagate.
         if self.backend is not None:
             try:
                 with anyio.fail_after(self.backend_timeout):
@@ -336,7 +342,10 @@ class ErrorDesk:
 
     def read(self, name: str) -> str:
         """The text of one document, by the name `search_documents` gives."""
-        # BEGIN SOLUTION lesson-7: serve only names that are documents of this workspace (documents.document_path tells without scanning the whole folder: no '..', absolute path, link leading out, hidden or non-document file); for any other name raise ToolError that names it and tells the model how to find valid names.
+        # BEGIN SOLUTION lesson-7: serve only names that are documents of this workspace
+        #   (documents.document_path tells without scanning the whole folder: no '..', absolute
+        #   path, link leading out, hidden or non-document file); for any other name raise ToolError
+        #   that names it and tells the model how to find valid names.
         path = document_path(self.root, name)
         if path is None:
             raise ToolError(f"there is no document named {name!r}; use search_documents to find valid names")
@@ -345,7 +354,12 @@ class ErrorDesk:
 
     async def save_note(self, title: str, body: str, key: str) -> NoteReceipt:
         """Save a note exactly once per idempotency key, however often the call is retried."""
-        # BEGIN SOLUTION lesson-7: one key, one note: hold the key's lock (key_lock), return the stored receipt when the key was already used with the same title and body (receipts.find), raise MCPError(INVALID_PARAMS, data naming the key) when it was used for different ones; refuse a new note with a ToolError that says the limit and how to make room when the desk already holds max_notes; otherwise wait write_seconds (the remote write), then store the note and its receipt (receipts.keep) together.
+        # BEGIN SOLUTION lesson-7: one key, one note: hold the key's lock (key_lock), return the
+        #   stored receipt when the key was already used with the same title and body
+        #   (receipts.find), raise MCPError(INVALID_PARAMS, data naming the key) when it was used
+        #   for different ones; refuse a new note with a ToolError that says the limit and how to
+        #   make room when the desk already holds max_notes; otherwise wait write_seconds (the
+        #   remote write), then store the note and its receipt (receipts.keep) together.
         fingerprint = self.fingerprint(title, body)
         async with self.key_lock(key):
             stored = self.receipts.find(key)
@@ -361,7 +375,7 @@ class ErrorDesk:
             await anyio.sleep(self.write_seconds)
             note = Note(id=uuid.uuid4().hex, title=title, body=body)
             receipt = NoteReceipt(note_id=note.id, title=title,
-                                  saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                  saved_at=datetime.now(UTC).isoformat(timespec="seconds"))
             self.notes[note.id] = note      # the effect and its receipt, with no await in between
             self.receipts.keep(key, fingerprint, receipt)
             return receipt
@@ -369,7 +383,12 @@ class ErrorDesk:
 
     async def export(self, names: list[str]) -> ExportReceipt:
         """Bundle documents into one file, one step per document; a cancelled export leaves nothing."""
-        # BEGIN SOLUTION lesson-7: refuse unknown names with ToolError before doing anything; open the bundle with start_bundle (it refuses a linked exports folder) and record a Job in self.jobs; append one document per step (sleep step_seconds, then append_document, counting job.done), doing every file access on a worker thread; on success publish the bundle and mark the job finished; if cancelled or failed mark the job so, re-raise, and in a finally discard the unpublished bundle and append the job id to self.cleanups.
+        # BEGIN SOLUTION lesson-7: refuse unknown names with ToolError before doing anything; open
+        #   the bundle with start_bundle (it refuses a linked exports folder) and record a Job in
+        #   self.jobs; append one document per step (sleep step_seconds, then append_document,
+        #   counting job.done), doing every file access on a worker thread; on success publish the
+        #   bundle and mark the job finished; if cancelled or failed mark the job so, re-raise, and
+        #   in a finally discard the unpublished bundle and append the job id to self.cleanups.
         known = set(await anyio.to_thread.run_sync(self.document_names))
         unknown = [name for name in names if name not in known]
         if unknown:
@@ -408,7 +427,10 @@ def sanitised(tool: ToolFn) -> ToolFn:
     client), and so does cancellation. Anything else is logged here, with its traceback,
     under a fresh incident id, and the model reads only that id.
     """
-    # BEGIN SOLUTION lesson-7: keep the tool's signature (functools.wraps); let ToolError, MCPError and cancellation through; turn any other exception into a ToolError that says "incident <id>" and nothing of the original text, and log the exception with its traceback and the same id.
+    # BEGIN SOLUTION lesson-7: keep the tool's signature (functools.wraps); let ToolError, MCPError
+    #   and cancellation through; turn any other exception into a ToolError that says "incident
+    #   <id>" and nothing of the original text, and log the exception with its traceback and the
+    #   same id.
     @functools.wraps(tool)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -429,7 +451,10 @@ def sanitised(tool: ToolFn) -> ToolFn:
 
 # What each tool tells the client about its effects, so a host knows what it may retry or must
 # confirm. Defaults when a hint is missing: not read-only, destructive, not idempotent, open world.
-# BEGIN SOLUTION lesson-7: annotate every tool truthfully: the two readers are read-only (only search talks to the outside world); save_note changes state but is idempotent (the key) and not destructive; delete_note is destructive and idempotent; export_bundle writes but destroys nothing.
+# BEGIN SOLUTION lesson-7: annotate every tool truthfully: the two readers are read-only (only
+#   search talks to the outside world); save_note changes state but is idempotent (the key) and not
+#   destructive; delete_note is destructive and idempotent; export_bundle writes but destroys
+#   nothing.
 ANNOTATIONS: dict[str, ToolAnnotations] = {
     "search_documents": ToolAnnotations(read_only_hint=True, open_world_hint=True),
     "read_document": ToolAnnotations(read_only_hint=True, open_world_hint=False),

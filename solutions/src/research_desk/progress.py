@@ -57,7 +57,11 @@ async def index_folder(root: Path, ctx: Context, *, pace: float = 0.0) -> IndexS
     indexed. A client that asked for no progress gets no notifications, and the result is the
     same either way. `pace` seconds are waited after each document (a demo knob: 0 in tests).
     """
-    # BEGIN SOLUTION lesson-3: find every document first (that is the total), then load them one by one, touching the disk only on a worker thread (anyio.to_thread.run_sync); after each, report absolute progress (done so far, the total, a message naming the document), and wait `pace` seconds when pace > 0. Log a one-line summary with the standard logging module. Send nothing when the caller asked for no progress.
+    # BEGIN SOLUTION lesson-3: find every document first (that is the total), then load them one by
+    #   one, touching the disk only on a worker thread (anyio.to_thread.run_sync); after each,
+    #   report absolute progress (done so far, the total, a message naming the document), and wait
+    #   `pace` seconds when pace > 0. Log a one-line summary with the standard logging module. Send
+    #   nothing when the caller asked for no progress.
     paths = await anyio.to_thread.run_sync(scan_documents, root)   # disk work on a worker thread, off the loop
     total = len(paths)
     log.debug("indexing %d documents under %s", total, root)
@@ -123,7 +127,9 @@ def configure_logging(level: str = "INFO") -> logging.Logger:
     Stdout stays untouched (it is the stdio transport's wire). Calling this again must not add
     a second handler, or every line would be printed twice.
     """
-    # BEGIN SOLUTION lesson-3: give the `research_desk` logger its own handler writing to stderr (timestamp, level, logger name, message) at `level`, without relying on the root logger (MCPServer may have configured it already), and never add the handler twice.
+    # BEGIN SOLUTION lesson-3: give the `research_desk` logger its own handler writing to stderr
+    #   (timestamp, level, logger name, message) at `level`, without relying on the root logger
+    #   (MCPServer may have configured it already), and never add the handler twice.
     package = logging.getLogger("research_desk")
     package.setLevel(level.upper())
     if not any(handler.get_name() == _HANDLER_NAME for handler in package.handlers):
@@ -161,7 +167,10 @@ class ProgressBar:
         Notifications may arrive late or out of order (over a real transport each callback runs
         as its own task), so one that does not move forward is ignored.
         """
-        # BEGIN SOLUTION lesson-3: ignore (return False) a notification that does not move past the progress already shown; otherwise remember the progress, the total (keep the last known one when a notification has none) and the message (keep the last one when it has none), count the update and return True.
+        # BEGIN SOLUTION lesson-3: ignore (return False) a notification that does not move past the
+        #   progress already shown; otherwise remember the progress, the total (keep the last known
+        #   one when a notification has none) and the message (keep the last one when it has none),
+        #   count the update and return True.
         if self.updates and progress <= self.progress:
             return False
         self.progress = progress
@@ -187,7 +196,8 @@ class ProgressBar:
         Without a known total there is nothing to draw: show the label, the progress so far
         and the message. Numbers are written with the `g` format (3, not 3.0).
         """
-        # BEGIN SOLUTION lesson-3: build the line the docstring describes from the fraction, the progress, the total and the message.
+        # BEGIN SOLUTION lesson-3: build the line the docstring describes from the fraction, the
+        #   progress, the total and the message.
         fraction = self.fraction
         if fraction is None:
             parts = [self.label, f"{self.progress:g} done", self.message]

@@ -91,7 +91,11 @@ def to_path(value: PathLike) -> Path:
     Raises PathRejected, with a reason, for input no file system should see: NUL bytes,
     over-long paths or names, URIs that are not local `file://` URIs. Does not resolve.
     """
-    # BEGIN SOLUTION lesson-4: refuse NUL bytes; decode a file:// URI (local host only, percent-encoding decoded exactly once, no query or fragment) and refuse any other scheme; refuse paths over MAX_PATH_BYTES and names over MAX_NAME_BYTES (UTF-8 bytes of the path as sent, a URI's once decoded; exactly the limit is fine); plain paths are taken literally, never decoded. Raise PathRejected with a reason each time.
+    # BEGIN SOLUTION lesson-4: refuse NUL bytes; decode a file:// URI (local host only,
+    #   percent-encoding decoded exactly once, no query or fragment) and refuse any other scheme;
+    #   refuse paths over MAX_PATH_BYTES and names over MAX_NAME_BYTES (UTF-8 bytes of the path as
+    #   sent, a URI's once decoded; exactly the limit is fine); plain paths are taken literally,
+    #   never decoded. Raise PathRejected with a reason each time.
     text = os.fspath(value)
     if not isinstance(text, str):
         raise PathRejected("paths must be text, not bytes")
@@ -135,7 +139,11 @@ def is_path_allowed(path: PathLike, roots: Sequence[PathLike]) -> bool:
     `path` and each root may be a plain path or a `file://` URI; a relative `path` is anchored at
     the first root. Never raises: anything malformed or unresolvable is simply not allowed.
     """
-    # BEGIN SOLUTION lesson-4: convert the roots and the path with to_path, anchor a relative path at the first root (with several roots, still the first), resolve everything (symbolic links and `..` included), and compare resolved paths as paths, never as strings, with every root; no roots, a refused input or an unresolvable one (a link loop) is not allowed (return False, do not raise).
+    # BEGIN SOLUTION lesson-4: convert the roots and the path with to_path, anchor a relative path
+    #   at the first root (with several roots, still the first), resolve everything (symbolic links
+    #   and `..` included), and compare resolved paths as paths, never as strings, with every root;
+    #   no roots, a refused input or an unresolvable one (a link loop) is not allowed (return False,
+    #   do not raise).
     try:
         bases = [to_path(root).resolve() for root in roots]
         if not bases:
@@ -179,7 +187,10 @@ def narrow_roots(configured: Sequence[Path], offered: Sequence[str]) -> list[Pat
     """The roots one request may use: the configured (resolved) roots, narrowed by what the client
     offered (its `file://` root URIs). An empty offer leaves the configuration as it is; an offer
     can only ever take folders away, never add one."""
-    # BEGIN SOLUTION lesson-4: with no offer, return the configured roots; otherwise keep only the folders both sides allow (an offered root inside a configured one, or a configured root inside an offered one), judged on resolved paths, in the client's order; skip offered roots that to_path refuses or that are not absolute.
+    # BEGIN SOLUTION lesson-4: with no offer, return the configured roots; otherwise keep only the
+    #   folders both sides allow (an offered root inside a configured one, or a configured root
+    #   inside an offered one), judged on resolved paths, in the client's order; skip offered roots
+    #   that to_path refuses or that are not absolute.
     if not offered:
         return list(configured)
     kept: list[Path] = []
@@ -202,7 +213,10 @@ def narrow_roots(configured: Sequence[Path], offered: Sequence[str]) -> list[Pat
 
 async def offered_roots(ctx: Context) -> ListRootsResult | ListRoots:
     """Resolver: the client's roots, if this client should be asked; otherwise an empty offer."""
-    # BEGIN SOLUTION lesson-4: ask (return ListRoots()) only a legacy client, one whose protocol version is older than 2026-07-28, that declared the roots capability; every other client gets an empty ListRootsResult, so the configuration applies and no capability error (-32021) or deprecated round trip happens.
+    # BEGIN SOLUTION lesson-4: ask (return ListRoots()) only a legacy client, one whose protocol
+    #   version is older than 2026-07-28, that declared the roots capability; every other client
+    #   gets an empty ListRootsResult, so the configuration applies and no capability error (-32021)
+    #   or deprecated round trip happens.
     version = ctx.protocol_version
     capabilities = ctx.client_capabilities
     if version is not None and version < MODERN and capabilities is not None and capabilities.roots is not None:
@@ -235,7 +249,9 @@ def list_files(path: str, roots: Sequence[Path]) -> list[str]:
 
 def read_file(path: str, roots: Sequence[Path]) -> str:
     """The text of one file inside the roots."""
-    # BEGIN SOLUTION lesson-4: pass the path through resolve_allowed before anything touches the disk, and only then tell "no such file" or "is a folder" apart (ToolError, saying which); read the text as UTF-8, replacing each undecodable byte with U+FFFD.
+    # BEGIN SOLUTION lesson-4: pass the path through resolve_allowed before anything touches the
+    #   disk, and only then tell "no such file" or "is a folder" apart (ToolError, saying which);
+    #   read the text as UTF-8, replacing each undecodable byte with U+FFFD.
     real = resolve_allowed(path, roots)
     if real.is_dir():
         raise ToolError(f"{shown(path)} is a folder; use list_files")
@@ -260,7 +276,13 @@ def search_files(query: str, path: str, roots: Sequence[Path], limit: int = MAX_
     the roots live on the server: relative to the first root (`notes/plan.md`) when it lies there,
     otherwise under the folder as the client named it.
     """
-    # BEGIN SOLUTION lesson-4: refuse a blank query (ToolError); open the folder through resolve_allowed; walk its documents with scan_documents, skipping every file is_path_allowed refuses (a link inside the folder may point out of the roots); collect matching lines case-insensitively, numbered from 1 and stripped of surrounding spaces, and stop at `limit` hits. Name each file relative to the first root (resolved) when it lies there, else as the folder the client named (to_path) joined with the file's path below the folder: never the server's absolute path.
+    # BEGIN SOLUTION lesson-4: refuse a blank query (ToolError); open the folder through
+    #   resolve_allowed; walk its documents with scan_documents, skipping every file is_path_allowed
+    #   refuses (a link inside the folder may point out of the roots); collect matching lines
+    #   case-insensitively, numbered from 1 and stripped of surrounding spaces, and stop at `limit`
+    #   hits. Name each file relative to the first root (resolved) when it lies there, else as the
+    #   folder the client named (to_path) joined with the file's path below the folder: never the
+    #   server's absolute path.
     if not query.strip():
         raise ToolError("the query is empty; give a word or phrase to look for")
     folder = resolve_allowed(path, roots)

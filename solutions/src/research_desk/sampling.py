@@ -118,7 +118,10 @@ def summary_request(text: str, max_words: int) -> Sample:
     that builds it runs again on every round, and a request that renders differently looks
     like a new question (the client is asked again, round after round).
     """
-    # BEGIN SOLUTION lesson-2: one user message holding the instruction (with the word limit) and the passage verbatim, SUMMARY_SYSTEM_PROMPT, a max_tokens budget sized for max_words (not a blanket maximum), and model preferences that hint at small models and favour cost and speed over intelligence. Nothing that changes between calls.
+    # BEGIN SOLUTION lesson-2: one user message holding the instruction (with the word limit) and
+    #   the passage verbatim, SUMMARY_SYSTEM_PROMPT, a max_tokens budget sized for max_words (not a
+    #   blanket maximum), and model preferences that hint at small models and favour cost and speed
+    #   over intelligence. Nothing that changes between calls.
     prompt = f"Summarise the document below in at most {max_words} words.\n\n<document>\n{text}\n</document>"
     return Sample(
         [SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
@@ -137,7 +140,9 @@ def summary_request(text: str, max_words: int) -> Sample:
 
 async def ask_for_summary(text: str, max_words: int, ctx: Context) -> CreateMessageResult | Sample:
     """Resolver: ask the client's model for a summary, or fall back when the client cannot sample."""
-    # BEGIN SOLUTION lesson-2: if the client did not declare the sampling capability, return a finished CreateMessageResult holding extractive_summary() labelled with FALLBACK_MODEL; otherwise return summary_request().
+    # BEGIN SOLUTION lesson-2: if the client did not declare the sampling capability, return a
+    #   finished CreateMessageResult holding extractive_summary() labelled with FALLBACK_MODEL;
+    #   otherwise return summary_request().
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.sampling is None:
         return CreateMessageResult(
@@ -152,7 +157,9 @@ async def ask_for_summary(text: str, max_words: int, ctx: Context) -> CreateMess
 
 def summary_from_reply(reply: CreateMessageResult) -> Summary:
     """Turn the client's reply into a `Summary`, refusing replies that hold no summary."""
-    # BEGIN SOLUTION lesson-2: accept only non-empty text content; for anything else raise ToolError naming the model and what it sent. Mark the summary as a fallback when the reply came from FALLBACK_MODEL.
+    # BEGIN SOLUTION lesson-2: accept only non-empty text content; for anything else raise ToolError
+    #   naming the model and what it sent. Mark the summary as a fallback when the reply came from
+    #   FALLBACK_MODEL.
     content = reply.content
     if content.type != "text":
         raise ToolError(f"the client's model {reply.model!r} replied with {content.type} content, not a text summary")
@@ -164,7 +171,9 @@ def summary_from_reply(reply: CreateMessageResult) -> Summary:
 
 def confirm_large_document(name: str, words: int, limit: int, ctx: Context) -> GoAhead | Elicit[GoAhead]:
     """Resolver logic: may the desk send a `words`-word document to the client's model?"""
-    # BEGIN SOLUTION lesson-2: documents up to `limit` words need no question; above it, ask the user with Elicit (a message naming the document and its word count) when the client declared elicitation, and answer "do not proceed" when it cannot ask.
+    # BEGIN SOLUTION lesson-2: documents up to `limit` words need no question; above it, ask the
+    #   user with Elicit (a message naming the document and its word count) when the client declared
+    #   elicitation, and answer "do not proceed" when it cannot ask.
     if words <= limit:
         return GoAhead(proceed=True)
     capabilities = ctx.client_capabilities
@@ -210,7 +219,8 @@ def document_summariser(root: Path, limit: int = LARGE_DOCUMENT_WORDS) -> Callab
     def document_text(name: str) -> str:
         return read_workspace_document(root, name)
 
-    async def go_ahead(name: str, text: Annotated[str, Resolve(document_text)], ctx: Context) -> GoAhead | Elicit[GoAhead]:
+    async def go_ahead(name: str, text: Annotated[str, Resolve(document_text)],
+                       ctx: Context) -> GoAhead | Elicit[GoAhead]:
         return confirm_large_document(name, len(text.split()), limit, ctx)
 
     async def ask(
@@ -241,7 +251,9 @@ def document_summariser(root: Path, limit: int = LARGE_DOCUMENT_WORDS) -> Callab
 def register(server: MCPServer, *, root: Path | str | None = None,
              large_document_words: int = LARGE_DOCUMENT_WORDS) -> None:
     """Add `summarise` to `server`, and `summarise_document` over `root` when a root is given."""
-    # BEGIN SOLUTION lesson-2: register summarise (always) and document_summariser(root, large_document_words) (only with a root), each with a human title and a read-only annotation.
+    # BEGIN SOLUTION lesson-2: register summarise (always) and document_summariser(root,
+    #   large_document_words) (only with a root), each with a human title and a read-only
+    #   annotation.
     read_only = ToolAnnotations(read_only_hint=True)
     server.tool(title="Summarise a passage", annotations=read_only)(summarise)
     if root is not None:
@@ -288,12 +300,16 @@ class ChatModel(Protocol):
     async def complete(self, prompt: Prompt) -> Completion: ...
 
 
-SamplingCallback = Callable[[ClientRequestContext, CreateMessageRequestParams], Awaitable[CreateMessageResult | ErrorData]]
+SamplingCallback = Callable[[ClientRequestContext, CreateMessageRequestParams],
+                            Awaitable[CreateMessageResult | ErrorData]]
 
 
 def prompt_from_request(params: CreateMessageRequestParams) -> Prompt:
     """Translate the server's sampling request into a `Prompt` for the client's model."""
-    # BEGIN SOLUTION lesson-2: keep the system prompt, every message as (role, its text blocks joined by newlines), max_tokens, temperature, stop sequences and the names of the model hints in order. A message with no text at all cannot be sent to a text model: raise ModelError.
+    # BEGIN SOLUTION lesson-2: keep the system prompt, every message as (role, its text blocks
+    #   joined by newlines), max_tokens, temperature, stop sequences and the names of the model
+    #   hints in order. A message with no text at all cannot be sent to a text model: raise
+    #   ModelError.
     turns: list[tuple[str, str]] = []
     for number, message in enumerate(params.messages, start=1):
         texts = [block.text for block in message.content_as_list if block.type == "text"]
@@ -315,7 +331,11 @@ def prompt_from_request(params: CreateMessageRequestParams) -> Prompt:
 
 def make_sampling_callback(model: ChatModel) -> SamplingCallback:
     """The client's `sampling_callback`: answer each sampling request with `model`."""
-    # BEGIN SOLUTION lesson-2: return an async callback (context, params) that completes prompt_from_request(params) with the model and replies with an assistant CreateMessageResult (text, the model that answered, its stop reason). If the request or the model fails, reply with ErrorData (INTERNAL_ERROR) whose message names the model and says why, instead of raising.
+    # BEGIN SOLUTION lesson-2: return an async callback (context, params) that completes
+    #   prompt_from_request(params) with the model and replies with an assistant CreateMessageResult
+    #   (text, the model that answered, its stop reason). If the request or the model fails, reply
+    #   with ErrorData (INTERNAL_ERROR) whose message names the model and says why, instead of
+    #   raising.
     async def sampling_callback(context: ClientRequestContext,
                                 params: CreateMessageRequestParams) -> CreateMessageResult | ErrorData:
         try:
@@ -334,10 +354,12 @@ def make_sampling_callback(model: ChatModel) -> SamplingCallback:
     # END SOLUTION
 
 
-_STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have in into is it its of on or that the their this to was "
-    "were which with will would can not no so than then there these they those we you your our".split()
-)
+_STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "in",
+    "into", "is", "it", "its", "of", "on", "or", "that", "the", "their", "this", "to", "was",
+    "were", "which", "with", "will", "would", "can", "not", "no", "so", "than", "then", "there",
+    "these", "they", "those", "we", "you", "your", "our"
+})
 
 
 class OfflineModel:

@@ -74,6 +74,7 @@ What `course check 9` holds you to (the notebook's specification table names the
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -84,7 +85,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import anyio
@@ -102,7 +103,8 @@ log = logging.getLogger("research_desk.server")
 
 ENV_PREFIX = "RESEARCH_DESK_"
 TRANSPORTS = ("stdio", "http")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://127.0.0.1:*", "http://localhost", "http://localhost:*")
 DEFAULT_MAX_BODY_BYTES = transport.DEFAULT_MAX_BODY_BYTES   # (a Settings field is called `transport`)
@@ -234,7 +236,12 @@ class Settings:
         variable for a value that cannot be used (see `validate`).
         """
         env = os.environ if environ is None else environ
-        # BEGIN SOLUTION lesson-9: for every field, read its variable (env_name), stripped, and convert the text to the field's type: tuples are comma-separated (roots: os.pathsep-separated, with RESEARCH_DESK_ROOT as a one-folder fallback), skipping empty items; booleans accept 1/0, true/false, yes/no, on/off in any case; unset or blank keeps the default. A value that does not convert is a SettingsError naming the variable. Finish with validate().
+        # BEGIN SOLUTION lesson-9: for every field, read its variable (env_name), stripped, and
+        #   convert the text to the field's type: tuples are comma-separated (roots:
+        #   os.pathsep-separated, with RESEARCH_DESK_ROOT as a one-folder fallback), skipping empty
+        #   items; booleans accept 1/0, true/false, yes/no, on/off in any case; unset or blank keeps
+        #   the default. A value that does not convert is a SettingsError naming the variable.
+        #   Finish with validate().
         values: dict[str, Any] = {}
         for spec in fields(cls):
             name = cls.env_name(spec.name)
@@ -262,9 +269,21 @@ class Settings:
         return cls(**values).validate()
         # END SOLUTION
 
+    @property
+    def level(self) -> LogLevel:
+        """The log level as the SDK and `logging` name it (any case is accepted; validate() checks it)."""
+        for level in LOG_LEVELS:
+            if level == self.log_level.upper():
+                return level
+        raise SettingsError(f"RESEARCH_DESK_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+
     def validate(self) -> "Settings":
         """Return self if the settings can be served; raise SettingsError saying what to fix."""
-        # BEGIN SOLUTION lesson-9: refuse (SettingsError naming the variable) an unknown transport or log level, a port outside 1-65535, no roots or any root that is not a folder, state keys the SDK would not accept, a replica name scaling would not accept, and HTTP reachable from outside this machine (a non-loopback host or public URL: see `exposed`) with no token unless allow_anonymous is set; return self.
+        # BEGIN SOLUTION lesson-9: refuse (SettingsError naming the variable) an unknown transport
+        #   or log level, a port outside 1-65535, no roots or any root that is not a folder, state
+        #   keys the SDK would not accept, a replica name scaling would not accept, and HTTP
+        #   reachable from outside this machine (a non-loopback host or public URL: see `exposed`)
+        #   with no token unless allow_anonymous is set; return self.
         if self.transport not in TRANSPORTS:
             raise SettingsError(f"RESEARCH_DESK_TRANSPORT={self.transport!r} is not one of {', '.join(TRANSPORTS)}")
         if self.log_level.upper() not in LOG_LEVELS:
@@ -362,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="research-desk", description="Serve the research desk over MCP (stdio by default, or Streamable HTTP).",
         epilog="Every setting is also read from a RESEARCH_DESK_* environment variable (see "
                "research_desk.server.Settings); flags win. Logs go to stderr.")
-    parser.add_argument("--transport", choices=TRANSPORTS, type=str.lower, help="stdio or http [RESEARCH_DESK_TRANSPORT]")
+    parser.add_argument("--transport", choices=TRANSPORTS, type=str.lower,
+                        help="stdio or http [RESEARCH_DESK_TRANSPORT]")
     parser.add_argument("--host", help="address to listen on with http [RESEARCH_DESK_HOST]")
     parser.add_argument("--port", type=int, help="port to listen on with http [RESEARCH_DESK_PORT]")
     parser.add_argument("--root", dest="roots", action="append", type=Path, metavar="DIR",
@@ -690,7 +710,10 @@ def desk_lifespan(workspace: Path, bus: SubscriptionBus) -> Callable[[MCPServer]
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[DeskState]:
-        # BEGIN SOLUTION lesson-9: for as long as the server runs, keep the bus connected (only a bus that is an async context manager needs it: Redis) and lesson 1's document index open, and yield the index's DeskState (the tools of lesson 1 read it); close both however the server stops.
+        # BEGIN SOLUTION lesson-9: for as long as the server runs, keep the bus connected (only a
+        #   bus that is an async context manager needs it: Redis) and lesson 1's document index
+        #   open, and yield the index's DeskState (the tools of lesson 1 read it); close both
+        #   however the server stops.
         async with AsyncExitStack() as stack:
             if hasattr(bus, "__aenter__"):
                 await stack.enter_async_context(bus)  # type: ignore[arg-type]
@@ -706,7 +729,12 @@ def desk_lifespan(workspace: Path, bus: SubscriptionBus) -> Callable[[MCPServer]
 def register_tools(server: MCPServer, settings: Settings) -> None:
     """Add every lesson's tools to `server`, each confined to the configured roots."""
     workspace = settings.workspace
-    # BEGIN SOLUTION lesson-9: register lesson 1's tools (then drop its read_document: lesson 7's sanitised one replaces it), lesson 2's summarisers over the workspace (with the large-document limit), lesson 3's indexer over the workspace (with its pace), lesson 4's file tools over the configured roots, lesson 6's tools for this replica, and lesson 7's tools over an ErrorDesk of the workspace whose backend is a WorkspaceSearch of the workspace, waiting at most search_timeout.
+    # BEGIN SOLUTION lesson-9: register lesson 1's tools (then drop its read_document: lesson 7's
+    #   sanitised one replaces it), lesson 2's summarisers over the workspace (with the
+    #   large-document limit), lesson 3's indexer over the workspace (with its pace), lesson 4's
+    #   file tools over the configured roots, lesson 6's tools for this replica, and lesson 7's
+    #   tools over an ErrorDesk of the workspace whose backend is a WorkspaceSearch of the
+    #   workspace, waiting at most search_timeout.
     context.register(server)
     server.remove_tool("read_document")
     sampling.register(server, root=workspace, large_document_words=settings.large_document_words)
@@ -722,11 +750,15 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     """The desk's MCPServer for `settings`. `http=False` (stdio) leaves HTTP-only parts out: bearer
     auth and /health belong to the HTTP app, since a stdio server is spawned by its only client."""
     bus = make_bus(settings)
-    # BEGIN SOLUTION lesson-9: build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk lifespan, the log level, lesson 6's request-state policy from the state keys, `bus` as its subscription bus and honest_capabilities as its middleware; over HTTP with a token, add lesson 5's bearer auth for the public URL and the issuer (if any). Register every tool, then (over HTTP) lesson 5's /health route.
+    # BEGIN SOLUTION lesson-9: build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS,
+    #   the desk lifespan, the log level, lesson 6's request-state policy from the state keys, `bus`
+    #   as its subscription bus and honest_capabilities as its middleware; over HTTP with a token,
+    #   add lesson 5's bearer auth for the public URL and the issuer (if any). Register every tool,
+    #   then (over HTTP) lesson 5's /health route.
     auth = (transport.auth_options(settings.token, resource_url=settings.resource_url, issuer_url=settings.issuer)
             if http and settings.token else {})
     server = MCPServer(
-        SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.log_level.upper(),
+        SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.level,
         lifespan=desk_lifespan(settings.workspace, bus),
         request_state_security=scaling.state_security_from_env({scaling.STATE_KEYS_ENV: ",".join(settings.state_keys)}),
         subscriptions=bus, middleware=[honest_capabilities], **auth)
@@ -743,13 +775,20 @@ def create_http_app(settings: Settings) -> Any:
     that still stops a call its client abandons (`CancelOnDisconnect`). Without a token, it answers
     this machine only (`LoopbackOnly`)."""
     server = create_server(settings, http=True)
-    # BEGIN SOLUTION lesson-9: build lesson 5's app (allowed hosts and origins, body limit, stateless switch) and wrap it so every legacy session id names this replica (lesson 6): that is the streaming app. Unless stream_all is set, also build lesson 5's JSON-response twin with the same settings, wrapped in CancelOnDisconnect (the JSON mode never notices a client that hangs up), and route between the two with StreamOnlyWhereNeeded (STREAMING_TOOLS stream). Without a token (and unless anonymous serving is allowed), wrap the whole thing in LoopbackOnly.
-    options = dict(allowed_hosts=settings.hosts, allowed_origins=settings.origins,
-                   max_body_bytes=settings.max_body_bytes, stateless=settings.stateless)
-    app = transport.create_app(server, **options)
+    # BEGIN SOLUTION lesson-9: build lesson 5's app (allowed hosts and origins, body limit,
+    #   stateless switch) and wrap it so every legacy session id names this replica (lesson 6): that
+    #   is the streaming app. Unless stream_all is set, also build lesson 5's JSON-response twin
+    #   with the same settings, wrapped in CancelOnDisconnect (the JSON mode never notices a client
+    #   that hangs up), and route between the two with StreamOnlyWhereNeeded (STREAMING_TOOLS
+    #   stream). Without a token (and unless anonymous serving is allowed), wrap the whole thing in
+    #   LoopbackOnly.
+    make_app = functools.partial(transport.create_app, server,
+                                 allowed_hosts=settings.hosts, allowed_origins=settings.origins,
+                                 max_body_bytes=settings.max_body_bytes, stateless=settings.stateless)
+    app = make_app()
     served: ASGIApp = scaling.SessionOwnerTag(app, settings.replica_name)
     if not settings.stream_all:
-        plain = transport.create_app(server, **options, json_response=True)
+        plain = make_app(json_response=True)
         served = StreamOnlyWhereNeeded(served, CancelOnDisconnect(plain), lifespans=[app, plain],
                                        streaming_tools=STREAMING_TOOLS)
     return LoopbackOnly(served) if settings.loopback_only else served
@@ -781,9 +820,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(os.environ).with_flags(sys.argv[1:] if argv is None else argv)
     except SettingsError as exc:
         parser.error(str(exc))  # exits 2
-    # BEGIN SOLUTION lesson-9: configure logging (stderr), log one INFO line saying what is served, then serve: stdio through the server built without HTTP parts, or HTTP through uvicorn serving create_http_app on the configured host and port (one process, no access log). Never write to stdout.
+    # BEGIN SOLUTION lesson-9: configure logging (stderr), log one INFO line saying what is served,
+    #   then serve: stdio through the server built without HTTP parts, or HTTP through uvicorn
+    #   serving create_http_app on the configured host and port (one process, no access log). Never
+    #   write to stdout.
     configure_logging(settings.log_level)
-    log.info("research-desk %s serving %s over %s", __version__, ", ".join(map(str, settings.roots)), settings.transport)
+    log.info("research-desk %s serving %s over %s",
+             __version__, ", ".join(map(str, settings.roots)), settings.transport)
     if settings.transport == "stdio":
         create_server(settings, http=False).run()
         return 0

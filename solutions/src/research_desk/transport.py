@@ -94,7 +94,10 @@ class StaticTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """An `AccessToken` for the configured token; `None` for anything else."""
-        # BEGIN SOLUTION lesson-5: accept exactly the configured token (compare in constant time, as bytes: any text may arrive) and describe it as an AccessToken for this verifier's client_id and resource, with no scopes (never the token as an id); answer None for anything else, and never raise.
+        # BEGIN SOLUTION lesson-5: accept exactly the configured token (compare in constant time, as
+        #   bytes: any text may arrive) and describe it as an AccessToken for this verifier's
+        #   client_id and resource, with no scopes (never the token as an id); answer None for
+        #   anything else, and never raise.
         if not hmac.compare_digest(token.encode("utf-8"), self._token.encode("utf-8")):
             return None
         return AccessToken(token=token, client_id=self.client_id, scopes=[], resource=self.resource)
@@ -112,7 +115,11 @@ def auth_options(token: str, *, resource_url: str, issuer_url: str | None = None
     published: metadata naming a server that does not exist would send clients into an OAuth
     flow that can only fail. Custom routes such as /health stay public.
     """
-    # BEGIN SOLUTION lesson-5: return the two MCPServer arguments that switch bearer auth on: a StaticTokenVerifier for this token and resource, and AuthSettings. With an issuer: name it and this resource server, with the token's resource checked against it. Without one: no resource server URL (so no metadata is published); the SDK still wants an issuer value, which nothing then shows.
+    # BEGIN SOLUTION lesson-5: return the two MCPServer arguments that switch bearer auth on: a
+    #   StaticTokenVerifier for this token and resource, and AuthSettings. With an issuer: name it
+    #   and this resource server, with the token's resource checked against it. Without one: no
+    #   resource server URL (so no metadata is published); the SDK still wants an issuer value,
+    #   which nothing then shows.
     if issuer_url:
         auth = AuthSettings(issuer_url=issuer_url, resource_server_url=resource_url,  # type: ignore[arg-type]
                             validate_token_resource=True)
@@ -133,7 +140,9 @@ def security_settings(allowed_hosts: Sequence[str], allowed_origins: Sequence[st
     internal IP; its requests then reach your server with `Host: evil.example`. Allowing only
     your own names (and only your own web app's `Origin`) closes that door.
     """
-    # BEGIN SOLUTION lesson-5: turn protection on; allow each name both bare and followed by any port (a Host header carries the port unless it is the scheme's default), and exactly the given origins.
+    # BEGIN SOLUTION lesson-5: turn protection on; allow each name both bare and followed by any
+    #   port (a Host header carries the port unless it is the scheme's default), and exactly the
+    #   given origins.
     hosts: list[str] = []
     for host in allowed_hosts:
         hosts += [host, f"{host}:*"]
@@ -195,7 +204,9 @@ def add_health_route(server: MCPServer, *, path: str = "/health") -> None:
 
     Call it before `create_app`: the app copies the server's custom routes when it is built.
     """
-    # BEGIN SOLUTION lesson-5: register a GET custom route at `path` (the argument, not always /health) that answers 200 with that JSON; the SDK keeps custom routes outside the bearer check, which is exactly what a probe needs.
+    # BEGIN SOLUTION lesson-5: register a GET custom route at `path` (the argument, not always
+    #   /health) that answers 200 with that JSON; the SDK keeps custom routes outside the bearer
+    #   check, which is exactly what a probe needs.
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "server": server.name})
 
@@ -217,7 +228,11 @@ def create_app(server: MCPServer, *, allowed_hosts: Sequence[str], allowed_origi
     when `server` was constructed (see `auth_options`). Serve the result with uvicorn; its
     lifespan runs the MCP session manager, so do not mount it elsewhere (see `mount_app`).
     """
-    # BEGIN SOLUTION lesson-5: build the server's Streamable HTTP app at `path` with your host/origin allowlist and this body-size limit, stateless only when asked, JSON-only only when asked. Then guard its other routes with the same allowlist (GuardEveryRoute) and, when origins are allowed, add Starlette's CORSMiddleware with cors_options outside everything else, so a preflight is answered before the bearer check.
+    # BEGIN SOLUTION lesson-5: build the server's Streamable HTTP app at `path` with your
+    #   host/origin allowlist and this body-size limit, stateless only when asked, JSON-only only
+    #   when asked. Then guard its other routes with the same allowlist (GuardEveryRoute) and, when
+    #   origins are allowed, add Starlette's CORSMiddleware with cors_options outside everything
+    #   else, so a preflight is answered before the bearer check.
     security = security_settings(allowed_hosts, allowed_origins)
     app = server.streamable_http_app(
         streamable_http_path=path,
@@ -242,7 +257,9 @@ def mount_app(server: MCPServer, *, prefix: str, allowed_hosts: Sequence[str],
     app's own lifespan never runs, so the host app's lifespan must run the host's `lifespan`
     (if given) *and* the MCP session manager, and stop both when the host stops.
     """
-    # BEGIN SOLUTION lesson-5: build the MCP app with create_app (with these hosts, origins and body limit), mount it at `prefix` after `routes`, and give the host app a lifespan that runs the given lifespan (if any) and the MCP session manager for as long as the host runs.
+    # BEGIN SOLUTION lesson-5: build the MCP app with create_app (with these hosts, origins and body
+    #   limit), mount it at `prefix` after `routes`, and give the host app a lifespan that runs the
+    #   given lifespan (if any) and the MCP session manager for as long as the host runs.
     mcp_app = create_app(server, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
                          max_body_bytes=max_body_bytes)
 
@@ -371,6 +388,6 @@ async def connect(url: str, *, token: str | None = None, host: str | None = None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if host:
         headers["Host"] = host
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:  # type: ignore[arg-type]
-            yield client
+    async with (httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http,
+                Client(streamable_http_client(url, http_client=http), mode=mode) as client):
+        yield client

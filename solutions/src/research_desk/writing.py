@@ -16,6 +16,7 @@ Everything here blocks on the disk: call it through `anyio.to_thread.run_sync`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -51,10 +52,8 @@ def open_folder(base: Path, parts: tuple[str, ...], *, create: bool = True) -> i
     try:
         for part in parts:
             if create:
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
             try:
                 child = os.open(part, FOLDER_FLAGS, dir_fd=fd)
             except OSError as exc:
@@ -132,14 +131,12 @@ class NewFile:
         try:
             if fd is not None:
                 os.close(fd)
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.temporary, dir_fd=self.folder)
-            except FileNotFoundError:
-                pass
         finally:
             os.close(self.folder)
 
-    def __enter__(self) -> "NewFile":
+    def __enter__(self) -> NewFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

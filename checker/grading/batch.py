@@ -284,6 +284,10 @@ def _scrub_lesson(lesson: LessonResult, workdir: Path, plan: _Planned) -> None:
         check.title = _scrubbed(check.title, workdir, plan)
         check.message = _scrubbed(check.message, workdir, plan)
         check.hint = _scrubbed(check.hint, workdir, plan)
+    for report in lesson.broken:
+        report.code = _scrubbed(report.code, workdir, plan)
+        report.error = _scrubbed(report.error, workdir, plan)
+        report.fix = _scrubbed(report.fix, workdir, plan)
 
 
 @contextmanager

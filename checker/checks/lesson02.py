@@ -36,6 +36,7 @@ from mcp.types import (
     SamplingMessage,
     TextContent,
 )
+from mcp.types import URL_ELICITATION_REQUIRED
 
 from checker.marks import check
 from checker.target import Target, leaf_exception
@@ -713,3 +714,85 @@ async def test_tools_registered(target: Target, workspace: Workspace) -> None:
         f"register(server, root=..., large_document_words={workspace.limit}) was given a limit, yet documents of "
         f"{workspace.limit} and {workspace.limit + 1} words were asked about as {asked} (True = the user was asked): "
         "hand large_document_words on to the document tool instead of the default")
+
+
+# --- URL-mode elicitation (issue 19): what must not pass through the client ---------------------
+#
+# Added after the checks above, which they do not touch. A real in-memory client calls the
+# given `search_archive` tool (register_archive), which relies on the student's
+# credential_or_ask. The vault's base URL and service name are random on every run.
+
+def _archive(target: Target, rng: random.Random) -> tuple[Any, Any, str]:
+    """A server with search_archive over a fresh vault: (server, vault, service)."""
+    sampling = target.module("sampling")
+    service = f"{_word(rng)}{rng.randrange(10, 99)}"
+    vault = sampling.CredentialVault(f"https://{_word(rng)}.example/{_word(rng)}")
+    server = target.library("mcp.server.mcpserver").MCPServer(f"desk-{_word(rng)}", log_level="WARNING")
+    sampling.register_archive(server, vault, service=service)
+    return server, vault, service
+
+
+@check("a missing credential sends the user to the desk's page (URL mode), never a form", points=2,
+       hint="An API key must not pass through the client. When the vault has no key and the client declared URL "
+            "elicitation (client_capabilities.elicitation.url), raise UrlElicitationRequiredError with an "
+            "ElicitRequestURLParams for the vault's connect page; once the page has stored the key, just use it.")
+async def test_credential_by_url_not_by_form(target: Target) -> None:
+    rng = random.Random()
+    server, vault, service = _archive(target, rng)
+    asked: list[Any] = []
+
+    async def callback(context: Any, params: Any) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="decline")
+
+    query = _word(rng)
+    for mode in MODES:
+        async with target.client(server, mode=mode, elicitation_callback=callback) as client:
+            try:
+                result = await client.call_tool("search_archive", {"query": query})
+            except MCPError as exc:
+                error = exc.error
+            else:
+                pytest.fail(f"{mode}: with no key stored, search_archive answered "
+                            f"{result.content[0].text if result.content else result!r}; a client that declared URL "
+                            f"elicitation should get UrlElicitationRequiredError (-32042) pointing at the connect page")
+        assert error.code == URL_ELICITATION_REQUIRED, (
+            f"{mode}: the call failed with {error.code} {error.message!r}, expected URL_ELICITATION_REQUIRED (-32042)")
+        wanted = (error.data or {}).get("elicitations") if isinstance(error.data, dict) else None
+        assert isinstance(wanted, list) and len(wanted) == 1, f"{mode}: the error should carry one elicitation, got {error.data!r}"
+        page = wanted[0]
+        assert page.get("mode") == "url" and page.get("url") == vault.connect_url(service), (
+            f"{mode}: the elicitation sends the user to {page.get('url')!r}, expected the vault's connect page "
+            f"{vault.connect_url(service)!r}")
+        assert page.get("elicitationId") == vault.elicitation_id(service), (
+            f"{mode}: elicitationId {page.get('elicitationId')!r}; the page completes {vault.elicitation_id(service)!r}")
+        assert service in page.get("message", ""), f"{mode}: the message {page.get('message')!r} does not name {service!r}"
+    assert not asked, (
+        f"the client was asked through its elicitation callback ({type(asked[0]).__name__}): a key typed into a form "
+        "passes through the client. Send the user to the page instead")
+    key = "".join(rng.choices(string.ascii_letters + string.digits, k=24))
+    vault.store(service, key)   # what the connect page does once the user has typed the key there
+    async with target.client(server, elicitation_callback=callback) as client:
+        result = await client.call_tool("search_archive", {"query": query})
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert not result.is_error, f"with the key stored, search_archive still failed: {text}"
+    assert key not in text and not asked, "the key came back to the client, or the client was asked again"
+
+
+@check("a client without URL elicitation gets a tool error naming the page, not -32042", points=1,
+       hint="Only a client that declared URL mode may get UrlElicitationRequiredError. Any other client gets an "
+            "ordinary tool error (ToolError) whose text names the connect page, so the user can open it themselves.")
+async def test_no_url_support_names_the_page(target: Target) -> None:
+    rng = random.Random()
+    server, vault, service = _archive(target, rng)
+    for mode in MODES:
+        async with target.client(server, mode=mode) as client:
+            try:
+                result = await client.call_tool("search_archive", {"query": _word(rng)})
+            except MCPError as exc:
+                pytest.fail(f"{mode}: a client that declared no elicitation got the protocol error {exc.error.code} "
+                            f"{exc.error.message!r}: it cannot open pages, so answer with a tool error naming the page")
+        text = " ".join(getattr(block, "text", "") for block in result.content)
+        assert result.is_error, f"{mode}: with no key stored, search_archive answered {text!r} instead of an error"
+        assert vault.connect_url(service) in text, (
+            f"{mode}: the error {text!r} does not name the connect page {vault.connect_url(service)!r}")

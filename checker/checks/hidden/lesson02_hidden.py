@@ -287,3 +287,42 @@ async def test_callback_bare_and_unreadable_requests(target: Target) -> None:
     assert name in message, f"the ErrorData message {message!r} should name the client's model ({name!r})"
     asked = len(recorded.prompts)
     assert asked == 0, f"the request could not be read, yet the model was asked {asked} time(s)"
+
+
+# --- URL-mode elicitation (issue 19): the visible requirements with other vaults ------------------
+
+@check("credential_or_ask with another vault: a key for another service does not count", points=1,
+       hint="The key is looked up for this service only; without it, a client that declared URL mode is sent to "
+            "this service's connect page (-32042), any other client gets a tool error naming that page.")
+async def test_credential_per_service(target: Target) -> None:
+    from mcp.types import URL_ELICITATION_REQUIRED
+
+    rng = random.Random()
+    sampling = target.module("sampling")
+    service, other = f"{_word(rng)}-{_word(rng)}", f"{_word(rng)}-x"
+    vault = sampling.CredentialVault(f"http://127.0.0.1:{rng.randrange(2000, 60000)}/desk/")
+    vault.store(other, "".join(rng.choices(string.ascii_letters, k=32)))
+    server = target.library("mcp.server.mcpserver").MCPServer(f"desk-{_word(rng)}", log_level="WARNING")
+    sampling.register_archive(server, vault, service=service)
+
+    async def decline(context: Any, params: Any) -> ElicitResult:
+        return ElicitResult(action="decline")
+
+    async with target.client(server, elicitation_callback=decline) as client:
+        try:
+            await client.call_tool("search_archive", {"query": _word(rng)})
+        except MCPError as exc:
+            error = exc.error
+        else:
+            pytest.fail(f"a key stored for {other!r} let the call for {service!r} through")
+    assert error.code == URL_ELICITATION_REQUIRED, f"expected -32042, got {error.code} {error.message!r}"
+    page = error.data["elicitations"][0]
+    assert page["url"] == vault.connect_url(service), f"sent to {page['url']!r}, expected {vault.connect_url(service)!r}"
+    async with target.client(server, mode="legacy") as client:
+        result = await client.call_tool("search_archive", {"query": _word(rng)})
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert result.is_error and vault.connect_url(service) in text, f"a client without elicitation got {text!r}"
+    vault.store(service, "".join(rng.choices(string.ascii_letters, k=40)))
+    async with target.client(server) as client:
+        result = await client.call_tool("search_archive", {"query": _word(rng)})
+    assert not result.is_error, "with this service's key stored, the call still failed"

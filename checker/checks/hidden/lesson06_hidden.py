@@ -233,3 +233,60 @@ async def test_sdk_wire_form(target: Target) -> None:
         assert outcome == "ok", (
             f"decode_event({junk!r}) raised {got}: anything that is not an event is None, never an exception")
         assert got is None, f"decode_event({junk!r}) should be None (not an event), got {got!r}"
+
+
+# --- caching hints (issue 19): the visible requirements, at their boundaries ---------------------
+
+_LIST_CALLS = (("tools/list", "list_tools"), ("prompts/list", "list_prompts"),
+               ("resources/list", "list_resources"), ("resources/templates/list", "list_resource_templates"))
+
+
+async def _hints_on_the_wire(client: Any) -> dict[str, tuple[int, str]]:
+    seen: dict[str, tuple[int, str]] = {}
+    for method, verb in _LIST_CALLS:
+        result = await getattr(client, verb)()
+        seen[method] = (result.ttl_ms, result.cache_scope)
+    result = await client.read_resource("desk://notes")
+    seen["resources/read"] = (result.ttl_ms, result.cache_scope)
+    return seen
+
+
+@check("desk_cache_hints at the edges: reads stale at once, lists kept for a day", points=1,
+       hint="ttlMs 0 means 'stale at once' and is still a hint with a scope; the TTLs come from the arguments as "
+            "given, large or zero, and a read stays 'private' whatever its TTL.")
+async def test_cache_hints_at_the_edges(target: Target, tmp_path: Path) -> None:
+    scaling = target.module("scaling")
+    for list_ttl, read_ttl in ((24 * 3600 * 1000 - random.randrange(1, 1000), 0), (0, random.randrange(1, 50))):
+        hints = scaling.desk_cache_hints(list_ttl_ms=list_ttl, read_ttl_ms=read_ttl)
+        probe = target.library("mcp.server.mcpserver").MCPServer(f"probe-{_word()}", log_level="WARNING",
+                                                                   cache_hints=hints)
+        scaling.register(probe, replica=_replica_names(1)[0], root=tmp_path)
+        async with target.client(probe, cache=None) as client:
+            seen = await _hints_on_the_wire(client)
+        expected = {method: (list_ttl, "public") for method, _ in _LIST_CALLS}
+        expected["resources/read"] = (read_ttl, "private")
+        assert seen == expected, (
+            f"desk_cache_hints(list_ttl_ms={list_ttl}, read_ttl_ms={read_ttl}) put {seen} (ttlMs, cacheScope) on the "
+            f"wire, expected {expected}")
+
+
+@check("the desk served over HTTP carries its cache hints, whichever replica answers", points=1,
+       hint="The hints travel with every result, over any transport: each replica's server is built with "
+            "desk_cache_hints(), and HTTP changes nothing.")
+async def test_desk_hints_over_http(target: Target, tmp_path: Path) -> None:
+    from mcp import Client
+
+    scaling = target.module("scaling")
+    hints = scaling.desk_cache_hints()
+    expected = {method: (hints[method].ttl_ms, hints[method].scope)
+                for method in [m for m, _ in _LIST_CALLS] + ["resources/read"]}
+    assert expected["resources/read"][1] == "private" and expected["tools/list"][1] == "public", (
+        f"desk_cache_hints() gives {expected}: lists are 'public', reads 'private'")
+    seen_by: dict[str, dict[str, tuple[int, str]]] = {}
+    for name in _replica_names(2):
+        app = scaling.build_app({REPLICA: name, ROOT: str(tmp_path), STATELESS: "1"})
+        async with target.http(app, graceful=False) as url:
+            async with Client(url, cache=None) as client:
+                seen_by[name] = await _hints_on_the_wire(client)
+    for name, seen in seen_by.items():
+        assert seen == expected, f"replica {name} over HTTP sent {seen}, desk_cache_hints() says {expected}"

@@ -12,6 +12,11 @@ The same code serves both protocol eras. On 2026-07-28 the question travels back
 on every round** and must build exactly the same request each time. On a 2025 (legacy) session
 the SDK sends a `sampling/createMessage` request over the session's back-channel instead.
 
+Some answers must not pass through the client at all: an API key, a payment, an OAuth consent.
+For those the desk sends the user to a page of its own (URL-mode elicitation,
+`UrlElicitationRequiredError`) and keeps what the page receives (`CredentialVault`);
+`credential_or_ask` and the `search_archive` tool (`register_archive`) show it.
+
 This module also holds the client's half: `make_sampling_callback(model)` turns a
 `CreateMessageRequest` into a reply from a `ChatModel`. `OfflineModel` is a deterministic local
 stand-in (no network, no key); `AnthropicModel` and `OpenAICompatibleModel` (Ollama, vLLM, ...)
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
+from mcp import UrlElicitationRequiredError
 from mcp.client import ClientRequestContext
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, MCPServer, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ToolError
@@ -43,6 +49,7 @@ from mcp.types import (
     INTERNAL_ERROR,
     CreateMessageRequestParams,
     CreateMessageResult,
+    ElicitRequestURLParams,
     ErrorData,
     ModelHint,
     ModelPreferences,
@@ -260,6 +267,74 @@ def register(server: MCPServer, *, root: Path | str | None = None,
         server.tool(name="summarise_document", title="Summarise a document",
                     annotations=read_only)(document_summariser(Path(root), large_document_words))
     # END SOLUTION
+
+
+# ---------------------------------------------------------------------------------------------
+# Server side: what must never pass through the client (URL-mode elicitation)
+# ---------------------------------------------------------------------------------------------
+
+
+class CredentialVault:
+    """API keys the user typed into the desk's own web page, kept on the server side.
+
+    A form elicitation (`Elicit`) travels through the client: its answer passes the client's
+    UI, its logs and possibly its model. An API key, a payment or an OAuth consent must not, so
+    the desk sends the user to a page of its own (`connect_url`) and keeps what the page
+    receives here. The page itself (an HTTPS route that checks who opened it) is not part of
+    this module; `store` is what it calls.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._keys: dict[str, str] = {}
+
+    def connect_url(self, service: str) -> str:
+        """The page where the user connects `service` (no secret, no personal data in it)."""
+        return f"{self.base_url}/connect/{service}"
+
+    def elicitation_id(self, service: str) -> str:
+        """The id the page uses to say which pending connection it completed."""
+        return f"connect-{service}"
+
+    def store(self, service: str, key: str) -> None:
+        self._keys[service] = key
+
+    def key_for(self, service: str) -> str | None:
+        return self._keys.get(service)
+
+
+def credential_or_ask(vault: CredentialVault, service: str, ctx: Context) -> str:
+    """The stored key for `service`; without one, send the user to the connect page, never a form."""
+    # BEGIN SOLUTION lesson-2: return the vault's key for `service` when there is one. Otherwise, when the client declared URL-mode elicitation, raise UrlElicitationRequiredError for the vault's connect page (its url and elicitation id, and a message naming the service); a client that cannot open pages gets a ToolError that names the page instead. Never ask for the key itself.
+    key = vault.key_for(service)
+    if key is not None:
+        return key
+    url = vault.connect_url(service)
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.elicitation is None or capabilities.elicitation.url is None:
+        raise ToolError(f"{service} is not connected, and this client cannot open pages: "
+                        f"open {url} in a browser, connect there, then call again")
+    raise UrlElicitationRequiredError([ElicitRequestURLParams(
+        message=f"Connect {service} to the research desk: the key goes to the desk's page, never through this chat.",
+        url=url, elicitation_id=vault.elicitation_id(service))])
+    # END SOLUTION
+
+
+def search_demo_archive(query: str, key: str) -> str:
+    """Stand-in for the archive's API: the key authorises the call, and nothing of it is echoed."""
+    if not key:
+        raise ToolError("the archive refused an empty key")
+    return f"0 results for {query!r} in the demo archive"
+
+
+def register_archive(server: MCPServer, vault: CredentialVault, *, service: str = "archive") -> None:
+    """Add `search_archive`: a search of a licensed archive that needs the user's own key."""
+
+    async def search_archive(query: Annotated[str, Field(min_length=1)], ctx: Context) -> str:
+        """Search the licensed archive with the user's key (connect it first when asked)."""
+        return search_demo_archive(query, credential_or_ask(vault, service, ctx))
+
+    server.tool(title="Search the licensed archive", annotations=ToolAnnotations(read_only_hint=True))(search_archive)
 
 
 # ---------------------------------------------------------------------------------------------

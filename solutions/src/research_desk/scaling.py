@@ -12,6 +12,11 @@ proxy act as one server only if nothing a client relies on lives in a single rep
   (`RESEARCH_DESK_STATELESS=1`, which also turns off the server-to-client back-channel) or send
   every request of a session back to the replica that owns it. `SessionOwnerTag` writes the
   owner into the session id and `deploy/nginx-sticky.conf` routes on it.
+* **Cached results must mean the same on every replica.** A 2026-07-28 list or read result
+  carries `ttlMs` (how long it stays fresh) and `cacheScope` (`public`: the same for every
+  caller, so a cache shared between users may keep it; `private`: only the caller who fetched
+  it may reuse it). The hints travel with the result, so any replica's answer must carry the
+  same ones: `desk_cache_hints()` is the one place they are decided.
 * **Change notifications** (`ctx.notify_resource_updated`) go through a `SubscriptionBus`. The
   SDK's bus is in-process only; `RedisSubscriptionBus` carries events through Redis pub/sub so
   a client listening on one replica hears what happened on another.
@@ -29,6 +34,10 @@ What each piece must do, precisely:
   policy (`None`), so each process seals with a key of its own. Never a key written in code.
 * **The server**: one name on every replica (the audience the SDK seals for), the key policy, the
   bus it is given as `subscriptions`, and the lifespan it is given (it connects a Redis bus).
+* **Cache hints**: `desk_cache_hints(list_ttl_ms=..., read_ttl_ms=...)` gives every list method
+  (tools, prompts, resources, resource templates) a `public` hint with the list TTL, and
+  `resources/read` a `private` hint with the read TTL, both exactly as given; the server carries
+  them (`MCPServer(cache_hints=...)`).
 * **Stateless**: only the value `1` turns legacy sessions off; `0`, `false` or anything else keeps
   them. With sessions off there is no session id, and the owner tag invents none.
 * **The owner tag**: adds `<replica>.` to a session id the SDK sent, removes only its own prefix
@@ -69,6 +78,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+from mcp.server import CacheHint
 from mcp.server.mcpserver import Context, Elicit, MCPServer, RequestStateSecurity, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent, SubscriptionBus
@@ -91,6 +101,9 @@ REDIS_URL_ENV = "RESEARCH_DESK_REDIS_URL"
 BUS_CHANNEL_ENV = "RESEARCH_DESK_BUS_CHANNEL"
 ROOT_ENV = "RESEARCH_DESK_ROOT"
 DEFAULT_CHANNEL = "research-desk:events"
+LIST_TTL_MS = 60_000       # the catalogue changes only when a new version is deployed
+READ_TTL_MS = 5_000        # notes change whenever any replica files one
+LIST_METHODS = ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
 SESSION_HEADER = b"mcp-session-id"
 NGINX_TEMPLATE = Path(__file__).parent / "deploy" / "nginx-sticky.conf"
 
@@ -218,6 +231,26 @@ def add_health_route(server: MCPServer, replica: str) -> None:
     server.custom_route("/health", methods=["GET"])(health)
 
 
+# --- caching hints -------------------------------------------------------------------------
+
+
+def desk_cache_hints(*, list_ttl_ms: int = LIST_TTL_MS, read_ttl_ms: int = READ_TTL_MS) -> dict[str, CacheHint]:
+    """How long a client (or a cache shared by many clients) may keep each cacheable result.
+
+    The lists describe the desk itself (which tools, which resources): the same for every
+    caller on every replica, and no secret, so a cache shared between users may hand one
+    user's copy to another. A read returns workspace content, which only a caller the server
+    let in may see: a shared cache that served it to someone else would skip that decision.
+    A hint covers its whole method, so `private` also protects every resource added later.
+    """
+    # BEGIN SOLUTION lesson-6: give every list method in LIST_METHODS a hint that lets any cache, shared between users, keep the result for `list_ttl_ms`; give resources/read one that keeps it only for the caller who fetched it, for `read_ttl_ms`.
+    shared = CacheHint(ttl_ms=list_ttl_ms, scope="public")
+    hints = {method: shared for method in LIST_METHODS}
+    hints["resources/read"] = CacheHint(ttl_ms=read_ttl_ms, scope="private")
+    return hints
+    # END SOLUTION
+
+
 # --- one replica ---------------------------------------------------------------------------
 
 
@@ -247,11 +280,12 @@ def replica_server(environ: Mapping[str, str], *, lifespan: Callable[[MCPServer]
     """The bare MCPServer of one replica (create_server adds the tools)."""
     # BEGIN SOLUTION lesson-6: build the MCPServer (with the given `lifespan`, log_level="WARNING")
     #   so that any replica can finish what another started: one name shared by every replica, the
-    #   request-state policy from `environ` (never os.environ), and `events` as its subscription
-    #   bus.
+    #   request-state policy from `environ` (never os.environ), `events` as its subscription bus,
+    #   and the desk's cache hints (desk_cache_hints()) on every result.
     return MCPServer(SERVER_NAME, version=__version__, lifespan=lifespan, log_level="WARNING",
                      instructions="A research desk served by several replicas.",
-                     request_state_security=state_security_from_env(environ), subscriptions=events)
+                     request_state_security=state_security_from_env(environ), subscriptions=events,
+                     cache_hints=desk_cache_hints())
     # END SOLUTION
 
 

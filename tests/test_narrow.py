@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from checker.registry import load_course
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_points, read_catalog
 from checker.runner.lesson import run_lesson
 from checker.student.watch import Watcher, hints_for, render_run
 from tests.conftest import CODE_LESSONS, COURSE, pristine_starter
@@ -72,7 +72,7 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> Path:
     failing = read_catalog(COURSE.checks_file(second))[1]
     (root / ".course").mkdir(exist_ok=True)
     (root / ".course" / "progress.json").write_text(json.dumps({
-        first.id: {"status": "passed", "passed_once": True, "earned": first.points},
+        first.id: {"status": "passed", "passed_once": True, "earned": lesson_points(COURSE, first)},
         second.id: {"status": "in progress", "failing": [failing.id], "earned": 0}}))
     return root
 

@@ -502,40 +502,60 @@ class CancelOnDisconnect:
     `await` when the client leaves, exactly as on the streaming app, and its cleanup runs.
 
     Watching costs a task per request, about a quarter of what a small call costs in all, and a
-    call that answers within `watch_after` seconds has nothing worth cancelling. So the watcher
-    starts only for a call still running by then (most calls are long done). Built for uvicorn's
-    event loop (asyncio, or uvloop): the watcher is an asyncio task.
+    call that answers within `watch_after` seconds has nothing worth cancelling. So one timer per
+    app sweeps the running calls every `watch_after` seconds (while any run) and starts a watcher
+    for each call that has run that long (most calls are long done, and a timer per call would
+    cost each of them as much again). Built for uvicorn's event loop (asyncio, or uvloop): the
+    timer and the watchers belong to the loop that serves the requests.
     """
 
     watch_after = 0.05   # seconds
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.running: dict[WatchedCall, float] = {}   # each call in progress -> when it started (loop time)
+        self.sweeper: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        call = WatchedCall(receive, send, self.watch_after)
+        loop = asyncio.get_running_loop()
+        call = WatchedCall(receive, send)
         with anyio.CancelScope() as call.cancel_scope:
-            call.arm()
+            self.running[call] = loop.time()
+            if self.sweeper is None or self.loop is not loop:   # no sweep due, or one on a loop now gone
+                self.loop, self.sweeper = loop, loop.call_later(self.watch_after, self._sweep)
             try:
                 await self.app(scope, call.receive, call.send)
             finally:
-                call.disarm()
+                del self.running[call]
+                call.stop_watching()
+
+    def _sweep(self) -> None:
+        """Watch every call running for `watch_after` seconds or more; sweep again while calls run."""
+        assert self.loop is not None
+        self.sweeper = None
+        due = self.loop.time() - self.watch_after
+        for call, started in self.running.items():
+            if started <= due:
+                call.watch(self.loop)
+        if self.running:
+            self.sweeper = self.loop.call_later(self.watch_after, self._sweep)
 
 
 class WatchedCall:
     """One request under `CancelOnDisconnect`: what it has read and sent, and its watcher, if started."""
 
-    def __init__(self, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]],
-                 watch_after: float) -> None:
-        self._receive, self._send, self.watch_after = receive, send, watch_after
+    __slots__ = ("_receive", "_send", "body_read", "answered", "hung_up", "cancel_scope", "watcher")
+
+    def __init__(self, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
+        self._receive, self._send = receive, send
         self.body_read = self.answered = False
         self.hung_up: anyio.Event | None = None
         self.cancel_scope: anyio.CancelScope | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.watcher: asyncio.Task[None] | None = None
 
     async def receive(self) -> Any:
@@ -553,23 +573,15 @@ class WatchedCall:
             self.answered = True
         await self._send(message)
 
-    def arm(self) -> None:
-        """Start watching `watch_after` seconds from now (again later, if the body is still arriving)."""
-        self.timer = asyncio.get_running_loop().call_later(self.watch_after, self._start)
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the watcher, unless the call is answered, already watched, or its body still arriving
+        (the next sweep tries again: until the body is read, the app itself is reading)."""
+        if self.watcher is None and self.body_read and not self.answered:
+            self.watcher = loop.create_task(self._watch())
 
-    def disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+    def stop_watching(self) -> None:
         if self.watcher is not None:
             self.watcher.cancel()
-
-    def _start(self) -> None:
-        if self.answered:
-            return
-        if not self.body_read:
-            self.arm()
-            return
-        self.watcher = asyncio.get_running_loop().create_task(self._watch())
 
     def _hung_up(self) -> anyio.Event:
         if self.hung_up is None:

@@ -225,7 +225,7 @@ class Call:
     name: str
     arguments: dict[str, Any]
     progress: bool = False
-    expect_progress: int = 0      # notifications a correct answer carries
+    expect_progress: int = 0      # the total a correct answer's progress reaches (0: no progress expected)
 
 
 def trivial_calls(label: str) -> list[Call]:
@@ -372,9 +372,13 @@ def check_answer(call: Call, status: int, content_type: str, body: bytes) -> str
         return f"JSON-RPC error {result['error']}"
     if result["result"].get("isError"):
         return f"tool error: {json.dumps(result['result'].get('content'))[:200]}"
-    progress = sum(1 for m in found if m.get("method") == "notifications/progress")
-    if progress != call.expect_progress:
-        return f"{call.name}: {progress} progress notifications, expected {call.expect_progress}"
+    steps = [m["params"]["progress"] for m in found if m.get("method") == "notifications/progress"]
+    if not call.expect_progress:
+        return f"{call.name}: {len(steps)} progress notifications, expected none" if steps else ""
+    # How often a job reports is the server's choice (the capstone reports at a bounded rate); what makes
+    # progress correct is that it arrives, only climbs, and reaches the total.
+    if not steps or steps != sorted(set(steps)) or steps[-1] != call.expect_progress:
+        return f"{call.name}: progress went {steps}, expected it to climb to {call.expect_progress}"
     return ""
 
 
@@ -429,8 +433,9 @@ async def run_load(server: Server, calls: list[Call], *, label: str, clients: in
 
 
 JOBS = ("index_documents",)
-"""Calls in the mixed set that stream a progress event per document: each event waits for a turn of
-the event loop, so under full load they take many turns where a one-answer call takes a few."""
+"""Calls in the mixed set that report progress over SSE: every event, and every trip to a worker thread
+and back, waits for a turn of the event loop, so a job that makes many takes many turns under full load
+where a one-answer call takes a few."""
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -597,7 +602,7 @@ async def main(args: argparse.Namespace) -> int:
         answers = statistics.median(pct([ms for tool, v in r.tool_ms.items() if tool not in JOBS for ms in v], 0.99)
                                     for r in mixes)
         jobs = ", ".join(f"{tool} {statistics.median(tool_p99(r, tool) for r in mixes):.2f} ms" for tool in JOBS)
-        print(f"  of which one-answer calls: {answers:.2f} ms; progress jobs (one SSE event per document): {jobs}")
+        print(f"  of which one-answer calls: {answers:.2f} ms; progress jobs (SSE): {jobs}")
         calls_per_tool: Counter[str] = sum((r.per_tool for r in mixes), Counter())
         print("mixed set, calls per tool: " + ", ".join(f"{k}={v}" for k, v in sorted(calls_per_tool.items())))
         print("mixed set, p99 per tool (ms, median over rounds): " + ", ".join(

@@ -379,7 +379,7 @@ async def test_unsafe_settings_refused(target: Target, desk: Desk) -> None:
        points=2,
        hint="Each lesson's register(...) takes what Settings says: the document tools the workspace (the first "
             "root), the file tools every configured root, summarise_document large_document_words, index_documents "
-            "index_pace, lesson 6's tools the replica's effective name (Settings.replica_name: p<pid> when none is "
+            "index_pace and progress_interval (as report_every), lesson 6's tools the replica's effective name (Settings.replica_name: p<pid> when none is "
             "set), lesson 7's desk search_timeout. A setting nobody passes on is a setting that silently does nothing.")
 async def test_settings_wired_into_tools(target: Target, desk: Desk, tmp_path: Path) -> None:
     limit = random.randint(25, 45)
@@ -399,7 +399,7 @@ async def test_settings_wired_into_tools(target: Target, desk: Desk, tmp_path: P
     server_module = target.module("server")
     got: dict[str, Any] = {}
     for label, settings in (("configured", dict(roots=(desk.root, second), large_document_words=limit, replica="",
-                                                  search_timeout=0.0, index_pace=pace)),
+                                                  search_timeout=0.0, index_pace=pace, progress_interval=3600.0)),
                             ("patient", dict(roots=(desk.root,), search_timeout=10.0))):
         try:
             server = server_module.create_server(server_module.Settings(**settings), http=False)
@@ -415,9 +415,15 @@ async def test_settings_wired_into_tools(target: Target, desk: Desk, tmp_path: P
                 seen["short"] = await client.call_tool("summarise_document", {"name": short})
                 seen["long"] = await client.call_tool("summarise_document", {"name": long})
                 seen["replica"] = await client.call_tool("replica_info", {})
+                steps: list[float] = []
+
+                async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                    steps.append(progress)
+
                 began = time.monotonic()
-                seen["index"] = await client.call_tool("index_documents", {})
+                seen["index"] = await client.call_tool("index_documents", {}, progress_callback=on_progress)
                 seen["index took"] = time.monotonic() - began
+                seen["index steps"] = steps
         got[label] = seen
     seen = got["configured"]
     listed = (seen["listed"].structured_content or {}).get("result") if not seen["listed"].is_error else None
@@ -442,6 +448,11 @@ async def test_settings_wired_into_tools(target: Target, desk: Desk, tmp_path: P
     assert not seen["index"].is_error and seen["index took"] >= steps * pace * 0.9, (
         f"index_documents over {steps} documents with index_pace={pace} took {seen['index took']:.2f} s, less than "
         f"{steps} x {pace} s: pass index_pace on to lesson 3's indexer")
+    reported = [float(p) for p in seen["index steps"]]
+    assert reported == [float(steps)], (
+        f"with progress_interval=3600, indexing {steps} documents (in about {seen['index took']:.1f} s) reported "
+        f"progress {reported}; expected only the last document ({steps}.0): pass progress_interval on to lesson 3's "
+        f"register as report_every")
     quick = got["configured"]["search"].structured_content or {}
     patient = got["patient"]["search"].structured_content or {}
     assert quick.get("degraded") is True and patient.get("source") == "search-service", (
@@ -650,7 +661,7 @@ async def test_http_progress_while_indexing(target: Target, desk: Desk) -> None:
     seen: dict[str, list[float]] = {}
     results: dict[str, Any] = {}
     with _own_errors():
-        async with _serve(target, _settings(target, desk)) as url:
+        async with _serve(target, _settings(target, desk, progress_interval=0.0)) as url:
             for mode in MODES:
                 steps: list[float] = []
 
@@ -671,7 +682,7 @@ async def test_http_progress_while_indexing(target: Target, desk: Desk) -> None:
         assert seen[mode], (f"{version}: no progress notification arrived while indexing {total} documents. Was the "
                             f"call answered by a JSON-only app (json_response drops notifications)?")
         assert [float(p) for p in seen[mode]] == [float(i) for i in range(1, total + 1)], (
-            f"{version}: progress went {seen[mode]}, expected 1..{total}, one per document")
+            f"{version}: progress went {seen[mode]}, expected 1..{total}, one per document with progress_interval=0")
 
 
 @check("over HTTP, a retried note is saved once, whichever era or connection retries it", points=2,
@@ -1042,7 +1053,8 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path,
         "installing the wheel made no `research-desk-server` command: keep it in [project.scripts] of your "
         "pyproject.toml")
     env = target.env({"RESEARCH_DESK_ROOTS": str(desk.root), "RESEARCH_DESK_LOG_LEVEL": "INFO",
-                      "RESEARCH_DESK_TOKEN": desk.token, "PYTHONUNBUFFERED": "1"})  # a stray write shows at once
+                      "RESEARCH_DESK_TOKEN": desk.token, "RESEARCH_DESK_PROGRESS_INTERVAL": "0",
+                      "PYTHONUNBUFFERED": "1"})  # a stray write shows at once
     env.pop("PYTHONPATH")  # the installed package, not the source tree
     report: dict[str, dict[str, Any]] = {}
     errlogs = {mode: _log(tmp_path) for mode in MODES}

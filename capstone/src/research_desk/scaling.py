@@ -79,6 +79,7 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server import CacheHint
+from mcp.server.caching import CacheableMethod
 from mcp.server.mcpserver import Context, Elicit, MCPServer, RequestStateSecurity, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent, SubscriptionBus
@@ -103,7 +104,8 @@ ROOT_ENV = "RESEARCH_DESK_ROOT"
 DEFAULT_CHANNEL = "research-desk:events"
 LIST_TTL_MS = 60_000       # the catalogue changes only when a new version is deployed
 READ_TTL_MS = 5_000        # notes change whenever any replica files one
-LIST_METHODS = ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
+LIST_METHODS: tuple[CacheableMethod, ...] = (
+    "tools/list", "prompts/list", "resources/list", "resources/templates/list")
 SESSION_HEADER = b"mcp-session-id"
 NGINX_TEMPLATE = Path(__file__).parent / "deploy" / "nginx-sticky.conf"
 
@@ -227,7 +229,8 @@ def add_health_route(server: MCPServer, replica: str) -> None:
 # --- caching hints -------------------------------------------------------------------------
 
 
-def desk_cache_hints(*, list_ttl_ms: int = LIST_TTL_MS, read_ttl_ms: int = READ_TTL_MS) -> dict[str, CacheHint]:
+def desk_cache_hints(*, list_ttl_ms: int = LIST_TTL_MS,
+                     read_ttl_ms: int = READ_TTL_MS) -> dict[CacheableMethod, CacheHint]:
     """How long a client (or a cache shared by many clients) may keep each cacheable result.
 
     The lists describe the desk itself (which tools, which resources): the same for every

@@ -305,7 +305,11 @@ class CredentialVault:
 
 def credential_or_ask(vault: CredentialVault, service: str, ctx: Context) -> str:
     """The stored key for `service`; without one, send the user to the connect page, never a form."""
-    # BEGIN SOLUTION lesson-2: return the vault's key for `service` when there is one. Otherwise, when the client declared URL-mode elicitation, raise UrlElicitationRequiredError for the vault's connect page (its url and elicitation id, and a message naming the service); a client that cannot open pages gets a ToolError that names the page instead. Never ask for the key itself.
+    # BEGIN SOLUTION lesson-2: return the vault's key for `service` when there is one. Otherwise,
+    #   when the client declared URL-mode elicitation, raise UrlElicitationRequiredError for the
+    #   vault's connect page (its url and elicitation id, and a message naming the service); a
+    #   client that cannot open pages gets a ToolError that names the page instead. Never ask for
+    #   the key itself.
     key = vault.key_for(service)
     if key is not None:
         return key

@@ -79,6 +79,7 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server import CacheHint
+from mcp.server.caching import CacheableMethod
 from mcp.server.mcpserver import Context, Elicit, MCPServer, RequestStateSecurity, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent, SubscriptionBus
@@ -103,7 +104,8 @@ ROOT_ENV = "RESEARCH_DESK_ROOT"
 DEFAULT_CHANNEL = "research-desk:events"
 LIST_TTL_MS = 60_000       # the catalogue changes only when a new version is deployed
 READ_TTL_MS = 5_000        # notes change whenever any replica files one
-LIST_METHODS = ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
+LIST_METHODS: tuple[CacheableMethod, ...] = (
+    "tools/list", "prompts/list", "resources/list", "resources/templates/list")
 SESSION_HEADER = b"mcp-session-id"
 NGINX_TEMPLATE = Path(__file__).parent / "deploy" / "nginx-sticky.conf"
 
@@ -234,7 +236,8 @@ def add_health_route(server: MCPServer, replica: str) -> None:
 # --- caching hints -------------------------------------------------------------------------
 
 
-def desk_cache_hints(*, list_ttl_ms: int = LIST_TTL_MS, read_ttl_ms: int = READ_TTL_MS) -> dict[str, CacheHint]:
+def desk_cache_hints(*, list_ttl_ms: int = LIST_TTL_MS,
+                     read_ttl_ms: int = READ_TTL_MS) -> dict[CacheableMethod, CacheHint]:
     """How long a client (or a cache shared by many clients) may keep each cacheable result.
 
     The lists describe the desk itself (which tools, which resources): the same for every
@@ -243,7 +246,9 @@ def desk_cache_hints(*, list_ttl_ms: int = LIST_TTL_MS, read_ttl_ms: int = READ_
     let in may see: a shared cache that served it to someone else would skip that decision.
     A hint covers its whole method, so `private` also protects every resource added later.
     """
-    # BEGIN SOLUTION lesson-6: give every list method in LIST_METHODS a hint that lets any cache, shared between users, keep the result for `list_ttl_ms`; give resources/read one that keeps it only for the caller who fetched it, for `read_ttl_ms`.
+    # BEGIN SOLUTION lesson-6: give every list method in LIST_METHODS a hint that lets any cache,
+    #   shared between users, keep the result for `list_ttl_ms`; give resources/read one that keeps
+    #   it only for the caller who fetched it, for `read_ttl_ms`.
     shared = CacheHint(ttl_ms=list_ttl_ms, scope="public")
     hints = {method: shared for method in LIST_METHODS}
     hints["resources/read"] = CacheHint(ttl_ms=read_ttl_ms, scope="private")

@@ -308,7 +308,7 @@ async def test_pace_spaces_the_documents(target: Target, workspace: Workspace) -
         "seconds after each document")
 
 
-LOOP_PATIENCE = 4.0
+LOOP_PATIENCE = 5.0
 """Seconds the check waits, while the student's code is inside a disk helper, for the server to answer."""
 
 

@@ -154,8 +154,12 @@ def seeded_runs(lesson: Lesson, variants: list[Variant], folder: Path, *, hidden
 
 
 def parallel_runs() -> int:
-    """Runs at once: each mostly waits (servers starting, clients connecting), so a little over the cores."""
-    return max(2, min(4, os.cpu_count() or 1))
+    """Runs at once: each mostly waits (servers starting, clients connecting), so twice the cores.
+
+    Measured on 2 cores: lesson 1's mutants (90 runs) took 56 s two at a time, 39 s four at a
+    time, for the same CPU time.
+    """
+    return max(4, min(8, 2 * (os.cpu_count() or 1)))
 
 
 def selected(request: pytest.FixtureRequest, lesson: str, argname: str) -> list[Variant]:

@@ -11,9 +11,11 @@ import json
 import logging
 import math
 import random
+import re
 import string
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -175,11 +177,25 @@ async def test_progress_climbs_to_total(target: Target, workspace: Workspace) ->
 
 @check("the total is the real number of documents, one report per document", points=2,
        hint="Find the documents before indexing the first one: how many there are is the total. Then report "
-            "once per document, so a workspace of 7 documents gives 7 reports ending at 7 of 7.")
-async def test_progress_total_counts_the_work(target: Target, workspace: Workspace) -> None:
+            "once per document, so a workspace of 7 documents gives 7 reports ending at 7 of 7, and one with "
+            "none gives no report claiming work and a summary of zeros.")
+async def test_progress_total_counts_the_work(target: Target, workspace: Workspace, tmp_path: Path) -> None:
     recorder, _ = await _index(target, workspace)
     assert recorder.updates, "no progress arrived although the client passed a progress callback"
     _assert_counts_the_work(recorder.updates, len(workspace.names), "in memory")
+    empty = Workspace(tmp_path / "empty", {})
+    (empty.root / ".cache").mkdir(parents=True)
+    (empty.root / ".cache" / "old.md").write_text("# hidden\nnot a document")
+    (empty.root / "scan.png").write_text("not text")
+    try:
+        recorder, summary = await _index(target, empty)
+    except AssertionError as exc:
+        pytest.fail(f"a workspace without documents (only a hidden file and an image): {exc}; an empty workspace "
+                    "is a valid one (watch for a division by the total)")
+    _check_summary(summary, empty, "a workspace without documents")
+    claimed = [u for u in recorder.updates if u.progress > 0 or u.total not in (0, None)]
+    assert not claimed, (f"indexing no documents reported {claimed[0].progress:g} of {claimed[0].total!r}; with "
+                         "nothing to do, no report may claim work done or a total other than 0")
 
 
 @check("every progress report has a message naming its document", points=2,
@@ -199,20 +215,21 @@ async def test_progress_messages_name_documents(target: Target, workspace: Works
 
 
 @contextmanager
-def _loading_through(target: Target, spy: Callable[[Any, Any], Any]) -> Iterator[None]:
-    """While the block runs, the student's code loads documents through `spy`, a function of the
-    check (load_document is replaced in the documents module and in the progress module)."""
+def _disk_through(target: Target, **spies: Callable[..., Any]) -> Iterator[None]:
+    """While the block runs, the student's code calls the check's `spies` instead of the given disk
+    helpers they are named after (`load_document=...`, `scan_documents=...`), in the documents
+    module and in the progress module alike."""
     modules = [target.module("documents"), target.module("progress")]
-    saved = [(module, getattr(module, "load_document", None)) for module in modules]
-    exposed = target.expose(spy)
-    for module in modules:
-        module.load_document = exposed
+    saved = [(module, name, getattr(module, name, None)) for module in modules for name in spies]
+    exposed = {name: target.expose(spy) for name, spy in spies.items()}
+    for module, name, _ in saved:
+        setattr(module, name, exposed[name])
     try:
         yield
     finally:
-        for module, value in saved:
+        for module, name, value in saved:
             if value is not None:
-                module.load_document = value
+                setattr(module, name, value)
 
 
 LIVE_PATIENCE = 5.0
@@ -246,7 +263,7 @@ async def test_progress_is_live(target: Target, workspace: Workspace) -> None:
         received_at_load.append(len(recorder.updates))
         return original(root, path)
 
-    with _loading_through(target, load_document):
+    with _disk_through(target, load_document=load_document):
         async with target.client(progress.create_server(workspace.root)) as client:
             result = await client.call_tool("index_documents", {}, progress_callback=recorder)
     _summary(result, "with a progress callback", target)
@@ -259,6 +276,104 @@ async def test_progress_is_live(target: Target, workspace: Workspace) -> None:
             pytest.fail(f"index_documents started loading document {done + 1} of {n} when the client had received "
                         f"{received} progress report(s) for the {done} documents already done: report after each "
                         "document, as you go, not in a burst at the end")
+
+
+PACE = 0.25
+"""Seconds of `pace` the check asks for: each gap between two documents' loads must be at least this."""
+
+
+@check("pace seconds pass between one document and the next", points=1,
+       hint="index_folder(..., pace=...) is the demo knob that lets a person watch the bar move: after each "
+            "document, wait pace seconds (anyio.sleep) when pace is above 0. A parameter you accept must change "
+            "what the code does.")
+async def test_pace_spaces_the_documents(target: Target, workspace: Workspace) -> None:
+    progress = target.module("progress")
+    original = target.attr("documents", "load_document")
+    loaded_at: list[float] = []
+
+    def load_document(root: Any, path: Any) -> Any:
+        loaded_at.append(time.monotonic())
+        return original(root, path)
+
+    with _disk_through(target, load_document=load_document):
+        async with target.client(progress.create_server(workspace.root, pace=PACE)) as client:
+            result = await client.call_tool("index_documents", {})
+    _check_summary(_summary(result, "with pace", target), workspace, f"with pace={PACE}")
+    gaps = [after - before for before, after in zip(loaded_at, loaded_at[1:])]
+    assert len(loaded_at) == len(workspace.names), (
+        f"index_documents loaded {len(loaded_at)} documents with load_document() for a workspace of "
+        f"{len(workspace.names)}; load each document once with the given helper")
+    assert min(gaps) >= PACE, (
+        f"with pace={PACE}, the documents were loaded {', '.join(f'{g:.2f}' for g in gaps)} s apart; wait pace "
+        "seconds after each document")
+
+
+LOOP_PATIENCE = 5.0
+"""Seconds the check waits, while the student's code is inside a disk helper, for the server to answer."""
+
+
+class LoopProbe:
+    """Asks the server for its tool list while the student's code is inside a disk helper.
+
+    A helper called on a worker thread leaves the server's event loop free, and the answer comes
+    at once. Called on the loop itself, it stalls the loop (and every other client) until it
+    returns, so no answer comes while it runs. `answered()` runs in the spy (its own thread);
+    `serve()` runs in the check's loop beside the tool call.
+    """
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.done = 0
+        self.turn = threading.Condition()
+
+    def answered(self) -> bool:
+        with self.turn:
+            self.asked += 1
+            ticket = self.asked
+            return self.turn.wait_for(lambda: self.done >= ticket, timeout=LOOP_PATIENCE)
+
+    async def serve(self, client: Any) -> None:
+        while True:
+            ticket = self.asked
+            if self.done < ticket:
+                await client.list_tools()
+                with self.turn:
+                    self.done = ticket
+                    self.turn.notify_all()
+            await anyio.sleep(0.005)
+
+
+@check("indexing touches the disk on a worker thread, never on the event loop", points=2,
+       hint="scan_documents and load_document block while the disk works; called straight from an async "
+            "function they stall the event loop, and with it every other request. Run each with "
+            "await anyio.to_thread.run_sync(fn, *args).")
+async def test_index_off_the_event_loop(target: Target, workspace: Workspace) -> None:
+    progress = target.module("progress")
+    helpers = {name: target.attr("documents", name) for name in ("scan_documents", "load_document")}
+    probe = LoopProbe()
+    blocked: dict[str, bool] = {}
+
+    def watched(name: str) -> Callable[..., Any]:
+        def spy(*args: Any) -> Any:
+            if name not in blocked and not any(blocked.values()):  # the first call of each, until one blocks
+                blocked[name] = not probe.answered()
+            return helpers[name](*args)
+        return spy
+
+    with _disk_through(target, **{name: watched(name) for name in helpers}):
+        async with target.client(progress.create_server(workspace.root)) as client:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(probe.serve, client)
+                result = await client.call_tool("index_documents", {})
+                tasks.cancel_scope.cancel()
+    _check_summary(_summary(result, "while watched", target), workspace, "while the check watched the disk helpers")
+    stalled = [name for name, was in blocked.items() if was]
+    assert not stalled, (
+        f"while {stalled[0]}() ran, the server could not answer another request for {LOOP_PATIENCE:g} s: it was "
+        "called on the event loop. Run it on a worker thread: await anyio.to_thread.run_sync(...)")
+    assert set(blocked) == set(helpers), (
+        f"index_documents never called {sorted(set(helpers) - set(blocked))} from research_desk.documents: find the "
+        "documents with scan_documents() and read each with load_document()")
 
 
 @check("no progress token, no progress notifications; the result is the same", points=3,
@@ -471,32 +586,53 @@ def _redirected_output(target: Target) -> Iterator[tuple[Any, Any, Any]]:
         root.handlers, root.level = saved[3], saved[4]
 
 
+TIMESTAMP = re.compile(r"\d{1,2}:\d{2}(:\d{2})?|\b\d{10}(\.\d+)?\b")
+"""A clock time (12:04 or 12:04:31) or seconds since the epoch: any line a reader can date."""
+
+
 @check("configure_logging sends the package's logs to stderr, once, never stdout", points=2,
-       hint="Give the package logger ('research_desk') its own StreamHandler on stderr with a format and a "
-            "level. logging.basicConfig does nothing once the root logger has a handler (MCPServer installs "
-            "one), and a second call must not add a second handler.")
+       hint="Give the package logger ('research_desk') its own StreamHandler on stderr with a format (time, level, "
+            "logger name, message) and the level it is given, and return that logger. logging.basicConfig does "
+            "nothing once the root logger has a handler (MCPServer installs one); records that also travel up to "
+            "the root's handler print twice (propagate); a second call must not add a second handler, but its "
+            "level counts.")
 async def test_configure_logging_uses_stderr(target: Target) -> None:
     progress = target.module("progress")
     token = f"lesson3-log-{random.randint(10_000, 99_999)}"
     with _redirected_output(target) as (logging_, stdout, stderr):
-        logging_.getLogger().addHandler(logging_.NullHandler())  # as after MCPServer(...) configured the root
-        progress.configure_logging("INFO")
-        progress.configure_logging("INFO")
+        root = logging_.getLogger()
+        already = logging_.StreamHandler(stderr)  # as after MCPServer(...) configured the root logger
+        already.setFormatter(logging_.Formatter("ROOT %(levelname)s %(name)s: %(message)s"))
+        root.handlers = [already]
+        root.setLevel(logging_.WARNING)
+        package = logging_.getLogger("research_desk")
+        package.handlers, package.propagate = [], True  # as in a fresh process
+        returned = [progress.configure_logging("WARNING") is package]
         logger = logging_.getLogger("research_desk.progress")
+        logger.info("%s-quiet", token)
+        returned.append(progress.configure_logging("DEBUG") is package)
         logger.info("%s indexed", token)
         logger.debug("%s-debug", token)
     out, written = stdout.getvalue(), stderr.getvalue()
     assert token not in out, (
         "a log record reached stdout: on the stdio transport that line lands in the protocol stream; log to stderr")
-    assert token in written, ("an INFO record from research_desk.progress did not reach stderr after "
-                              "configure_logging('INFO'); give the package logger its own stderr handler")
-    assert written.count(f"{token} indexed") == 1, (
-        f"one record was written {written.count(f'{token} indexed')} times after two configure_logging() calls: "
-        "the second call added another handler")
-    assert f"{token}-debug" not in written, "configure_logging('INFO') let a DEBUG record through: honour the level"
-    line = next(line for line in written.splitlines() if token in line)
-    assert "INFO" in line and "research_desk.progress" in line, (
-        f"the log line {line!r} should show the level and the logger's name, so a reader knows who said it")
+    assert f"{token}-quiet" not in written, (
+        "after configure_logging('WARNING') an INFO record was still written: honour the level you are given")
+    lines = [line for line in written.splitlines() if f"{token} indexed" in line]
+    assert lines, ("an INFO record from research_desk.progress did not reach stderr after configure_logging('WARNING') "
+                   "then configure_logging('DEBUG'): give the package logger its own stderr handler, and let a later "
+                   "call set the level again")
+    assert len(lines) == 1, (
+        f"one record was written {len(lines)} times ({lines}): a second configure_logging() call added another "
+        "handler, or the records also travel up to the root logger's handler (set propagate to False)")
+    assert f"{token}-debug" in written, "configure_logging('DEBUG') still held a DEBUG record back: apply its level"
+    line = lines[0]
+    assert "INFO" in line and "research_desk.progress" in line and TIMESTAMP.search(line.replace(token, "")), (
+        f"the log line {line!r} should show the time, the level and the logger's name, so a reader knows when and "
+        "who said it")
+    assert returned == [True, True], (
+        f"configure_logging should return the package logger, logging.getLogger('research_desk'); per call that "
+        f"held: {returned}")
 
 
 class _Records:
@@ -571,23 +707,34 @@ async def test_tool_logs_with_stdlib_logging(target: Target, workspace: Workspac
         f"(found: {ours[:3]}); log a one-line summary with a module-level logger")
 
 
-def _bar_cases(rng: random.Random) -> Iterator[tuple[int, int, int]]:
-    """(width, progress, total) triples whose exact fraction of cells is never a float-rounding edge."""
-    yield rng.randint(10, 40), 0, rng.randint(3, 50)
+def _bar_cases(rng: random.Random) -> Iterator[tuple[int, float, float]]:
+    """(width, progress, total) triples whose exact fraction of cells is never a float-rounding edge.
+
+    Numbers arrive as floats, as they do from JSON (3.0 of 7.0): the text must still read 3/7.
+    """
+    yield rng.randint(10, 40), 0.0, float(rng.randint(3, 50))
     total = rng.randint(3, 50)
-    yield rng.randint(10, 40), total, total
+    yield rng.randint(10, 40), float(total), float(total)
     made = 0
     while made < 6:
         width, total = rng.randint(10, 40), rng.randint(3, 50)
         done = rng.randint(1, total - 1)
         if (width * done) % total:
             made += 1
-            yield width, done, total
+            yield width, float(done), float(total)
+    while True:  # a half step (2.5 of 7): written with :g as 2.5
+        width, total = rng.randint(10, 40), rng.randint(4, 40)
+        halves = rng.randint(1, 2 * total - 2) | 1
+        if (width * halves) % (2 * total):
+            yield width, halves / 2, float(total)
+            return
 
 
 @check("ProgressBar draws the fraction done, the count and the message", points=2,
-       hint="The done part is width x progress / total cells, rounded down; the rest are empty cells. Format "
-            "numbers with :g. Without a total there is no bar, only the count and the message.")
+       hint="The done part is width x progress / total cells, rounded down and never more than width; the rest "
+            "are empty cells. The line reads label, bar, progress/total, message, numbers formatted with :g "
+            "(3, not 3.0; 2.5 stays 2.5). Without a total, or with a total of 0, there is no bar: only the label, "
+            "the count and the message.")
 async def test_progress_bar_draws_the_fraction(target: Target) -> None:
     progress_bar = target.attr("progress", "ProgressBar")
     rng = random.Random()
@@ -597,16 +744,23 @@ async def test_progress_bar_draws_the_fraction(target: Target) -> None:
         assert taken is True, (
             f"the first notification ({done:g} of {total:g}) should be taken (update returns True), even at 0: "
             "nothing was shown before it")
-        full = math.floor(Fraction(width * done, total))
+        full = math.floor(Fraction(done).limit_denominator(2) * width / Fraction(total))
         assert text.count("█") == full and text.count("░") == width - full, (
-            f"{done} of {total} on a bar {width} cells wide should show {full} full and {width - full} empty "
+            f"{done:g} of {total:g} on a bar {width} cells wide should show {full} full and {width - full} empty "
             f"cells, but the text is {text!r}")
-        for part in (label, f"{done:g}/{total:g}", message):
-            assert part in text, f"the bar text {text!r} should contain {part!r}"
-    count = rng.randint(2, 99)
-    _, text = _draw_bar(target, progress_bar, "scan", 20, count, None, "still going")
-    assert "█" not in text and "░" not in text, f"without a total the bar cannot be drawn, but the text is {text!r}"
-    assert f"{count:g}" in text and "still going" in text, f"without a total, show the count and the message: {text!r}"
+        _assert_in_order(text, [label, "█" if full else "░", f"{done:g}/{total:g}", message])
+    width, total = rng.randint(10, 40), rng.randint(3, 40)
+    over = total + rng.randint(1, 20)
+    _, text = _draw_bar(target, progress_bar, "past", width, float(over), float(total), "overshoot")
+    assert text.count("█") == width and "░" not in text and f"{over}/{total}" in text, (
+        f"{over} of {total} (past the total) on a bar {width} cells wide should show all {width} cells full and "
+        f"the count {over}/{total}, but the text is {text!r}: the done part is never more than the whole bar")
+    for missing in (None, 0.0):
+        count = rng.randint(2, 99)
+        _, text = _draw_bar(target, progress_bar, "scan", 20, float(count), missing, "still going")
+        assert "█" not in text and "░" not in text, (
+            f"with total={missing!r} the bar cannot be drawn (nothing to divide by), but the text is {text!r}")
+        _assert_in_order(text, ["scan", f"{count:g}", "still going"])
 
     steps = rng.randint(3, 12)
     seen = await _bar_follows_steps(target, progress_bar, steps)
@@ -617,7 +771,17 @@ async def test_progress_bar_draws_the_fraction(target: Target) -> None:
     assert seen["text"] in seen["drawn"], "the bar's final text was never drawn to its stream"
 
 
-def _draw_bar(target: Target, progress_bar: Any, label: str, width: int, done: int, total: int | None,
+def _assert_in_order(text: str, parts: list[str]) -> None:
+    """Each part is in `text`, each after the one before it."""
+    at = 0
+    for part in parts:
+        found = text.find(part, at)
+        assert found >= 0, (f"the bar text {text!r} should contain {part!r}" if part not in text else
+                            f"the bar text {text!r} should read {' then '.join(repr(p) for p in parts)}, in that order")
+        at = found + len(part)
+
+
+def _draw_bar(target: Target, progress_bar: Any, label: str, width: int, done: float, total: float | None,
               message: str) -> tuple[Any, Any]:
     """A fresh bar takes one notification: what update returned, and the bar's text."""
     bar = progress_bar(label, width=width, stream=target.library("io").StringIO())

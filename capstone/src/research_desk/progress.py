@@ -14,6 +14,21 @@ The client side is here too: `ProgressBar` is a progress callback that draws a l
 a notebook or a terminal.
 
 Run the indexer as a stdio server with `python -m research_desk.progress FOLDER`.
+
+What `course check 3` holds this module to (each function's docstring says more):
+
+- `index_folder`: the total is the number of documents, found before the first report; one
+  report per document, absolute (1, 2 ... of N), ending at N of N, each with a message naming
+  its document, sent as each document is done; none without a progress token, and the same
+  summary either way, over memory, stdio and HTTP (SSE; a JSON response drops them). An empty
+  workspace is valid: zeros, and no report claiming work. `scan_documents` and `load_document`
+  run on a worker thread, never on the event loop; `pace` seconds pass after each document. One
+  INFO line through `logging` names how many documents; nothing on stdout, no `ctx.info`.
+- `configure_logging(level)`: the `research_desk` logger gets its own stderr handler (time, level,
+  logger name, message) at `level`; records do not also reach the root logger's handler; a
+  second call adds no handler but applies its level; returns the package logger.
+- `ProgressBar.update` and `.text`: see their docstrings (late, repeated and partial
+  notifications; cells rounded down and capped at `width`; no bar without a positive total).
 """
 
 from __future__ import annotations
@@ -57,8 +72,12 @@ async def index_folder(root: Path, ctx: Context, *, pace: float = 0.0) -> IndexS
 
     Each report is absolute: how many documents are done so far, out of a total known before
     the first one (the number of documents found), with a message naming the document just
-    indexed. A client that asked for no progress gets no notifications, and the result is the
-    same either way. `pace` seconds are waited after each document (a demo knob: 0 in tests).
+    indexed, sent before the next document is loaded. A client that asked for no progress gets
+    no notifications, and the result is the same either way. A folder without documents is
+    indexed to zeros, with no report claiming work. Finding and loading documents blocks on the
+    disk, so both run on a worker thread: the event loop keeps serving other requests meanwhile.
+    `pace` seconds (not milliseconds) are waited after each document when it is above 0 (a demo
+    knob: 0 in tests). One INFO log line says how many documents were indexed.
     """
     # TODO(lesson-3): find every document first (that is the total), then load them one by one,
     #   touching the disk only on a worker thread (anyio.to_thread.run_sync); after
@@ -155,8 +174,11 @@ def register_legacy_logging_lab(server: MCPServer, *, root: Path | str) -> None:
 def configure_logging(level: str = "INFO") -> logging.Logger:
     """Send this package's log records to stderr at `level`, and return the package logger.
 
-    Stdout stays untouched (it is the stdio transport's wire). Calling this again must not add
-    a second handler, or every line would be printed twice.
+    Stdout stays untouched (it is the stdio transport's wire). Each line shows the time, the
+    level, the logger's name and the message. The records stop at the package logger: MCPServer
+    puts a handler on the root logger, and a record reaching both would be printed twice. Calling
+    this again must not add a second handler (every line twice again), but it does apply the new
+    `level`.
     """
     # TODO(lesson-3): give the `research_desk` logger its own handler writing to stderr (timestamp,
     #   level, logger name, message) at `level`, without relying on the root logger
@@ -187,7 +209,9 @@ class ProgressBar:
         """Take one progress notification; return whether the bar changed.
 
         Notifications may arrive late or out of order (over a real transport each callback runs
-        as its own task), so one that does not move forward is ignored.
+        as its own task), so one that does not move forward (lower, or equal: a repeat) is
+        ignored. The first one is always taken, even at 0. A notification without a total or a
+        message keeps the last known one. `updates` counts the notifications taken.
         """
         # TODO(lesson-3): ignore (return False) a notification that does not move past the progress
         #   already shown; otherwise remember the progress, the total (keep the last
@@ -205,9 +229,11 @@ class ProgressBar:
     def text(self) -> str:
         """The bar as one line: `label ███░░░ progress/total message`.
 
-        The bar has `width` cells: `█` for the part done (rounded down) and `░` for the rest.
-        Without a known total there is nothing to draw: show the label, the progress so far
-        and the message. Numbers are written with the `g` format (3, not 3.0).
+        The bar has `width` cells: `█` for the part done (rounded down, and never more than
+        `width`, even past the total) and `░` for the rest. Without a known, positive total (None
+        or 0) there is nothing to draw: show the label, the progress so far and the message, in
+        that order. Numbers are written with the `g` format (3, not 3.0; 2.5 stays 2.5): progress
+        arrives as floats.
         """
         # TODO(lesson-3): build the line the docstring describes from the fraction, the progress,
         #   the total and the message.

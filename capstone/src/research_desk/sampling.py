@@ -30,6 +30,29 @@ Wiring it into a server::
 adds the `summarise` tool (summarise a passage given as text) and, when `root` is given,
 `summarise_document` (summarise a workspace document by name, asking the user first when it is
 longer than `large_document_words` words).
+
+What `course check 2` holds this module to (each function's docstring says more):
+
+- the request: the passage verbatim in a user message that states the word limit, a system
+  prompt (never the passage), `max_tokens` between 1.25 and 4 tokens a word (plus up to 100)
+  and growing with `max_words`, `include_context` unset, preferences with hints and cost, speed
+  and intelligence priorities in 0..1, intelligence below both others; identical on every round;
+- no sampling capability: a `CreateMessageResult` from `extractive_summary(text, max_words)`
+  labelled `FALLBACK_MODEL`, so the tool returns `fallback: true`; never a deprecated push call;
+- a reply that is not text, or blank, is a `ToolError` naming the model;
+- up to `limit` words (inclusive) no question; above it `Elicit` naming the document and its
+  word count; no elicitation capability, a decline or `proceed: false` means no summary;
+- `register` adds `summarise`, and `summarise_document` only with a root (str or Path), using
+  the `large_document_words` it is given; titles, descriptions, read-only hints;
+- `credential_or_ask`: the vault's key for that service when it has one; otherwise, for a client
+  that declared URL-mode elicitation, `UrlElicitationRequiredError` with the vault's connect
+  page (its url and elicitation id, a message naming the service); for any other client a
+  `ToolError` naming the page; never a form that asks for the key;
+- client side: every message's role and text (blocks joined by newlines; a message with no
+  text raises `ModelError`), optional fields left None/empty, stop sequences and hint names in
+  their order; the callback replies with the model that answered and its stop reason, and turns
+  any failure (the model's, or a request it cannot read) into `ErrorData(INTERNAL_ERROR)` naming
+  the model and the reason, never raising.
 """
 
 import math
@@ -124,6 +147,13 @@ def summary_request(text: str, max_words: int) -> Sample:
     Everything in it must come from the arguments and constants: on 2026-07-28 the resolver
     that builds it runs again on every round, and a request that renders differently looks
     like a new question (the client is asked again, round after round).
+
+    A word is about 4/3 tokens: `max_tokens` must hold at least 1.25 tokens a word (or the
+    summary is cut off) and at most 4 tokens a word plus 100 (the user pays for what is
+    reserved). The user message holds the passage verbatim and states the word limit; the
+    system prompt says what the job is and never holds the passage; `include_context` stays
+    unset. Preferences: at least one hint, and cost, speed and intelligence priorities in 0..1
+    with intelligence below both others (a summary is a cheap, quick job).
     """
     # TODO(lesson-2): one user message holding the instruction (with the word limit) and the passage
     #   verbatim, SUMMARY_SYSTEM_PROMPT, a max_tokens budget sized for max_words (not
@@ -133,7 +163,11 @@ def summary_request(text: str, max_words: int) -> Sample:
 
 
 async def ask_for_summary(text: str, max_words: int, ctx: Context) -> CreateMessageResult | Sample:
-    """Resolver: ask the client's model for a summary, or fall back when the client cannot sample."""
+    """Resolver: ask the client's model for a summary, or fall back when the client cannot sample.
+
+    The fallback is a finished reply: `extractive_summary(text, max_words)` (so it never has more
+    than `max_words` words), with `model` set to `FALLBACK_MODEL`.
+    """
     # TODO(lesson-2): if the client did not declare the sampling capability, return a finished
     #   CreateMessageResult holding extractive_summary() labelled with FALLBACK_MODEL;
     #   otherwise return summary_request().
@@ -141,7 +175,11 @@ async def ask_for_summary(text: str, max_words: int, ctx: Context) -> CreateMess
 
 
 def summary_from_reply(reply: CreateMessageResult) -> Summary:
-    """Turn the client's reply into a `Summary`, refusing replies that hold no summary."""
+    """Turn the client's reply into a `Summary`, refusing replies that hold no summary.
+
+    Only non-blank text is a summary; an image or blank text is a `ToolError` whose message names
+    the model. `fallback` is true exactly when the reply came from `FALLBACK_MODEL`.
+    """
     # TODO(lesson-2): accept only non-empty text content; for anything else raise ToolError naming
     #   the model and what it sent. Mark the summary as a fallback when the reply came
     #   from FALLBACK_MODEL.
@@ -149,7 +187,12 @@ def summary_from_reply(reply: CreateMessageResult) -> Summary:
 
 
 def confirm_large_document(name: str, words: int, limit: int, ctx: Context) -> GoAhead | Elicit[GoAhead]:
-    """Resolver logic: may the desk send a `words`-word document to the client's model?"""
+    """Resolver logic: may the desk send a `words`-word document to the client's model?
+
+    Up to and including `limit` words: yes, without a question. Above it: `Elicit` a `GoAhead`
+    with a message naming the document and its word count, when the client declared the
+    elicitation capability; otherwise no (a client that cannot ask counts as a refusal).
+    """
     # TODO(lesson-2): documents up to `limit` words need no question; above it, ask the user with
     #   Elicit (a message naming the document and its word count) when the client
     #   declared elicitation, and answer "do not proceed" when it cannot ask.
@@ -219,7 +262,11 @@ def document_summariser(root: Path, limit: int = LARGE_DOCUMENT_WORDS) -> Callab
 
 def register(server: MCPServer, *, root: Path | str | None = None,
              large_document_words: int = LARGE_DOCUMENT_WORDS) -> None:
-    """Add `summarise` to `server`, and `summarise_document` over `root` when a root is given."""
+    """Add `summarise` to `server`, and `summarise_document` over `root` when a root is given.
+
+    `root` may be a str or a Path; the document tool asks first above `large_document_words`
+    (the value given here, not the default). Each tool has a human title and a read-only hint.
+    """
     # TODO(lesson-2): register summarise (always) and document_summariser(root,
     #   large_document_words) (only with a root), each with a human title and a read-
     #   only annotation.
@@ -330,7 +377,14 @@ SamplingCallback = Callable[[ClientRequestContext, CreateMessageRequestParams],
 
 
 def prompt_from_request(params: CreateMessageRequestParams) -> Prompt:
-    """Translate the server's sampling request into a `Prompt` for the client's model."""
+    """Translate the server's sampling request into a `Prompt` for the client's model.
+
+    Every message becomes a (role, text) turn, in order; a message's text blocks are joined by
+    newlines and its other blocks skipped, but a message with no text at all raises `ModelError`.
+    Only the messages and `max_tokens` are required: a missing system prompt or temperature stays
+    None, missing stop sequences or hints give empty tuples. Stop sequences and hint names keep
+    the server's order (hints are its preference, best first).
+    """
     # TODO(lesson-2): keep the system prompt, every message as (role, its text blocks joined by
     #   newlines), max_tokens, temperature, stop sequences and the names of the model
     #   hints in order. A message with no text at all cannot be sent to a text model:
@@ -339,7 +393,13 @@ def prompt_from_request(params: CreateMessageRequestParams) -> Prompt:
 
 
 def make_sampling_callback(model: ChatModel) -> SamplingCallback:
-    """The client's `sampling_callback`: answer each sampling request with `model`."""
+    """The client's `sampling_callback`: answer each sampling request with `model`.
+
+    The reply is an assistant `CreateMessageResult` with the completion's text, the model that
+    actually answered (the completion says which) and its stop reason. Any failure, the model's
+    or a request it cannot read, comes back as `ErrorData(code=INTERNAL_ERROR)` whose message
+    names `model.name` and the reason; the callback never raises.
+    """
     # TODO(lesson-2): return an async callback (context, params) that completes
     #   prompt_from_request(params) with the model and replies with an assistant
     #   CreateMessageResult (text, the model that answered, its stop reason). If the

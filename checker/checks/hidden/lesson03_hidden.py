@@ -1,8 +1,9 @@
-"""Lesson 3, instructor-only checks: edge cases the visible checks do not spell out.
+"""Lesson 3, instructor-only checks: the visible requirements again, with inputs the student never saw.
 
-Left out of the student release and run by `course grade`, so a submission tuned to the
-visible checks alone does not collect these points. Inputs are random per run; what the code
-should answer is computed here from them.
+Left out of the student release and run by `course grade`. Each re-tests what a visible check
+already enforces (an empty workspace indexes to zero, the bar's boundaries, logging once beside
+a root handler with the level of the latest call) with other files, sizes and levels, in both
+protocol eras, so hard-coding the visible cases loses these points and understanding does not.
 """
 
 from __future__ import annotations

@@ -349,6 +349,7 @@ def test_gradebook_exports_are_well_formed(graded: dict) -> None:
         for test in data["tests"]:
             assert set(test) <= {"name", "number", "score", "max_score", "status", "output", "visibility", "tags"}
             assert test["status"] in {"passed", "failed"} and test["score"] <= test["max_score"]
+            assert test.get("number"), f"every Gradescope test is numbered (sortable, linkable): {test['name']}"
     assert (out / "histogram.svg").read_text().startswith("<svg") and "pass rate" in (out / "report.html").read_text()
     assert (out / "feedback" / "starter.md").read_text().count("hint:") >= 6
     assert json.loads((out / "results.json").read_text())["sandbox"]["mode"] == graded["mode"]

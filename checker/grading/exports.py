@@ -107,7 +107,8 @@ def gradescope_results(sub: SubmissionResult, sandbox: str = "") -> dict[str, ob
                 }
             )
         if lesson.broken:
-            tests.append({"name": f"{lesson.lesson}: your code does not import", "score": 0.0, "max_score": 0.0,
+            tests.append({"name": f"{lesson.lesson}: your code does not import", "number": f"{lesson.lesson}.imports",
+                          "score": 0.0, "max_score": 0.0,
                           "status": "failed", "output": broken_text(lesson.broken), "visibility": "visible"})
         for check in lesson.checks:
             test: dict[str, object] = {

@@ -39,7 +39,7 @@ CASES = {
         CONTEXT.replace("    root = Path(root)\n", "    import os; os._exit(0)\n", 1), "ended abruptly"),
     "crash at import": (at_import("raise RuntimeError('broken on purpose')\n"), "RuntimeError: broken on purpose"),
     "infinite loop at import": (at_import("while True:\n    pass\n"), "did not finish within"),
-    "sys.exit at import": (at_import("import sys\nsys.exit(0)\n"), "importing research_desk.context failed: SystemExit"),
+    "sys.exit at import": (at_import("import sys\nsys.exit(0)\n"), "does not import (line 25): SystemExit: 0"),
     "output flood": (CONTEXT.replace("    root = Path(root)\n", "    import sys\n    while True:\n        sys.stdout.write('x' * 65536)\n", 1), ""),
     "memory hog": (CONTEXT.replace("    root = Path(root)\n", "    hog = bytearray(64 * 1024 ** 3)\n", 1), ""),
 }

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from checker.runner.lesson import run_lesson
-from tests.conftest import COURSE
+from tests.conftest import COURSE, pristine_starter
 
 DRAWS = """
 import json, os, random, sys
@@ -51,6 +51,6 @@ def test_a_seed_repeats_every_draw_and_only_its_own() -> None:
 
 def test_a_seeded_failure_says_how_to_repeat_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COURSE_CHECK_SEED", "4242")
-    result = run_lesson(COURSE, COURSE.lesson("lesson-1"), "starter")
+    result = run_lesson(COURSE, COURSE.lesson("lesson-1"), str(pristine_starter()))
     failed = [c for c in result.checks if c.outcome == "failed"]
     assert failed and all("COURSE_CHECK_SEED=4242" in c.message for c in failed), [c.message for c in failed]

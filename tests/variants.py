@@ -92,12 +92,16 @@ def make_project(variant: Variant, dest: Path) -> Path:
     """A copy of the solutions' project with `variant` applied; returns the copy's src/ folder."""
     shutil.copytree(COURSE.solutions.parent, dest, ignore=shutil.ignore_patterns("__pycache__"))
     target = dest / variant.file
-    source = target.read_text()
+    target.write_text(applied(variant, target.read_text()))
+    return dest / COURSE.solutions.relative_to(COURSE.solutions.parent)
+
+
+def applied(variant: Variant, source: str) -> str:
+    """`source` with the variant's edit made; its `replace` text must occur exactly once."""
     count = source.count(variant.replace)
     assert count == 1, (f"{variant.kind} {variant.name!r}: its `replace` text occurs {count} times in "
-                        f"{variant.file}; it must occur exactly once")
-    target.write_text(source.replace(variant.replace, variant.with_))
-    return dest / COURSE.solutions.relative_to(COURSE.solutions.parent)
+                        f"{variant.file}; it must occur exactly once (update it to the solution as it is now)")
+    return source.replace(variant.replace, variant.with_)
 
 
 @dataclass

@@ -116,7 +116,17 @@ class Course:
         raise CourseError(f"unknown lesson {ref!r}; the lessons are {known}")
 
     def checks_file(self, lesson: Lesson) -> Path:
+        """The lesson's main checks file (the pytest root of its run)."""
         return self.checks_dir / lesson.checks
+
+    def checks_files(self, lesson: Lesson) -> tuple[Path, ...]:
+        """Every visible checks file of the lesson: the main one, then its parts in name order.
+
+        A lesson whose requirements outgrow one readable file splits them by topic into parts
+        named after the main file (`lesson09.py`, `lesson09_deploy.py`, ...); they are run, listed
+        and counted together, in this order."""
+        main = self.checks_file(lesson)
+        return (main, *sorted(self.checks_dir.glob(f"{main.stem}_*.py")))
 
     def hidden_checks_file(self, lesson: Lesson) -> Path:
         """Instructor-only checks, left out of the student release: hidden/<stem>_hidden.py."""

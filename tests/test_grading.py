@@ -29,7 +29,7 @@ from checker.grading import batch
 from checker.grading.batch import grade_all, sandbox_check
 from checker.grading.exports import write_all
 from checker.grading.submissions import Submission, discover
-from checker.runner.catalog import lesson_points, read_catalog
+from checker.runner.catalog import lesson_catalog, lesson_points, read_catalog
 from checker.sandbox.limits import is_zombie
 from checker.sandbox.submission import Mode
 from tests.conftest import COURSE, pristine_starter
@@ -38,9 +38,9 @@ pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 
 LESSON = COURSE.lesson("lesson-1")
 QUIZ = COURSE.lesson("lesson-10")
-VISIBLE = {c.id for c in read_catalog(COURSE.checks_file(LESSON))}
+VISIBLE = {c.id for c in lesson_catalog(COURSE, LESSON)}
 FULL = lesson_points(COURSE, LESSON)  # every visible check of lesson 1 (the hidden ones come on top)
-POINTS = {c.id: c.points for c in read_catalog(COURSE.checks_file(LESSON))}
+POINTS = {c.id: c.points for c in lesson_catalog(COURSE, LESSON)}
 HIDDEN_TITLES = [c.title for c in read_catalog(COURSE.hidden_checks_file(LESSON))]
 MODULE = f"{COURSE.package}/context.py"
 SOLVED = (COURSE.solutions / MODULE).read_text()

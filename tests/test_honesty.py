@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_catalog
 from checker.grading.batch import grade_all, sandbox_check
 from checker.grading.submissions import discover
 from checker.runner.results import LessonResult
@@ -41,7 +41,7 @@ def test_every_check_passes_on_the_solutions(lesson) -> None:
 
 @pytest.mark.parametrize("lesson", CODE_LESSONS, ids=ids)
 def test_every_lesson_has_enough_distinct_checks_with_hints(lesson) -> None:
-    checks = read_catalog(COURSE.checks_file(lesson))
+    checks = lesson_catalog(COURSE, lesson)
     assert len(checks) >= 6, f"{lesson.id} has only {len(checks)} checks"
     assert len({c.id for c in checks}) == len(checks), f"{lesson.id} has duplicate check ids"
     assert all(c.hint for c in checks), f"{lesson.id}: every check needs a hint"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_catalog
 from tests.conftest import CODE_LESSONS, COURSE
 from tests.variants import Run, Variant, load_variants, parallel_runs, seeded_runs, selected
 
@@ -33,7 +33,7 @@ def _lesson_runs(request: pytest.FixtureRequest, mutant: Variant) -> list[Run]:
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.id for m in MUTANTS])
 def test_visible_checks_catch_the_mutant(mutant: Variant, request: pytest.FixtureRequest) -> None:
-    visible = {c.id for c in read_catalog(COURSE.checks_file(COURSE.lesson(mutant.lesson)))}
+    visible = {c.id for c in lesson_catalog(COURSE, COURSE.lesson(mutant.lesson))}
     assert mutant.kills, f"mutant {mutant.name!r} names no check that catches it (`kills`)"
     not_visible = sorted(set(mutant.kills) - visible)
     assert not not_visible, (f"mutant {mutant.name!r}: {not_visible} are not visible checks of {mutant.lesson}; "

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from checker.registry import load_course
-from checker.runner.catalog import lesson_points, read_catalog
+from checker.runner.catalog import lesson_catalog, lesson_points
 from checker.runner.lesson import run_lesson
 from checker.student.watch import Watcher, hints_for, render_run
 from tests.conftest import CODE_LESSONS, COURSE, pristine_starter
@@ -69,7 +69,7 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("bank.toml", "key.hashed.toml"):  # the practice quiz, as a student edition has it
         (root / "quiz" / name).write_bytes((COURSE.root / "quiz" / name).read_bytes())
     first, second = CODE_LESSONS[0], CODE_LESSONS[1]
-    failing = read_catalog(COURSE.checks_file(second))[1]
+    failing = lesson_catalog(COURSE, second)[1]
     (root / ".course").mkdir(exist_ok=True)
     (root / ".course" / "progress.json").write_text(json.dumps({
         first.id: {"status": "passed", "passed_once": True, "earned": lesson_points(COURSE, first)},
@@ -91,7 +91,7 @@ def test_the_lessons_table(student: Path, width: int) -> None:
 def test_next(student: Path, width: int) -> None:
     shown = _course(student, width, "next")
     second = CODE_LESSONS[1]
-    failing = read_catalog(COURSE.checks_file(second))[1]
+    failing = lesson_catalog(COURSE, second)[1]
     assert not fits(shown, width, [second.title, failing.title, failing.hint]), shown
     assert not commands_whole(shown, [f"uv run course open {second.number}", f"uv run course check {second.number}",
                                       f"uv run course watch {second.number}"]), shown
@@ -101,7 +101,7 @@ def test_next(student: Path, width: int) -> None:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_check(student: Path, width: int) -> None:
     shown = _course(student, width, "check", "1")
-    catalog = read_catalog(COURSE.checks_file(CODE_LESSONS[0]))
+    catalog = lesson_catalog(COURSE, CODE_LESSONS[0])
     assert not fits(shown, width, [c.title for c in catalog] + [c.hint for c in catalog]), shown
     lines = [line for line in ANSI.sub("", shown).splitlines() if line.strip()]
     at_margin = [line for line in lines[1:-1] if not line.startswith(" ")]
@@ -118,7 +118,7 @@ def _render(renderable: Any, width: int) -> str:
 def test_watch(tmp_path: Path, width: int) -> None:
     lesson = COURSE.lesson("1")
     result = run_lesson(COURSE, lesson, str(pristine_starter()))
-    catalog = read_catalog(COURSE.checks_file(lesson))
+    catalog = lesson_catalog(COURSE, lesson)
     titles, hints = [c.title for c in catalog], [c.hint for c in catalog]
     first_run = _render(render_run(None, result, "context.py saved"), width)
     assert not fits(first_run, width, titles), first_run

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_catalog
 from tests.conftest import CODE_LESSONS, COURSE
 from tests.coursecopy import COURSE_SCRIPT, copy_course, course_env
 
@@ -32,7 +32,7 @@ def test_a_new_student_is_sent_to_the_first_notebook(tmp_path: Path) -> None:
 def test_in_progress_names_the_failing_check_and_its_hint(tmp_path: Path) -> None:
     root = copy_course(tmp_path / "course")
     first, second = CODE_LESSONS[0], CODE_LESSONS[1]
-    failing = read_catalog(COURSE.checks_file(second))[1]
+    failing = lesson_catalog(COURSE, second)[1]
     _progress(root, {first.id: {"status": "passed", "passed_once": True},
                      second.id: {"status": "in progress", "failing": [failing.id]}})
     data = json.loads(course(root, "next", "--json").stdout)

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_catalog
 from checker.runner.warm import WarmWorker, descendants
 from tests.conftest import COURSE, pristine_starter
 
@@ -17,7 +17,7 @@ def test_warm_results_match_cold_ones(tmp_path: Path) -> None:
     with WarmWorker(COURSE) as worker:
         solutions = worker.check(LESSON, "solutions")
         starter = worker.check(LESSON, str(pristine_starter()))
-    assert solutions.ok and [c.id for c in solutions.checks] == [c.id for c in read_catalog(COURSE.checks_file(LESSON))]
+    assert solutions.ok and [c.id for c in solutions.checks] == [c.id for c in lesson_catalog(COURSE, LESSON)]
     assert not starter.ok and starter.failed == len(starter.checks)
 
 

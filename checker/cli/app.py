@@ -13,7 +13,7 @@ from rich.console import Console
 
 from checker.cli.common import course_or_exit, fail_usage, lesson_or_exit, warn_if_progress_broken
 from checker.registry import RUN, Course, CourseError, Lesson
-from checker.runner.catalog import lesson_points, read_catalog
+from checker.runner.catalog import lesson_catalog, lesson_points
 
 app = typer.Typer(help="Advanced MCP Server Development: run, check and grade the lessons.",
                   invoke_without_command=True, no_args_is_help=False, add_completion=False,
@@ -140,7 +140,7 @@ def hint(
             fail_usage(str(exc))
             return
     else:
-        catalog = read_catalog(course.checks_file(chosen))
+        catalog = lesson_catalog(course, chosen)
     if check_id:
         picked = [c for c in catalog if c.id == check_id]
         if not picked:

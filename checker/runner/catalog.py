@@ -51,6 +51,15 @@ def read_catalog(path: Path) -> list[CheckInfo]:
     return found
 
 
+def lesson_catalog(course: Course, lesson: Lesson, *, hidden: bool = False) -> list[CheckInfo]:
+    """Every check of `lesson`, in run order: its visible files, then (with `hidden`, when this copy
+    of the course has them) the instructor-only ones."""
+    files = [*course.checks_files(lesson)]
+    if hidden:
+        files.append(course.hidden_checks_file(lesson))
+    return [info for path in files if path.is_file() for info in read_catalog(path)]
+
+
 def lesson_points(course: Course, lesson: Lesson, *, hidden: bool = False) -> int:
     """What checking `lesson` can award, counted as the runner counts it: the points of its checks
     (with `hidden`, also the instructor-only ones, when this copy of the course has them); a quiz,
@@ -59,7 +68,4 @@ def lesson_points(course: Course, lesson: Lesson, *, hidden: bool = False) -> in
         from checker.quiz.bank import load_bank, load_settings
 
         return load_bank(load_settings(course, lesson).bank).points
-    files = [course.checks_file(lesson)]
-    if hidden:
-        files.append(course.hidden_checks_file(lesson))
-    return sum(info.points for path in files if path.is_file() for info in read_catalog(path))
+    return sum(info.points for info in lesson_catalog(course, lesson, hidden=hidden))

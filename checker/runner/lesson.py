@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from checker.registry import Course, CourseError, Lesson
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_catalog
 from checker.runner.request import Request
 from checker.runner.results import LessonResult
 
@@ -93,8 +93,10 @@ def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: s
     checks_file = course.checks_file(lesson)
     if not checks_file.is_file():
         raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
-    extra = [course.hidden_checks_file(lesson)] if hidden and course.hidden_checks_file(lesson).is_file() else []
-    known = {c.id for path in (checks_file, *extra) for c in read_catalog(path)}
+    extra = [*course.checks_files(lesson)[1:]]
+    if hidden and course.hidden_checks_file(lesson).is_file():
+        extra.append(course.hidden_checks_file(lesson))
+    known = {c.id for c in lesson_catalog(course, lesson, hidden=hidden)}
     unknown = sorted(set(select or ()) - known)
     if unknown:
         raise CourseError(f"{lesson.id} has no check {unknown[0]!r}; its checks are {', '.join(sorted(known))}")

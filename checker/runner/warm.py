@@ -97,12 +97,16 @@ def _preload_checks(request: Request) -> None:
     from checker.runner.worker import _pytest_args
 
     path = request.checks_file
-    mtime = Path(path).stat().st_mtime
-    if _loaded.get(path) == mtime:
+    folder = Path(path).parent  # the checks and the support code they import (kit/, support/)
+    stamp = max(p.stat().st_mtime for p in (Path(path), *map(Path, request.extra_checks), *folder.rglob("*.py")))
+    if _loaded.get(path) == stamp:
         return
-    sys.modules.pop(Path(path).stem, None)
+    for name in [*(Path(p).stem for p in (path, *request.extra_checks))]:
+        sys.modules.pop(name, None)
+    for name in [n for n in sys.modules if n.startswith("checker.checks.")]:
+        del sys.modules[name]
     pytest.main([*_pytest_args(request), "--collect-only"])
-    _loaded[path] = mtime
+    _loaded[path] = stamp
     gc.freeze()  # what is loaded now is shared with the forks: keep their collections off it
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from checker.registry import Course, Lesson
-from checker.runner.catalog import read_catalog
+from checker.runner.catalog import lesson_catalog
 from checker.student.progress import load_progress
 
 
@@ -46,9 +46,8 @@ def next_step(course: Course) -> NextStep:
     step = NextStep(lesson=lesson.id, title=lesson.title, notebook=lesson.notebook,
                     status="in progress" if record else "not started", coming_soon=coming)
     failing = record.get("failing") or []
-    path = course.checks_file(lesson)
-    if failing and path.is_file():
-        info = next((c for c in read_catalog(path) if c.id in failing), None)
+    if failing:
+        info = next((c for c in lesson_catalog(course, lesson) if c.id in failing), None)
         if info is not None:
             step = NextStep(**{**asdict(step), "failing": info.id, "failing_title": info.title, "hint": info.hint})
     return step

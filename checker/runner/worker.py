@@ -248,9 +248,10 @@ def lesson_services(items: list[pytest.Item], request: Request) -> Iterator[None
 
 
 def _serves_http(request: Request) -> bool:
-    """Whether the lesson's checks serve anything over HTTP (they call `target.http`)."""
-    files = (request.checks_file, *request.extra_checks)
-    return any(".http(" in Path(path).read_text(encoding="utf-8") for path in files)
+    """Whether the lesson's checks serve anything over HTTP (they, or their support module, call `target.http`)."""
+    main = Path(request.checks_file)
+    files = (main, *map(Path, request.extra_checks), main.parent / "support" / main.name)
+    return any(".http(" in path.read_text(encoding="utf-8") for path in files if path.is_file())
 
 
 def _reports(payload: dict[str, str]) -> list[BrokenModule]:

@@ -128,9 +128,14 @@ class Course:
         main = self.checks_file(lesson)
         return (main, *sorted(self.checks_dir.glob(f"{main.stem}_*.py")))
 
-    def hidden_checks_file(self, lesson: Lesson) -> Path:
-        """Instructor-only checks, left out of the student release: hidden/<stem>_hidden.py."""
-        return self.checks_dir / "hidden" / f"{Path(lesson.checks).stem}_hidden.py"
+    def hidden_checks_files(self, lesson: Lesson) -> tuple[Path, ...]:
+        """Instructor-only checks, left out of the student release: hidden/<stem>_hidden.py, then the
+        hidden twins of the lesson's part files (hidden/<stem>_<topic>_hidden.py), those that exist."""
+        stem = Path(lesson.checks).stem
+        folder = self.checks_dir / "hidden"
+        main = folder / f"{stem}_hidden.py"
+        parts = sorted(p for p in folder.glob(f"{stem}_*_hidden.py") if p != main)
+        return tuple(path for path in (main, *parts) if path.is_file())
 
     @property
     def state_dir(self) -> Path:

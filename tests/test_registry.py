@@ -73,7 +73,7 @@ def _programs_started_by(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("lesson", CODE_LESSONS, ids=[lesson.id for lesson in CODE_LESSONS])
 def test_a_lesson_needs_every_program_its_checks_start(lesson) -> None:
-    files = [*COURSE.checks_files(lesson), COURSE.hidden_checks_file(lesson)]
+    files = [*COURSE.checks_files(lesson), *COURSE.hidden_checks_files(lesson)]
     started = set().union(*(_programs_started_by(path) for path in files if path.is_file()))
     assert started <= set(lesson.needs), f"{lesson.id}'s checks start {sorted(started - set(lesson.needs))}: add to needs"
 
@@ -127,8 +127,7 @@ def test_course_toml_states_no_points_and_no_checks_file_for_the_quiz() -> None:
 @pytest.mark.parametrize("lesson", CODE_LESSONS, ids=[lesson.id for lesson in CODE_LESSONS])
 def test_points_are_the_checks_points(lesson) -> None:
     visible = sum(info.points for info in lesson_catalog(COURSE, lesson))
-    hidden_file = COURSE.hidden_checks_file(lesson)
-    hidden = sum(info.points for info in read_catalog(hidden_file)) if hidden_file.is_file() else 0
+    hidden = sum(info.points for path in COURSE.hidden_checks_files(lesson) for info in read_catalog(path))
     assert lesson_points(COURSE, lesson) == visible > 0
     assert lesson_points(COURSE, lesson, hidden=True) == visible + hidden
 

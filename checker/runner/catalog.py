@@ -56,7 +56,7 @@ def lesson_catalog(course: Course, lesson: Lesson, *, hidden: bool = False) -> l
     of the course has them) the instructor-only ones."""
     files = [*course.checks_files(lesson)]
     if hidden:
-        files.append(course.hidden_checks_file(lesson))
+        files += course.hidden_checks_files(lesson)
     return [info for path in files if path.is_file() for info in read_catalog(path)]
 
 

@@ -94,8 +94,8 @@ def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: s
     if not checks_file.is_file():
         raise CourseError(f"the checks for {lesson.id} are missing ({checks_file})")
     extra = [*course.checks_files(lesson)[1:]]
-    if hidden and course.hidden_checks_file(lesson).is_file():
-        extra.append(course.hidden_checks_file(lesson))
+    if hidden:
+        extra += course.hidden_checks_files(lesson)
     known = {c.id for c in lesson_catalog(course, lesson, hidden=hidden)}
     unknown = sorted(set(select or ()) - known)
     if unknown:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -53,6 +54,28 @@ def _student_readme(text: str) -> str:
     # The quick start's test line: a student edition has no tests, but it has checks.
     return re.sub(r"^uv run pytest .*$", "uv run course check lesson-1   # check your work on lesson 1 (any lesson id)",
                   readme, count=1, flags=re.MULTILINE)
+
+
+def _student_pyproject(text: str) -> str:
+    """The project file as a student's copy needs it: `uv run` installs no development group.
+
+    The dev group (linters, and what the course's own tests drive) serves a test suite the release
+    leaves out; the lock still lists it, so the lock stays valid and `uv sync --locked` passes."""
+    if not re.search(r"^\[tool\.uv\.", text, flags=re.MULTILINE) or re.search(r"^\[tool\.uv\]", text, re.MULTILINE):
+        raise CourseError("pyproject.toml: expected [tool.uv.*] tables and no [tool.uv] table to add default-groups to")
+    table = "[tool.uv]\ndefault-groups = []  # the student edition has no test suite: no dev group\n\n"
+    return re.sub(r"^(?=\[tool\.uv\.)", table, text, count=1, flags=re.MULTILINE)
+
+
+def _student_lock(text: str, project: str) -> str:
+    """The lock as uv writes it for `_student_pyproject`'s change: the project's entry records its
+    default groups (tests/test_release.py proves `uv sync --locked` accepts the result)."""
+    entry = (rf'(\[\[package\]\]\nname = "{re.escape(project)}"\n'
+             r'version = "[^"\n]*"\nsource = \{ editable = "\." \}\n)')
+    locked, found = re.subn(entry, r"\1default-groups = []\n", text, count=1)
+    if not found:
+        raise CourseError(f"uv.lock: no editable entry for {project}; has uv changed its lock format?")
+    return locked
 
 
 def _excluded(rel: Path) -> bool:
@@ -105,6 +128,11 @@ def build_release(course: Course, out: Path) -> list[Path]:
                 _clean_notebook(path, dest)
             elif rel == Path("README.md"):
                 dest.write_text(_student_readme(path.read_text(encoding="utf-8")), encoding="utf-8")
+            elif rel == Path("pyproject.toml"):
+                dest.write_text(_student_pyproject(path.read_text(encoding="utf-8")), encoding="utf-8")
+            elif rel == Path("uv.lock"):
+                project = tomllib.loads((course.root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+                dest.write_text(_student_lock(path.read_text(encoding="utf-8"), project), encoding="utf-8")
             else:
                 shutil.copy2(path, dest)
             written.append(dest)

@@ -116,6 +116,17 @@ def test_release_runs_the_student_flow(release: Path) -> None:
     assert against.returncode == 2 and "no research_desk package" in against.stderr
 
 
+def test_release_installs_no_development_tools(release: Path) -> None:
+    """The dev group serves the course's own tests, which stay behind: `uv run` in the release must
+    not install it, and the release's lock must still be current (`--locked`)."""
+    plan = subprocess.run(["uv", "sync", "--locked", "--dry-run", "--offline"], cwd=release, capture_output=True,
+                          text=True, timeout=300, env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"})
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    planned = {line.split()[1].split("==")[0] for line in plan.stderr.splitlines() if line.startswith(" + ")}
+    assert {"mcp", "pytest", "jupyterlab"} <= planned, sorted(planned)
+    assert not planned & {"ruff", "mypy", "check-jsonschema", "lxml", "nbval"}, sorted(planned)
+
+
 def test_release_refuses_to_overwrite(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")

@@ -7,8 +7,12 @@ its parent by daemonising still ends up below the test, where it is looked for a
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +64,28 @@ def test_no_process_outlives_its_lesson(lesson_id: str, against: str, subreaper:
     assert not result.error, result.error
     left = sorted(_service_processes() - before)
     assert not left, f"{lesson_id} on the {against} left processes running: {left}"
+
+
+@pytest.fixture
+def unrelated_uvicorn() -> Iterator[int]:
+    """A process named like a server that this test did not start: daemonised before the test becomes
+    a subreaper, so it belongs to the machine (another checkout, another grader), not to us."""
+    launcher = ("import subprocess, sys\n"
+                "argv = [sys.executable, '-c', 'import time; time.sleep(120)', 'uvicorn', 'other:app']\n"
+                "child = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,"
+                " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                "print(child.pid)\n")
+    pid = int(subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, check=True).stdout)
+    try:
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_an_unrelated_server_on_the_machine_is_not_a_leftover(unrelated_uvicorn: int, subreaper: None) -> None:
+    lesson = COURSE.lesson("lesson-5")
+    result = run_lesson(COURSE, lesson, "solutions")
+    assert not result.error, result.error
+    assert Path(f"/proc/{unrelated_uvicorn}").exists(), "the unrelated server should still run"
+    assert not _service_processes(), f"left running: {_service_processes()}"

@@ -19,6 +19,8 @@ from checker.checks.kit.text import word
 
 @dataclass
 class Workspace:
+    """A folder of documents and what each holds, as the check wrote them."""
+
     root: Path
     documents: dict[str, str]  # name -> text, for every file the desk must serve
 

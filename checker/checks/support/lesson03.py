@@ -36,6 +36,8 @@ MODERN_META = {
 
 @dataclass
 class Workspace:
+    """A folder of documents to index, and what indexing it must count."""
+
     root: Path
     documents: dict[str, str]  # name -> text, for every file the indexer must count
 
@@ -68,6 +70,8 @@ def workspace(tmp_path: Path) -> Workspace:
 
 @dataclass
 class Update:
+    """One progress notification as the client received it."""
+
     progress: float
     total: float | None
     message: str | None
@@ -97,6 +101,7 @@ def summary_of(result: Any, what: str, target: Target | None = None) -> dict[str
 
 
 def summary_seen(seen: dict[str, Any], what: str) -> dict[str, Any]:
+    """The IndexSummary in a plain-data result; a crash, an error or another shape fails the check."""
     if seen["crash"]:
         pytest.fail(f"{what}: index_documents crashed: {seen['crash']}")
     assert not seen["is_error"], f"{what}: index_documents returned an error: {seen['text']}"
@@ -106,6 +111,7 @@ def summary_seen(seen: dict[str, Any], what: str) -> dict[str, Any]:
 
 
 def check_summary(summary: dict[str, Any], workspace: Workspace, what: str) -> None:
+    """The summary counts exactly the workspace: its documents, their titles and their words."""
     n = len(workspace.names)
     assert summary.get("documents") == n, (
         f"{what}: the summary says documents={summary.get('documents')!r}, but the workspace has {n} documents")
@@ -127,6 +133,7 @@ async def index_with_progress(target: Target, workspace: Workspace,
 
 
 def assert_climbs_to_total(updates: list[Update], where: str) -> None:
+    """Progress arrived, grew with every report, and ended at its total."""
     assert updates, (f"{where}: the client passed a progress callback but received no progress at all; "
                      "report progress while the documents are indexed, under the caller's own progress token "
                      "(one you make up reaches no one)")
@@ -145,6 +152,7 @@ def assert_climbs_to_total(updates: list[Update], where: str) -> None:
 
 
 def assert_counts_the_work(updates: list[Update], n: int, where: str) -> None:
+    """The total is the number of documents, and each document got one report."""
     totals = sorted({u.total for u in updates}, key=lambda t: -1 if t is None else t)
     assert totals == [n], (
         f"{where}: the workspace holds {n} documents, but the reports gave total={totals}; the total is the "
@@ -209,6 +217,7 @@ class LoopProbe:
 
 
 def stdio_params(target: Target, workspace: Workspace) -> Any:
+    """How to start the student's `progress` module as a stdio server on the workspace."""
     return target.stdio_parameters(["-m", f"{target.package}.progress", str(workspace.root)])
 
 
@@ -224,6 +233,7 @@ def bad_line(problem: Exception) -> str:
 
 
 def tail(stream: Any, lines: int = 4) -> str:
+    """The last `lines` lines a process wrote to `stream`, on one line, for a failure message."""
     stream.seek(0)
     text = stream.read()
     if isinstance(text, bytes):

@@ -27,6 +27,7 @@ CRASH = "Error executing tool"  # all the model sees when a tool raises somethin
 
 
 def random_tag(rng: random.Random, k: int = 6) -> str:
+    """A random name of `k` lower-case letters and digits."""
     return "".join(rng.choices(string.ascii_lowercase + string.digits, k=k))
 
 
@@ -54,6 +55,7 @@ class Sandbox:
 
 
 def path_parts(path: Path | str) -> tuple[str, ...]:
+    """A path's names, without empty ones (so leading, doubled and trailing slashes vanish)."""
     return tuple(p for p in str(path).split("/") if p)
 
 
@@ -107,6 +109,7 @@ def build_sandbox(tmp_path: Path) -> Sandbox:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Sandbox:
+    """A fresh sandbox for each check."""
     return build_sandbox(tmp_path)
 
 
@@ -139,6 +142,7 @@ def model_verdict(path: str, roots: Sequence[str], links: dict[tuple[str, ...], 
 
 
 def verdict_of(target: Target, path: Any, roots: Sequence[Any]) -> bool:
+    """is_path_allowed(path, roots) from student code; a raise or a non-bool fails the check."""
     fn = target.attr("roots", "is_path_allowed")
     try:
         got = fn(path, roots)
@@ -152,15 +156,18 @@ def verdict_of(target: Target, path: Any, roots: Sequence[Any]) -> bool:
 
 
 def short(value: Any) -> str:
+    """A path for a failure message: its repr, cut in the middle when long."""
     text = repr(os.fspath(value) if isinstance(value, os.PathLike) else value)
     return text if len(text) <= 90 else text[:70] + "…" + text[-15:]
 
 
 async def call_read(client: Any, path: str) -> Any:
+    """Call the read_file tool with `path`."""
     return await client.call_tool("read_file", {"path": path})
 
 
 def assert_refused(result: Any, box: Sandbox, asked: str, tool: str = "read_file") -> str:
+    """A tool result is a readable refusal that leaks nothing of the secret files; returns its text."""
     body = text_of(result)
     assert result.is_error, f"{tool}({asked!r}) succeeded although it leads outside the roots"
     assert box.secret_marker not in body, (
@@ -172,6 +179,7 @@ def assert_refused(result: Any, box: Sandbox, asked: str, tool: str = "read_file
 
 
 def file_uri(path: str, *, host: str = "") -> str:
+    """A file:// URI for `path` (percent-encoded), with `host` when given."""
     return f"file://{host}{quote(path, safe='/')}"
 
 
@@ -186,6 +194,7 @@ ROOT_CHOICES = ["root", "notes", "deep", "sibling", "alias", "outside"]
 
 
 def token_text(box: Sandbox, token: str) -> str:
+    """The sandbox name a path token stands for (DOC, ROOT, ...), or the token itself."""
     names = {"DOC": box.doc.name, "ROOT": box.root.name, "SIBLING": box.siblings[0].name,
              "OUTSIDE": box.outside.name, "SECRET": box.secret.name, "ALIAS": box.alias.name,
              "SPACED": box.spaced.name}

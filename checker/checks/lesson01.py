@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import string
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,80 +15,13 @@ import anyio
 import pytest
 from mcp.types import Implementation
 
+from checker.checks.kit.eras import MODES
+from checker.checks.support.lesson01 import Workspace, desk_info, diff, expected_row
+from checker.checks.support.lesson01 import workspace as workspace  # the fixture, for pytest
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
-
-MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
-
-
-def _word(rng: random.Random) -> str:
-    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(4, 9)))
-
-
-@dataclass
-class Workspace:
-    root: Path
-    documents: dict[str, str]  # name -> text, for every file the desk must serve
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(self.documents)
-
-
-IGNORED = {".hidden/secret.md": "# Hidden\n\nnot a document", "logo.png": "not text", ".draft.md": "# Draft\n\nno"}
-"""Files in every workspace that are not documents: hidden ones and one that is not text."""
-
-
-# Names a desk must keep exactly as they are: each has a space and a character outside ASCII.
-UNUSUAL_NAMES = ["naïve plan", "café notes", "Ünïcode draft", "résumé v2"]
-
-
-def _document(rng: random.Random) -> str:
-    """A document's text: a title line and a body with multi-byte characters (UTF-8 on disk)."""
-    body = " ".join(_word(rng) for _ in range(rng.randint(3, 30)))
-    return f"# {_word(rng).title()}\n\n{body} — {rng.choice(['é', 'ß', '研究', 'Ω'])}"
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    """A folder of random documents, plus files a desk must ignore (hidden, not text).
-
-    Every workspace, whatever the draw, holds a document two folders deep and one whose name has a
-    space and a non-ASCII letter, so keeping only file names or re-encoding them fails every run.
-    """
-    rng = random.Random()
-    root = tmp_path / "workspace"
-    documents: dict[str, str] = {
-        f"papers/2026/{_word(rng)}.md": _document(rng),
-        f"{rng.choice(UNUSUAL_NAMES)} {rng.randint(1, 99)}.txt": _document(rng),
-    }
-    for _ in range(rng.randint(1, 5)):
-        folder = rng.choice(["", "notes/", f"{_word(rng)}/", "papers/2026/"])
-        documents[f"{folder}{_word(rng)}{rng.choice(['.md', '.txt'])}"] = _document(rng)
-    for name, text in {**documents, **IGNORED}.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text, encoding="utf-8")
-    return Workspace(root, documents)
-
-
-def _expected_row(name: str, text: str) -> tuple[str, str, int]:
-    """What the index holds for a document: its name, its title (the first line without its #) and its words."""
-    return name, text.splitlines()[0].lstrip("# ").strip(), len(text.split())
-
-
-def _diff(got: list[str], want: list[str]) -> str:
-    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-    parts = [f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else ""]
-    return "; ".join(p for p in parts if p) or f"same names, but got {got!r}, expected sorted {want!r}"
-
-
-async def _desk_info(client: Any) -> dict[str, Any]:
-    result = await client.call_tool("desk_info", {})
-    assert not result.is_error, f"desk_info returned an error: {result.content[0].text if result.content else ''}"
-    assert isinstance(result.structured_content, dict), "desk_info must return a DeskInfo (structured output)"
-    return result.structured_content
 
 
 @check("open_desk indexes every document in the workspace", points=2,
@@ -103,9 +34,9 @@ async def test_index_matches_workspace(target: Target, workspace: Workspace, tmp
         names = state.document_names()
         rows = sorted(tuple(row) for row in state.index.execute("SELECT name, title, words FROM documents").fetchall())
         first_id = state.instance_id
-    assert names == workspace.names, f"the index does not match the workspace: {_diff(names, workspace.names)}"
-    want = sorted(_expected_row(name, text) for name, text in workspace.documents.items())
-    wrong = [(got, expected) for got, expected in zip(rows, want) if got != expected]
+    assert names == workspace.names, f"the index does not match the workspace: {diff(names, workspace.names)}"
+    want = sorted(expected_row(name, text) for name, text in workspace.documents.items())
+    wrong = [(got, expected) for got, expected in zip(rows, want, strict=False) if got != expected]
     assert not wrong, (f"the row for {wrong[0][1][0]!r} should be (name, title, words) = {wrong[0][1]}, the index "
                        f"holds {wrong[0][0]}: store what load_document() read")
     async with open_desk(workspace.root) as again:
@@ -168,18 +99,20 @@ async def test_startup_failure_is_clear(target: Target, tmp_path: Path) -> None:
 async def test_tools_read_lifespan_state(target: Target, workspace: Workspace) -> None:
     context = target.module("context")
     late = f"notes/late-{random.randint(1000, 9999)}.md"
-    async with target.record_yields("context", "open_desk") as states:
-        async with target.client(context.create_server(workspace.root)) as client:
-            (workspace.root / late).parent.mkdir(parents=True, exist_ok=True)
-            (workspace.root / late).write_text("# Late\n\nwritten after the desk opened")
-            listed = await client.call_tool("list_documents", {})
-            assert not listed.is_error, f"list_documents failed: {listed.content[0].text}"
-            names = (listed.structured_content or {}).get("result")
-            if late in (names or []):
-                pytest.fail(f"list_documents lists {late!r}, written after the desk opened: it rescanned the "
-                            "folder; answer from the index the lifespan built")
-            assert names == workspace.names, f"list_documents is wrong: {_diff(names or [], workspace.names)}"
-            infos = [await _desk_info(client) for _ in range(3)]
+    async with (
+        target.record_yields("context", "open_desk") as states,
+        target.client(context.create_server(workspace.root)) as client,
+    ):
+        (workspace.root / late).parent.mkdir(parents=True, exist_ok=True)
+        (workspace.root / late).write_text("# Late\n\nwritten after the desk opened")
+        listed = await client.call_tool("list_documents", {})
+        assert not listed.is_error, f"list_documents failed: {listed.content[0].text}"
+        names = (listed.structured_content or {}).get("result")
+        if late in (names or []):
+            pytest.fail(f"list_documents lists {late!r}, written after the desk opened: it rescanned the "
+                        "folder; answer from the index the lifespan built")
+        assert names == workspace.names, f"list_documents is wrong: {diff(names or [], workspace.names)}"
+        infos = [await desk_info(client) for _ in range(3)]
     assert len(states) == 1, "expected the lifespan to open exactly one desk for this connection"
     state = states[0]
     assert {i["instance_id"] for i in infos} == {state.instance_id}, (
@@ -207,14 +140,16 @@ async def test_request_context_both_eras(target: Target, workspace: Workspace) -
         extra = {"sampling_callback": sampler} if can_sample else {}
         async with target.client(server, mode=mode, client_info=Implementation(name=name, version="1.0"),
                                  **extra) as client:
-            first, second = await _desk_info(client), await _desk_info(client)
+            first, second = await desk_info(client), await desk_info(client)
         assert first["protocol_version"] == version, (
             f"with a mode={mode!r} client, protocol_version should be {version}, got {first['protocol_version']!r}")
-        assert first["client_name"] == name, f"client_name should be the client's own name {name!r}, got {first['client_name']!r}"
+        assert first["client_name"] == name, (
+            f"client_name should be the client's own name {name!r}, got {first['client_name']!r}")
         assert first["client_can_sample"] is can_sample, (
             f"client_can_sample should be {can_sample} for this {mode} client (it "
             f"{'did' if can_sample else 'did not'} declare sampling)")
-        assert first["request_id"] != second["request_id"], "two requests reported the same request_id: read it from ctx"
+        assert first["request_id"] != second["request_id"], (
+            "two requests reported the same request_id: read it from ctx")
 
 
 @check("over HTTP the lifespan runs once for every connection and request", points=3,
@@ -228,7 +163,7 @@ async def test_lifespan_once_per_process(target: Target, workspace: Workspace) -
 
         async def one_connection(mode: str) -> None:
             async with target.client(url, mode=mode) as client:
-                infos.append(await _desk_info(client))
+                infos.append(await desk_info(client))
 
         async with target.http(app, graceful=False) as url:
             for mode in ("auto", "legacy"):
@@ -249,13 +184,16 @@ async def test_lifespan_once_per_process(target: Target, workspace: Workspace) -
 async def test_cleanup_after_failing_tool(target: Target, workspace: Workspace) -> None:
     context = target.module("context")
     missing = f"{random.choice(['draft', 'plan', 'memo'])}-{random.randint(100, 999)}.md"
-    async with target.record_yields("context", "open_desk") as states:
-        async with target.client(context.create_server(workspace.root)) as client:
-            bad = await client.call_tool("read_document", {"name": missing})
-            read = {name: await client.call_tool("read_document", {"name": name}) for name in workspace.names}
+    async with (
+        target.record_yields("context", "open_desk") as states,
+        target.client(context.create_server(workspace.root)) as client,
+    ):
+        bad = await client.call_tool("read_document", {"name": missing})
+        read = {name: await client.call_tool("read_document", {"name": name}) for name in workspace.names}
     body = bad.content[0].text if bad.content else ""
     assert bad.is_error, f"reading {missing!r}, which does not exist, should be a tool error (is_error=True)"
-    assert missing in body, f"the error should name the missing document {missing!r} so the model can fix it; got {body!r}"
+    assert missing in body, (
+        f"the error should name the missing document {missing!r} so the model can fix it; got {body!r}")
     for name, good in read.items():
         text = good.content[0].text if good.content else ""
         assert not good.is_error and text == workspace.documents[name], (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import string
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from mcp import MCPError
@@ -29,21 +29,19 @@ from mcp.types import (
     TextContent,
 )
 
+from checker.checks.kit.eras import MODES
+from checker.checks.kit.text import word
+from checker.checks.support.lesson02 import first_line, hand_in, mcp_server, qualified
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
-
-def _word(rng: random.Random) -> str:
-    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9)))
-
-
-def _text_of_words(rng: random.Random, count: int) -> str:
-    """Prose of exactly `count` whitespace-separated words, in sentences."""
-    words = [_word(rng) for _ in range(count)]
+def _uneven_prose(rng: random.Random, count: int) -> str:
+    """Prose of exactly `count` whitespace-separated words, in sentences of 4 to 12 words (the visible
+    checks' documents have sentences of eight)."""
+    words = [word(rng, 3) for _ in range(count)]
     sentences, start = [], 0
     while start < count:
         size = rng.randint(4, 12)
@@ -53,22 +51,13 @@ def _text_of_words(rng: random.Random, count: int) -> str:
     return " ".join(sentences)
 
 
-def _first_line(result: CallToolResult) -> str:
-    text = result.content[0].text if result.content and result.content[0].type == "text" else ""
-    return text.splitlines()[0] if text else "(no text)"
-
-
-def _qualified(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 class _ClientSide:
     """The check's own client: records what it was asked, agrees to every question, answers every sample."""
 
     def __init__(self, rng: random.Random) -> None:
         self.events: list[str] = []
         self.questions: list[str] = []
-        self.reply = " ".join(_word(rng) for _ in range(rng.randint(5, 10)))
+        self.reply = " ".join(word(rng, 3) for _ in range(rng.randint(5, 10)))
         self.model = f"client-model-{rng.randint(1000, 9999)}"
 
     async def sample(self, context: Any, params: CreateMessageRequestParams) -> CreateMessageResult:
@@ -88,30 +77,26 @@ async def _summarise_document(target: Target, client: Any, name: str, version: s
     except MCPError as exc:
         pytest.fail(f"on {version} summarise_document({name!r}) failed with a protocol error: MCPError {exc.code} "
                     f"{exc.message}")
-    if result.is_error and _first_line(result) == "Error executing tool summarise_document":
+    if result.is_error and first_line(result) == "Error executing tool summarise_document":
         crash = target.tool_crash()
         pytest.fail(f"on {version} summarise_document({name!r}) crashed: {crash or 'no detail'}")
-    assert not result.is_error, f"on {version} summarise_document({name!r}) returned an error: {_first_line(result)}"
+    assert not result.is_error, f"on {version} summarise_document({name!r}) returned an error: {first_line(result)}"
     return result
 
 
 # --- what the student's code is handed, built where it runs (target.library) ---------------------
 
 
-def _mcp_server(target: Target, name: str) -> Any:
-    return target.library("mcp.server.mcpserver").MCPServer(name, log_level="WARNING")
-
-
 def _document_server(target: Target, name: str, root: Path, limit: int) -> Any:
     """A server whose summarise_document is built by the module's document_summariser(root, limit)."""
-    server = _mcp_server(target, name)
+    server = mcp_server(target, name)
     server.tool(name="summarise_document")(target.module("sampling").document_summariser(root, limit))
     return server
 
 
 def _registered_server(target: Target, name: str, root: str, limit: int) -> Any:
     """A server set up only by the student's register(server, root=<a str>, large_document_words=limit)."""
-    server = _mcp_server(target, name)
+    server = mcp_server(target, name)
     target.module("sampling").register(server, root=root, large_document_words=limit)
     return server
 
@@ -139,12 +124,6 @@ def _recording_model(target: Target, completion_type: Any, name: str, answered_b
     return model, target.library("types").SimpleNamespace(name=name, complete=target.expose(model.complete))
 
 
-def _hand_in(target: Target, obj: Any) -> Any:
-    """The SDK object `obj`, rebuilt where the student's code runs (only the fields that were set)."""
-    kind = getattr(target.library("mcp.types"), type(obj).__name__)
-    return kind.model_validate(obj.model_dump(mode="json", by_alias=True, exclude_unset=True))
-
-
 # --- the checks ------------------------------------------------------------------------------------
 
 
@@ -154,12 +133,12 @@ def _hand_in(target: Target, obj: Any) -> Any:
 async def test_limit_is_inclusive(target: Target, tmp_path: Path) -> None:
     rng = random.Random()
     limit = rng.randint(20, 80)
-    root = tmp_path / f"desk-{_word(rng)}"
+    root = tmp_path / f"desk-{word(rng, 3)}"
     (root / "notes").mkdir(parents=True)
-    at_limit, over = f"notes/{_word(rng)}-{rng.randint(1, 99)}.md", f"{_word(rng)}-{rng.randint(100, 999)}.txt"
+    at_limit, over = f"notes/{word(rng, 3)}-{rng.randint(1, 99)}.md", f"{word(rng, 3)}-{rng.randint(100, 999)}.txt"
     sizes = {at_limit: limit, over: limit + 1}
     for name, words in sizes.items():
-        (root / name).write_text(_text_of_words(rng, words))
+        (root / name).write_text(_uneven_prose(rng, words))
     server = _document_server(target, f"desk-{rng.randint(1000, 9999)}", root, limit)
     for mode, version in MODES.items():
         client_side = _ClientSide(rng)
@@ -185,12 +164,12 @@ async def test_limit_is_inclusive(target: Target, tmp_path: Path) -> None:
 async def test_register_forwards_root_and_limit(target: Target, tmp_path: Path) -> None:
     rng = random.Random()
     limit = rng.randint(8, 40)
-    root = tmp_path / f"workspace-{_word(rng)}"
+    root = tmp_path / f"workspace-{word(rng, 3)}"
     (root / "papers").mkdir(parents=True)
-    small, large = f"papers/{_word(rng)}.md", f"{_word(rng)}-{rng.randint(1, 99)}.txt"
+    small, large = f"papers/{word(rng, 3)}.md", f"{word(rng, 3)}-{rng.randint(1, 99)}.txt"
     sizes = {small: rng.randint(3, limit), large: limit + rng.randint(2, 40)}
     for name, words in sizes.items():
-        (root / name).write_text(_text_of_words(rng, words))
+        (root / name).write_text(_uneven_prose(rng, words))
     server = _registered_server(target, f"desk-{rng.randint(1000, 9999)}", str(root), limit)
     for mode, version in MODES.items():
         client_side = _ClientSide(rng)
@@ -211,7 +190,8 @@ async def test_register_forwards_root_and_limit(target: Target, tmp_path: Path) 
             f"went out with {'no question' if 'elicit' not in client_side.events else client_side.events}: the tool "
             f"is not using the limit register was handed (the default is far larger)")
         assert large in client_side.questions[0] and str(sizes[large]) in client_side.questions[0], (
-            f"on {version} the question {client_side.questions[0]!r} should name {large!r} and its {sizes[large]} words")
+            f"on {version} the question {client_side.questions[0]!r} should name {large!r} and its {sizes[large]} "
+            "words")
         for name, data in ((small, small_data), (large, large_data)):
             assert data.get("summary") == client_side.reply, (
                 f"on {version} summarise_document({name!r}) should return the client model's reply "
@@ -234,23 +214,24 @@ async def test_callback_bare_and_unreadable_requests(target: Target) -> None:
     }
     for what, preferences in bare_kinds.items():
         name = f"local-{rng.randint(100, 999)}"
-        answered_by, answer = f"{name}-{_word(rng)}", " ".join(_word(rng) for _ in range(rng.randint(4, 9)))
-        question, max_tokens = " ".join(_word(rng) for _ in range(rng.randint(5, 15))), rng.randint(16, 900)
-        extra = {"model_preferences": preferences} if preferences is not None else {}
+        answered_by, answer = f"{name}-{word(rng, 3)}", " ".join(word(rng, 3) for _ in range(rng.randint(4, 9)))
+        question, max_tokens = " ".join(word(rng, 3) for _ in range(rng.randint(5, 15))), rng.randint(16, 900)
+        extra: dict[str, Any] = {"model_preferences": preferences} if preferences is not None else {}
         params = CreateMessageRequestParams(
-            max_tokens=max_tokens, messages=[SamplingMessage(role="user", content=TextContent(type="text", text=question))],
-            **extra)
+            max_tokens=max_tokens,
+            messages=[SamplingMessage(role="user", content=TextContent(type="text", text=question))], **extra)
         recorded, model = _recording_model(target, completion_type, name, answered_by, answer)
-        reply = await make_sampling_callback(model)(None, _hand_in(target, params))
+        reply = await make_sampling_callback(model)(None, hand_in(target, params))
         kind = target.classes(reply)
-        if _qualified(CreateMessageResult) not in kind:
-            detail = f": {reply.message}" if _qualified(ErrorData) in kind else ""
+        if qualified(CreateMessageResult) not in kind:
+            detail = f": {reply.message}" if qualified(ErrorData) in kind else ""
             pytest.fail(f"a request with {what} is valid, yet the callback answered {kind[0].rsplit('.', 1)[-1]}"
                         f"{detail}; optional fields may be missing (None)")
         assert reply.content.type == "text" and reply.content.text == answer, (
             f"for a request with {what} the reply should carry the model's text {answer!r}, got {reply.content!r}")
         prompts = recorded.prompts
-        assert len(prompts) == 1, f"for a request with {what} the model should be asked once, it was asked {len(prompts)} times"
+        assert len(prompts) == 1, (
+            f"for a request with {what} the model should be asked once, it was asked {len(prompts)} times")
         prompt = prompts[0]
         assert [tuple(t) for t in prompt.turns] == [("user", question)], (
             f"for a request with {what} the model should see the one user turn {question!r}, got {prompt.turns!r}")
@@ -263,15 +244,16 @@ async def test_callback_bare_and_unreadable_requests(target: Target) -> None:
             f"hints={list(prompt.hints)}")
 
     name = f"reader-{rng.randint(100, 999)}"
-    recorded, model = _recording_model(target, completion_type, name, f"{name}-x", _word(rng))
-    roles = ["user", "assistant", "user", "assistant", "user"][: rng.choice([3, 5])]
-    messages = [SamplingMessage(role=role, content=TextContent(type="text", text=_text_of_words(rng, rng.randint(3, 9))))
+    recorded, model = _recording_model(target, completion_type, name, f"{name}-x", word(rng, 3))
+    turns: list[Literal["user", "assistant"]] = ["user", "assistant", "user", "assistant", "user"]
+    roles = turns[: rng.choice([3, 5])]
+    messages = [SamplingMessage(role=role, content=TextContent(type="text", text=_uneven_prose(rng, rng.randint(3, 9))))
                 for role in roles]
     position = rng.randrange(len(messages))
     messages[position] = SamplingMessage(role=roles[position], content=ImageContent(
         type="image", data="iVBORw0KGgo=", mime_type="image/png"))
     unreadable = CreateMessageRequestParams(max_tokens=rng.randint(50, 300), messages=messages)
-    handed = _hand_in(target, unreadable)
+    handed = hand_in(target, unreadable)
     try:
         reply = await make_sampling_callback(model)(None, handed)
     except Exception as exc:  # noqa: BLE001
@@ -279,7 +261,7 @@ async def test_callback_bare_and_unreadable_requests(target: Target) -> None:
                     f"{type(exc).__name__}: {exc}. A request the model cannot read must come back as ErrorData, "
                     "or the client crashes")
     kind = target.classes(reply)
-    assert _qualified(ErrorData) in kind, (
+    assert qualified(ErrorData) in kind, (
         f"message {position + 1} of {len(messages)} holds only an image, which a text model cannot read; the callback "
         f"should answer ErrorData, it answered {kind[0].rsplit('.', 1)[-1]}")
     code, message = reply.code, reply.message
@@ -299,10 +281,10 @@ async def test_credential_per_service(target: Target) -> None:
 
     rng = random.Random()
     sampling = target.module("sampling")
-    service, other = f"{_word(rng)}-{_word(rng)}", f"{_word(rng)}-x"
+    service, other = f"{word(rng, 3)}-{word(rng, 3)}", f"{word(rng, 3)}-x"
     vault = sampling.CredentialVault(f"http://127.0.0.1:{rng.randrange(2000, 60000)}/desk/")
     vault.store(other, "".join(rng.choices(string.ascii_letters, k=32)))
-    server = target.library("mcp.server.mcpserver").MCPServer(f"desk-{_word(rng)}", log_level="WARNING")
+    server = target.library("mcp.server.mcpserver").MCPServer(f"desk-{word(rng, 3)}", log_level="WARNING")
     sampling.register_archive(server, vault, service=service)
 
     async def decline(context: Any, params: Any) -> ElicitResult:
@@ -310,19 +292,20 @@ async def test_credential_per_service(target: Target) -> None:
 
     async with target.client(server, elicitation_callback=decline) as client:
         try:
-            await client.call_tool("search_archive", {"query": _word(rng)})
+            await client.call_tool("search_archive", {"query": word(rng, 3)})
         except MCPError as exc:
             error = exc.error
         else:
             pytest.fail(f"a key stored for {other!r} let the call for {service!r} through")
     assert error.code == URL_ELICITATION_REQUIRED, f"expected -32042, got {error.code} {error.message!r}"
     page = error.data["elicitations"][0]
-    assert page["url"] == vault.connect_url(service), f"sent to {page['url']!r}, expected {vault.connect_url(service)!r}"
+    assert page["url"] == vault.connect_url(service), (
+        f"sent to {page['url']!r}, expected {vault.connect_url(service)!r}")
     async with target.client(server, mode="legacy") as client:
-        result = await client.call_tool("search_archive", {"query": _word(rng)})
+        result = await client.call_tool("search_archive", {"query": word(rng, 3)})
     text = " ".join(getattr(block, "text", "") for block in result.content)
     assert result.is_error and vault.connect_url(service) in text, f"a client without elicitation got {text!r}"
     vault.store(service, "".join(rng.choices(string.ascii_letters, k=40)))
     async with target.client(server) as client:
-        result = await client.call_tool("search_archive", {"query": _word(rng)})
+        result = await client.call_tool("search_archive", {"query": word(rng, 3)})
     assert not result.is_error, "with this service's key stored, the call still failed"

@@ -10,28 +10,19 @@ from __future__ import annotations
 
 import math
 import random
-import string
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from checker.checks.kit.eras import MODES
+from checker.checks.kit.text import text_of, word
+from checker.checks.support.lesson03 import Recorder, redirected_output
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
-
-MODES = ("auto", "legacy")   # a 2026-07-28 client and a 2025-11-25 one
-
-
-def _word(rng: random.Random) -> str:
-    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(4, 9)))
-
-
-def _text(result: Any) -> str:
-    return result.content[0].text if result.content else ""
-
 
 @check("a workspace without documents indexes to zero, in both protocol eras", points=1,
        hint="No documents is not an error: the total is 0, there is nothing to report progress about, and the "
@@ -39,40 +30,40 @@ def _text(result: Any) -> str:
             "document that does not exist.")
 async def test_index_empty_workspace(target: Target, tmp_path: Path) -> None:
     rng = random.Random()
-    root = tmp_path / f"empty-{_word(rng)}"
+    root = tmp_path / f"empty-{word(rng)}"
     root.mkdir()
     # Files an indexer must skip, so the folder is not literally empty: hidden ones and non-text ones.
-    skipped = [f".{_word(rng)}/{_word(rng)}.md", f".{_word(rng)}.txt", f"{_word(rng)}.{rng.choice(['png', 'pdf', 'csv'])}"]
+    skipped = [f".{word(rng)}/{word(rng)}.md", f".{word(rng)}.txt", f"{word(rng)}.{rng.choice(['png', 'pdf', 'csv'])}"]
     for name in skipped:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(f"# {_word(rng)}\n{_word(rng)} {_word(rng)}")
+        (root / name).write_text(f"# {word(rng)}\n{word(rng)} {word(rng)}")
     progress = target.module("progress")
     for mode in MODES:
-        updates: list[tuple[float, float | None, str | None]] = []
-
-        async def record(done: float, total: float | None, message: str | None) -> None:
-            updates.append((done, total, message))
-
+        recorder = Recorder()
         async with target.client(progress.create_server(root), mode=mode) as client:
-            result = await client.call_tool("index_documents", {}, progress_callback=record)
+            result = await client.call_tool("index_documents", {}, progress_callback=recorder)
         era = "a modern client" if mode == "auto" else "a legacy client"
         if result.is_error:
             crash = target.tool_crash()
             pytest.fail(f"with {era}, indexing a workspace holding only {skipped} (no documents) failed: "
-                        f"{crash or _text(result)}; an empty workspace is a valid one")
+                        f"{crash or text_of(result)}; an empty workspace is a valid one")
         summary = result.structured_content
         assert isinstance(summary, dict), f"with {era}: index_documents must return an IndexSummary"
         got = (summary.get("documents"), summary.get("words"), summary.get("titles"))
         assert got == (0, 0, {}), (
             f"with {era}, a workspace with no documents (only {skipped}, which are skipped) gave "
             f"documents={got[0]!r}, words={got[1]!r}, titles={got[2]!r}; expected 0, 0 and no titles")
-        claimed = [u for u in updates if u[0] > 0 or u[1] not in (0, None)]
+        claimed = [u for u in recorder.updates if u.progress > 0 or u.total not in (0, None)]
         assert not claimed, (
-            f"with {era}, indexing no documents reported progress {claimed[0][0]:g} of {claimed[0][1]!r}; "
+            f"with {era}, indexing no documents reported progress {claimed[0].progress:g} of {claimed[0].total!r}; "
             "with nothing to do, no report may claim work done or a total other than 0")
 
 
-def _bar_edges(target: Target, progress_bar: Any, cases: list[list[Any]]) -> list[list[Any]]:
+BarCase = tuple[int, float, int, str]
+"""One notification for a fresh bar: (width, progress, total, message)."""
+
+
+def _bar_edges(target: Target, progress_bar: Any, cases: list[BarCase]) -> list[list[Any]]:
     """A fresh bar per case takes one notification: what update returned, and the text (or the
     exception that text() or update() raised)."""
     seen: list[list[Any]] = []
@@ -94,17 +85,17 @@ async def test_progress_bar_boundaries(target: Target) -> None:
     progress_bar = target.attr("progress", "ProgressBar")
     rng = random.Random()
     total = rng.randint(3, 40)
-    over = [rng.randint(10, 40), total + rng.randint(1, 20), total, f"past {_word(rng)}"]
-    zero = [rng.randint(10, 40), rng.randint(1, 20), 0, f"zero {_word(rng)}"]
+    over: BarCase = (rng.randint(10, 40), total + rng.randint(1, 20), total, f"past {word(rng)}")
+    zero: BarCase = (rng.randint(10, 40), rng.randint(1, 20), 0, f"zero {word(rng)}")
     while True:  # a half step whose exact cell count is never a float-rounding edge
         width, part_total = rng.randint(10, 40), rng.randint(4, 40)
         halves = rng.randint(1, 2 * part_total - 2) | 1
         if (width * halves) % (2 * part_total):
             break
-    part = [width, halves / 2, part_total, f"half {_word(rng)}"]
+    part: BarCase = (width, halves / 2, part_total, f"half {word(rng)}")
     seen = _bar_edges(target, progress_bar, [over, zero, part])
 
-    for (width, done, total, message), (taken, text, crash) in zip([over, zero, part], seen):
+    for (_, done, total, message), (taken, text, crash) in zip([over, zero, part], seen, strict=True):
         assert not crash, f"ProgressBar crashed on update({done:g}, {total:g}, {message!r}) then text(): {crash}"
         assert taken is True, f"a fresh bar should take update({done:g}, {total:g}, ...), but it returned {taken!r}"
         assert message in text, f"the bar text {text!r} should contain the message {message!r}"
@@ -134,26 +125,19 @@ def _log_beside_root_handler(target: Target, progress: Any, levels: list[str], t
     call configure_logging once per level in `levels`, then log a DEBUG and an INFO line carrying
     `token`. Returns what reached stdout and stderr, and whether the package logger came back.
     Every logger touched is restored afterwards."""
-    logging_, contextlib_ = target.library("logging"), target.library("contextlib")
-    package, root = logging_.getLogger("research_desk"), logging_.getLogger()
-    saved = (list(package.handlers), package.level, package.propagate, list(root.handlers), root.level)
-    out, err = target.library("io").StringIO(), target.library("io").StringIO()
     returned: list[bool] = []
-    try:
-        with contextlib_.redirect_stdout(out), contextlib_.redirect_stderr(err):
-            already = logging_.StreamHandler(err)
-            already.setFormatter(logging_.Formatter("ROOT %(levelname)s %(name)s: %(message)s"))
-            root.handlers = [already]
-            root.setLevel(logging_.WARNING)
-            package.handlers, package.propagate = [], True  # as in a fresh process
-            for level in levels:
-                returned.append(progress.configure_logging(level) is package)
-            logger = logging_.getLogger("research_desk.progress")
-            logger.debug("%s-debug", token)
-            logger.info("%s-info", token)
-    finally:
-        package.handlers, package.level, package.propagate = saved[0], saved[1], saved[2]
-        root.handlers, root.level = saved[3], saved[4]
+    with redirected_output(target) as (logging_, out, err):
+        root, package = logging_.getLogger(), logging_.getLogger("research_desk")
+        already = logging_.StreamHandler(err)
+        already.setFormatter(logging_.Formatter("ROOT %(levelname)s %(name)s: %(message)s"))
+        root.handlers = [already]
+        root.setLevel(logging_.WARNING)
+        package.handlers, package.propagate = [], True  # as in a fresh process
+        for level in levels:
+            returned.append(progress.configure_logging(level) is package)
+        logger = logging_.getLogger("research_desk.progress")
+        logger.debug("%s-debug", token)
+        logger.info("%s-info", token)
     return {"out": out.getvalue(), "err": err.getvalue(), "returned": returned}
 
 

@@ -15,33 +15,25 @@ from typing import Any
 
 import pytest
 
+from checker.checks.kit.eras import MODES
+from checker.checks.kit.text import text_of
+from checker.checks.support.lesson04 import CRASH, random_tag
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-MODES = ("auto", "legacy")   # a 2026-07-28 client and a 2025-11-25 one
-CRASH = "Error executing tool"  # all the model sees when a tool raises something other than ToolError
-
-
-def _tag(rng: random.Random, k: int = 6) -> str:
-    return "".join(rng.choices(string.ascii_lowercase + string.digits, k=k))
-
-
-def _text(result: Any) -> str:
-    return "\n".join(getattr(c, "text", "") for c in result.content or [])
-
 
 def _desk(tmp_path: Path, rng: random.Random) -> tuple[Path, Path]:
     """A real (resolved) base folder and a root inside it."""
-    base = Path(os.path.realpath(tmp_path)) / _tag(rng)
-    root = base / f"desk-{_tag(rng)}"
+    base = Path(os.path.realpath(tmp_path)) / random_tag(rng)
+    root = base / f"desk-{random_tag(rng)}"
     root.mkdir(parents=True)
     return base, root
 
 
 def _not_a_crash(result: Any, tool: str, asked: str, expected: str) -> str:
-    body = _text(result)
+    body = text_of(result)
     assert result.is_error, f"{tool}({asked}) succeeded with {body[:120]!r}; {expected}"
     assert body.strip() != f"{CRASH} {tool}", (
         f"{tool}({asked}) crashed, so the model only sees {body!r}: {expected}, with a ToolError whose message "
@@ -55,20 +47,20 @@ def _not_a_crash(result: Any, tool: str, asked: str, expected: str) -> str:
 async def test_percent_signs_literal(target: Target, tmp_path: Path) -> None:
     rng = random.Random()
     base, root = _desk(tmp_path, rng)
-    name = f"{_tag(rng)}.md"
+    name = f"{random_tag(rng)}.md"
     # A folder literally called %2E%2E inside the root; decoding it would mean `..`, which leads to
     # a secret file of the same name beside the root.
     trap = root / "%2E%2E"
     trap.mkdir()
-    inner = f"inner {_tag(rng, 12)}\n"
+    inner = f"inner {random_tag(rng, 12)}\n"
     (trap / name).write_text(inner)
-    secret = f"SECRET-{_tag(rng, 12)}\n"
+    secret = f"SECRET-{random_tag(rng, 12)}\n"
     (base / name).write_text(secret)
     # Two files whose names differ only by an escape: `<stem>%XX<tag>.md` and its decoded twin.
     escape, decoded = rng.choice([("%20", " "), ("%25", "%"), ("%2D", "-"), ("%41", "A")])
-    stem, tag = _tag(rng, 4), _tag(rng, 4)
+    stem, tag = random_tag(rng, 4), random_tag(rng, 4)
     literal, twin = root / f"{stem}{escape}{tag}.md", root / f"{stem}{decoded}{tag}.md"
-    literal_text, twin_text = f"literal {_tag(rng, 12)}\n", f"decoded {_tag(rng, 12)}\n"
+    literal_text, twin_text = f"literal {random_tag(rng, 12)}\n", f"decoded {random_tag(rng, 12)}\n"
     literal.write_text(literal_text)
     twin.write_text(twin_text)
     cases = [
@@ -87,7 +79,7 @@ async def test_percent_signs_literal(target: Target, tmp_path: Path) -> None:
         async with target.client(server, mode=mode) as client:
             for path, want, why in cases:
                 result = await client.call_tool("read_file", {"path": path})
-                got = _text(result)
+                got = text_of(result)
                 assert secret.strip() not in got, (
                     f"[{mode}] read_file({path!r}) returned the file beside the root: {why}")
                 assert not result.is_error and got == want, (
@@ -100,15 +92,15 @@ async def test_percent_signs_literal(target: Target, tmp_path: Path) -> None:
 async def test_read_file_odd_targets(target: Target, tmp_path: Path) -> None:
     rng = random.Random()
     _, root = _desk(tmp_path, rng)
-    folder = root / _tag(rng, 8)           # a random name, so the refusal must say "folder" itself
+    folder = root / random_tag(rng, 8)           # a random name, so the refusal must say "folder" itself
     folder.mkdir()
     (folder / "inside.md").write_text("# inside\n")
-    raw = b"".join(rng.choice([b"caf\xe9 ", b"\xff\xfe", _tag(rng).encode() + b" ", b"ok\n", b"\xc3("])
+    raw = b"".join(rng.choice([b"caf\xe9 ", b"\xff\xfe", random_tag(rng).encode() + b" ", b"ok\n", b"\xc3("])
                    for _ in range(rng.randint(6, 14))) + b"\xe2\x82\n"
-    bad = root / f"legacy-{_tag(rng)}.txt"
+    bad = root / f"legacy-{random_tag(rng)}.txt"
     bad.write_bytes(raw)
     expected_text = raw.decode("utf-8", errors="replace")
-    first, second = f"loop-{_tag(rng)}", f"loop-{_tag(rng)}"
+    first, second = f"loop-{random_tag(rng)}", f"loop-{random_tag(rng)}"
     (root / first).symlink_to(second)
     (root / second).symlink_to(first)
 
@@ -132,7 +124,7 @@ async def test_read_file_odd_targets(target: Target, tmp_path: Path) -> None:
                 f"[{mode}] read_file({folder.name!r}) on a folder said {body!r}; say that it is a folder "
                 "(list_files shows folders)")
             result = await client.call_tool("read_file", {"path": bad.name})
-            got = _text(result)
+            got = text_of(result)
             assert not result.is_error, (
                 f"[{mode}] read_file({bad.name!r}), a file with bytes that are not UTF-8, failed with {got[:150]!r}; "
                 "read it as UTF-8 and replace what does not decode")
@@ -155,17 +147,17 @@ async def test_search_hits_exact(target: Target, tmp_path: Path) -> None:
         pad = lambda: rng.choice(["", " ", "  ", "\t", " \t "])  # noqa: E731
         word = "".join(c.upper() if rng.random() < 0.5 else c for c in needle)
         if match:
-            middle = f"{_tag(rng, 4)} {word}{rng.choice(['', '.', ' ' + _tag(rng, 3)])}"
+            middle = f"{random_tag(rng, 4)} {word}{rng.choice(['', '.', ' ' + random_tag(rng, 3)])}"
         else:
-            middle = f"{_tag(rng, 5)} {_tag(rng, 4)}"      # too short to hold the 7-letter needle
+            middle = f"{random_tag(rng, 5)} {random_tag(rng, 4)}"      # too short to hold the 7-letter needle
         return f"{pad()}{middle}{pad()}"
 
     def write(folder: Path, lines: list[str]) -> list[tuple[int, str]]:
         folder.mkdir()
-        (folder / f"{_tag(rng)}.md").write_text("\n".join(lines) + "\n")
+        (folder / f"{random_tag(rng)}.md").write_text("\n".join(lines) + "\n")
         return [(number, text.strip()) for number, text in enumerate(lines, start=1) if needle in text.lower()]
 
-    small = root / f"small-{_tag(rng)}"
+    small = root / f"small-{random_tag(rng)}"
     small_lines = [line(rng.random() < 0.4) for _ in range(rng.randint(8, 25))]
     small_lines[rng.randrange(len(small_lines))] = line(True)
     small_lines[0] = line(rng.random() < 0.5)          # line 1 matches on some runs: a 0-based count shows
@@ -174,14 +166,14 @@ async def test_search_hits_exact(target: Target, tmp_path: Path) -> None:
     roots = target.module("roots")
     limit = roots.MAX_HITS
     assert isinstance(limit, int) and 1 <= limit <= 500, f"MAX_HITS should be a small positive number, got {limit!r}"
-    bulk = root / f"bulk-{_tag(rng)}"
+    bulk = root / f"bulk-{random_tag(rng)}"
     bulk_lines: list[str] = []
     while sum(needle in x.lower() for x in bulk_lines) < limit + rng.randint(3, 30):
         bulk_lines.append(line(rng.random() < 0.8))
     expected_bulk = write(bulk, bulk_lines)[:limit]
 
     server = roots.create_server([root])
-    async with target.client(server, mode=rng.choice(MODES)) as client:
+    async with target.client(server, mode=rng.choice(list(MODES))) as client:
         for blank in ("", " ", "\t ", "   "):
             _not_a_crash(await client.call_tool("search_files", {"query": blank}), "search_files", repr(blank),
                          "a blank query matches every line and finds nothing worth reading: refuse it")
@@ -190,7 +182,7 @@ async def test_search_hits_exact(target: Target, tmp_path: Path) -> None:
                 (bulk, bulk_lines, expected_bulk, f"the first {limit} matching lines (MAX_HITS), in order")):
             query = "".join(c.upper() if rng.random() < 0.5 else c for c in needle)
             result = await client.call_tool("search_files", {"query": query, "path": folder.name})
-            assert not result.is_error, f"search_files({query!r}, path={folder.name!r}) failed: {_text(result)[:150]}"
+            assert not result.is_error, f"search_files({query!r}, path={folder.name!r}) failed: {text_of(result)[:150]}"
             hits = (result.structured_content or {}).get("result") or []
             got = [(h.get("line"), h.get("text")) for h in hits]
             assert got == expected, (

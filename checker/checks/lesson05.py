@@ -5,6 +5,9 @@ it the way a proxy would: with a public host name in `Host`, a bearer token and,
 matters, a browser `Origin`. Names, tokens, limits and paths are random per run, so only an app
 that really applies its configuration passes. Status codes are read from raw httpx2 requests,
 because the MCP client reports every HTTP failure as the same "Server returned an error".
+The deployments and the raw HTTP live in support/lesson05.py. This file: serving both eras,
+streaming, sessions, the app's options and mounting it in a host app; lesson05_security.py: who
+may reach the endpoint (allowlists, the bearer token, the health probe, CORS).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import socket
 
 import pytest
 
-from checker.checks.kit.eras import LEGACY, MODERN
+from checker.checks.kit.eras import LEGACY, MODERN, MODES
 from checker.checks.support.lesson05 import (
     APP_STOPPED,
     Deployment,
@@ -47,7 +50,7 @@ async def test_both_eras_served(target: Target) -> None:
     async with raw() as http, target.http(await make_app(target, dep)) as url:
         await dep.require_reachable(http, url, "create_app")
         seen = {}
-        for mode in ("auto", "legacy"):
+        for mode in MODES:
             async with dep.client(url, mode) as client:
                 seen[mode] = (client.protocol_version, await whoami(client))
     (modern_version, modern), (legacy_version, legacy) = seen["auto"], seen["legacy"]
@@ -87,7 +90,7 @@ async def test_progress_streams_over_sse(target: Target) -> None:
             url, json=modern_request("tools/call", call, id=3), headers=dep.modern_headers("tools/call", "count_to")
         )
         got: dict[str, list[float]] = {}
-        for mode in ("auto", "legacy"):
+        for mode in MODES:
             steps: list[float] = []
 
             async def on_progress(
@@ -264,7 +267,7 @@ async def test_mounted_app_works(target: Target) -> None:
         own = await http.get(base + page)
         probe = await dep.discover(http, url)
         assert probe.status_code == 200, f"POST {prefix}/mcp got {why(probe.status_code)}"
-        for mode in ("auto", "legacy"):
+        for mode in MODES:
             async with dep.client(url, mode) as client:
                 info = await whoami(client)
                 assert info["protocol"] == (MODERN if mode == "auto" else LEGACY), (
@@ -300,7 +303,7 @@ async def test_mount_app_options(target: Target) -> None:
         stranger = await dep.discover(http, url, host=f"evil-{secrets.token_hex(2)}.example")
         seen = {}
         if exact.status_code == 200:
-            for mode in ("auto", "legacy"):
+            for mode in MODES:
                 async with dep.client(url, mode) as client:
                     seen[mode] = (await whoami(client))["protocol"]
     assert health.status_code == 200 and health.json() == {"status": "ok", "server": dep.name}, (

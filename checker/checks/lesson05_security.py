@@ -16,6 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from checker.checks.kit.eras import MODES
 from checker.checks.kit.text import text_of
 from checker.checks.support.lesson05 import (
     Deployment,
@@ -130,7 +131,7 @@ async def test_bearer_token_required(target: Target) -> None:
         path = metadata_url.split(dep.host, 1)[-1] if metadata_url else ""
         metadata = await http.get(url.rsplit("/mcp", 1)[0] + path, headers={"Host": dep.host}) if path else None
         if right.status_code == 200:
-            for mode in ("auto", "legacy"):
+            for mode in MODES:
                 async with dep.client(url, mode) as client:
                     await whoami(client)
     for what, response in refused.items():
@@ -313,7 +314,7 @@ async def test_token_names_its_holder(target: Target) -> None:
     seen: dict[str, Any] = {}
     async with raw() as http, target.http(await serve(dep.resource), graceful=False) as url:
         await dep.require_reachable(http, url, "create_app with auth_options")
-        for mode in ("auto", "legacy"):
+        for mode in MODES:
             async with dep.client(url, mode) as client:
                 result = await client.call_tool("connection_info", {})
                 seen[mode] = (result.is_error, dict(result.structured_content or {}), text_of(result))

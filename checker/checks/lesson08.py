@@ -19,7 +19,6 @@ import pytest
 
 from checker.checks.kit.eras import MODES
 from checker.checks.kit.processes import log_file
-from checker.checks.kit.text import word
 from checker.checks.support.lesson08 import (
     SCRIPT,
     archive,
@@ -44,9 +43,7 @@ ENTRY = "research_desk.__main__:main"
 @pytest.fixture
 def workspace(tmp_path: Path) -> tuple[Path, list[str]]:
     """A folder of random documents the server under test is pointed at."""
-    rng = random.Random()
-    root = tmp_path / f"ws-{word(rng)}"
-    return root, make_workspace(root, rng)
+    return make_workspace(tmp_path, random.Random())
 
 
 @check(

@@ -42,15 +42,11 @@ from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-ENTRY = "research_desk.__main__:main"
-
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> tuple[Path, list[str]]:
     """A folder of random documents the server under test is pointed at."""
-    rng = random.Random()
-    root = tmp_path / f"ws-{word(rng)}"
-    return root, make_workspace(root, rng)
+    return make_workspace(tmp_path, random.Random())
 
 
 @check(

@@ -55,15 +55,17 @@ SKIPPED_DIRS = {
 COPY_IGNORE = shutil.ignore_patterns(*SKIPPED_DIRS, "*.pyc", "*.egg-info")
 
 
-def make_workspace(root: Path, rng: random.Random) -> list[str]:
-    """A folder of random documents for the server under test; returns their names, sorted."""
+def make_workspace(folder: Path, rng: random.Random) -> tuple[Path, list[str]]:
+    """A folder (in `folder`) of random documents for the server under test: its path, and the
+    documents' names, sorted."""
+    root = folder / f"ws-{word(rng)}"
     names = sorted(
         {f"{rng.choice(['', 'notes/'])}{word(rng)}{rng.choice(['.md', '.txt'])}" for _ in range(rng.randint(2, 6))}
     )
     for name in names:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(f"# {word(rng).title()}\n\n{word(rng)} {word(rng)}\n")
-    return names
+    return root, names
 
 
 # -- the project and its one shared build --------------------------------------------------------

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import random
 import secrets
-import socket
 
 import pytest
 
 from checker.checks.kit.eras import LEGACY, MODERN, MODES
+from checker.checks.kit.processes import port_open
 from checker.checks.support.lesson05 import (
     APP_STOPPED,
     Deployment,
@@ -366,7 +366,4 @@ async def test_clean_shutdown(target: Target) -> None:
         "after the host app stopped, the MCP server's lifespan never finished: its cleanup did not run"
     )
     assert "host-stop" in stopped, "the host app's own lifespan never finished"
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        refused = sock.connect_ex(("127.0.0.1", port)) != 0
-    assert refused, f"port {port} still accepts connections after the server stopped"
+    assert not port_open(port), f"port {port} still accepts connections after the server stopped"

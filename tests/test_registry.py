@@ -71,12 +71,23 @@ def _programs_started_by(path: Path) -> set[str]:
     return found
 
 
+def _with_support(files: list[Path]) -> list[Path]:
+    """`files` and every checker.checks.support module they import, directly or through another one."""
+    found, queue = list(files), list(files)
+    while queue:
+        for node in ast.walk(ast.parse(queue.pop().read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("checker.checks.support."):
+                module = (COURSE.root / Path(*(node.module or "").split("."))).with_suffix(".py")
+                if module not in found:
+                    found.append(module)
+                    queue.append(module)
+    return found
+
+
 @pytest.mark.parametrize("lesson", CODE_LESSONS, ids=[lesson.id for lesson in CODE_LESSONS])
 def test_a_lesson_needs_every_program_its_checks_start(lesson) -> None:
-    main = COURSE.checks_files(lesson)[0]
-    support = sorted((main.parent / "support").glob(f"{main.stem}*.py"))  # where the checks' plumbing starts them
-    files = [*COURSE.checks_files(lesson), *COURSE.hidden_checks_files(lesson), *support]
-    started = set().union(*(_programs_started_by(path) for path in files if path.is_file()))
+    files = [path for path in (*COURSE.checks_files(lesson), *COURSE.hidden_checks_files(lesson)) if path.is_file()]
+    started = set().union(*(_programs_started_by(path) for path in _with_support(files)))
     assert started <= set(lesson.needs), f"{lesson.id}'s checks start {sorted(started - set(lesson.needs))}: add to needs"
 
 

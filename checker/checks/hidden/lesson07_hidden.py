@@ -8,88 +8,51 @@ that meets the requirements passes them.
 
 from __future__ import annotations
 
+import functools
 import random
-import string
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 from mcp import MCPError
 from mcp.types import INVALID_PARAMS
 
+from checker.checks.kit.eras import MODES
+from checker.checks.kit.text import text_of, word
+from checker.checks.support.lesson07 import (
+    Healthy,
+    Workspace,
+    build_workspace,
+    export_meanwhile,
+    files_in,
+    idempotency_key,
+)
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-MODES = ("auto", "legacy")
-
-
-def _word(rng: random.Random, low: int = 4, high: int = 9) -> str:
-    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(low, high)))
-
-
-def _key(rng: random.Random) -> str:
-    return "".join(rng.choices(string.ascii_letters + string.digits, k=rng.randint(16, 32)))
-
-
-def _text(result: Any) -> str:
-    return "\n".join(getattr(c, "text", "") for c in result.content or [])
-
-
-@dataclass
-class Workspace:
-    root: Path
-    titles: dict[str, str]  # name -> title
-    texts: dict[str, str]   # name -> full text
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(self.titles)
-
-    def title_matches(self, query: str, limit: int) -> list[str]:
-        q = query.casefold()
-        return sorted(n for n, t in self.titles.items() if q in t.casefold() or q in n.casefold())[:limit]
-
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
-    rng = random.Random()
-    root = tmp_path / "workspace"
-    titles: dict[str, str] = {}
-    texts: dict[str, str] = {}
-    while len(titles) < rng.randint(5, 8):
-        name = f"{rng.choice(['', 'notes/', 'papers/'])}{_word(rng)}{rng.choice(['.md', '.txt'])}"
-        title = " ".join(_word(rng).title() for _ in range(rng.randint(2, 4)))
-        titles[name] = title
-        texts[name] = f"# {title}\n\n" + " ".join(_word(rng) for _ in range(rng.randint(5, 30))) + "\n"
-    for name, text in texts.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return Workspace(root, titles, texts)
+    """Fewer and shorter documents than the visible checks' workspace."""
+    return build_workspace(tmp_path / "workspace", random.Random(), documents=(5, 8), words=(5, 30))
 
 
-# -- a fake search service, handed to the desk with target.expose: its calls run here -----------
-
-class Sloppy:
-    """A healthy search service that ignores `limit` and answers with every hit it has."""
-
-    def __init__(self, hits: list[str]) -> None:
-        self.hits = hits
-
-    async def search(self, query: str, limit: int) -> list[str]:
-        return list(self.hits)
+def _into_folder(path: Path) -> None:
+    """A document turns into a folder of the same name."""
+    path.unlink()
+    path.mkdir()
 
 
 # -- the checks ----------------------------------------------------------------------------------
 
-@check("with no search service configured, search degrades; a service's extra hits are cut to the limit",
-       points=1,
-       hint="A desk without a backend is an outage too: answer from the local titles, labelled degraded with a "
-            "notice. And `limit` is your promise to the model: never pass on more hits than it asked for.")
+
+@check(
+    "with no search service configured, search degrades; a service's extra hits are cut to the limit",
+    points=1,
+    hint="A desk without a backend is an outage too: answer from the local titles, labelled degraded with a "
+    "notice. And `limit` is your promise to the model: never pass on more hits than it asked for.",
+)
 async def test_search_without_service_and_over_answering_service(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
     errors = target.module("errors")
@@ -98,7 +61,7 @@ async def test_search_without_service_and_over_answering_service(target: Target,
     for mode in MODES:
         title = workspace.titles[rng.choice(workspace.names)]
         start = rng.randint(0, max(0, len(title) - 3))
-        query = title[start:start + 3].swapcase()
+        query = title[start : start + 3].swapcase()
         limit = rng.randint(1, 5)
         expected = workspace.title_matches(query, limit)
         async with target.client(server, mode=mode) as client:
@@ -106,40 +69,48 @@ async def test_search_without_service_and_over_answering_service(target: Target,
         answer = result.structured_content or {}
         assert not result.is_error, (
             f"[{mode}] with no search service configured (backend=None), search_documents failed: "
-            f"{_text(result)[:200]!r}; a missing service is an outage, so answer from the local titles")
+            f"{text_of(result)[:200]!r}; a missing service is an outage, so answer from the local titles"
+        )
         assert answer.get("degraded") is True and answer.get("source") == "local-titles" and answer.get("notice"), (
             f"[{mode}] with no search service configured, the answer should be degraded=True, "
-            f"source='local-titles', with a notice; got {answer!r}")
+            f"source='local-titles', with a notice; got {answer!r}"
+        )
         assert answer.get("hits") == expected, (
             f"[{mode}] with no search service, the fallback for {query!r} (limit {limit}) should be the title "
-            f"matches {expected}, got {answer.get('hits')}")
+            f"matches {expected}, got {answer.get('hits')}"
+        )
 
     hits = rng.sample(workspace.names, k=len(workspace.names))
     limit = rng.randint(1, len(hits) - 1)
-    desk.backend = target.expose(Sloppy(list(hits)), methods=["search"])
+    desk.backend = target.expose(Healthy(list(hits)), methods=["search"])
     async with target.client(server) as client:
-        result = await client.call_tool("search_documents", {"query": _word(rng), "limit": limit})
+        result = await client.call_tool("search_documents", {"query": word(rng), "limit": limit})
     answer = result.structured_content or {}
-    assert not result.is_error, f"search_documents failed with a healthy service: {_text(result)[:200]!r}"
+    assert not result.is_error, f"search_documents failed with a healthy service: {text_of(result)[:200]!r}"
     assert answer.get("source") == "search-service" and not answer.get("degraded"), (
-        f"a healthy service's answer is not degraded; got {answer!r}")
+        f"a healthy service's answer is not degraded; got {answer!r}"
+    )
     assert answer.get("hits") == hits[:limit], (
         f"the search service sent {len(hits)} hits although the model asked for at most {limit}; the answer should "
         f"be its first {limit} ({hits[:limit]}), got {answer.get('hits')}: do not trust a dependency to honour "
-        f"the limit")
+        f"the limit"
+    )
 
 
-@check("a reused idempotency key is a conflict whenever the note differs, however little", points=1,
-       hint="A key stands for one exact note: compare everything the note is made of (title and body, kept apart "
-            "and in order, exactly as sent), and let a rejected request leave the stored receipt untouched.")
+@check(
+    "a reused idempotency key is a conflict whenever the note differs, however little",
+    points=1,
+    hint="A key stands for one exact note: compare everything the note is made of (title and body, kept apart "
+    "and in order, exactly as sent), and let a rejected request leave the stored receipt untouched.",
+)
 async def test_key_conflict_on_any_difference(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
     errors = target.module("errors")
     desk = errors.ErrorDesk(workspace.root)
     server = errors.create_server(desk)
     for mode in MODES:
-        key = _key(rng)
-        head, middle, tail = _word(rng).title(), _word(rng), _word(rng)
+        key = idempotency_key(rng)
+        head, middle, tail = word(rng).title(), word(rng), word(rng)
         title, body = f"{head} {middle}", tail
         conflicts = [
             ("the title and the body swapped", {"title": body, "body": title}),
@@ -149,29 +120,36 @@ async def test_key_conflict_on_any_difference(target: Target, workspace: Workspa
         rng.shuffle(conflicts)
         async with target.client(server, mode=mode) as client:
             first = await client.call_tool("save_note", {"title": title, "body": body, "idempotency_key": key})
-            assert not first.is_error, f"[{mode}] save_note failed: {_text(first)[:300]!r}"
+            assert not first.is_error, f"[{mode}] save_note failed: {text_of(first)[:300]!r}"
             for what, note in conflicts:
                 try:
                     result = await client.call_tool("save_note", {**note, "idempotency_key": key})
                 except MCPError as exc:
                     assert exc.code == INVALID_PARAMS, (
-                        f"[{mode}] reusing a key for {what} should fail with code {INVALID_PARAMS}, got {exc.code}")
+                        f"[{mode}] reusing a key for {what} should fail with code {INVALID_PARAMS}, got {exc.code}"
+                    )
                 else:
-                    pytest.fail(f"[{mode}] the key of note (title={title!r}, body={body!r}) was reused for {what} "
-                                f"(title={note['title']!r}, body={note['body']!r}) and the call was accepted "
-                                f"(is_error={result.is_error}: {_text(result)[:120]!r}); that is a different note, "
-                                f"so it must be refused as a protocol error")
+                    pytest.fail(
+                        f"[{mode}] the key of note (title={title!r}, body={body!r}) was reused for {what} "
+                        f"(title={note['title']!r}, body={note['body']!r}) and the call was accepted "
+                        f"(is_error={result.is_error}: {text_of(result)[:120]!r}); that is a different note, "
+                        f"so it must be refused as a protocol error"
+                    )
             retry = await client.call_tool("save_note", {"title": title, "body": body, "idempotency_key": key})
             assert not retry.is_error and retry.structured_content == first.structured_content, (
                 f"[{mode}] after the rejected conflicts, a true retry should still get the original receipt "
-                f"{first.structured_content}, got {retry.structured_content or _text(retry)[:200]!r}")
+                f"{first.structured_content}, got {retry.structured_content or text_of(retry)[:200]!r}"
+            )
     notes = desk.notes
     assert len(notes) == len(MODES), f"only the {len(MODES)} original notes may be saved, found {len(notes)}"
 
 
-@check("an export whose document turns into a folder midway is marked failed and leaves no partial file", points=1,
-       hint="Cancellation is not the only way out of the loop: a step can raise too. Mark the job failed, let the "
-            "error reach the caller, and remove the partial file in the same finally block.")
+@check(
+    "an export whose document turns into a folder midway is marked failed and leaves no partial file",
+    points=1,
+    hint="Cancellation is not the only way out of the loop: a step can raise too. Mark the job failed, let the "
+    "error reach the caller, and remove the partial file in the same finally block.",
+)
 async def test_failed_export_cleans_up(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
     errors = target.module("errors")
@@ -183,34 +161,27 @@ async def test_failed_export_cleans_up(target: Target, workspace: Workspace) -> 
         others = [n for n in names if n != victim]
         batch = [rng.choice(others) for _ in range(rng.randint(10, 13))] + [victim]
         before = set(desk.jobs)
-        outcome: list[Any] = []
-
         async with target.client(server, mode=mode) as client:
-            async def export() -> None:
-                outcome.append(await client.call_tool("export_bundle", {"names": batch}))
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(export)
-                deadline = time.monotonic() + 5
-                while not outcome and time.monotonic() < deadline and len(desk.jobs) == len(before):
-                    await anyio.sleep(0.01)
-                started = len(desk.jobs) > len(before)
-                if started:  # validated and under way: the last document becomes a folder before its step
-                    (workspace.root / victim).unlink()
-                    (workspace.root / victim).mkdir()
-        assert started, (f"[{mode}] export_bundle of {len(batch)} known documents recorded no job in desk.jobs: "
-                         f"{_text(outcome[0])[:200]!r}" if outcome else f"[{mode}] export_bundle recorded no job")
-        result = outcome[0]
+            # validated and under way: the last document becomes a folder before its step
+            meddle = functools.partial(_into_folder, workspace.root / victim)
+            started, result = await export_meanwhile(client, desk, batch, meddle)
+        assert started, (
+            f"[{mode}] export_bundle of {len(batch)} known documents recorded no job in desk.jobs: "
+            f"{text_of(result)[:200]!r}"
+        )
         assert result.is_error, (
             f"[{mode}] {victim!r} became a folder while the export ran, yet export_bundle answered as if it worked: "
-            f"{_text(result)[:200]!r}")
+            f"{text_of(result)[:200]!r}"
+        )
         job = next(desk.jobs[j] for j in desk.jobs if j not in before)
         assert job.status == "failed", (
             f"[{mode}] an export that stopped on an error should end with status 'failed', got {job.status!r} "
-            f"({job.done}/{job.total} documents)")
-        assert job.id in desk.cleanups, f"[{mode}] the failed job's cleanup did not run (its id is not in desk.cleanups)"
-        exports = str(desk.exports)  # a folder the desk chose: listed where the desk runs
-        leftovers = sorted(target.library("os").listdir(exports)) if target.library("os.path").isdir(exports) else []
+            f"({job.done}/{job.total} documents)"
+        )
+        assert job.id in desk.cleanups, (
+            f"[{mode}] the failed job's cleanup did not run (its id is not in desk.cleanups)"
+        )
+        leftovers = files_in(target, desk.exports)  # a folder the desk chose: listed where the desk runs
         assert not leftovers, f"[{mode}] the failed export left files behind: {leftovers}"
         # put the document back where student code runs (a link planted in its place leads nowhere else)
         target.library("os").rmdir(str(workspace.root / victim))

@@ -10,41 +10,24 @@ from __future__ import annotations
 
 import os
 import random
-import string
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from checker.checks.kit.text import word
+from checker.checks.support.lesson08_process import LEVELS, command_line, logging_probe, settings_outcome
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-
-def _word(rng: random.Random, low: int = 4, high: int = 8) -> str:
-    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(low, high)))
-
-
-def _shown(argv: list[str], env: dict[str, str]) -> str:
-    return " ".join([*(f"{k}={v}" for k, v in env.items()), "research-desk", *argv])
-
-
-def _outcome(main: Any, argv: list[str], env: dict[str, str]) -> tuple[Any, int | None]:
-    """(settings, None) when load_settings accepts, (None, exit code) when it exits; other errors fail."""
-    try:
-        return main.load_settings(argv, env), None
-    except SystemExit as exc:
-        return None, exc.code
-    except Exception as exc:  # noqa: BLE001 - the student's crash, reported as a failure
-        pytest.fail(f"`{_shown(argv, env)}`: load_settings raised {type(exc).__name__}: {str(exc)[:200]}")
-
-
-@check("ports 1 and 65535 are accepted, 0 and above 65535 refused, from a flag or a variable", points=1,
-       hint="A TCP port is a number from 1 to 65535. Check the range after you know the port, wherever it came "
-            "from (flag or RESEARCH_DESK_PORT), and refuse the rest with parser.error (exit code 2).")
+@check(
+    "ports 1 and 65535 are accepted, 0 and above 65535 refused, from a flag or a variable",
+    points=1,
+    hint="A TCP port is a number from 1 to 65535. Check the range after you know the port, wherever it came "
+    "from (flag or RESEARCH_DESK_PORT), and refuse the rest with parser.error (exit code 2).",
+)
 async def test_port_range_boundaries(target: Target, tmp_path: Path) -> None:
     main = target.module("__main__")
     rng = random.Random()
@@ -53,28 +36,35 @@ async def test_port_range_boundaries(target: Target, tmp_path: Path) -> None:
     bad = [0, 65536, rng.randint(65537, 999999)]
     for port in good:
         for argv, env in ((root + ["--port", str(port)], {}), (root, {"RESEARCH_DESK_PORT": str(port)})):
-            settings, code = _outcome(main, argv, env)
+            settings, code = settings_outcome(main, argv, env, advice="")
             assert code is None, (
-                f"`{_shown(argv, env)}` exited with code {code}, but {port} is a valid port (1-65535 are)")
-            assert settings.port == port, f"`{_shown(argv, env)}` gave port {settings.port!r}, expected {port}"
+                f"`{command_line(argv, env)}` exited with code {code}, but {port} is a valid port (1-65535 are)"
+            )
+            assert settings.port == port, f"`{command_line(argv, env)}` gave port {settings.port!r}, expected {port}"
     for port in bad:
         for argv, env in ((root + ["--port", str(port)], {}), (root, {"RESEARCH_DESK_PORT": str(port)})):
-            settings, code = _outcome(main, argv, env)
+            settings, code = settings_outcome(main, argv, env, advice="")
             assert code == 2, (
-                f"`{_shown(argv, env)}` was accepted (port {getattr(settings, 'port', None)!r}): {port} is not a "
+                f"`{command_line(argv, env)}` was accepted (port {getattr(settings, 'port', None)!r}): {port} is not a "
                 f"TCP port (1-65535), so it should be refused with exit code 2"
-                if code is None else
-                f"`{_shown(argv, env)}` exited with code {code}; a bad port is a usage error, exit code 2")
+                if code is None
+                else f"`{command_line(argv, env)}` exited with code {code}; a bad port is a usage error, exit code 2"
+            )
     negative = -rng.randint(1, 9999)
     argv = root + [f"--port={negative}"]
-    settings, code = _outcome(main, argv, {})
-    assert code == 2, (f"`{_shown(argv, {})}` should be refused with exit code 2, "
-                       f"got {'acceptance' if code is None else f'exit code {code}'}")
+    settings, code = settings_outcome(main, argv, {}, advice="")
+    assert code == 2, (
+        f"`{command_line(argv, {})}` should be refused with exit code 2, "
+        f"got {'acceptance' if code is None else f'exit code {code}'}"
+    )
 
 
-@check("roots keep unusual folder names intact, and a file is not a root", points=1,
-       hint="RESEARCH_DESK_ROOTS is split on os.pathsep only (folder names may hold spaces, commas, non-ASCII "
-            "letters). A root must be a folder: a path that exists but is a file is a bad setting too.")
+@check(
+    "roots keep unusual folder names intact, and a file is not a root",
+    points=1,
+    hint="RESEARCH_DESK_ROOTS is split on os.pathsep only (folder names may hold spaces, commas, non-ASCII "
+    "letters). A root must be a folder: a path that exists but is a file is a bad setting too.",
+)
 async def test_roots_names_and_files(target: Target, tmp_path: Path) -> None:
     main = target.module("__main__")
     rng = random.Random()
@@ -85,76 +75,55 @@ async def test_roots_names_and_files(target: Target, tmp_path: Path) -> None:
     for folder in folders:
         folder.mkdir()
     env = {"RESEARCH_DESK_ROOTS": os.pathsep.join(str(f) for f in folders)}
-    settings, code = _outcome(main, [], env)
+    settings, code = settings_outcome(main, [], env, advice="")
     assert code is None, (
         f"RESEARCH_DESK_ROOTS naming {len(folders)} existing folders {[f.name for f in folders]} (joined with "
-        f"{os.pathsep!r}) was refused with exit code {code}: split the variable on os.pathsep only")
+        f"{os.pathsep!r}) was refused with exit code {code}: split the variable on os.pathsep only"
+    )
     got = [Path(r) for r in settings.roots]
     assert got == folders, (
         f"RESEARCH_DESK_ROOTS held {len(folders)} folders {[f.name for f in folders]} joined with {os.pathsep!r}; "
-        f"the roots came out as {[str(r) for r in settings.roots]} (split on os.pathsep, nothing else)")
-    afile = rng.choice(folders) / f"{_word(rng)}.md"
+        f"the roots came out as {[str(r) for r in settings.roots]} (split on os.pathsep, nothing else)"
+    )
+    afile = rng.choice(folders) / f"{word(rng, 4, 8)}.md"
     afile.write_text("# a document, not a folder\n")
-    for argv, bad_env in ((["--root", str(afile)], {}), ([], {"RESEARCH_DESK_ROOTS": str(afile)}),
-                          ([], {"RESEARCH_DESK_ROOTS": os.pathsep.join([str(folders[0]), str(afile)])})):
-        settings, code = _outcome(main, argv, bad_env)
+    for argv, bad_env in (
+        (["--root", str(afile)], {}),
+        ([], {"RESEARCH_DESK_ROOTS": str(afile)}),
+        ([], {"RESEARCH_DESK_ROOTS": os.pathsep.join([str(folders[0]), str(afile)])}),
+    ):
+        settings, code = settings_outcome(main, argv, bad_env, advice="")
         assert code == 2, (
             f"{afile.name} exists but is a file, not a folder, so it cannot be a root: expected exit code 2, got "
-            f"{'acceptance' if code is None else f'exit code {code}'} for `{_shown(argv, bad_env)}` "
-            f"(does your check only ask whether the path exists?)")
+            f"{'acceptance' if code is None else f'exit code {code}'} for `{command_line(argv, bad_env)}` "
+            f"(does your check only ask whether the path exists?)"
+        )
 
 
-def _logging_probe(target: Target, main: Any, level: str, records: list[list[str]]) -> dict[str, Any]:
-    """Call configure_logging twice over a stale root handler, log `records`; report what went where.
-
-    Everything is done where student code runs, with objects of the standard library made
-    there (three StringIO streams, a StreamHandler); what they caught is read back here.
-    """
-    io, logs, sys = target.library("io"), target.library("logging"), target.library("sys")
-    root = logs.getLogger()
-    saved = (root.handlers, root.level, sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
-    out, err, stale = io.StringIO(), io.StringIO(), io.StringIO()
-    try:
-        sys.stdout = out
-        sys.__stdout__ = out
-        sys.stderr = err
-        sys.__stderr__ = err
-        root.handlers = [logs.StreamHandler(stale)]  # left by a library or an earlier basicConfig
-        try:
-            main.configure_logging(level)
-            main.configure_logging(level)
-        except Exception as exc:  # noqa: BLE001 - reported as an observation
-            return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-        for name, record_level, message in records:
-            logs.getLogger(name).log(getattr(logs, record_level), "%s", message)
-        handlers = root.handlers
-        for handler in handlers:
-            handler.flush()
-        return {"error": "", "stdout": out.getvalue(), "stderr": err.getvalue(), "stale": stale.getvalue(),
-                "handlers": len(handlers)}
-    finally:
-        root.handlers = saved[0]
-        root.setLevel(saved[1])
-        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved[2:]
-
-
-@check("configure_logging replaces old handlers, and calling it twice logs each record once", points=1,
-       hint="Set the root logger's handlers to exactly one stderr handler (replace the list, do not append), so "
-            "a stale handler writing elsewhere stops, and a second call does not double every line.")
+@check(
+    "configure_logging replaces old handlers, and calling it twice logs each record once",
+    points=1,
+    hint="Set the root logger's handlers to exactly one stderr handler (replace the list, do not append), so "
+    "a stale handler writing elsewhere stops, and a second call does not double every line.",
+)
 async def test_logging_replaces_handlers(target: Target) -> None:
     main = target.module("__main__")
     rng = random.Random()
     level = rng.choice(LEVELS[:-1])
-    names = [f"research_desk.{_word(rng)}", f"{_word(rng)}.{_word(rng)}"]
-    records = [[rng.choice(names), record_level, f"{record_level.lower()}-{_word(rng, 8, 12)}-{rng.randint(100, 999)}"]
-               for record_level in rng.sample(LEVELS, k=len(LEVELS))]
-    seen = _logging_probe(target, main, level, records)
+    names = [f"research_desk.{word(rng, 4, 8)}", f"{word(rng, 4, 8)}.{word(rng, 4, 8)}"]
+    records = [
+        [rng.choice(names), record_level, f"{record_level.lower()}-{word(rng, 8, 12)}-{rng.randint(100, 999)}"]
+        for record_level in rng.sample(LEVELS, k=len(LEVELS))
+    ]
+    seen = logging_probe(target, main, level, records)
     assert not seen["error"], f"configure_logging({level!r}) raised {seen['error']}"
     assert not seen["stdout"], (
-        f"logging wrote to stdout ({seen['stdout'].strip()[:120]!r}): on stdio that is the protocol stream")
+        f"logging wrote to stdout ({seen['stdout'].strip()[:120]!r}): on stdio that is the protocol stream"
+    )
     assert not seen["stale"], (
         "a handler that was on the root logger before configure_logging still received records: configure_logging "
-        "should replace the root's handlers, not add one beside them")
+        "should replace the root's handlers, not add one beside them"
+    )
     lines = seen["stderr"].splitlines()
     threshold = LEVELS.index(level)
     for name, record_level, message in records:
@@ -162,11 +131,15 @@ async def test_logging_replaces_handlers(target: Target) -> None:
         if LEVELS.index(record_level) < threshold:
             assert not shown, f"at level {level}, a {record_level} record still reached stderr: {shown[0][:160]!r}"
             continue
-        assert shown, (f"at level {level}, a {record_level} record from logger {name!r} never reached stderr "
-                       f"(stderr held {len(lines)} lines): records at or above the level must be shown")
+        assert shown, (
+            f"at level {level}, a {record_level} record from logger {name!r} never reached stderr "
+            f"(stderr held {len(lines)} lines): records at or above the level must be shown"
+        )
         assert len(shown) == 1, (
             f"after configure_logging was called twice, one {record_level} record appeared {len(shown)} times on "
-            f"stderr: each call added a handler instead of replacing them (root has {seen['handlers']} handlers)")
+            f"stderr: each call added a handler instead of replacing them (root has {seen['handlers']} handlers)"
+        )
         assert record_level in shown[0] and name in shown[0], (
             f"a log line should show the level and the logger's name; got {shown[0][:160]!r} for a record "
-            f"at {record_level} from {name!r}")
+            f"at {record_level} from {name!r}"
+        )

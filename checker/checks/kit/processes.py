@@ -11,13 +11,16 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
+from typing import IO, TextIO, cast
 
 import anyio
 
 from checker.target import free_port
 
-__all__ = ["free_port", "port_open", "stop", "stop_all", "wait_for_port"]
+__all__ = ["free_port", "log_file", "log_text", "port_open", "stop", "stop_all", "wait_for_port"]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -72,3 +75,16 @@ async def stop_all(processes: list[subprocess.Popen[bytes]], grace: float = 4.0)
         if process.poll() is None:
             _signal(process, signal.SIGKILL)
             process.wait()
+
+
+def log_file(folder: Path) -> TextIO:
+    """A nameless file in `folder` for a process's stderr: read back through this handle (`log_text`),
+    so nothing the process does can swap it for another file."""
+    return cast(TextIO, tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace", dir=folder))
+
+
+def log_text(log: IO[str]) -> str:
+    """Everything written to `log` so far."""
+    log.flush()
+    log.seek(0)
+    return log.read()

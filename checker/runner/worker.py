@@ -250,7 +250,8 @@ def lesson_services(items: list[pytest.Item], request: Request) -> Iterator[None
 def _serves_http(request: Request) -> bool:
     """Whether the lesson's checks serve anything over HTTP (they, or their support module, call `target.http`)."""
     main = Path(request.checks_file)
-    files = (main, *map(Path, request.extra_checks), main.parent / "support" / main.name)
+    support = sorted((main.parent / "support").glob(f"{main.stem}*.py"))
+    files = (main, *map(Path, request.extra_checks), *support)
     return any(".http(" in path.read_text(encoding="utf-8") for path in files if path.is_file())
 
 

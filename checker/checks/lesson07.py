@@ -16,7 +16,6 @@ import random
 import re
 import string
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -29,7 +28,6 @@ from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07 import (
     Healthy,
     Workspace,
-    build_workspace,
     fake_service,
     files_in,
     idempotency_key,
@@ -39,15 +37,12 @@ from checker.checks.support.lesson07 import (
     ok,
     server_logs,
 )
+from checker.checks.support.lesson07 import workspace as workspace  # the fixture, for pytest
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    return build_workspace(tmp_path / "workspace", random.Random())
 
 
 @check(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import string
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,11 +19,11 @@ from checker.checks.kit.eras import MODES
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07 import (
     Workspace,
-    build_workspace,
     idempotency_key,
     make_desk,
     ok,
 )
+from checker.checks.support.lesson07 import workspace as workspace  # the fixture, for pytest
 from checker.marks import check
 from checker.target import Target
 
@@ -36,10 +35,6 @@ MAX_NOTE_CHARS, MAX_EXPORT_DOCUMENTS, MAX_NOTE_ID_CHARS, KEY_CHARS = 10_000, 100
 KEY_ALPHABET = string.ascii_letters + string.digits + "-_"
 WIDE = "\u00e9"  # 'e' with an accent: one character, two bytes in UTF-8 (limits count characters)
 
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    return build_workspace(tmp_path / "workspace", random.Random())
 
 
 @check(

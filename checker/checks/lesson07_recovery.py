@@ -22,7 +22,6 @@ from checker.checks.kit.eras import MODES
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07 import (
     Workspace,
-    build_workspace,
     export_meanwhile,
     files_in,
     idempotency_key,
@@ -30,15 +29,12 @@ from checker.checks.support.lesson07 import (
     not_written,
     ok,
 )
+from checker.checks.support.lesson07 import workspace as workspace  # the fixture, for pytest
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    return build_workspace(tmp_path / "workspace", random.Random())
 
 
 @check(

@@ -24,11 +24,11 @@ from checker.checks.support.lesson08 import (
     archive,
     build,
     edition_version,
-    make_workspace,
     mcp_requirement,
     plain_env,
     project_folder,
 )
+from checker.checks.support.lesson08 import workspace as workspace  # the fixture, for pytest
 from checker.checks.support.lesson08_process import (
     log_tail,
 )
@@ -39,11 +39,6 @@ pytestmark = pytest.mark.anyio
 
 ENTRY = "research_desk.__main__:main"
 
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> tuple[Path, list[str]]:
-    """A folder of random documents the server under test is pointed at."""
-    return make_workspace(tmp_path, random.Random())
 
 
 @check(

@@ -25,8 +25,8 @@ from checker.checks.support.lesson08 import (
     SCRIPT,
     edition_version,
     last_line,
-    make_workspace,
 )
+from checker.checks.support.lesson08 import workspace as workspace  # the fixture, for pytest
 from checker.checks.support.lesson08_process import (
     LEVELS,
     exchange_over_stdio,
@@ -42,11 +42,6 @@ from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> tuple[Path, list[str]]:
-    """A folder of random documents the server under test is pointed at."""
-    return make_workspace(tmp_path, random.Random())
 
 
 @check(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from checker.checks.kit.text import text_of, word
 from checker.target import Target
@@ -242,3 +243,9 @@ async def export_meanwhile(
         if started:
             meanwhile()
     return started, outcome[0]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """A workspace of random documents for one check (checks files import it for pytest)."""
+    return build_workspace(tmp_path / "workspace", random.Random())

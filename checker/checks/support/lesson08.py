@@ -338,3 +338,9 @@ def mcp_requirement(project: Path) -> str | None:
         if Requirement(spec).name.lower() == "mcp":
             return spec
     return None
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A folder of random documents the server under test is pointed at (checks files import it for pytest)."""
+    return make_workspace(tmp_path, random.Random())

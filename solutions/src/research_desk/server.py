@@ -777,8 +777,8 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     bus = make_bus(settings)
     # BEGIN SOLUTION lesson-9: build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS,
     #   the desk lifespan, the log level, lesson 6's request-state policy from the state keys, `bus`
-    #   as its subscription bus and, as its middleware, lesson 7's RequestGuard (the rate limit per
-    #   minute, if any) outside honest_capabilities; over HTTP with a token,
+    #   as its subscription bus and honest_capabilities as its middleware, with lesson 7's
+    #   RequestGuard (the rate limit per minute, if any) outermost; over HTTP with a token,
     #   add lesson 5's bearer auth for the public URL and the issuer (if any). Register every tool,
     #   then (over HTTP) lesson 5's /health route.
     auth = (transport.auth_options(settings.token, resource_url=settings.resource_url, issuer_url=settings.issuer)
@@ -787,8 +787,8 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
         SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.level,
         lifespan=desk_lifespan(settings.workspace, bus),
         request_state_security=scaling.state_security_from_env({scaling.STATE_KEYS_ENV: ",".join(settings.state_keys)}),
-        subscriptions=bus, middleware=[middleware.RequestGuard(limit=settings.rate_limit or None, window=60.0),
-                                       honest_capabilities], **auth)
+        subscriptions=bus, middleware=[honest_capabilities], **auth)
+    server.middleware.insert(0, middleware.RequestGuard(limit=settings.rate_limit or None, window=60.0))
     register_tools(server, settings)
     if http:
         transport.add_health_route(server)

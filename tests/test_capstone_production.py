@@ -365,12 +365,12 @@ def test_every_request_is_audited_and_each_client_rate_limited(tmp_path: Path, m
                 assert not served.is_error, _text(served)
             return refused.value
         refusal = anyio.run(run)
-    assert refusal.code == -32029 and 0 < refusal.error.data["retryAfter"] <= 60, (refusal.code, refusal.error)
+    assert refusal.code == -32010 and 0 < refusal.error.data["retryAfter"] <= 60, (refusal.code, refusal.error)
     records = [json.loads(line.split(" request ", 1)[1]) for line in desk.log.read_text().splitlines()
                if "research_desk.middleware" in line and " request {" in line]
     calls = [(r["client"].rsplit("/", 1)[1], r["tool"], r["outcome"], r["code"]) for r in records
              if r["method"] == "tools/call"]
-    assert calls == [("eager", "read_document", "error", -32029), ("patient", "read_document", "ok", None)], calls
+    assert calls == [("eager", "read_document", "error", -32010), ("patient", "read_document", "ok", None)], calls
     listed = [r for r in records if r["method"] == "tools/list" and r["client"].endswith("/eager")]
     assert len(listed) == limit and all(r["outcome"] == "ok" for r in listed), listed
 

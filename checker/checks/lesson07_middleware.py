@@ -25,7 +25,7 @@ from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-RATE_LIMITED = -32029  # the code the lesson documents (middleware.RATE_LIMITED)
+RATE_LIMITED = -32010  # the code the lesson documents (middleware.RATE_LIMITED)
 STARTERS = {"auto": "server/discover", "legacy": "initialize"}  # what opens a connection in each era
 
 
@@ -185,7 +185,7 @@ async def test_duration_spans_the_answer(target: Target, workspace: dict[str, st
             f"got {listing}")
 
 
-@check("a client that sends more than `limit` requests in the window is refused with -32029 and retryAfter",
+@check("a client that sends more than `limit` requests in the window is refused with -32010 and retryAfter",
        points=3,
        hint="Count each client's requests in the last `window` seconds (by `client_key(ctx)`); when `limit` "
             "are there already, raise MCPError(RATE_LIMITED, ..., data={'retryAfter': ...}) before call_next, "

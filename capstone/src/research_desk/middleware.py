@@ -42,10 +42,11 @@ from research_desk import errors
 
 log = logging.getLogger(__name__)
 
-RATE_LIMITED = -32029
-"""JSON-RPC code of a refused burst. MCP reserves none for it; -32000 to -32099 is the range the
-JSON-RPC spec leaves to servers, and the SDK already uses a few (-32001 timeout, -32002 resource
-not found), so the desk picks one of its own and documents it."""
+RATE_LIMITED = -32010
+"""JSON-RPC code of a refused burst. MCP defines none: of its server-error range, -32020 to -32099
+is reserved for codes the spec allocates (in order, so a number picked there may be taken
+tomorrow), and -32000 to -32019 is left to implementations; the SDK uses -32000 and -32001, so the
+desk picks one of the rest and documents it."""
 
 NEVER_LIMITED = frozenset({"initialize", "server/discover", "ping"})
 """Requests a client needs to connect or to learn the server is alive: never counted, never refused."""

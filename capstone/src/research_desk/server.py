@@ -233,7 +233,7 @@ class Settings:
 
     rate_limit: int = 0
     """RESEARCH_DESK_RATE_LIMIT: requests one client may send per minute (lesson 7's RequestGuard:
-    its address and declared name make a client); past it, -32029 with `retryAfter`. 0: no limit.
+    its address and declared name make a client); past it, -32010 with `retryAfter`. 0: no limit.
     Every request is audited either way (one INFO log line each)."""
 
     @staticmethod

@@ -9,7 +9,8 @@ processes, driven over real HTTP), so the fix cannot quietly come undone:
 * with no token the desk answers only this machine, however uvicorn was told to bind;
 * search results never show server paths; /health obeys the Host allowlist; browsers get CORS
   for the allowed origins; no made-up authorization server; no capabilities the desk never uses;
-* notes and idempotency receipts are bounded; no file is touched on the event loop.
+* notes and idempotency receipts are bounded; no file is touched on the event loop;
+* every request passes lesson 7's RequestGuard: audited, and limited per client when configured.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import REQUEST_TIMEOUT, ElicitResult
+from mcp.types import REQUEST_TIMEOUT, ElicitResult, Implementation
 
 from checker import verify
 from tests.conftest import COURSE
@@ -343,6 +344,35 @@ def test_capabilities_advertise_only_what_the_desk_sends(tmp_path: Path) -> None
     assert not answer.get("prompts", {}).get("listChanged"), answer
     assert not answer.get("resources", {}).get("listChanged"), answer
     assert answer.get("resources", {}).get("subscribe") is True, "desk://notes updates are really sent"
+
+
+# --- lesson 7's middleware around every request -------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_every_request_is_audited_and_each_client_rate_limited(tmp_path: Path, mode: str) -> None:
+    limit = 4
+    with deployed(tmp_path, RESEARCH_DESK_RATE_LIMIT=str(limit), RESEARCH_DESK_LOG_LEVEL="INFO") as desk:
+        async def run() -> MCPError:
+            eager, patient = Implementation(name="eager", version="1"), Implementation(name="patient", version="1")
+            async with client(desk, mode, client_info=eager) as first, \
+                    client(desk, mode, client_info=patient) as second:
+                for _ in range(limit):
+                    await first.list_tools()
+                with pytest.raises(MCPError) as refused:
+                    await first.call_tool("read_document", {"name": "alpha.md"})
+                served = await second.call_tool("read_document", {"name": "alpha.md"})
+                assert not served.is_error, _text(served)
+            return refused.value
+        refusal = anyio.run(run)
+    assert refusal.code == -32010 and 0 < refusal.error.data["retryAfter"] <= 60, (refusal.code, refusal.error)
+    records = [json.loads(line.split(" request ", 1)[1]) for line in desk.log.read_text().splitlines()
+               if "research_desk.middleware" in line and " request {" in line]
+    calls = [(r["client"].rsplit("/", 1)[1], r["tool"], r["outcome"], r["code"]) for r in records
+             if r["method"] == "tools/call"]
+    assert calls == [("eager", "read_document", "error", -32010), ("patient", "read_document", "ok", None)], calls
+    listed = [r for r in records if r["method"] == "tools/list" and r["client"].endswith("/eager")]
+    assert len(listed) == limit and all(r["outcome"] == "ok" for r in listed), listed
 
 
 # --- in-process: memory bounds, and the event loop never touches a file ------------------------------------

@@ -64,7 +64,8 @@ What `course check 9` holds you to (the notebook's specification table names the
   inside the workspace; without a token (and unless `allow_anonymous`) only this machine is
   served, judged by the connection;
   `server/discover` advertises no `listChanged` the desk never sends, and no authorization server
-  unless `issuer_url` names one.
+  unless `issuer_url` names one. Every request passes lesson 7's `RequestGuard` (audited, and
+  limited per client when `rate_limit` is set).
 * The installed `research-desk-server` serves the whole desk over stdio to both eras with only
   JSON-RPC on stdout. `python -m research_desk.server` refuses an exposed configuration with exit
   code 2 (naming `RESEARCH_DESK_TOKEN`, nothing on stdout), and with `--transport http` serves on
@@ -95,7 +96,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse
 
-from research_desk import __version__, context, errors, progress, roots, sampling, scaling, transport
+from research_desk import __version__, context, errors, middleware, progress, roots, sampling, scaling, transport
 from research_desk.context import DeskState
 from research_desk.documents import scan_documents
 
@@ -229,6 +230,11 @@ class Settings:
     """RESEARCH_DESK_ALLOW_ANONYMOUS: 1 to serve HTTP beyond loopback without a token (say, a
     private network that authenticates at the proxy). Off: such a configuration refuses to start,
     and requests from other machines get 403 whatever address uvicorn was told to bind."""
+
+    rate_limit: int = 0
+    """RESEARCH_DESK_RATE_LIMIT: requests one client may send per minute (lesson 7's RequestGuard:
+    its address and declared name make a client); past it, -32010 with `retryAfter`. 0: no limit.
+    Every request is audited either way (one INFO log line each)."""
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -711,7 +717,8 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     bus = make_bus(settings)
     # TODO(lesson-9): build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk
     #   lifespan, the log level, lesson 6's request-state policy from the state keys,
-    #   `bus` as its subscription bus and honest_capabilities as its middleware; over
+    #   `bus` as its subscription bus and honest_capabilities as its middleware, with
+    #   lesson 7's RequestGuard (the rate limit per minute, if any) outermost; over
     #   HTTP with a token, add lesson 5's bearer auth for the public URL and the
     #   issuer (if any). Register every tool, then (over HTTP) lesson 5's /health
     #   route.

@@ -17,7 +17,7 @@ from mcp import MCPError
 
 from checker.checks.kit.eras import MODES
 from checker.checks.kit.text import word
-from checker.checks.lesson07_middleware import (
+from checker.checks.support.lesson07_middleware import (
     RATE_LIMITED,
     STARTERS,
     calls,

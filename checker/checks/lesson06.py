@@ -35,7 +35,7 @@ from checker.checks.support.lesson06 import (
     KEYS,
     NOTES,
     RoundRobin,
-    accept,
+    accept_filing,
     error_text,
     is_rejected_state,
     lesson_services,
@@ -141,7 +141,7 @@ async def test_one_name_and_the_given_bus(target: Target, tmp_path: Path) -> Non
     bus.subscribe(listener(target, heard))
     server = scaling.create_server({"RESEARCH_DESK_REPLICA": first, "RESEARCH_DESK_ROOT": str(tmp_path)}, bus=bus)
     title = f"{word()} {word()}"
-    async with target.client(server, elicitation_callback=accept) as client:
+    async with target.client(server, elicitation_callback=accept_filing) as client:
         result = await client.call_tool("file_note", {"title": title, "text": word(low=20, high=20)})
     assert not result.is_error, f"file_note failed: {error_text(result)}"
     assert ResourceUpdated(uri=NOTES) in heard, (
@@ -180,9 +180,9 @@ async def test_configured_from_the_mapping(target: Target, tmp_path: Path) -> No
     one, sibling, foreign = build(first, key), build(second, key), build(stranger, other)
     text = " ".join(word() for _ in range(6))
     with anyio.fail_after(10):
-        async with target.client(one, elicitation_callback=accept) as a, \
-                target.client(sibling, elicitation_callback=accept) as b, \
-                target.client(foreign, elicitation_callback=accept) as c:
+        async with target.client(one, elicitation_callback=accept_filing) as a, \
+                target.client(sibling, elicitation_callback=accept_filing) as b, \
+                target.client(foreign, elicitation_callback=accept_filing) as c:
             finished = await split_in_memory(a, b, f"{word()} {word()}", text)
             refused = await split_in_memory(a, c, word(), word())
     if isinstance(finished, MCPError):
@@ -385,7 +385,7 @@ async def test_nginx_sticky_legacy_sessions(target: Target, tmp_path: Path) -> N
             assert used == set(names), (
                 f"all 12 sessions went to {sorted(used)}: new sessions should spread over every replica")
             with anyio.fail_after(10):
-                async with Client(url, mode="legacy", elicitation_callback=accept) as client:
+                async with Client(url, mode="legacy", elicitation_callback=accept_filing) as client:
                     long = [await replica_of(client) for _ in range(15)]
                     result = await client.call_tool("file_note", {"title": word(), "text": word()})
             assert len(set(long)) == 1, f"one long legacy session was served by {sorted(set(long))}"

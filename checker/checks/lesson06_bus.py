@@ -33,18 +33,21 @@ from checker.checks.kit.text import word
 from checker.checks.support.lesson06 import (
     NOTES,
     Replica,
-    accept,
+    accept_filing,
     error_text,
     event_here,
     event_there,
     exploding,
     kind,
+    lesson_services,
     listener,
     replica_names,
     replicas,
 )
 from checker.marks import check, installed_or_skip
 from checker.target import Target
+
+__all__ = ["lesson_services"]  # its replicas come from the lesson's one zygote, even when only these checks run
 
 pytestmark = pytest.mark.anyio
 
@@ -192,7 +195,7 @@ async def test_redis_bus_across_replicas(target: Target, tmp_path: Path) -> None
                 with anyio.fail_after(8):
                     for ready in readies:
                         await ready.wait()
-                async with Client(b.url, elicitation_callback=accept) as writer:
+                async with Client(b.url, elicitation_callback=accept_filing) as writer:
                     result = await writer.call_tool("file_note", {"title": word(), "text": word()})
                 assert not result.is_error, f"file_note failed: {error_text(result)}"
                 with anyio.move_on_after(4):

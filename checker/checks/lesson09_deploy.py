@@ -26,15 +26,15 @@ from mcp.client.stdio import stdio_client
 from mcp.types import INVALID_PARAMS, CreateMessageResult, InputRequiredResult, TextContent
 
 from checker.checks.kit.eras import LEGACY, MODERN, MODES
-from checker.checks.kit.processes import free_port, stop
+from checker.checks.kit.processes import free_port, read_back, stderr_file, stop
 from checker.checks.kit.services import redis_server, wait_for_health
 from checker.checks.kit.text import text_of, word
+from checker.checks.support.lesson06 import accept_filing  # lesson 6's file_note asks before filing
 from checker.checks.support.lesson09 import (
     EXPECTED_TOOLS,
     NOTES,
     Desk,
     Model,
-    accept_filing,
     call_ok,
     desk_client,
     desk_fixture,  # noqa: F401 - the `desk` fixture, which the checks take by name
@@ -42,11 +42,9 @@ from checker.checks.support.lesson09 import (
     last_line,
     modern_request,
     own_errors,
-    read_log,
     sentence,
     serve,
     spawn,
-    stderr_file,
 )
 from checker.marks import check, installed_or_skip
 from checker.target import Target, leaf_exception
@@ -297,7 +295,7 @@ async def test_command_line_and_factory(target: Target, desk: Desk, tmp_path: Pa
             while refused.poll() is None:
                 await anyio.sleep(0.05)
         stdout = refused.stdout.read().decode(errors="replace") if refused.stdout else ""
-        stderr = read_log(logs["refused"])
+        stderr = read_back(logs["refused"])
         assert refused.returncode == 2, (
             f"`python -m {target.package}.server --transport http` with a public URL and no token exited with "
             f"{refused.returncode}, expected 2 (a refused setting). Its stderr ended: {last_line(logs['refused'])}")

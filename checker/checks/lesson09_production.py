@@ -20,10 +20,10 @@ import pytest
 from mcp import MCPError
 
 from checker.checks.kit.text import text_of, word
+from checker.checks.support.lesson06 import accept_filing  # lesson 6's file_note asks before filing
 from checker.checks.support.lesson09 import (
     DISCOVER_HEADERS,
     Desk,
-    accept_filing,
     desk_client,
     desk_fixture,  # noqa: F401 - the `desk` fixture, which the checks take by name
     desk_settings,

@@ -36,7 +36,7 @@ from checker.checks.support.lesson06 import (
     KEYS,
     LIST_CALLS,
     NotAnEvent,
-    accept,
+    accept_filing,
     event_here,
     event_there,
     hints_on_the_wire,
@@ -87,9 +87,9 @@ async def test_keys_from_the_given_mapping(target: Target, tmp_path: Path) -> No
     sealer, rotated, foreign = build(first, f"{old},{new}"), build(second, f"{new},{old}"), build(stranger, other)
     title, text = f"{word()} {word()}", " ".join(word() for _ in range(6))
     with anyio.fail_after(10):
-        async with target.client(sealer, elicitation_callback=accept) as a, \
-                target.client(rotated, elicitation_callback=accept) as b, \
-                target.client(foreign, elicitation_callback=accept) as c:
+        async with target.client(sealer, elicitation_callback=accept_filing) as a, \
+                target.client(rotated, elicitation_callback=accept_filing) as b, \
+                target.client(foreign, elicitation_callback=accept_filing) as c:
             finished = await split_in_memory(a, b, title, text)
             refused = await split_in_memory(a, c, word(), word())
     if isinstance(finished, MCPError):

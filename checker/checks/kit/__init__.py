@@ -6,5 +6,6 @@ drivers, shared by its visible and hidden checks).
 
 - `eras`: the two protocol revisions every client-facing check speaks.
 - `text`: random words and documents, and the text of a tool result.
-- `processes`: free ports, waiting for a port, and stopping what a check started.
+- `processes`: free ports, waiting for a port, a process's stderr file, and stopping what a check started.
+- `services`: Redis and nginx for the student's servers, and waiting for a server's /health.
 """

@@ -1,8 +1,9 @@
-"""Ports and processes a check starts: found free, waited for, and always stopped.
+"""Ports and processes a check starts: found free, waited for, logged, and always stopped.
 
 A check that starts a program owns it: it must be gone when the check ends, passed or failed
 (tests/test_no_leftovers.py). Programs started with `start_new_session=True` lead their own
-process group, and `stop` ends the whole group, so a server's own children go with it."""
+process group, and `stop` ends the whole group, so a server's own children go with it. A
+process's stderr goes to a `stderr_file`, read back with `read_back` for the failure message."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
+from typing import TextIO, cast
 
 import anyio
 
 from checker.target import free_port
 
-__all__ = ["free_port", "port_open", "stop", "stop_all", "wait_for_port"]
+__all__ = ["free_port", "port_open", "read_back", "stderr_file", "stop", "stop_all", "wait_for_port"]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -72,3 +76,16 @@ async def stop_all(processes: list[subprocess.Popen[bytes]], grace: float = 4.0)
         if process.poll() is None:
             _signal(process, signal.SIGKILL)
             process.wait()
+
+
+def stderr_file(folder: Path) -> TextIO:
+    """A nameless file in `folder` for a process's stderr: read back through this handle, nothing the
+    process (or student code) does to the folder can swap it."""
+    return cast(TextIO, tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace", dir=folder))
+
+
+def read_back(log: TextIO) -> str:
+    """Everything written to `log` (a `stderr_file`) so far."""
+    log.flush()
+    log.seek(0)
+    return log.read()

@@ -229,7 +229,7 @@ async def replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]]) 
 # --- multi-round-trip by hand ------------------------------------------------------------------
 
 
-async def accept(context: Any, params: Any) -> ElicitResult:
+async def accept_filing(context: Any, params: Any) -> ElicitResult:
     """An elicitation answer: yes, file it."""
     return ElicitResult(action="accept", content={"file_it": True})
 
@@ -249,8 +249,8 @@ async def split_call(first: Replica, second: Replica, title: str, text: str) -> 
     """file_note's first round on `first`, its retry (with the sealed request_state) on `second`."""
     args = {"title": title, "text": text}
     with anyio.fail_after(10):
-        async with Client(first.url, elicitation_callback=accept) as a, \
-                Client(second.url, elicitation_callback=accept) as b:
+        async with Client(first.url, elicitation_callback=accept_filing) as a, \
+                Client(second.url, elicitation_callback=accept_filing) as b:
             opening = await a.session.call_tool("file_note", args, allow_input_required=True)
             if not isinstance(opening, InputRequiredResult):
                 pytest.fail(f"file_note on replica {first.name} should ask before filing (an InputRequiredResult), "

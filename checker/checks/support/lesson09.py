@@ -6,7 +6,7 @@ in `Host`, a random bearer token, random replica names and request-state keys. T
 (`Desk`, the `desk` fixture) holds random documents and, beside it, a private folder whose name
 shares the workspace's prefix; a secret word lives only there, and no answer may ever contain it.
 Processes that run student code start where student code runs (`spawn`, through
-`target.command`), with their stderr in a nameless file (`stderr_file`).
+`target.command`), with their stderr in a nameless file (`kit.processes.stderr_file`).
 """
 
 from __future__ import annotations
@@ -18,21 +18,21 @@ import secrets
 import string
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO, cast
+from typing import Any, TextIO
 
 import anyio
 import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CreateMessageResult, ElicitResult, TextContent
+from mcp.types import CreateMessageResult, TextContent
 
 from checker.checks.kit.eras import MODERN
+from checker.checks.kit.processes import read_back
 from checker.checks.kit.text import text_of, word
 from checker.target import Target, leaf_exception
 
@@ -183,11 +183,6 @@ async def echo_model(context: Any, params: Any) -> CreateMessageResult:
     return CreateMessageResult(role="assistant", model="echo", content=TextContent(type="text", text=text))
 
 
-async def accept_filing(context: Any, params: Any) -> ElicitResult:
-    """An elicitation answer: yes, file it."""
-    return ElicitResult(action="accept", content={"file_it": True})
-
-
 # --- raw requests ---------------------------------------------------------------------------------
 
 
@@ -238,28 +233,16 @@ async def until(condition: Callable[[], bool], seconds: float) -> bool:
 # --- processes that run student code ----------------------------------------------------------------
 
 
-def stderr_file(folder: Path) -> TextIO:
-    """A nameless file for a process's stderr: read back through this handle, nothing can swap it."""
-    return cast(TextIO, tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace", dir=folder))
-
-
-def read_log(log: IO[str]) -> str:
-    """Everything written to `log` so far."""
-    log.flush()
-    log.seek(0)
-    return log.read()
-
-
-def last_line(log: IO[str]) -> str:
+def last_line(log: TextIO) -> str:
     """The last non-empty line a process wrote to its log (usually the error that ended it)."""
     try:
-        lines = [line.strip() for line in read_log(log).splitlines() if line.strip()]
+        lines = [line.strip() for line in read_back(log).splitlines() if line.strip()]
     except (OSError, ValueError):
         return "(no log)"
     return lines[-1][:300] if lines else "(empty)"
 
 
-def spawn(target: Target, args: list[str], env: dict[str, str], cwd: Path, log: IO[str]) -> subprocess.Popen[bytes]:
+def spawn(target: Target, args: list[str], env: dict[str, str], cwd: Path, log: TextIO) -> subprocess.Popen[bytes]:
     """`python ARGS` from the graded edition, run where student code runs, leading its own process group."""
     return subprocess.Popen(target.command([sys.executable, *args]), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=log, start_new_session=True)

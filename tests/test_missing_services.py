@@ -33,11 +33,11 @@ def test_the_redis_a_check_starts_refuses_commands_that_reach_outside_the_sandbo
     import redis.asyncio as aioredis
     from redis.exceptions import ResponseError
 
-    from checker.checks.lesson06 import _redis
+    from checker.checks.kit.services import redis_server
 
     async def probe() -> list[str]:
         answers = []
-        async with _redis(tmp_path) as url:
+        async with redis_server(shutil.which("redis-server") or "redis-server", tmp_path / "redis") as url:
             client = aioredis.Redis.from_url(url)
             try:
                 for command in (("MODULE", "LIST"), ("CONFIG", "GET", "dir"), ("DEBUG", "SLEEP", "0")):

@@ -71,23 +71,22 @@ def _programs_started_by(path: Path) -> set[str]:
     return found
 
 
-def _with_support(files: list[Path]) -> list[Path]:
-    """`files` and every checker.checks.support module they import, directly or through another one."""
-    found, queue = list(files), list(files)
-    while queue:
-        for node in ast.walk(ast.parse(queue.pop().read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("checker.checks.support."):
-                module = (COURSE.root / Path(*(node.module or "").split("."))).with_suffix(".py")
-                if module not in found:
-                    found.append(module)
-                    queue.append(module)
+def _with_their_helpers(files: list[Path]) -> list[Path]:
+    """`files` and every module of checker/checks/ (support/, kit/) they import, and those import."""
+    found = [path for path in files if path.is_file()]
+    for path in found:  # grows as helpers are found
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("checker.checks."):
+                helper = COURSE.checks_dir.joinpath(*node.module.split(".")[2:]).with_suffix(".py")
+                if helper.is_file() and helper not in found:
+                    found.append(helper)
     return found
 
 
 @pytest.mark.parametrize("lesson", CODE_LESSONS, ids=[lesson.id for lesson in CODE_LESSONS])
 def test_a_lesson_needs_every_program_its_checks_start(lesson) -> None:
-    files = [path for path in (*COURSE.checks_files(lesson), *COURSE.hidden_checks_files(lesson)) if path.is_file()]
-    started = set().union(*(_programs_started_by(path) for path in _with_support(files)))
+    files = _with_their_helpers([*COURSE.checks_files(lesson), *COURSE.hidden_checks_files(lesson)])
+    started = set().union(*(_programs_started_by(path) for path in files))
     assert started <= set(lesson.needs), f"{lesson.id}'s checks start {sorted(started - set(lesson.needs))}: add to needs"
 
 

@@ -107,11 +107,11 @@ async def test_search_paths_relative(target: Target, sandbox: Sandbox) -> None:
             result = await client.call_tool("search_files", {"query": box.needle, "path": path})
             assert not result.is_error, f"search_files in {label} failed: {text_of(result)[:150]}"
             found[label] = [h["path"] for h in (result.structured_content or {}).get("result") or []]
-        read_back = {}
+        log_text = {}
         for label in found:
             for hit in found[label][:1]:
                 answer = await client.call_tool("read_file", {"path": hit})
-                read_back[(label, hit)] = (answer.is_error, text_of(answer))
+                log_text[(label, hit)] = (answer.is_error, text_of(answer))
     for label in ("the first root", "a linked folder inside it"):
         assert found[label] == [expected_doc], (
             f"search_files in {label} named its hit {found[label]}, expected [{expected_doc!r}]: relative to the first "
@@ -120,7 +120,7 @@ async def test_search_paths_relative(target: Target, sandbox: Sandbox) -> None:
         f"a hit under the second root, searched as {str(second)!r}, was named "
         f"{found['the second root, named absolutely']}: "
         f"keep the folder as the client named it, joined with the file's path below it")
-    for (label, hit), (failed, text) in read_back.items():
+    for (label, hit), (failed, text) in log_text.items():
         assert not failed and box.needle in text, (
             f"read_file({hit!r}) (a hit of the search in {label}) failed: {text[:120]!r}")
 

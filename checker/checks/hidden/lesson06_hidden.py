@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import secrets
-import string
 from pathlib import Path
 from typing import Any
 
@@ -20,63 +19,44 @@ import anyio
 import httpx2
 import pytest
 from mcp import MCPError
-from mcp.shared.subscriptions import (PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged,
-                                      event_from_wire, event_to_notification)
-from mcp.types import INVALID_PARAMS, ElicitResult, InputRequiredResult
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+    event_from_wire,
+    event_to_notification,
+)
+from mcp.types import INVALID_PARAMS, InputRequiredResult
 
+from checker.checks.kit.eras import LEGACY
+from checker.checks.kit.text import word
+from checker.checks.support.lesson06 import (
+    KEYS,
+    LIST_CALLS,
+    NotAnEvent,
+    accept_filing,
+    event_here,
+    event_there,
+    hints_on_the_wire,
+    replica_names,
+    split_in_memory,
+)
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-KEYS = "RESEARCH_DESK_STATE_KEYS"
 REPLICA = "RESEARCH_DESK_REPLICA"
 ROOT = "RESEARCH_DESK_ROOT"
 STATELESS = "RESEARCH_DESK_STATELESS"
-LEGACY = "2025-11-25"
-
-
-def _word(k: int = 6) -> str:
-    return "".join(random.choices(string.ascii_lowercase, k=k))
-
-
-def _replica_names(count: int) -> list[str]:
-    names: set[str] = set()
-    while len(names) < count:
-        names.add(random.choice(string.ascii_lowercase) + "".join(random.choices(string.ascii_lowercase + string.digits, k=3)))
-    return sorted(names)
-
-
-# --- events made where the student's code runs, and read back here ------------------------------
-
-_EVENT_CLASSES = {f"{cls.__module__}.{cls.__qualname__}": cls
-                  for cls in (ToolsListChanged, PromptsListChanged, ResourcesListChanged, ResourceUpdated)}
-
-
-def _there(target: Target, event: Any) -> Any:
-    """The same SDK event, made where the student's code runs."""
-    cls = getattr(target.library(type(event).__module__), type(event).__qualname__)
-    return cls(**{name: getattr(event, name) for name in type(event).__dataclass_fields__})
 
 
 def _here(target: Target, obj: Any) -> Any:
     """`obj` (from the student's code): None, the SDK's event it is, or a description in angle brackets."""
-    if obj is None:
-        return None
-    kind = target.classes(obj)[0]
-    cls = _EVENT_CLASSES.get(kind)
-    if cls is not None:
-        try:
-            fields: dict[str, Any] | None = {name: getattr(obj, name) for name in cls.__dataclass_fields__}
-        except AttributeError:
-            fields = None
-        if fields is not None and all(type(value) is str for value in fields.values()):
-            return cls(**fields)
-    try:
-        text = repr(obj)[:200]
-    except Exception:  # noqa: BLE001 - a student's __repr__ may raise
-        text = "?"
-    return f"<{text} (a {kind.rsplit('.', 1)[-1]})>"
+    got = event_here(target, obj, limit=200)
+    return f"<{got!r}>" if isinstance(got, NotAnEvent) else got
 
 
 def _decoded(target: Target, scaling: Any, data: Any) -> list[Any]:
@@ -90,24 +70,6 @@ def _decoded(target: Target, scaling: Any, data: Any) -> list[Any]:
 # --- checks ---------------------------------------------------------------------------------------
 
 
-async def _accept(context: Any, params: Any) -> ElicitResult:
-    return ElicitResult(action="accept", content={"file_it": True})
-
-
-async def _split(first_client: Any, second_client: Any, title: str, text: str) -> Any:
-    """Round 1 through one client, the retry through the other: the final result, or the MCPError."""
-    args = {"title": title, "text": text}
-    opening = await first_client.session.call_tool("file_note", args, allow_input_required=True)
-    if not isinstance(opening, InputRequiredResult):
-        pytest.fail(f"file_note should ask before filing (an InputRequiredResult), got {type(opening).__name__}")
-    answers = {key: ElicitResult(action="accept", content={"file_it": True}) for key in opening.input_requests}
-    try:
-        return await second_client.session.call_tool("file_note", args, input_responses=answers,
-                                                     request_state=opening.request_state, allow_input_required=True)
-    except MCPError as exc:
-        return exc
-
-
 @check("create_server takes its keys from the mapping it is given, and a rotated ring still opens old state",
        points=1,
        hint="create_server(environ) must be configured only from `environ`, the mapping passed in (the notebook "
@@ -117,19 +79,19 @@ async def _split(first_client: Any, second_client: Any, title: str, text: str) -
 async def test_keys_from_the_given_mapping(target: Target, tmp_path: Path) -> None:
     scaling = target.module("scaling")
     old, new, other = (secrets.token_hex(32) for _ in range(3))
-    first, second, stranger = _replica_names(3)
+    first, second, stranger = replica_names(3)
 
     def build(name: str, ring: str) -> Any:
         return scaling.create_server({REPLICA: name, ROOT: str(tmp_path), KEYS: ring})
 
     sealer, rotated, foreign = build(first, f"{old},{new}"), build(second, f"{new},{old}"), build(stranger, other)
-    title, text = f"{_word()} {_word()}", " ".join(_word() for _ in range(6))
+    title, text = f"{word()} {word()}", " ".join(word() for _ in range(6))
     with anyio.fail_after(10):
-        async with target.client(sealer, elicitation_callback=_accept) as a, \
-                target.client(rotated, elicitation_callback=_accept) as b, \
-                target.client(foreign, elicitation_callback=_accept) as c:
-            finished = await _split(a, b, title, text)
-            refused = await _split(a, c, _word(), _word())
+        async with target.client(sealer, elicitation_callback=accept_filing) as a, \
+                target.client(rotated, elicitation_callback=accept_filing) as b, \
+                target.client(foreign, elicitation_callback=accept_filing) as c:
+            finished = await split_in_memory(a, b, title, text)
+            refused = await split_in_memory(a, c, word(), word())
     if isinstance(finished, MCPError):
         pytest.fail(f"round 1 on replica {first} ({KEYS}='old,new' in its mapping), retry on replica {second} "
                     f"('new,old'): MCPError {finished.code} {finished.message}. Both mappings share the key that "
@@ -161,17 +123,17 @@ async def test_keys_from_the_given_mapping(target: Target, tmp_path: Path) -> No
 async def test_stateless_only_on_one(target: Target, tmp_path: Path) -> None:
     scaling = target.module("scaling")
     off = random.choice(["0", "false", "no", "off", "False"])
-    name = _replica_names(1)[0]
+    name = replica_names(1)[0]
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": _word(), "version": "1"}}}
+        "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": word(), "version": "1"}}}
     seen: dict[str, list[str]] = {}
     for value in (off, "1"):
         app = scaling.build_app({REPLICA: name, ROOT: str(tmp_path), STATELESS: value})
-        async with target.http(app, graceful=False) as url:
-            async with httpx2.AsyncClient(timeout=10) as http:
-                response = await http.post(url, json=initialize,
-                                           headers={"accept": "application/json, text/event-stream"})
-        assert response.status_code == 200, f"a legacy initialize with {STATELESS}={value!r} got HTTP {response.status_code}"
+        async with target.http(app, graceful=False) as url, httpx2.AsyncClient(timeout=10) as http:
+            response = await http.post(url, json=initialize,
+                                       headers={"accept": "application/json, text/event-stream"})
+        assert response.status_code == 200, (
+            f"a legacy initialize with {STATELESS}={value!r} got HTTP {response.status_code}")
         seen[value] = response.headers.get_list("mcp-session-id")
     kept = seen[off]
     assert kept, (f"with {STATELESS}={off!r} a legacy initialize got no Mcp-Session-Id: only the value \"1\" turns "
@@ -190,11 +152,12 @@ async def test_stateless_only_on_one(target: Target, tmp_path: Path) -> None:
             "near-misses, such as an update that carries no usable uri.")
 async def test_sdk_wire_form(target: Target) -> None:
     scaling = target.module("scaling")
-    uri = f"desk://notes/{_word()} {random.choice(['café', '研究', 'q&a', 'naïve'])}?v={random.randint(1, 999)}&t=\"x\""
-    events = [ResourceUpdated(uri=uri), random.choice([ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()])]
+    uri = f"desk://notes/{word()} {random.choice(['café', '研究', 'q&a', 'naïve'])}?v={random.randint(1, 999)}&t=\"x\""
+    list_changes: list[ServerEvent] = [ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()]
+    events = [ResourceUpdated(uri=uri), random.choice(list_changes)]
     # What this build writes, read the way any other program would: JSON, then the SDK's parser.
     for event in events:
-        data = scaling.encode_event(_there(target, event))
+        data = scaling.encode_event(event_there(target, event))
         assert isinstance(data, (bytes, str)), (
             f"encode_event should return bytes, got a {target.classes(data)[0].rsplit('.', 1)[-1]}")
         try:
@@ -225,10 +188,10 @@ async def test_sdk_wire_form(target: Target) -> None:
         {"method": "notifications/resources/updated", "params": {"uri": random.randint(1, 99)}},
         {"method": "notifications/resources/updated", "params": [uri]},
         {"method": "notifications/resources/updated", "params": None},
-        {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": _word()}},
+        {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": word()}},
         "notifications/tools/list_changed",
     ]
-    for junk in [json.dumps(x).encode() for x in near_misses] + [b"\x80" + _word().encode()]:
+    for junk in [json.dumps(x).encode() for x in near_misses] + [b"\x80" + word().encode()]:
         outcome, got = _decoded(target, scaling, junk)
         assert outcome == "ok", (
             f"decode_event({junk!r}) raised {got}: anything that is not an event is None, never an exception")
@@ -237,20 +200,6 @@ async def test_sdk_wire_form(target: Target) -> None:
 
 # --- caching hints (issue 19): the visible requirements, at their boundaries ---------------------
 
-_LIST_CALLS = (("tools/list", "list_tools"), ("prompts/list", "list_prompts"),
-               ("resources/list", "list_resources"), ("resources/templates/list", "list_resource_templates"))
-
-
-async def _hints_on_the_wire(client: Any) -> dict[str, tuple[int, str]]:
-    seen: dict[str, tuple[int, str]] = {}
-    for method, verb in _LIST_CALLS:
-        result = await getattr(client, verb)()
-        seen[method] = (result.ttl_ms, result.cache_scope)
-    result = await client.read_resource("desk://notes")
-    seen["resources/read"] = (result.ttl_ms, result.cache_scope)
-    return seen
-
-
 @check("desk_cache_hints at the edges: reads stale at once, lists kept for a day", points=1,
        hint="ttlMs 0 means 'stale at once' and is still a hint with a scope; the TTLs come from the arguments as "
             "given, large or zero, and a read stays 'private' whatever its TTL.")
@@ -258,12 +207,12 @@ async def test_cache_hints_at_the_edges(target: Target, tmp_path: Path) -> None:
     scaling = target.module("scaling")
     for list_ttl, read_ttl in ((24 * 3600 * 1000 - random.randrange(1, 1000), 0), (0, random.randrange(1, 50))):
         hints = scaling.desk_cache_hints(list_ttl_ms=list_ttl, read_ttl_ms=read_ttl)
-        probe = target.library("mcp.server.mcpserver").MCPServer(f"probe-{_word()}", log_level="WARNING",
+        probe = target.library("mcp.server.mcpserver").MCPServer(f"probe-{word()}", log_level="WARNING",
                                                                    cache_hints=hints)
-        scaling.register(probe, replica=_replica_names(1)[0], root=tmp_path)
+        scaling.register(probe, replica=replica_names(1)[0], root=tmp_path)
         async with target.client(probe, cache=None) as client:
-            seen = await _hints_on_the_wire(client)
-        expected = {method: (list_ttl, "public") for method, _ in _LIST_CALLS}
+            seen = await hints_on_the_wire(client)
+        expected = {method: (list_ttl, "public") for method, _ in LIST_CALLS}
         expected["resources/read"] = (read_ttl, "private")
         assert seen == expected, (
             f"desk_cache_hints(list_ttl_ms={list_ttl}, read_ttl_ms={read_ttl}) put {seen} (ttlMs, cacheScope) on the "
@@ -279,14 +228,13 @@ async def test_desk_hints_over_http(target: Target, tmp_path: Path) -> None:
     scaling = target.module("scaling")
     hints = scaling.desk_cache_hints()
     expected = {method: (hints[method].ttl_ms, hints[method].scope)
-                for method in [m for m, _ in _LIST_CALLS] + ["resources/read"]}
+                for method in [m for m, _ in LIST_CALLS] + ["resources/read"]}
     assert expected["resources/read"][1] == "private" and expected["tools/list"][1] == "public", (
         f"desk_cache_hints() gives {expected}: lists are 'public', reads 'private'")
     seen_by: dict[str, dict[str, tuple[int, str]]] = {}
-    for name in _replica_names(2):
+    for name in replica_names(2):
         app = scaling.build_app({REPLICA: name, ROOT: str(tmp_path), STATELESS: "1"})
-        async with target.http(app, graceful=False) as url:
-            async with Client(url, cache=None) as client:
-                seen_by[name] = await _hints_on_the_wire(client)
+        async with target.http(app, graceful=False) as url, Client(url, cache=None) as client:
+            seen_by[name] = await hints_on_the_wire(client)
     for name, seen in seen_by.items():
         assert seen == expected, f"replica {name} over HTTP sent {seen}, desk_cache_hints() says {expected}"

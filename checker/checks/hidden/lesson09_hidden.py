@@ -21,29 +21,22 @@ from typing import Any
 import pytest
 from mcp import MCPError
 
+from checker.checks.kit.eras import MODES
+from checker.checks.kit.text import text_of, word
+from checker.checks.support.lesson09 import FALLBACK_MODEL
 from checker.marks import check
 from checker.target import Target
 
 pytestmark = pytest.mark.anyio
 
-MODES = ("auto", "legacy")
-FALLBACK_MODEL = "research-desk/extractive-fallback"
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
-
-
-def _word(rng: random.Random, low: int = 4, high: int = 9) -> str:
-    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(low, high)))
 
 
 def _mixed_case(rng: random.Random, word: str) -> str:
     """`word` with random letters upper-cased, never all lower-case when it has letters."""
     shaken = "".join(c.upper() if rng.random() < 0.5 else c for c in word)
     return shaken if shaken != word or not word.isalpha() else word.upper()
-
-
-def _text(result: Any) -> str:
-    return "\n".join(getattr(block, "text", "") for block in (result.content or []))
 
 
 def _from_env(settings_class: Any, env: dict[str, str]) -> Any:
@@ -68,12 +61,12 @@ def _from_env(settings_class: Any, env: dict[str, str]) -> Any:
 async def test_settings_text_edge_cases(target: Target, tmp_path: Path) -> None:
     settings_class = target.attr("server", "Settings")
     rng = random.Random()
-    first, second, other = (tmp_path / f"{label}-{_word(rng)}" for label in ("a", "b", "c"))
+    first, second, other = (tmp_path / f"{label}-{word(rng)}" for label in ("a", "b", "c"))
     for folder in (first, second, other):
         folder.mkdir()
     defaults = settings_class()
     port = rng.randint(1025, 65000)
-    hosts = tuple(f"{_word(rng)}.example" for _ in range(rng.randint(2, 3)))
+    hosts = tuple(f"{word(rng)}.example" for _ in range(rng.randint(2, 3)))
     keys = (secrets.token_hex(32), secrets.token_hex(32))
     sep = os.pathsep
     stateless, stream_all, anonymous = rng.choice(TRUE_WORDS), rng.choice(FALSE_WORDS), rng.choice(TRUE_WORDS[1:])
@@ -161,15 +154,15 @@ def _shown(values: dict[str, Any]) -> str:
 async def test_validate_boundaries(target: Target, tmp_path: Path) -> None:
     settings_class = target.attr("server", "Settings")
     rng = random.Random()
-    root = tmp_path / f"desk-{_word(rng)}"
+    root = tmp_path / f"desk-{word(rng)}"
     root.mkdir()
-    afile = root / f"{_word(rng)}.md"
+    afile = root / f"{word(rng)}.md"
     afile.write_text("# a document, not a folder\n", encoding="utf-8")
     base: dict[str, Any] = {"roots": (root,)}
     alphabet = string.ascii_lowercase + string.digits
     local_port = rng.randint(1025, 65000)
 
-    accepted = [
+    accepted: list[tuple[dict[str, Any], str]] = [
         ({"port": 1}, "port 1 is the lowest TCP port"),
         ({"port": 65535}, "port 65535 is the highest TCP port"),
         ({"replica": rng.choice(string.ascii_lowercase) + "".join(rng.choices(alphabet, k=31))},
@@ -184,10 +177,11 @@ async def test_validate_boundaries(target: Target, tmp_path: Path) -> None:
     for extra, reason in accepted:
         values = {**base, **extra}
         verdict = _verdict(settings_class, values)
-        assert verdict == "accepted", f"Settings({_shown(values)}).validate() {verdict[:300]}; expected acceptance: {reason}"
+        assert verdict == "accepted", (
+            f"Settings({_shown(values)}).validate() {verdict[:300]}; expected acceptance: {reason}")
 
-    missing = root / f"{_word(rng)}-gone"
-    refused = [
+    missing = root / f"{word(rng)}-gone"
+    refused: list[tuple[dict[str, Any], str, str]] = [
         ({"port": 0}, "RESEARCH_DESK_PORT", "port 0 is not a port a server can listen on"),
         ({"port": -rng.randint(1, 9999)}, "RESEARCH_DESK_PORT", "a negative port"),
         ({"roots": (afile,)}, "RESEARCH_DESK_ROOTS", "that root exists but is a file, not a folder"),
@@ -215,20 +209,21 @@ async def test_validate_boundaries(target: Target, tmp_path: Path) -> None:
             "tools the replica's effective name (settings.replica may be empty; the default name is p<pid>).")
 async def test_settings_reach_the_tools(target: Target, tmp_path: Path) -> None:
     rng = random.Random()
-    workspace, extra = tmp_path / f"ws-{_word(rng)}", tmp_path / f"more-{_word(rng)}"
+    workspace, extra = tmp_path / f"ws-{word(rng)}", tmp_path / f"more-{word(rng)}"
     limit = rng.randint(20, 60)
     texts: dict[str, str] = {}
-    short_name, long_name = f"short-{_word(rng)}.md", f"long-{_word(rng)}.md"
-    texts[short_name] = f"# {_word(rng).title()}\n\n" + " ".join(_word(rng) for _ in range(limit - 5)) + ".\n"
-    texts[long_name] = f"# {_word(rng).title()}\n\n" + " ".join(_word(rng) for _ in range(limit + rng.randint(5, 40))) + ".\n"
+    short_name, long_name = f"short-{word(rng)}.md", f"long-{word(rng)}.md"
+    texts[short_name] = f"# {word(rng).title()}\n\n" + " ".join(word(rng) for _ in range(limit - 5)) + ".\n"
+    long_words = limit + rng.randint(5, 40)
+    texts[long_name] = f"# {word(rng).title()}\n\n" + " ".join(word(rng) for _ in range(long_words)) + ".\n"
     for index in range(rng.randint(1, 3)):
-        texts[f"notes/{_word(rng)}-{index}.txt"] = f"{_word(rng)} {_word(rng)}\n"
+        texts[f"notes/{word(rng)}-{index}.txt"] = f"{word(rng)} {word(rng)}\n"
     for name, text in texts.items():
         (workspace / name).parent.mkdir(parents=True, exist_ok=True)
         (workspace / name).write_text(text, encoding="utf-8")
     extra.mkdir()
-    outside_name = f"elsewhere-{_word(rng)}.md"
-    outside_text = f"# Elsewhere\n\n{_word(rng)} {secrets.token_hex(6)}\n"
+    outside_name = f"elsewhere-{word(rng)}.md"
+    outside_text = f"# Elsewhere\n\n{word(rng)} {secrets.token_hex(6)}\n"
     (extra / outside_name).write_text(outside_text, encoding="utf-8")
     words = {name: len(text.split()) for name, text in texts.items()}
     assert words[short_name] <= limit < words[long_name]
@@ -253,26 +248,27 @@ async def test_settings_reach_the_tools(target: Target, tmp_path: Path) -> None:
                 got["long"] = await client.call_tool("summarise_document", {"name": long_name})
                 got["replica"] = await client.call_tool("replica_info", {})
         except MCPError as exc:
-            pytest.fail(f"[{mode}] a call to the capstone server failed with a protocol error {exc.code}: {exc.message}")
+            pytest.fail(f"[{mode}] a call to the capstone server failed with a protocol error {exc.code}: "
+                        f"{exc.message}")
         seen[mode] = got
 
     names = sorted(texts)
     for mode, got in seen.items():
         listed = got["listed"]
-        have = (listed.structured_content or {}).get("result") if not listed.is_error else _text(listed)
+        have = (listed.structured_content or {}).get("result") if not listed.is_error else text_of(listed)
         assert have == names, (
             f"[{mode}] with roots ({workspace.name}, {extra.name}), list_documents gave {have!r}; expected the "
             f"first root's documents {names}: the workspace is the first root, and only it is indexed")
         far = got["far file"]
-        assert not far.is_error and _text(far) == outside_text, (
+        assert not far.is_error and text_of(far) == outside_text, (
             f"[{mode}] read_file of a file in the second configured root ({extra.name}/{outside_name}) gave "
-            f"{'an error: ' + _text(far)[:160] if far.is_error else 'other text'}; the file tools must be given "
+            f"{'an error: ' + text_of(far)[:160] if far.is_error else 'other text'}; the file tools must be given "
             f"every configured root, not only the workspace")
         short = got["short"]
         summary = short.structured_content or {}
         assert not short.is_error and summary.get("model") == FALLBACK_MODEL, (
             f"[{mode}] summarise_document({short_name!r}), {words[short_name]} words with the limit at {limit}, "
-            f"gave {_text(short)[:160]!r}; expected the extractive fallback summary of that workspace document "
+            f"gave {text_of(short)[:160]!r}; expected the extractive fallback summary of that workspace document "
             f"(it lies in the first root, and a client with no model gets the fallback)")
         long = got["long"]
         assert long.is_error, (
@@ -284,5 +280,5 @@ async def test_settings_reach_the_tools(target: Target, tmp_path: Path) -> None:
         replica = (info.structured_content or {}).get("replica") if not info.is_error else None
         assert isinstance(replica, str) and re.fullmatch(r"p\d+", replica), (
             f"[{mode}] with no replica configured (replica=''), replica_info named the replica {replica!r} "
-            f"({_text(info)[:120] if info.is_error else 'no error'}); expected the default name p<pid>, as "
+            f"({text_of(info)[:120] if info.is_error else 'no error'}); expected the default name p<pid>, as "
             f"Settings.replica_name gives it")

@@ -1,8 +1,9 @@
-"""Ports and processes a check starts: found free, waited for, and always stopped.
+"""Ports and processes a check starts: found free, waited for, logged, and always stopped.
 
 A check that starts a program owns it: it must be gone when the check ends, passed or failed
 (tests/test_no_leftovers.py). Programs started with `start_new_session=True` lead their own
-process group, and `stop` ends the whole group, so a server's own children go with it."""
+process group, and `stop` ends the whole group, so a server's own children go with it. A
+process's stderr goes to a `log_file`, read back with `log_text` for the failure message."""
 
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ def _definitions(path: Path) -> list[tuple[str, str]]:
             shape = ast.dump(body) + ast.dump(node.args) if not isinstance(node, ast.ClassDef) else ast.dump(body)
             if len(ast.unparse(body).splitlines()) >= 2 or "return" in ast.unparse(body):
                 found.append((node.name, shape))
-        elif isinstance(node, ast.Assign) and isinstance(node.value, (ast.Dict, ast.Tuple, ast.List, ast.Set)):
+        elif (isinstance(node, ast.Assign) and isinstance(node.value, (ast.Dict, ast.Tuple, ast.List, ast.Set))
+              and not ast.unparse(node.targets[0]).startswith("__")):  # `__all__` declares, it defines nothing
             found.append((ast.unparse(node.targets[0]), ast.dump(node.value)))
     return found
 

@@ -27,10 +27,10 @@ from mcp.types import INVALID_PARAMS, CreateMessageResult, InputRequiredResult, 
 
 from checker.checks.kit.eras import LEGACY, MODERN, MODES
 from checker.checks.kit.processes import free_port, log_file, log_text, stop
-from checker.checks.support.lesson08 import build
 from checker.checks.kit.services import redis_server, wait_for_health
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson06 import accept_filing  # lesson 6's file_note asks before filing
+from checker.checks.support.lesson08 import build
 from checker.checks.support.lesson09 import (
     EXPECTED_TOOLS,
     NOTES,
@@ -188,7 +188,9 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path,
     inside = random.choice(desk.names)
     # The wheel of this very project, installed offline into a fresh environment (lesson 8's build, made
     # where student code runs).
-    command = build(target, tmp_path_factory).require().venv / "bin" / "research-desk-server"
+    venv = build(target, tmp_path_factory).require().venv
+    assert venv is not None  # require() returned: the wheel is installed there
+    command = venv / "bin" / "research-desk-server"
     assert target.library("os.path").isfile(str(command)), (
         "installing the wheel made no `research-desk-server` command: keep it in [project.scripts] of your "
         "pyproject.toml")

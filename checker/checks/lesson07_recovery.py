@@ -22,6 +22,7 @@ from checker.checks.kit.eras import MODES
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07 import (
     Workspace,
+    assert_failed_and_cleaned,
     export_meanwhile,
     files_in,
     idempotency_key,
@@ -159,24 +160,8 @@ async def test_failed_export_leaves_nothing(target: Target, workspace: Workspace
             # validated and under way: the last document vanishes before its step
             vanish = functools.partial(target.library("os").remove, str(workspace.root / victim))
             started, result = await export_meanwhile(client, desk, batch, vanish)
-        assert started, (
-            f"[{mode}] export_bundle of {len(batch)} known documents recorded no job in desk.jobs: "
-            f"{text_of(result)[:200]!r}"
-        )
-        assert result.is_error, (
-            f"[{mode}] {victim!r} was deleted while the export ran, yet export_bundle answered as if it worked: "
-            f"{text_of(result)[:200]!r}"
-        )
-        job = next(desk.jobs[j] for j in desk.jobs if j not in before)
-        assert job.status == "failed", (
-            f"[{mode}] an export that stopped on an error should end with status 'failed', got {job.status!r} "
-            f"({job.done}/{job.total} documents)"
-        )
-        assert job.id in desk.cleanups, (
-            f"[{mode}] the failed job's cleanup did not run (its id is not in desk.cleanups)"
-        )
-        leftovers = files_in(target, desk.exports)
-        assert not leftovers, f"[{mode}] the failed export left files behind: {leftovers}"
+        assert_failed_and_cleaned(target, desk, before, started, result, mode, batch,
+                                  f"{victim!r} was deleted")
         target.library("pathlib").Path(str(workspace.root / victim)).write_text(workspace.texts[victim])
 
 

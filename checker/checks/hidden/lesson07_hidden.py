@@ -21,9 +21,9 @@ from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07 import (
     Healthy,
     Workspace,
+    assert_failed_and_cleaned,
     build_workspace,
     export_meanwhile,
-    files_in,
     idempotency_key,
 )
 from checker.marks import check
@@ -165,24 +165,8 @@ async def test_failed_export_cleans_up(target: Target, workspace: Workspace) -> 
             # validated and under way: the last document becomes a folder before its step
             meddle = functools.partial(_into_folder, workspace.root / victim)
             started, result = await export_meanwhile(client, desk, batch, meddle)
-        assert started, (
-            f"[{mode}] export_bundle of {len(batch)} known documents recorded no job in desk.jobs: "
-            f"{text_of(result)[:200]!r}"
-        )
-        assert result.is_error, (
-            f"[{mode}] {victim!r} became a folder while the export ran, yet export_bundle answered as if it worked: "
-            f"{text_of(result)[:200]!r}"
-        )
-        job = next(desk.jobs[j] for j in desk.jobs if j not in before)
-        assert job.status == "failed", (
-            f"[{mode}] an export that stopped on an error should end with status 'failed', got {job.status!r} "
-            f"({job.done}/{job.total} documents)"
-        )
-        assert job.id in desk.cleanups, (
-            f"[{mode}] the failed job's cleanup did not run (its id is not in desk.cleanups)"
-        )
-        leftovers = files_in(target, desk.exports)  # a folder the desk chose: listed where the desk runs
-        assert not leftovers, f"[{mode}] the failed export left files behind: {leftovers}"
+        assert_failed_and_cleaned(target, desk, before, started, result, mode, batch,
+                                  f"{victim!r} became a folder")
         # put the document back where student code runs (a link planted in its place leads nowhere else)
         target.library("os").rmdir(str(workspace.root / victim))
         target.library("pathlib").Path(str(workspace.root / victim)).write_text(workspace.texts[victim])

@@ -245,6 +245,30 @@ async def export_meanwhile(
     return started, outcome[0]
 
 
+def assert_failed_and_cleaned(target: Target, desk: Any, before: set[Any], started: bool, result: Any,
+                              mode: str, batch: list[str], what: str) -> None:
+    """An export whose document `what` (e.g. "'a.md' was deleted") midway must fail, say so to the
+    caller, end its job as failed with its cleanup run, and leave no file in the exports folder."""
+    assert started, (
+        f"[{mode}] export_bundle of {len(batch)} known documents recorded no job in desk.jobs: "
+        f"{text_of(result)[:200]!r}"
+    )
+    assert result.is_error, (
+        f"[{mode}] {what} while the export ran, yet export_bundle answered as if it worked: "
+        f"{text_of(result)[:200]!r}"
+    )
+    job = next(desk.jobs[j] for j in desk.jobs if j not in before)
+    assert job.status == "failed", (
+        f"[{mode}] an export that stopped on an error should end with status 'failed', got {job.status!r} "
+        f"({job.done}/{job.total} documents)"
+    )
+    assert job.id in desk.cleanups, (
+        f"[{mode}] the failed job's cleanup did not run (its id is not in desk.cleanups)"
+    )
+    leftovers = files_in(target, desk.exports)  # a folder the desk chose: listed where the desk runs
+    assert not leftovers, f"[{mode}] the failed export left files behind: {leftovers}"
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     """A workspace of random documents for one check (checks files import it for pytest)."""

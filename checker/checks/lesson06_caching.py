@@ -17,6 +17,7 @@ from checker.checks.support.lesson06 import (
     LIST_CALLS,
     NOTES,
     WatchedStore,
+    hints_given,
     hints_on_the_wire,
     replica_names,
     two_ttls,
@@ -59,8 +60,7 @@ async def test_cache_hints_as_given(target: Target, tmp_path: Path) -> None:
 async def test_desk_carries_its_hints(target: Target, tmp_path: Path) -> None:
     scaling = target.module("scaling")
     hints = scaling.desk_cache_hints()
-    expected = {method: (hints[method].ttl_ms, hints[method].scope)
-                for method in [m for m, _ in LIST_CALLS] + ["resources/read"]}
+    expected = hints_given(hints)
     assert expected["tools/list"][1] == "public" and expected["resources/read"][1] == "private", (
         f"desk_cache_hints() gives tools/list {expected['tools/list']} and resources/read "
         f"{expected['resources/read']}: lists are 'public', reads 'private'")

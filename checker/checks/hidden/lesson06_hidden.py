@@ -39,6 +39,7 @@ from checker.checks.support.lesson06 import (
     accept_filing,
     event_here,
     event_there,
+    hints_given,
     hints_on_the_wire,
     replica_names,
     split_in_memory,
@@ -227,8 +228,7 @@ async def test_desk_hints_over_http(target: Target, tmp_path: Path) -> None:
 
     scaling = target.module("scaling")
     hints = scaling.desk_cache_hints()
-    expected = {method: (hints[method].ttl_ms, hints[method].scope)
-                for method in [m for m, _ in LIST_CALLS] + ["resources/read"]}
+    expected = hints_given(hints)
     assert expected["resources/read"][1] == "private" and expected["tools/list"][1] == "public", (
         f"desk_cache_hints() gives {expected}: lists are 'public', reads 'private'")
     seen_by: dict[str, dict[str, tuple[int, str]]] = {}

@@ -435,6 +435,12 @@ async def hints_on_the_wire(client: Any) -> dict[str, tuple[int, str]]:
     return seen
 
 
+def hints_given(hints: Any) -> dict[str, tuple[int, str]]:
+    """(ttlMs, cacheScope) that `hints` (what desk_cache_hints() returned) sets for each cacheable method."""
+    return {method: (hints[method].ttl_ms, hints[method].scope)
+            for method in [m for m, _ in LIST_CALLS] + ["resources/read"]}
+
+
 def two_ttls() -> tuple[int, int]:
     """A list TTL and a (shorter, different) read TTL, in milliseconds."""
     list_ttl = random.randrange(20_000, 600_000)

@@ -18,7 +18,7 @@ import pytest
 from mcp import MCPError
 from mcp.types import INVALID_PARAMS
 
-from checker.checks.kit.eras import MODES
+from checker.checks.kit.eras import MODES, side_by_side
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07_middleware import (
     RATE_LIMITED,
@@ -89,14 +89,14 @@ async def test_every_message_is_audited(target: Target, workspace: dict[str, str
        hint="Read the clock before `call_next` and again after it has returned or raised (a `finally`): a "
             "record written before the handler runs says every request took no time at all.")
 async def test_duration_spans_the_answer(target: Target, workspace: dict[str, str], tmp_path: Path) -> None:
-    for mode, era in MODES.items():
-        pause = random.uniform(0.25, 0.45)
+    async def era_check(mode: str, era: str) -> None:
+        pause, query = random.uniform(0.25, 0.45), word(None, 2, 3)
         search = SlowSearch(pause, sorted(workspace))
         _, guard, server = guarded(target, tmp_path / "workspace", limit=None, search=search)
         async with client(target, server, mode, word()) as session:
             await session.list_tools()
             started = time.monotonic()
-            result = await session.call_tool("search_documents", {"query": word(None, 2, 3)})
+            result = await session.call_tool("search_documents", {"query": query})
             elapsed = time.monotonic() - started
         assert not result.is_error, f"search_documents failed: {text_of(result)[:200]!r}"
         records = trail(guard)
@@ -110,6 +110,8 @@ async def test_duration_spans_the_answer(target: Target, workspace: dict[str, st
         assert listing and all(isinstance(s, (int, float)) and 0 <= s < pause for s in listing), (
             f"[{era}] a tools/list record should say how long that listing took (well under {pause:.2f} s), "
             f"got {listing}")
+
+    await side_by_side(era_check)
 
 
 @check("a client that sends more than `limit` requests in the window is refused with -32010 and retryAfter",
@@ -169,7 +171,7 @@ async def test_connecting_is_never_limited(target: Target, workspace: dict[str, 
        hint="Forget a client's requests older than `window` seconds before counting; retryAfter is when the "
             "oldest one leaves the window.")
 async def test_served_again_after_window(target: Target, workspace: dict[str, str], tmp_path: Path) -> None:
-    for mode, era in MODES.items():
+    async def era_check(mode: str, era: str) -> None:
         limit, window = random.randint(2, 4), random.uniform(0.6, 0.9)
         _, _, server = guarded(target, tmp_path / "workspace", limit=limit, window=window)
         async with client(target, server, mode, word()) as session:
@@ -177,3 +179,5 @@ async def test_served_again_after_window(target: Target, workspace: dict[str, st
             await refused_next(session, window, f"[{era}] request {limit + 1} within {window:.2f} s")
             await anyio.sleep(window + 0.15)
             await burst(session, limit)
+
+    await side_by_side(era_check)

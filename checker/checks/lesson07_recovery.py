@@ -18,7 +18,7 @@ import pytest
 from mcp import MCPError
 from mcp.types import REQUEST_TIMEOUT
 
-from checker.checks.kit.eras import MODES
+from checker.checks.kit.eras import MODES, side_by_side
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07 import (
     Workspace,
@@ -91,13 +91,14 @@ async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
 )
 async def test_cancelled_call_stops_work(target: Target, workspace: Workspace, tmp_path: Path) -> None:
     rng = random.Random()
-    exports = tmp_path / f"exports-{word(rng)}"  # an exports folder the operator put outside the workspace
-    errors, desk = await make_desk(target, workspace.root, step_seconds=0.05, exports=exports)
-    server = errors.create_server(desk)
-    names = [rng.choice(workspace.names) for _ in range(rng.randint(30, 40))]
-    for mode in MODES:
-        before = set(desk.jobs)  # the jobs of an earlier era
-        async with target.client(server, mode=mode) as client:
+
+    async def era_check(mode: str, era: str) -> None:
+        # an exports folder the operator put outside the workspace, one desk per era
+        exports = tmp_path / f"exports-{mode}-{word(rng)}"
+        names = [rng.choice(workspace.names) for _ in range(rng.randint(30, 40))]
+        small = rng.sample(workspace.names, k=2)
+        errors, desk = await make_desk(target, workspace.root, step_seconds=0.05, exports=exports)
+        async with target.client(errors.create_server(desk), mode=mode) as client:
             try:
                 result = await client.call_tool("export_bundle", {"names": names}, read_timeout_seconds=0.3)
             except MCPError as exc:
@@ -111,9 +112,8 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace, t
                 )
             await anyio.sleep(0.3)
             jobs = desk.jobs
-            started = [j for j in jobs if j not in before]
-            assert len(started) == 1, f"expected one export job in desk.jobs, found {len(started)}"
-            job = jobs[started[0]]
+            assert len(jobs) == 1, f"expected one export job in desk.jobs, found {len(jobs)}"
+            job = next(iter(jobs.values()))
             done = job.done
             await anyio.sleep(0.4)
             assert job.done == done and done < len(names), (
@@ -126,7 +126,6 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace, t
             assert job.id in desk.cleanups, f"[{mode}] the cancelled job's cleanup did not run (desk.cleanups)"
             leftovers = files_in(target, exports) + files_in(target, workspace.root / ".exports")
             assert not leftovers, f"[{mode}] the cancelled export left files behind: {leftovers}"
-            small = rng.sample(workspace.names, k=2)
             done_result = (await ok(client, "export_bundle", {"names": small})).structured_content or {}
             bundle = exports / str(done_result.get("bundle"))
             assert target.library("os.path").isfile(str(bundle)), (
@@ -139,6 +138,8 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace, t
             )
             target.library("os").remove(str(bundle))
 
+    await side_by_side(era_check)
+
 
 @check(
     "an export that fails midway is marked failed and leaves no partial file",
@@ -147,22 +148,23 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace, t
     "export runs). Mark the job failed, let the error reach the caller, and remove the partial file in the "
     "same finally block that handles cancellation.",
 )
-async def test_failed_export_leaves_nothing(target: Target, workspace: Workspace) -> None:
+async def test_failed_export_leaves_nothing(target: Target, workspace: Workspace, tmp_path: Path) -> None:
     rng = random.Random()
-    errors, desk = await make_desk(target, workspace.root, step_seconds=0.04)
-    server = errors.create_server(desk)
-    for mode in MODES:
-        victim = rng.choice(workspace.names)
-        others = [n for n in workspace.names if n != victim]
+    victims = dict(zip(MODES, rng.sample(workspace.names, k=len(MODES)), strict=True))  # one per era
+    others = [n for n in workspace.names if n not in victims.values()]
+
+    async def era_check(mode: str, era: str) -> None:
+        victim = victims[mode]
         batch = [rng.choice(others) for _ in range(rng.randint(10, 13))] + [victim]
-        before = set(desk.jobs)
-        async with target.client(server, mode=mode) as client:
+        errors, desk = await make_desk(target, workspace.root, step_seconds=0.04, exports=tmp_path / f"exports-{mode}")
+        async with target.client(errors.create_server(desk), mode=mode) as client:
             # validated and under way: the last document vanishes before its step
             vanish = functools.partial(target.library("os").remove, str(workspace.root / victim))
             started, result = await export_meanwhile(client, desk, batch, vanish)
-        assert_failed_and_cleaned(target, desk, before, started, result, mode, batch,
-                                  f"{victim!r} was deleted")
+        assert_failed_and_cleaned(target, desk, set(), started, result, mode, batch, f"{victim!r} was deleted")
         target.library("pathlib").Path(str(workspace.root / victim)).write_text(workspace.texts[victim])
+
+    await side_by_side(era_check)
 
 
 @check(

@@ -733,11 +733,12 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     bus = make_bus(settings)
     # TODO(lesson-9): build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk
     #   lifespan, the log level, lesson 6's request-state policy from the state keys,
-    #   `bus` as its subscription bus and honest_capabilities as its middleware, with
-    #   lesson 7's RequestGuard (the rate limit per minute, if any) outermost; over
-    #   HTTP with a token, add lesson 5's bearer auth for the public URL and the
-    #   issuer (if any). Register every tool, then (over HTTP) lesson 5's /health
-    #   route.
+    #   `bus` as its subscription bus, honest_capabilities as its middleware and
+    #   lesson 3's tasks extension for TASK_TOOLS (a store keeping tasks task_ttl
+    #   seconds), with lesson 7's RequestGuard (the rate limit per minute, if any)
+    #   outermost; over HTTP with a token, add lesson 5's bearer auth for the public
+    #   URL and the issuer (if any). Register every tool, then (over HTTP) lesson 5's
+    #   /health route.
     raise NotImplementedError("TODO(lesson-9): write create_server")
 
 

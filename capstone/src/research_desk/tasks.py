@@ -31,15 +31,21 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from mcp import MCPError
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.server import require_client_extension
 from mcp_types import CallToolRequestParams, RequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict
+
+from research_desk import __version__, progress
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +177,7 @@ class TasksExtension(Extension):
 
     def __init__(self, tools: Iterable[str], store: TaskStore | None = None) -> None:
         self.task_tools = frozenset(tools)
-        self.store = store or TaskStore()
+        self.store = store if store is not None else TaskStore()
 
     def methods(self) -> list[MethodBinding]:
         modern = frozenset(MODERN_PROTOCOL_VERSIONS)
@@ -216,3 +222,29 @@ class TasksExtension(Extension):
         #   crash (log it; its text stays out of the task). Cancellation is not a
         #   failure: let it propagate.
         raise NotImplementedError("TODO(lesson-3): write _run")
+
+
+REPORTS = "reports"
+"""The folder (inside the workspace) where `write_report` writes."""
+
+
+def create_server(root: Path | str, extension: TasksExtension, *, pace: float = 0.0) -> MCPServer:
+    """Lesson 3's indexer with `extension` installed, plus `write_report`, a job with a visible
+    outcome: a report that exists only if the work ran to its end (given code)."""
+    workspace = Path(root)
+    server = MCPServer("research-desk-tasks", version=__version__, log_level="WARNING", extensions=[extension],
+                       instructions="Index the workspace, or write a report; long jobs can run as tasks.")
+    progress.register(server, root=workspace, pace=pace)
+
+    async def write_report(name: str, seconds: float) -> str:
+        """Work for `seconds`, then write reports/<name>.md and say so. A stopped job writes nothing."""
+        if not name.isalnum():
+            raise ToolError(f"report names are letters and digits only, got {name!r}")
+        await anyio.sleep(seconds)
+        folder = workspace / REPORTS
+        folder.mkdir(exist_ok=True)
+        (folder / f"{name}.md").write_text(f"# Report {name}\n", encoding="utf-8")
+        return f"wrote {REPORTS}/{name}.md"
+
+    server.tool(title="Write a report")(write_report)
+    return server

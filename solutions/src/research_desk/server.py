@@ -311,9 +311,10 @@ class Settings:
         # BEGIN SOLUTION lesson-9: refuse (SettingsError naming the variable) an unknown transport
         #   or log level, a port outside 1-65535, no roots or any root that is not a folder, state
         #   keys the SDK would not accept, a replica name scaling would not accept, a task ttl outside
-        #   1-MAX_TASK_TTL seconds, and HTTP
-        #   reachable from outside this machine (a non-loopback host or public URL: see `exposed`)
-        #   with no token unless allow_anonymous is set; return self.
+        #   1-MAX_TASK_TTL seconds, and HTTP reachable from outside this machine (a non-loopback host
+        #   or public URL: see `exposed`) with no token unless allow_anonymous is set; return self.
+        if not 0 < self.task_ttl <= MAX_TASK_TTL:
+            raise SettingsError(f"RESEARCH_DESK_TASK_TTL={self.task_ttl} is outside 1-{MAX_TASK_TTL} seconds")
         if self.transport not in TRANSPORTS:
             raise SettingsError(f"RESEARCH_DESK_TRANSPORT={self.transport!r} is not one of {', '.join(TRANSPORTS)}")
         if self.log_level.upper() not in LOG_LEVELS:
@@ -331,8 +332,6 @@ class Settings:
                 scaling.replica_name({scaling.REPLICA_ENV: self.replica})
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
-        if not 0 < self.task_ttl <= MAX_TASK_TTL:
-            raise SettingsError(f"RESEARCH_DESK_TASK_TTL={self.task_ttl} is outside 1-{MAX_TASK_TTL} seconds")
         if self.transport == "http" and not self.token and not self.allow_anonymous and self.exposed:
             raise SettingsError(
                 f"serving http on {self.host} ({self.resource_url}) with no RESEARCH_DESK_TOKEN would let anyone "
@@ -796,7 +795,8 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     bus = make_bus(settings)
     # BEGIN SOLUTION lesson-9: build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS,
     #   the desk lifespan, the log level, lesson 6's request-state policy from the state keys, `bus`
-    #   as its subscription bus and honest_capabilities as its middleware, with lesson 7's
+    #   as its subscription bus, honest_capabilities as its middleware and lesson 3's tasks extension
+    #   for TASK_TOOLS (a store keeping tasks task_ttl seconds), with lesson 7's
     #   RequestGuard (the rate limit per minute, if any) outermost; over HTTP with a token,
     #   add lesson 5's bearer auth for the public URL and the issuer (if any). Register every tool,
     #   then (over HTTP) lesson 5's /health route.
@@ -806,8 +806,8 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
         SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.level,
         lifespan=desk_lifespan(settings.workspace, bus),
         request_state_security=scaling.state_security_from_env({scaling.STATE_KEYS_ENV: ",".join(settings.state_keys)}),
-        subscriptions=bus, middleware=[honest_capabilities], **auth,
-        extensions=[tasks.TasksExtension(TASK_TOOLS, tasks.TaskStore(ttl_ms=settings.task_ttl * 1000))])
+        extensions=[tasks.TasksExtension(TASK_TOOLS, tasks.TaskStore(ttl_ms=settings.task_ttl * 1000))],
+        subscriptions=bus, middleware=[honest_capabilities], **auth)
     server.middleware.insert(0, middleware.RequestGuard(limit=settings.rate_limit or None, window=60.0))
     register_tools(server, settings)
     if http:

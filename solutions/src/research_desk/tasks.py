@@ -196,7 +196,7 @@ class TasksExtension(Extension):
 
     def __init__(self, tools: Iterable[str], store: TaskStore | None = None) -> None:
         self.task_tools = frozenset(tools)
-        self.store = store or TaskStore()
+        self.store = store if store is not None else TaskStore()
 
     def methods(self) -> list[MethodBinding]:
         modern = frozenset(MODERN_PROTOCOL_VERSIONS)

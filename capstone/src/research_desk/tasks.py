@@ -22,6 +22,20 @@ The wire, as the conformance suite judges it:
 * `tasks/cancel` answers an empty result, also for a task already finished (a terminal status
   never changes); an unknown (or expired) `taskId` is -32602 for every tasks method.
 * A task is kept `ttlMs` after it was created; after that it is forgotten (and its work stopped).
+
+What `course check 3` holds you to (the "going further" checks), in both protocol eras:
+
+* Only a 2026-07-28 client that declared the extension, calling one of `task_tools`, gets a task;
+  it is answered at once, `working`, with its envelope and no result. Every other call is answered
+  as if there were no tasks.
+* `tasks/get` says `working` until the work ends, then `completed` with the tool's own result
+  inlined (a tool error too, with `isError`); the work's effects exist only once it completed.
+* `tasks/cancel` answers an empty result; a working task becomes `cancelled` and its work stops (a
+  cancelled job leaves nothing behind); a task that already completed stays as it was.
+* An id the store does not hold, or one whose `ttlMs` has run out, gets -32602 (`INVALID_PARAMS`).
+
+The store is process memory: behind several replicas, a poll must reach the replica that made the
+task (deploy/CAPSTONE.md says how), or the tasks must move to a shared store.
 """
 
 import asyncio

@@ -44,9 +44,11 @@ class _AnyResult(Result):
 
 
 async def tasks_request(session: Any, method: str, **params: Any) -> dict[str, Any]:
-    """Send `method` (tasks/get, tasks/cancel, ...) with `params`; the result as the wire shows it."""
+    """Send `method` (tasks/get, tasks/cancel, ...) with `params`; the result as the wire shows it,
+    without its `_meta` (the SDK stamps serverInfo there on every 2026-07-28 result)."""
     answer = await session.send_request(_TasksRequest(method=method, params=_AnyParams(**params)), _AnyResult)
-    return dict(answer.model_dump(by_alias=True, mode="json", exclude_none=True))
+    shown = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return {key: value for key, value in shown.items() if key != "_meta"}
 
 
 async def create_task(client: Any, tool: str, arguments: dict[str, Any]) -> CreatedTask | CallToolResult:

@@ -128,3 +128,15 @@ def test_the_task_ttl_is_bounded(desk: Any, workspace: Path) -> None:
         with pytest.raises(desk.SettingsError, match="RESEARCH_DESK_TASK_TTL"):
             desk.Settings.from_env({"RESEARCH_DESK_ROOTS": str(workspace), "RESEARCH_DESK_TASK_TTL": bad})
     assert desk.Settings.from_env({"RESEARCH_DESK_ROOTS": str(workspace), "RESEARCH_DESK_TASK_TTL": "86400"}).task_ttl == 86400
+
+
+def test_a_full_store_refuses_new_tasks_until_old_ones_expire(desk: Any) -> None:
+    tasks = sys.modules["research_desk.tasks"]
+    now = [0.0]
+    store = tasks.TaskStore(ttl_ms=1000, max_tasks=2, clock=lambda: now[0])
+    store.create(), store.create()
+    with pytest.raises(MCPError) as full:
+        store.create()
+    assert full.value.error.code == tasks.TASKS_FULL
+    now[0] = 1.0
+    assert store.create().status == "working" and len(store) == 1, "expired tasks make room"

@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 TASKS = "io.modelcontextprotocol/tasks"
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+TASKS_FULL = -32011
+"""A store at `max_tasks` refuses new tasks with this code (the implementation range, beside lesson
+7's -32010 RATE_LIMITED)."""
 CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
 
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
@@ -105,22 +108,28 @@ class Task:
 class TaskStore:
     """The tasks of one server process, each forgotten `ttl_ms` after it was created.
 
-    `clock` (seconds, monotonic) decides expiry, so a test can move time on; `ids` makes task ids,
+    `max_tasks` bounds what one process holds; `clock` (seconds, monotonic) decides expiry, so a
+    test can move time on; `ids` makes task ids,
     which must not be guessable (`secrets.token_urlsafe` by default): the id is all a poller shows.
     """
 
-    def __init__(self, ttl_ms: int = 10 * 60_000, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, ttl_ms: int = 10 * 60_000, *, max_tasks: int = 1000, clock: Callable[[], float] = time.monotonic,
                  ids: Callable[[], str] | None = None) -> None:
-        if ttl_ms <= 0:
-            raise ValueError(f"ttl_ms must be positive, got {ttl_ms}")
+        if ttl_ms <= 0 or max_tasks <= 0:
+            raise ValueError(f"ttl_ms and max_tasks must be positive, got {ttl_ms} and {max_tasks}")
+        self.max_tasks = max_tasks
         self.ttl_ms = ttl_ms
         self._clock = clock
         self._ids = ids or (lambda: secrets.token_urlsafe(16))
         self._tasks: dict[str, Task] = {}
 
     def create(self) -> Task:
-        """A new task in `working`, kept until `ttl_ms` after now (given code)."""
+        """A new task in `working`, kept until `ttl_ms` after now (given code). A full store refuses
+        it (TASKS_FULL): each task holds its work and result in memory until it expires."""
         self._expire()
+        if len(self._tasks) >= self.max_tasks:
+            raise MCPError(code=TASKS_FULL, message=f"the server already holds {self.max_tasks} tasks; "
+                           "poll or cancel yours, or retry once older ones have expired")
         now = _iso(time.time())
         task = Task(self._ids(), self.ttl_ms, self._clock(), now, now)
         self._tasks[task.task_id] = task

@@ -63,7 +63,7 @@ async def test_task_only_when_asked(target: Target, workspace: Path) -> None:
             "in its result). Until then tasks/get must say working and carry no result.")
 async def test_get_follows_the_work(target: Target, workspace: Path) -> None:
     server = task_server(target, workspace)
-    name, seconds = report_name(), random.uniform(0.4, 0.7)
+    name, seconds = report_name(), random.uniform(0.6, 0.9)
     async with tasks_client(target, server) as client:
         task_id = await started(client, "write_report", {"name": name, "seconds": seconds}, "write_report")
         early = await tasks_request(client.session, "tasks/get", taskId=task_id)
@@ -113,7 +113,7 @@ async def test_cancel_stops_the_work(target: Target, workspace: Path) -> None:
        hint="get (and so cancel) raises MCPError(INVALID_PARAMS) for an id the store does not hold. _expire forgets "
             "a task once ttl_ms has passed since it was created (on the store's clock): call it before looking up.")
 async def test_unknown_and_expired_ids(target: Target, workspace: Path) -> None:
-    ttl_ms = random.randint(500, 900)
+    ttl_ms = random.randint(700, 1000)
     server = task_server(target, workspace, ttl_ms=ttl_ms)
     async with tasks_client(target, server) as client:
         task_id = await started(client, "write_report", {"name": report_name(), "seconds": 0}, "write_report")

@@ -97,6 +97,17 @@ def test_scoring_refuses_false_passes() -> None:
     assert outcomes == {"tools-call-simple-text": "not-counted", "sneaky": "failed"}, outcomes
 
 
+def test_scoring_leaves_a_false_passing_check_uncounted() -> None:
+    results = {"s": _result("s", ("real", "SUCCESS"), ("fixture", "SUCCESS"))}
+    expected = {"excluded": {}, "not_counted": {"s:fixture": "passes falsely", "s:gone": "a check that is gone"}}
+    findings = score("modern", results, ["s"], ["s"], expected)
+    assert _outcomes(findings) == {"s:fixture": "not-counted", "s:gone": "stale", "s": "passed"}
+    assert [f.detail for f in findings if f.item == "s"] == ["1 checks"], "the false pass must not be counted"
+    results = {"s": _result("s", ("real", "SUCCESS"), ("fixture", "FAILURE"))}
+    outcomes = _outcomes(score("modern", results, ["s"], ["s"], {"excluded": {}, "not_counted": {"s:fixture": "x"}}))
+    assert outcomes == {"s": "failed"}, "an uncounted check that now fails is a failure, not a silent pass"
+
+
 def test_read_results_names_scenarios_by_folder(tmp_path: Path) -> None:
     for name in ("server-tools-list-2026-11-24T23-37-46-139Z", "server-input-required-result-basic-sampling-2026-01-02T03-04-05-006Z"):
         (tmp_path / name).mkdir()
@@ -235,6 +246,8 @@ def test_conformance_suite_passes_what_applies(verified: verify.Report) -> None:
     modern = {f.item for f in verified.findings if f.judge == "conformance" and f.where == verify.ERAS["modern"]
               and f.outcome == "passed"}
     assert "http-header-validation" in modern, "the routing-header scenario must run and count (EXTRA_SCENARIOS)"
+    tasks = {"tasks-capability-negotiation", "tasks-dispatch-and-envelope", "tasks-request-headers"}
+    assert tasks <= modern, f"the tasks extension's fixture-free checks must run and count: {sorted(tasks - modern)}"
     assert verified.ok
 
 

@@ -42,7 +42,8 @@ What `course check 9` holds you to (the notebook's specification table names the
 * `Settings.validate()` returns the settings, or raises a `SettingsError` naming the variable: an
   unknown transport or log level; a port outside 1-65535 (both ends valid); no roots, or a root
   that is not an existing folder (every root is checked); a state key lesson 6 would not accept
-  (every key); a replica name that is not 1-32 lowercase letters and digits; HTTP without a token
+  (every key); a replica name that is not 1-32 lowercase letters and digits; a task ttl outside
+  1-86400 seconds; HTTP without a token
   that other machines can reach: a listening host other than 127.0.0.1, localhost or ::1 (a
   private-network address too), or a public URL off loopback, unless `allow_anonymous`
   (`RESEARCH_DESK_TOKEN` is then named). stdio needs no token.
@@ -65,7 +66,9 @@ What `course check 9` holds you to (the notebook's specification table names the
   served, judged by the connection;
   `server/discover` advertises no `listChanged` the desk never sends, and no authorization server
   unless `issuer_url` names one. Every request passes lesson 7's `RequestGuard` (audited, and
-  limited per client when `rate_limit` is set).
+  limited per client when `rate_limit` is set). A 2026-07-28 client that declares the tasks
+  extension gets `index_documents` and `export_bundle` back as tasks (lesson 3, going further),
+  kept `task_ttl` seconds; cancelling one stops its work (a cancelled export leaves no bundle).
 * The installed `research-desk-server` serves the whole desk over stdio to both eras with only
   JSON-RPC on stdout. `python -m research_desk.server` refuses an exposed configuration with exit
   code 2 (naming `RESEARCH_DESK_TOKEN`, nothing on stdout), and with `--transport http` serves on
@@ -96,7 +99,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse
 
-from research_desk import __version__, context, errors, middleware, progress, roots, sampling, scaling, transport
+from research_desk import __version__, context, errors, middleware, progress, roots, sampling, scaling, tasks, transport
 from research_desk.context import DeskState
 from research_desk.documents import scan_documents
 
@@ -120,6 +123,13 @@ STREAMING_TOOLS = frozenset({"index_documents"})
 listen streams need the streaming app; every other modern request is answered as one JSON body,
 which skips the per-request stream machinery (about a third of the CPU a small call costs).
 A tool that reports progress but is missing here loses its progress over HTTP: keep this in step."""
+
+TASK_TOOLS = ("index_documents", "export_bundle")
+"""Long-running tools a 2026-07-28 client that declared the tasks extension gets back as a task
+(lesson 3, going further): it polls tasks/get and may cancel; every other client waits as before."""
+MAX_TASK_TTL = 24 * 3600
+"""Longest RESEARCH_DESK_TASK_TTL accepted (seconds): a task and its result live in this process's
+memory until then, so the bound keeps a forgotten poller from pinning them for ever."""
 
 INSTRUCTIONS = (
     "A research desk over a folder of Markdown and text documents. Find documents with "
@@ -236,6 +246,12 @@ class Settings:
     its address and declared name make a client); past it, -32010 with `retryAfter`. 0: no limit.
     Every request is audited either way (one INFO log line each)."""
 
+    task_ttl: int = 600
+    """RESEARCH_DESK_TASK_TTL: seconds a task (index_documents or export_bundle run for a client that
+    asked for tasks) stays pollable after it was created, at most 86400; then it is forgotten and,
+    if still running, stopped. Tasks live in the process that created them: behind several
+    replicas, route a client's polls to the same one (sticky routing) or they get -32602."""
+
     @staticmethod
     def env_name(field_name: str) -> str:
         """The environment variable for a field: `RESEARCH_DESK_<FIELD>`."""
@@ -270,9 +286,9 @@ class Settings:
         # TODO(lesson-9): refuse (SettingsError naming the variable) an unknown transport or log
         #   level, a port outside 1-65535, no roots or any root that is not a folder,
         #   state keys the SDK would not accept, a replica name scaling would not
-        #   accept, and HTTP reachable from outside this machine (a non-loopback host
-        #   or public URL: see `exposed`) with no token unless allow_anonymous is set;
-        #   return self.
+        #   accept, a task ttl outside 1-MAX_TASK_TTL seconds, and HTTP reachable from
+        #   outside this machine (a non-loopback host or public URL: see `exposed`)
+        #   with no token unless allow_anonymous is set; return self.
         raise NotImplementedError("TODO(lesson-9): write validate")
 
     # --- derived values (given) -------------------------------------------------------------
@@ -717,11 +733,12 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     bus = make_bus(settings)
     # TODO(lesson-9): build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk
     #   lifespan, the log level, lesson 6's request-state policy from the state keys,
-    #   `bus` as its subscription bus and honest_capabilities as its middleware, with
-    #   lesson 7's RequestGuard (the rate limit per minute, if any) outermost; over
-    #   HTTP with a token, add lesson 5's bearer auth for the public URL and the
-    #   issuer (if any). Register every tool, then (over HTTP) lesson 5's /health
-    #   route.
+    #   `bus` as its subscription bus, honest_capabilities as its middleware and
+    #   lesson 3's tasks extension for TASK_TOOLS (a store keeping tasks task_ttl
+    #   seconds), with lesson 7's RequestGuard (the rate limit per minute, if any)
+    #   outermost; over HTTP with a token, add lesson 5's bearer auth for the public
+    #   URL and the issuer (if any). Register every tool, then (over HTTP) lesson 5's
+    #   /health route.
     raise NotImplementedError("TODO(lesson-9): write create_server")
 
 

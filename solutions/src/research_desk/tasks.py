@@ -1,0 +1,308 @@
+"""Lesson 3, going further: long-running work handed back as a task (the tasks extension).
+
+A streamed call with progress keeps one request open until the work ends: if the client goes
+away, so does the answer. The `io.modelcontextprotocol/tasks` extension (SEP-2663), served through
+the SDK's extension interface (`mcp.server.extension.Extension`, SEP-2133), lets the server answer
+a `tools/call` at once with a task instead: `{"resultType": "task", "taskId": ..., "status":
+"working", ...}`. The work goes on in the background; the client polls `tasks/get` (from any
+connection, later) until the status is terminal, reads the inlined `result` (or `error`), and may
+`tasks/cancel` it. The SDK ships the interface, not a tasks implementation: this module is one.
+
+The wire, as the conformance suite judges it:
+
+* The client opts in by declaring the extension in its capabilities (per request on 2026-07-28:
+  `_meta["io.modelcontextprotocol/clientCapabilities"]`). A client that did not declare it gets the
+  ordinary synchronous result, and `tasks/get` / `tasks/cancel` / `tasks/update` answer it with
+  -32021 (missing required client capability). The server, not the client, decides which tools
+  become tasks.
+* A task carries `taskId`, `status` (working, input_required, completed, failed, cancelled),
+  `createdAt` / `lastUpdatedAt` (ISO 8601) and `ttlMs`. `tasks/get` inlines `result` once
+  completed (a tool error is `completed` with `result.isError`) and `error` ({code, message}) once
+  failed: `failed` is for a protocol error, not for a tool that reported one.
+* `tasks/cancel` answers an empty result, also for a task already finished (a terminal status
+  never changes); an unknown (or expired) `taskId` is -32602 for every tasks method.
+* A task is kept `ttlMs` after it was created; after that it is forgotten (and its work stopped).
+
+What `course check 3` holds you to (the "going further" checks), in both protocol eras:
+
+* Only a 2026-07-28 client that declared the extension, calling one of `task_tools`, gets a task;
+  it is answered at once, `working`, with its envelope and no result. Every other call is answered
+  as if there were no tasks.
+* `tasks/get` says `working` until the work ends, then `completed` with the tool's own result
+  inlined (a tool error too, with `isError`); the work's effects exist only once it completed.
+* `tasks/cancel` answers an empty result; a working task becomes `cancelled` and its work stops (a
+  cancelled job leaves nothing behind); a task that already completed stays as it was.
+* An id the store does not hold, or one whose `ttlMs` has run out, gets -32602 (`INVALID_PARAMS`).
+
+The store is process memory: behind several replicas, a poll must reach the replica that made the
+task (deploy/CAPSTONE.md says how), or the tasks must move to a shared store.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from mcp import MCPError
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension, MethodBinding
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.server import require_client_extension
+from mcp_types import CallToolRequestParams, RequestParams
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel, ConfigDict
+
+from research_desk import __version__, progress
+
+log = logging.getLogger(__name__)
+
+TASKS = "io.modelcontextprotocol/tasks"
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+TASKS_FULL = -32011
+"""A store at `max_tasks` refuses new tasks with this code (the implementation range, beside lesson
+7's -32010 RATE_LIMITED)."""
+CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
+
+Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+def _iso(moment: float) -> str:
+    """A wall-clock second as the ISO 8601 text the wire carries."""
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Task:
+    """One piece of work the client may poll: its state, and the asyncio task doing it."""
+
+    task_id: str
+    ttl_ms: int
+    created: float                 # store clock (monotonic): when the task expires
+    created_at: str                # wall clock, for the wire
+    last_updated_at: str
+    status: Status = "working"
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    work: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def info(self) -> dict[str, Any]:
+        """The task as `tasks/get` shows it: the envelope, plus `result` or `error` once settled."""
+        shown: dict[str, Any] = {"taskId": self.task_id, "status": self.status, "createdAt": self.created_at,
+                                 "lastUpdatedAt": self.last_updated_at, "ttlMs": self.ttl_ms}
+        if self.result is not None:
+            shown["result"] = self.result
+        if self.error is not None:
+            shown["error"] = self.error
+        return shown
+
+
+class TaskStore:
+    """The tasks of one server process, each forgotten `ttl_ms` after it was created.
+
+    `max_tasks` bounds what one process holds; `clock` (seconds, monotonic) decides expiry, so a
+    test can move time on; `ids` makes task ids,
+    which must not be guessable (`secrets.token_urlsafe` by default): the id is all a poller shows.
+    """
+
+    def __init__(self, ttl_ms: int = 10 * 60_000, *, max_tasks: int = 1000, clock: Callable[[], float] = time.monotonic,
+                 ids: Callable[[], str] | None = None) -> None:
+        if ttl_ms <= 0 or max_tasks <= 0:
+            raise ValueError(f"ttl_ms and max_tasks must be positive, got {ttl_ms} and {max_tasks}")
+        self.max_tasks = max_tasks
+        self.ttl_ms = ttl_ms
+        self._clock = clock
+        self._ids = ids or (lambda: secrets.token_urlsafe(16))
+        self._tasks: dict[str, Task] = {}
+
+    def create(self) -> Task:
+        """A new task in `working`, kept until `ttl_ms` after now (given code). A full store refuses
+        it (TASKS_FULL): each task holds its work and result in memory until it expires."""
+        self._expire()
+        if len(self._tasks) >= self.max_tasks:
+            raise MCPError(code=TASKS_FULL, message=f"the server already holds {self.max_tasks} tasks; "
+                           "poll or cancel yours, or retry once older ones have expired")
+        now = _iso(time.time())
+        task = Task(self._ids(), self.ttl_ms, self._clock(), now, now)
+        self._tasks[task.task_id] = task
+        return task
+
+    def get(self, task_id: str) -> Task:
+        """The task with this id; MCPError(INVALID_PARAMS) when there is none, or it has expired."""
+        # BEGIN SOLUTION lesson-3: forget expired tasks first, then return the task or refuse an
+        #   unknown id with MCPError(INVALID_PARAMS) naming it.
+        self._expire()
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown task: {task_id}")
+        return task
+        # END SOLUTION
+
+    def settle(self, task: Task, status: Status, *, result: dict[str, Any] | None = None,
+               error: dict[str, Any] | None = None) -> None:
+        """Move a task to `status` with its result or error; a terminal status is final."""
+        # BEGIN SOLUTION lesson-3: leave a task that already reached a TERMINAL status as it is;
+        #   otherwise set its status, result and error, and stamp last_updated_at (_iso of now).
+        if task.status in TERMINAL:
+            return
+        task.status, task.result, task.error = status, result, error
+        task.last_updated_at = _iso(time.time())
+        # END SOLUTION
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel a running task and stop its work; a finished one is left as it is."""
+        # BEGIN SOLUTION lesson-3: find the task (unknown ids are refused as by get); if it is not
+        #   terminal, settle it as cancelled and cancel its work.
+        task = self.get(task_id)
+        if task.status not in TERMINAL:
+            self.settle(task, "cancelled")
+            if task.work is not None:
+                task.work.cancel()
+        # END SOLUTION
+
+    def _expire(self) -> None:
+        """Forget every task whose ttl has run out (by the store's clock), stopping work still running."""
+        # BEGIN SOLUTION lesson-3: a task expires once `ttl_ms` has passed since `created` on
+        #   self._clock; remove each such task and cancel its work if it is not done.
+        now = self._clock()
+        for task in [t for t in self._tasks.values() if now - t.created >= t.ttl_ms / 1000]:
+            del self._tasks[task.task_id]
+            if task.work is not None and not task.work.done():
+                task.work.cancel()
+        # END SOLUTION
+
+    def __len__(self) -> int:
+        self._expire()
+        return len(self._tasks)
+
+
+class TaskIdParams(RequestParams):
+    """Params of tasks/get and tasks/cancel: which task."""
+
+    model_config = ConfigDict(extra="allow")
+    taskId: str
+
+
+class TaskUpdateParams(TaskIdParams):
+    """Params of tasks/update: answers to a task waiting in `input_required`."""
+
+    inputResponses: dict[str, Any] = {}
+
+
+def client_asked_for_tasks(ctx: ServerRequestContext[Any, Any], params: BaseModel) -> bool:
+    """Whether this request's client declared the tasks extension (connection or per-request _meta).
+
+    Only a 2026-07-28 client can: a task is not a result the 2025 wire knows, so a legacy client
+    always gets the ordinary synchronous answer."""
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return False
+    capabilities = ctx.session.client_capabilities
+    if capabilities is not None and TASKS in (capabilities.extensions or {}):
+        return True
+    meta = params.model_dump(by_alias=True).get("_meta") or {}
+    declared = (meta.get(CLIENT_CAPABILITIES_META) or {}).get("extensions") or {}
+    return TASKS in declared
+
+
+class TasksExtension(Extension):
+    """Runs the named tools as tasks for clients that declared the extension; serves tasks/*."""
+
+    identifier = TASKS
+
+    def __init__(self, tools: Iterable[str], store: TaskStore | None = None) -> None:
+        self.task_tools = frozenset(tools)
+        self.store = store if store is not None else TaskStore()
+
+    def methods(self) -> list[MethodBinding]:
+        modern = frozenset(MODERN_PROTOCOL_VERSIONS)
+        return [MethodBinding("tasks/get", TaskIdParams, self._get, modern),
+                MethodBinding("tasks/cancel", TaskIdParams, self._cancel, modern),
+                MethodBinding("tasks/update", TaskUpdateParams, self._update, modern)]
+
+    def _gate(self, ctx: ServerRequestContext[Any, Any], params: BaseModel) -> None:
+        """-32021 unless the client declared the extension: the tasks surface is theirs only."""
+        if not client_asked_for_tasks(ctx, params):
+            require_client_extension(ctx, TASKS)
+
+    async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> HandlerResult:
+        self._gate(ctx, params)
+        return self.store.get(params.taskId).info()
+
+    async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> HandlerResult:
+        self._gate(ctx, params)
+        self.store.cancel(params.taskId)
+        return {}
+
+    async def _update(self, ctx: ServerRequestContext[Any, Any], params: TaskUpdateParams) -> HandlerResult:
+        """The desk's tasks never wait for input, so an update only confirms the task exists."""
+        self._gate(ctx, params)
+        self.store.get(params.taskId)
+        return {}
+
+    async def intercept_tool_call(self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any],
+                                  call_next: CallNext) -> HandlerResult:
+        """Answer a task for the listed tools when the client asked for tasks; run the rest as usual."""
+        # BEGIN SOLUTION lesson-3: unless the tool is one of task_tools and the client asked for
+        #   tasks, answer as usual with `await call_next(ctx)`. Otherwise create a task, start
+        #   self._run(...) as its asyncio work, and answer {"resultType": "task", **task.info()} at once.
+        if params.name not in self.task_tools or not client_asked_for_tasks(ctx, params):
+            return await call_next(ctx)
+        task = self.store.create()
+        task.work = asyncio.create_task(self._run(task, ctx, call_next))
+        return {"resultType": "task", **task.info()}
+        # STUB
+        # return await call_next(ctx)  # no tasks yet: every call is answered synchronously
+        # END SOLUTION
+
+    async def _run(self, task: Task, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> None:
+        """Do the work and record how it ended: a result (even an isError one) or a protocol error."""
+        # BEGIN SOLUTION lesson-3: await call_next(ctx); settle the task as completed with the
+        #   result dumped as the wire shows it (by alias, JSON mode, no None fields), or as failed
+        #   with an error {code, message}: the MCPError's own, or INTERNAL_ERROR for a crash (log
+        #   it; its text stays out of the task). Cancellation is not a failure: let it propagate.
+        try:
+            outcome = await call_next(ctx)
+        except MCPError as error:
+            self.store.settle(task, "failed", error={"code": error.code, "message": error.message})
+        except Exception:  # noqa: BLE001 - a crash is a protocol-level failure; its text stays in the log
+            log.exception("task %s crashed", task.task_id)
+            self.store.settle(task, "failed", error={"code": INTERNAL_ERROR, "message": "Internal error"})
+        else:
+            shown = outcome.model_dump(by_alias=True, mode="json", exclude_none=True) \
+                if isinstance(outcome, BaseModel) else dict(outcome or {})
+            self.store.settle(task, "completed", result=shown)
+        # END SOLUTION
+
+
+REPORTS = "reports"
+"""The folder (inside the workspace) where `write_report` writes."""
+
+
+def create_server(root: Path | str, extension: TasksExtension, *, pace: float = 0.0) -> MCPServer:
+    """Lesson 3's indexer with `extension` installed, plus `write_report`, a job with a visible
+    outcome: a report that exists only if the work ran to its end (given code)."""
+    workspace = Path(root)
+    server = MCPServer("research-desk-tasks", version=__version__, log_level="WARNING", extensions=[extension],
+                       instructions="Index the workspace, or write a report; long jobs can run as tasks.")
+    progress.register(server, root=workspace, pace=pace)
+
+    async def write_report(name: str, seconds: float) -> str:
+        """Work for `seconds`, then write reports/<name>.md and say so. A stopped job writes nothing."""
+        if not name.isalnum():
+            raise ToolError(f"report names are letters and digits only, got {name!r}")
+        await anyio.sleep(seconds)
+        folder = workspace / REPORTS
+        folder.mkdir(exist_ok=True)
+        (folder / f"{name}.md").write_text(f"# Report {name}\n", encoding="utf-8")
+        return f"wrote {REPORTS}/{name}.md"
+
+    server.tool(title="Write a report")(write_report)
+    return server

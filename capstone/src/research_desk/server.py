@@ -99,7 +99,19 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse
 
-from research_desk import __version__, context, errors, middleware, progress, roots, sampling, scaling, tasks, transport
+from research_desk import (
+    __version__,
+    authorization,
+    context,
+    errors,
+    middleware,
+    progress,
+    roots,
+    sampling,
+    scaling,
+    tasks,
+    transport,
+)
 from research_desk.context import DeskState
 from research_desk.documents import scan_documents
 
@@ -188,6 +200,18 @@ class Settings:
     tokens must be issued for this desk. Default: none, as for a static token, which no server
     issues: then no metadata is published (naming a server that is not there would send clients
     into an OAuth flow that can only fail), and operators hand the token out themselves."""
+
+    jwks_url: str = ""
+    """RESEARCH_DESK_JWKS_URL: where the issuer (RESEARCH_DESK_ISSUER_URL, then required) publishes
+    its signing keys. Set, the desk accepts that issuer's JWT access tokens instead of a static
+    token (RESEARCH_DESK_TOKEN must then be blank): signed by one of those keys (RS256), issued by
+    the issuer, for the public URL (their audience), not expired (lesson 5, going further)."""
+
+    tool_scopes: tuple[str, ...] = ()
+    """RESEARCH_DESK_TOOL_SCOPES: with JWT access tokens, the scopes each tool needs, comma-separated
+    `tool=scope scope`, and `*=scope ...` for every tool not named, e.g.
+    `*=desk:read,save_note=desk:read desk:write`. A call without them gets 403 insufficient_scope,
+    naming the scopes to ask the issuer for. Default: any valid token may call every tool."""
 
     state_keys: tuple[str, ...] = ()
     """RESEARCH_DESK_STATE_KEYS: comma-separated secrets (>= 32 bytes each) that seal request
@@ -288,10 +312,37 @@ class Settings:
         #   state keys the SDK would not accept, a replica name scaling would not
         #   accept, a task ttl outside 1-MAX_TASK_TTL seconds, and HTTP reachable from
         #   outside this machine (a non-loopback host or public URL: see `exposed`)
-        #   with no token unless allow_anonymous is set; return self.
+        #   with no token (nor the issuer's JWTs) unless allow_anonymous is set;
+        #   return self.
         raise NotImplementedError("TODO(lesson-9): write validate")
 
     # --- derived values (given) -------------------------------------------------------------
+
+    def authorization_problem(self) -> str | None:
+        """What is wrong with the JWT settings (naming the variable), or None."""
+        if self.jwks_url and not self.issuer_url:
+            return "RESEARCH_DESK_JWKS_URL needs RESEARCH_DESK_ISSUER_URL: the issuer whose tokens those keys sign"
+        if self.jwks_url and self.token:
+            return "set RESEARCH_DESK_TOKEN or RESEARCH_DESK_JWKS_URL, not both: a static token or the issuer's tokens"
+        if self.tool_scopes and not self.jwks_url:
+            return "RESEARCH_DESK_TOOL_SCOPES needs RESEARCH_DESK_JWKS_URL: only the issuer's tokens carry scopes"
+        for entry in self.tool_scopes:
+            tool, sign, scopes = entry.partition("=")
+            if not sign or not tool.strip() or not scopes.split():
+                return f"RESEARCH_DESK_TOOL_SCOPES: {entry!r} is not `tool=scope [scope ...]`"
+        return None
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether HTTP callers must prove who they are: a static token or the issuer's JWTs."""
+        return bool(self.token or self.jwks_url)
+
+    @property
+    def scope_rule(self) -> tuple[dict[str, list[str]], list[str]]:
+        """RESEARCH_DESK_TOOL_SCOPES as (scopes per tool, scopes of every other tool)."""
+        entries = (entry.partition("=") for entry in self.tool_scopes)
+        rule = {tool.strip(): scopes.split() for tool, _, scopes in entries}
+        return rule, rule.pop("*", [])
 
     @property
     def workspace(self) -> Path:
@@ -314,7 +365,7 @@ class Settings:
     @property
     def loopback_only(self) -> bool:
         """True when HTTP must answer this machine only: no token, and anonymous serving not allowed."""
-        return not self.token and not self.allow_anonymous
+        return not self.authenticated and not self.allow_anonymous
 
     @property
     def hosts(self) -> list[str]:
@@ -737,8 +788,9 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     #   lesson 3's tasks extension for TASK_TOOLS (a store keeping tasks task_ttl
     #   seconds), with lesson 7's RequestGuard (the rate limit per minute, if any)
     #   outermost; over HTTP with a token, add lesson 5's bearer auth for the public
-    #   URL and the issuer (if any). Register every tool, then (over HTTP) lesson 5's
-    #   /health route.
+    #   URL and the issuer (if any), or with a JWKS URL the issuer's JWT access tokens
+    #   (authorization.jwt_auth_options). Register every tool, then (over HTTP) lesson
+    #   5's /health route.
     raise NotImplementedError("TODO(lesson-9): write create_server")
 
 
@@ -753,9 +805,18 @@ def create_http_app(settings: Settings) -> Any:
     #   the streaming app. Unless stream_all is set, also build lesson 5's JSON-
     #   response twin with the same settings, wrapped in CancelOnDisconnect (the JSON
     #   mode never notices a client that hangs up), and route between the two with
-    #   StreamOnlyWhereNeeded (STREAMING_TOOLS stream). Without a token (and unless
+    #   StreamOnlyWhereNeeded (STREAMING_TOOLS stream). With JWT access tokens, both
+    #   apps check the scopes per tool (protect_tools). Without a token (and unless
     #   anonymous serving is allowed), wrap the whole thing in LoopbackOnly.
     raise NotImplementedError("TODO(lesson-9): write create_http_app")
+
+
+def with_tool_scopes(make_app: Callable[..., Any], settings: Settings, **options: Any) -> Any:
+    """`make_app(**options)`, whose MCP endpoint also checks the scopes each tool needs
+    (RESEARCH_DESK_TOOL_SCOPES, lesson 5's `protect_tools`): for a desk taking the issuer's JWTs."""
+    app = make_app(**options)
+    required, default = settings.scope_rule
+    return authorization.protect_tools(app, required=required, default=default, resource_url=settings.resource_url)
 
 
 def build_app(settings: Settings | Mapping[str, str] | None = None) -> Any:

@@ -82,7 +82,8 @@ class StaticTokenVerifier:
     The SDK's bearer middleware calls `verify_token` with whatever follows `Bearer ` in the
     `Authorization` header. `None` means "not authenticated" and becomes a 401; an
     `AccessToken` means "this caller is `client_id`", and the request goes on to the MCP app.
-    A real deployment would verify a JWT or ask an OAuth server (token introspection) here.
+    An OAuth deployment verifies JWT access tokens here instead (`authorization.JwtVerifier`, this
+    lesson's going-further part) or asks its authorization server about each token (introspection).
     """
 
     def __init__(self, token: str, *, resource: str, client_id: str = "desk-operator") -> None:

@@ -99,7 +99,19 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse
 
-from research_desk import __version__, context, errors, middleware, progress, roots, sampling, scaling, tasks, transport
+from research_desk import (
+    __version__,
+    authorization,
+    context,
+    errors,
+    middleware,
+    progress,
+    roots,
+    sampling,
+    scaling,
+    tasks,
+    transport,
+)
 from research_desk.context import DeskState
 from research_desk.documents import scan_documents
 
@@ -188,6 +200,18 @@ class Settings:
     tokens must be issued for this desk. Default: none, as for a static token, which no server
     issues: then no metadata is published (naming a server that is not there would send clients
     into an OAuth flow that can only fail), and operators hand the token out themselves."""
+
+    jwks_url: str = ""
+    """RESEARCH_DESK_JWKS_URL: where the issuer (RESEARCH_DESK_ISSUER_URL, then required) publishes
+    its signing keys. Set, the desk accepts that issuer's JWT access tokens instead of a static
+    token (RESEARCH_DESK_TOKEN must then be blank): signed by one of those keys (RS256), issued by
+    the issuer, for the public URL (their audience), not expired (lesson 5, going further)."""
+
+    tool_scopes: tuple[str, ...] = ()
+    """RESEARCH_DESK_TOOL_SCOPES: with JWT access tokens, the scopes each tool needs, comma-separated
+    `tool=scope scope`, and `*=scope ...` for every tool not named, e.g.
+    `*=desk:read,save_note=desk:read desk:write`. A call without them gets 403 insufficient_scope,
+    naming the scopes to ask the issuer for. Default: any valid token may call every tool."""
 
     state_keys: tuple[str, ...] = ()
     """RESEARCH_DESK_STATE_KEYS: comma-separated secrets (>= 32 bytes each) that seal request
@@ -312,7 +336,11 @@ class Settings:
         #   or log level, a port outside 1-65535, no roots or any root that is not a folder, state
         #   keys the SDK would not accept, a replica name scaling would not accept, a task ttl outside
         #   1-MAX_TASK_TTL seconds, and HTTP reachable from outside this machine (a non-loopback host
-        #   or public URL: see `exposed`) with no token unless allow_anonymous is set; return self.
+        #   or public URL: see `exposed`) with no token (nor the issuer's JWTs) unless allow_anonymous
+        #   is set; return self.
+        problem = self.authorization_problem()
+        if problem:
+            raise SettingsError(problem)
         if not 0 < self.task_ttl <= MAX_TASK_TTL:
             raise SettingsError(f"RESEARCH_DESK_TASK_TTL={self.task_ttl} is outside 1-{MAX_TASK_TTL} seconds")
         if self.transport not in TRANSPORTS:
@@ -332,7 +360,7 @@ class Settings:
                 scaling.replica_name({scaling.REPLICA_ENV: self.replica})
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
-        if self.transport == "http" and not self.token and not self.allow_anonymous and self.exposed:
+        if self.transport == "http" and not self.authenticated and not self.allow_anonymous and self.exposed:
             raise SettingsError(
                 f"serving http on {self.host} ({self.resource_url}) with no RESEARCH_DESK_TOKEN would let anyone "
                 "who reaches it read your documents; set a token, or RESEARCH_DESK_ALLOW_ANONYMOUS=1 if a proxy "
@@ -341,6 +369,32 @@ class Settings:
         # END SOLUTION
 
     # --- derived values (given) -------------------------------------------------------------
+
+    def authorization_problem(self) -> str | None:
+        """What is wrong with the JWT settings (naming the variable), or None."""
+        if self.jwks_url and not self.issuer_url:
+            return "RESEARCH_DESK_JWKS_URL needs RESEARCH_DESK_ISSUER_URL: the issuer whose tokens those keys sign"
+        if self.jwks_url and self.token:
+            return "set RESEARCH_DESK_TOKEN or RESEARCH_DESK_JWKS_URL, not both: a static token or the issuer's tokens"
+        if self.tool_scopes and not self.jwks_url:
+            return "RESEARCH_DESK_TOOL_SCOPES needs RESEARCH_DESK_JWKS_URL: only the issuer's tokens carry scopes"
+        for entry in self.tool_scopes:
+            tool, sign, scopes = entry.partition("=")
+            if not sign or not tool.strip() or not scopes.split():
+                return f"RESEARCH_DESK_TOOL_SCOPES: {entry!r} is not `tool=scope [scope ...]`"
+        return None
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether HTTP callers must prove who they are: a static token or the issuer's JWTs."""
+        return bool(self.token or self.jwks_url)
+
+    @property
+    def scope_rule(self) -> tuple[dict[str, list[str]], list[str]]:
+        """RESEARCH_DESK_TOOL_SCOPES as (scopes per tool, scopes of every other tool)."""
+        entries = (entry.partition("=") for entry in self.tool_scopes)
+        rule = {tool.strip(): scopes.split() for tool, _, scopes in entries}
+        return rule, rule.pop("*", [])
 
     @property
     def workspace(self) -> Path:
@@ -363,7 +417,7 @@ class Settings:
     @property
     def loopback_only(self) -> bool:
         """True when HTTP must answer this machine only: no token, and anonymous serving not allowed."""
-        return not self.token and not self.allow_anonymous
+        return not self.authenticated and not self.allow_anonymous
 
     @property
     def hosts(self) -> list[str]:
@@ -798,10 +852,15 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     #   as its subscription bus, honest_capabilities as its middleware and lesson 3's tasks extension
     #   for TASK_TOOLS (a store keeping tasks task_ttl seconds), with lesson 7's
     #   RequestGuard (the rate limit per minute, if any) outermost; over HTTP with a token,
-    #   add lesson 5's bearer auth for the public URL and the issuer (if any). Register every tool,
+    #   add lesson 5's bearer auth for the public URL and the issuer (if any), or with a JWKS URL
+    #   the issuer's JWT access tokens (authorization.jwt_auth_options). Register every tool,
     #   then (over HTTP) lesson 5's /health route.
-    auth = (transport.auth_options(settings.token, resource_url=settings.resource_url, issuer_url=settings.issuer)
-            if http and settings.token else {})
+    auth: dict[str, Any] = {}
+    if http and settings.jwks_url:
+        auth = authorization.jwt_auth_options(jwks_url=settings.jwks_url, issuer=settings.issuer_url,
+                                              resource_url=settings.resource_url)
+    elif http and settings.token:
+        auth = transport.auth_options(settings.token, resource_url=settings.resource_url, issuer_url=settings.issuer)
     server = MCPServer(
         SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.level,
         lifespan=desk_lifespan(settings.workspace, bus),
@@ -827,11 +886,13 @@ def create_http_app(settings: Settings) -> Any:
     #   is the streaming app. Unless stream_all is set, also build lesson 5's JSON-response twin
     #   with the same settings, wrapped in CancelOnDisconnect (the JSON mode never notices a client
     #   that hangs up), and route between the two with StreamOnlyWhereNeeded (STREAMING_TOOLS
-    #   stream). Without a token (and unless anonymous serving is allowed), wrap the whole thing in
-    #   LoopbackOnly.
+    #   stream). With JWT access tokens, both apps check the scopes per tool (protect_tools). Without
+    #   a token (and unless anonymous serving is allowed), wrap the whole thing in LoopbackOnly.
     make_app = functools.partial(transport.create_app, server,
                                  allowed_hosts=settings.hosts, allowed_origins=settings.origins,
                                  max_body_bytes=settings.max_body_bytes, stateless=settings.stateless)
+    if settings.jwks_url:
+        make_app = functools.partial(with_tool_scopes, make_app, settings)
     app = make_app()
     served: ASGIApp = scaling.SessionOwnerTag(app, settings.replica_name)
     if not settings.stream_all:
@@ -840,6 +901,14 @@ def create_http_app(settings: Settings) -> Any:
                                        streaming_tools=STREAMING_TOOLS)
     return LoopbackOnly(served) if settings.loopback_only else served
     # END SOLUTION
+
+
+def with_tool_scopes(make_app: Callable[..., Any], settings: Settings, **options: Any) -> Any:
+    """`make_app(**options)`, whose MCP endpoint also checks the scopes each tool needs
+    (RESEARCH_DESK_TOOL_SCOPES, lesson 5's `protect_tools`): for a desk taking the issuer's JWTs."""
+    app = make_app(**options)
+    required, default = settings.scope_rule
+    return authorization.protect_tools(app, required=required, default=default, resource_url=settings.resource_url)
 
 
 def build_app(settings: Settings | Mapping[str, str] | None = None) -> Any:

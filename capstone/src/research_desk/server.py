@@ -96,7 +96,18 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse
 
-from research_desk import __version__, context, errors, middleware, progress, roots, sampling, scaling, transport
+from research_desk import (
+    __version__,
+    context,
+    errors,
+    middleware,
+    observability,
+    progress,
+    roots,
+    sampling,
+    scaling,
+    transport,
+)
 from research_desk.context import DeskState
 from research_desk.documents import scan_documents
 
@@ -106,6 +117,7 @@ ENV_PREFIX = "RESEARCH_DESK_"
 TRANSPORTS = ("stdio", "http")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [request %(request_id)s trace %(trace_id)s] %(message)s"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://127.0.0.1:*", "http://localhost", "http://localhost:*")
 DEFAULT_MAX_BODY_BYTES = transport.DEFAULT_MAX_BODY_BYTES   # (a Settings field is called `transport`)
@@ -411,8 +423,12 @@ def configure_logging(level: str) -> None:
     """Send the desk's log records to stderr at `level` (never stdout: on stdio it is the wire).
 
     Uses lesson 3's handler for the `research_desk` loggers; third-party loggers keep their own.
+    Each line names the request it was logged for (`observability.RequestIdFilter`): `-` outside one.
     """
-    progress.configure_logging(level)
+    for handler in progress.configure_logging(level).handlers:
+        if not any(isinstance(f, observability.RequestIdFilter) for f in handler.filters):
+            handler.addFilter(observability.RequestIdFilter())
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
 
 
 # --- given: one lifespan for two apps, and the router between them ------------------------------
@@ -716,12 +732,13 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     auth and /health belong to the HTTP app, since a stdio server is spawned by its only client."""
     bus = make_bus(settings)
     # TODO(lesson-9): build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk
-    #   lifespan, the log level, lesson 6's request-state policy from the state keys,
-    #   `bus` as its subscription bus and honest_capabilities as its middleware, with
-    #   lesson 7's RequestGuard (the rate limit per minute, if any) outermost; over
-    #   HTTP with a token, add lesson 5's bearer auth for the public URL and the
-    #   issuer (if any). Register every tool, then (over HTTP) lesson 5's /health
-    #   route.
+    #   lifespan, the log level, lesson 6's request-state policy from the state keys
+    #   and cache hints (desk_cache_hints()), `bus` as its subscription bus and, as
+    #   its middleware, a DeskTelemetry (lesson 9's observability) then
+    #   honest_capabilities, with lesson 7's RequestGuard (the rate limit per minute,
+    #   if any) outermost; over HTTP with a token, add lesson 5's bearer auth for the
+    #   public URL and the issuer (if any). Register every tool, then (over HTTP)
+    #   lesson 5's /health route and the telemetry's /metrics (behind the token).
     raise NotImplementedError("TODO(lesson-9): write create_server")
 
 

@@ -154,8 +154,8 @@ async def test_metrics_count_and_time(target: Target, desk: Desk) -> None:
                 got = counted(page, "tools/call") - counted(before, "tools/call")
                 expected = Counter(c.outcome for c in calls)
                 assert got == expected, (
-                    f"[{era}] research_desk_requests_total{{method=\"tools/call\"}} grew by {dict(got)} over calls that "
-                    f"ended {dict(expected)}: every answered call counts once, under its outcome")
+                    f"[{era}] research_desk_requests_total{{method=\"tools/call\"}} grew by {dict(got)} over calls "
+                    f"that ended {dict(expected)}: every answered call counts once, under its outcome")
                 for tool in {c.tool for c in calls}:
                     count = tool_seconds(page, tool)[0] - tool_seconds(before, tool)[0]
                     assert count == sum(c.tool == tool for c in calls), (
@@ -212,8 +212,8 @@ async def test_capstone_has_request_guard(target: Target, desk: Desk) -> None:
 async def test_capstone_cache_hints(target: Target, desk: Desk) -> None:
     expected = hints_given(target.module("scaling").desk_cache_hints())
     with own_errors():
-        async with serve(target, desk_settings(target, desk)) as url:   # hints are a 2026-07-28 field
-            async with desk_client(url, desk, cache=None) as client:
-                seen = await hints_on_the_wire(client)
+        async with serve(target, desk_settings(target, desk)) as url, \
+                desk_client(url, desk, cache=None) as client:   # hints are a 2026-07-28 field
+            seen = await hints_on_the_wire(client)
     assert seen == expected, (
         f"the desk's results arrived with (ttlMs, cacheScope) {seen}; desk_cache_hints() sets {expected}")

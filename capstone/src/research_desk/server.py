@@ -733,12 +733,13 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     bus = make_bus(settings)
     # TODO(lesson-9): build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk
     #   lifespan, the log level, lesson 6's request-state policy from the state keys
-    #   and cache hints (desk_cache_hints()), `bus` as its subscription bus and, as
-    #   its middleware, a DeskTelemetry (lesson 9's observability) then
-    #   honest_capabilities, with lesson 7's RequestGuard (the rate limit per minute,
-    #   if any) outermost; over HTTP with a token, add lesson 5's bearer auth for the
-    #   public URL and the issuer (if any). Register every tool, then (over HTTP)
-    #   lesson 5's /health route and the telemetry's /metrics (behind the token).
+    #   and cache hints (desk_cache_hints()), `bus` as its subscription bus and
+    #   honest_capabilities as its middleware, then a DeskTelemetry (lesson 9's
+    #   observability) innermost, with lesson 7's RequestGuard (the rate limit per
+    #   minute, if any) outermost; over HTTP with a token, add lesson 5's bearer auth
+    #   for the public URL and the issuer (if any). Register every tool, then (over
+    #   HTTP) lesson 5's /health route and the telemetry's /metrics (behind the
+    #   token).
     raise NotImplementedError("TODO(lesson-9): write create_server")
 
 

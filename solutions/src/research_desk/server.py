@@ -793,8 +793,8 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     bus = make_bus(settings)
     # BEGIN SOLUTION lesson-9: build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS,
     #   the desk lifespan, the log level, lesson 6's request-state policy from the state keys and
-    #   cache hints (desk_cache_hints()), `bus` as its subscription bus and, as its middleware, a
-    #   DeskTelemetry (lesson 9's observability) then honest_capabilities, with lesson 7's
+    #   cache hints (desk_cache_hints()), `bus` as its subscription bus and honest_capabilities as its
+    #   middleware, then a DeskTelemetry (lesson 9's observability) innermost, with lesson 7's
     #   RequestGuard (the rate limit per minute, if any) outermost; over HTTP with a token,
     #   add lesson 5's bearer auth for the public URL and the issuer (if any). Register every tool,
     #   then (over HTTP) lesson 5's /health route and the telemetry's /metrics (behind the token).
@@ -805,8 +805,9 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
         SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=settings.level,
         lifespan=desk_lifespan(settings.workspace, bus),
         request_state_security=scaling.state_security_from_env({scaling.STATE_KEYS_ENV: ",".join(settings.state_keys)}),
-        cache_hints=scaling.desk_cache_hints(), subscriptions=bus, middleware=[telemetry, honest_capabilities],
-        **auth)
+        cache_hints=scaling.desk_cache_hints(),
+        subscriptions=bus, middleware=[honest_capabilities], **auth)
+    server.middleware.append(telemetry)   # after the SDK's OpenTelemetryMiddleware: its spans nest in the SDK's
     server.middleware.insert(0, middleware.RequestGuard(limit=settings.rate_limit or None, window=60.0))
     register_tools(server, settings)
     if http:

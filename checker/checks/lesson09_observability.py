@@ -10,7 +10,6 @@ check's seeded generator; what each call should be recorded as is what the clien
 from __future__ import annotations
 
 import random
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -29,19 +28,16 @@ from checker.checks.support.lesson09 import (
     serve,
 )
 from checker.checks.support.lesson09_observability import (
-    OUTCOME,
-    TOOL,
     Call,
     Spans,
     call,
-    children,
-    counted,
-    desk_span_of,
+    counts_match,
     log_lines,
     request_of,
     samples,
     scrape,
     sdk_spans,
+    spans_match,
     tool_seconds,
     trace_hex,
 )
@@ -82,35 +78,7 @@ async def test_desk_span_per_tool_call(target: Target, desk: Desk) -> None:
             for mode, era in MODES.items():
                 spans.clear()
                 calls = await made(url, desk, mode, mixed_calls(desk))
-                finished = spans.finished()
-                servers = sdk_spans(finished)
-                assert len(servers) == len(calls), (
-                    f"[{era}] expected the SDK's span for each of the {len(calls)} tool calls, found {len(servers)}: "
-                    f"is the SDK's OpenTelemetryMiddleware still first in server.middleware?")
-                for made_call, parent in zip(calls, servers, strict=True):
-                    mine = children(finished, parent)
-                    stray = desk_span_of(finished, made_call.tool)
-                    assert len(mine) == 1, (
-                        f"[{era}] the SDK's span {parent['name']!r} should have exactly one child, the desk's span, "
-                        f"found {len(mine)}" + (f"; a span for {made_call.tool!r} exists but its parent is "
-                                                f"{stray.get('parent_id')} in another place of the trace: open it "
-                                                f"while the SDK's span is current" if stray and not mine else ""))
-                    span = mine[0]
-                    attributes = span["attributes"]
-                    assert attributes.get(TOOL) == made_call.tool, (
-                        f"[{era}] the desk's span of a {made_call.tool!r} call has {TOOL}={attributes.get(TOOL)!r}")
-                    assert attributes.get(OUTCOME) == made_call.outcome, (
-                        f"[{era}] {made_call.tool!r} ended as {made_call.outcome!r} for the client, yet its span says "
-                        f"{OUTCOME}={attributes.get(OUTCOME)!r}")
-                    status = span["status"]["status_code"]
-                    wanted = "UNSET" if made_call.outcome == "ok" else "ERROR"
-                    assert status == wanted or (wanted == "UNSET" and status == "OK"), (
-                        f"[{era}] the span of a {made_call.tool!r} call that ended {made_call.outcome!r} has status "
-                        f"{status}: a failed call is StatusCode.ERROR, a successful one is not")
-                    if made_call.outcome == "error":
-                        assert any(e["name"] == "exception" for e in span["events"]), (
-                            f"[{era}] the call of {made_call.tool!r} raised, but its span records no exception "
-                            f"(span.record_exception)")
+                spans_match(spans.finished(), calls, era)
 
 
 @check("the desk's log lines name the request and the trace they belong to", points=2,
@@ -151,16 +119,7 @@ async def test_metrics_count_and_time(target: Target, desk: Desk) -> None:
                 response = await scrape(url, desk, desk.token)
                 assert response.status_code == 200, f"GET /metrics with the token answered {response.status_code}"
                 page = samples(response.text)
-                got = counted(page, "tools/call") - counted(before, "tools/call")
-                expected = Counter(c.outcome for c in calls)
-                assert got == expected, (
-                    f"[{era}] research_desk_requests_total{{method=\"tools/call\"}} grew by {dict(got)} over calls "
-                    f"that ended {dict(expected)}: every answered call counts once, under its outcome")
-                for tool in {c.tool for c in calls}:
-                    count = tool_seconds(page, tool)[0] - tool_seconds(before, tool)[0]
-                    assert count == sum(c.tool == tool for c in calls), (
-                        f"[{era}] research_desk_tool_seconds_count{{tool={tool!r}}} grew by {count} over "
-                        f"{sum(c.tool == tool for c in calls)} calls")
+                counts_match(before, page, calls, era)
                 spent = tool_seconds(page, "index_documents")[1] - tool_seconds(before, "index_documents")[1]
                 least = pace * len(desk.names)
                 assert spent >= least * 0.9, (

@@ -94,6 +94,9 @@ def request_of(span: dict[str, Any]) -> str:
     return str(span["attributes"].get("jsonrpc.request.id"))
 
 
+Page = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""A parsed /metrics page: (sample name, sorted labels) -> value."""
+
 LOG_LINE = re.compile(r"research_desk\.observability \[request (\S+) trace (\S+)\] (.*)")
 
 
@@ -111,13 +114,13 @@ async def scrape(url: str, desk: Desk, token: str | None) -> httpx2.Response:
         return await http.get(url.rsplit("/mcp", 1)[0] + "/metrics", headers=headers)
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(text: str) -> Page:
     """Every sample of a Prometheus text page: (name, sorted labels) -> value."""
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def counted(page: dict[tuple[str, tuple[tuple[str, str], ...]], float], method: str) -> Counter[str]:
+def counted(page: Page, method: str) -> Counter[str]:
     """research_desk_requests_total for `method`, by outcome."""
     found: Counter[str] = Counter()
     for (name, labels), value in page.items():
@@ -127,8 +130,56 @@ def counted(page: dict[tuple[str, tuple[tuple[str, str], ...]], float], method: 
     return found
 
 
-def tool_seconds(page: dict[tuple[str, tuple[tuple[str, str], ...]], float], tool: str) -> tuple[int, float]:
+def tool_seconds(page: Page, tool: str) -> tuple[int, float]:
     """(count, sum) of research_desk_tool_seconds for `tool`."""
     labels = (("tool", tool),)
     return (int(page.get(("research_desk_tool_seconds_count", labels), 0)),
             page.get(("research_desk_tool_seconds_sum", labels), 0.0))
+
+
+# --- what the visible checks and their hidden twins assert ------------------------------------------
+
+
+def spans_match(finished: list[dict[str, Any]], calls: list[Call], era: str) -> None:
+    """Each call has the SDK's span, and under it exactly one desk span that tells how the call ended."""
+    servers = sdk_spans(finished)
+    assert len(servers) == len(calls), (
+        f"[{era}] expected the SDK's span for each of the {len(calls)} tool calls, found {len(servers)}: "
+        f"is the SDK's OpenTelemetryMiddleware still first in server.middleware?")
+    for made_call, parent in zip(calls, servers, strict=True):
+        mine = children(finished, parent)
+        stray = desk_span_of(finished, made_call.tool)
+        assert len(mine) == 1, (
+            f"[{era}] the SDK's span {parent['name']!r} should have exactly one child, the desk's span, found "
+            f"{len(mine)}" + (f"; a span for {made_call.tool!r} exists, but its parent is "
+                              f"{stray.get('parent_id')}: open it while the SDK's span is current"
+                              if stray and not mine else ""))
+        attributes = mine[0]["attributes"]
+        assert attributes.get(TOOL) == made_call.tool, (
+            f"[{era}] the desk's span of a {made_call.tool!r} call has {TOOL}={attributes.get(TOOL)!r}")
+        assert attributes.get(OUTCOME) == made_call.outcome, (
+            f"[{era}] {made_call.tool!r} ended as {made_call.outcome!r} for the client, yet its span says "
+            f"{OUTCOME}={attributes.get(OUTCOME)!r}")
+        status = mine[0]["status"]["status_code"]
+        failed = made_call.outcome != "ok"
+        assert (status == "ERROR") == failed, (
+            f"[{era}] the span of a {made_call.tool!r} call that ended {made_call.outcome!r} has status {status}: "
+            f"a failed call is StatusCode.ERROR, a successful one is not")
+        if made_call.outcome == "error":
+            assert any(e["name"] == "exception" for e in mine[0]["events"]), (
+                f"[{era}] the call of {made_call.tool!r} raised, but its span records no exception "
+                f"(span.record_exception)")
+
+
+def counts_match(before: Page, after: Page, calls: list[Call], era: str) -> None:
+    """Between two scrapes, the calls were counted by outcome and each tool's calls observed once each."""
+    got = counted(after, "tools/call") - counted(before, "tools/call")
+    expected = Counter(c.outcome for c in calls)
+    assert got == expected, (
+        f"[{era}] research_desk_requests_total{{method=\"tools/call\"}} grew by {dict(got)} over calls that ended "
+        f"{dict(expected)}: every answered call counts once, under its outcome")
+    for tool in {c.tool for c in calls}:
+        count = tool_seconds(after, tool)[0] - tool_seconds(before, tool)[0]
+        made = sum(c.tool == tool for c in calls)
+        assert count == made, (
+            f"[{era}] research_desk_tool_seconds_count{{tool={tool!r}}} grew by {count} over {made} calls")

@@ -34,6 +34,7 @@ from checker.checks.support.lesson09_observability import (
     counts_match,
     log_lines,
     request_of,
+    reused_key,
     samples,
     scrape,
     sdk_spans,
@@ -50,13 +51,16 @@ RATE_LIMITED = -32010   # lesson 7's documented code (middleware.RATE_LIMITED)
 
 
 def mixed_calls(desk: Desk) -> list[tuple[str, dict[str, Any]]]:
-    """A random order of calls that end in every way: found, not found, and no such tool."""
+    """A random order of calls that end in every way: served, a tool error (a document or a tool that
+    does not exist: both are results with isError), and a protocol error (an idempotency key reused
+    for another note: lesson 7's -32602, raised through the middleware)."""
     calls = [("read_document", {"name": random.choice(desk.names)}),
              ("read_document", {"name": f"{word()}-{random.randint(100, 999)}.md"}),
              (f"{word()}_{word()}", {}), ("list_documents", {})]
     calls += random.sample(calls, 2)
     random.shuffle(calls)
-    return calls
+    return calls + reused_key()
+
 
 
 async def made(url: str, desk: Desk, mode: str, plan: list[tuple[str, dict[str, Any]]]) -> list[Call]:

@@ -29,6 +29,7 @@ from checker.checks.support.lesson09_observability import (
     Spans,
     call,
     counts_match,
+    reused_key,
     samples,
     scrape,
     spans_match,
@@ -42,13 +43,14 @@ RATE_LIMITED = -32010
 
 
 def other_calls(desk: Desk) -> list[tuple[str, dict[str, Any]]]:
-    """Calls of other tools, ending every way: served, refused by the tool, and unknown."""
-    plan = [("search_documents", {"query": word()}), ("summarise_document", {"name": random.choice(desk.names)}),
-            ("list_files", {}), ("read_file", {"path": str(desk.secret_file)}),
-            ("export_bundle", {"names": [f"{word()}-{random.randint(100, 999)}.md"]}),
-            (f"{word()}_{word()}_{word()}", {"x": 1})]
+    """Calls of other tools, ending every way: served, refused by the tool, unknown, and a reused key."""
+    plan: list[tuple[str, dict[str, Any]]] = [
+        ("search_documents", {"query": word()}), ("summarise_document", {"name": random.choice(desk.names)}),
+        ("list_files", {}), ("read_file", {"path": str(desk.secret_file)}),
+        ("export_bundle", {"names": [f"{word()}-{random.randint(100, 999)}.md"]}),
+        (f"{word()}_{word()}_{word()}", {"x": 1})]
     random.shuffle(plan)
-    return plan
+    return plan + reused_key()
 
 
 @check("hidden: other tools' calls get the desk's span under the SDK's, and are counted and timed", points=3,

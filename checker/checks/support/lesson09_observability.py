@@ -19,6 +19,7 @@ import httpx2
 from mcp import Client, MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
+from checker.checks.kit.text import word
 from checker.checks.support.lesson09 import Desk
 from checker.target import Target
 
@@ -65,6 +66,13 @@ async def call(client: Client, tool: str, arguments: dict[str, Any]) -> Call:
     except MCPError:
         return Call(tool, "error")
     return Call(tool, "tool_error" if result.is_error else "ok")
+
+
+def reused_key() -> list[tuple[str, dict[str, Any]]]:
+    """A note saved, then another note under the same idempotency key: the second is a protocol error."""
+    key, title = word(None, 12, 20), word()
+    return [("save_note", {"title": title, "body": word(), "idempotency_key": key}),
+            ("save_note", {"title": title, "body": f"{word()} {word()}", "idempotency_key": key})]
 
 
 def sdk_spans(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -65,7 +65,9 @@ What `course check 9` holds you to (the notebook's specification table names the
   served, judged by the connection;
   `server/discover` advertises no `listChanged` the desk never sends, and no authorization server
   unless `issuer_url` names one. Every request passes lesson 7's `RequestGuard` (audited, and
-  limited per client when `rate_limit` is set).
+  limited per client when `rate_limit` is set), lists and reads carry lesson 6's cache hints
+  (`desk_cache_hints()`, on 2026-07-28), and `observability.DeskTelemetry` runs inside the SDK's
+  span (its spans are the SDK's children); `/metrics` is served, behind the token when there is one.
 * The installed `research-desk-server` serves the whole desk over stdio to both eras with only
   JSON-RPC on stdout. `python -m research_desk.server` refuses an exposed configuration with exit
   code 2 (naming `RESEARCH_DESK_TOKEN`, nothing on stdout), and with `--transport http` serves on

@@ -105,6 +105,16 @@ def test_metadata_names_the_issuer(desk: str, issuer: Issuer) -> None:
     assert metadata.json()["resource"] == RESOURCE
 
 
+def test_no_open_metrics_with_jwt_alone(desk: str) -> None:
+    """With JWT access tokens and no static token, nothing could guard /metrics: it is not served
+    (the desk is exposed, and its traffic figures name every tool)."""
+    for token in ("", "anything"):
+        headers = {"Host": PUBLIC} | ({"Authorization": f"Bearer {token}"} if token else {})
+        scraped = httpx2.get(desk.replace("/mcp", "/metrics"), headers=headers, timeout=10)
+        assert scraped.status_code == 404, (scraped.status_code, scraped.text[:200])
+        assert "research_desk_requests_total" not in scraped.text
+
+
 @pytest.mark.parametrize(("settings", "named"), [
     ({"RESEARCH_DESK_JWKS_URL": "http://127.0.0.1:9/jwks.json"}, "RESEARCH_DESK_ISSUER_URL"),
     ({"RESEARCH_DESK_JWKS_URL": "http://127.0.0.1:9/jwks.json", "RESEARCH_DESK_ISSUER_URL": "http://127.0.0.1:9",

@@ -355,8 +355,10 @@ def test_every_request_is_audited_and_each_client_rate_limited(tmp_path: Path, m
     with deployed(tmp_path, RESEARCH_DESK_RATE_LIMIT=str(limit), RESEARCH_DESK_LOG_LEVEL="INFO") as desk:
         async def run() -> MCPError:
             eager, patient = Implementation(name="eager", version="1"), Implementation(name="patient", version="1")
-            async with client(desk, mode, client_info=eager) as first, \
-                    client(desk, mode, client_info=patient) as second:
+            # cache=None: the desk marks tools/list cacheable (lesson 6's hints), and a caching client
+            # would answer the repeated listings itself, so they would never reach the rate limit.
+            async with client(desk, mode, client_info=eager, cache=None) as first, \
+                    client(desk, mode, client_info=patient, cache=None) as second:
                 for _ in range(limit):
                     await first.list_tools()
                 with pytest.raises(MCPError) as refused:

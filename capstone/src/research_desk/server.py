@@ -66,9 +66,12 @@ What `course check 9` holds you to (the notebook's specification table names the
   served, judged by the connection;
   `server/discover` advertises no `listChanged` the desk never sends, and no authorization server
   unless `issuer_url` names one. Every request passes lesson 7's `RequestGuard` (audited, and
-  limited per client when `rate_limit` is set). A 2026-07-28 client that declares the tasks
-  extension gets `index_documents` and `export_bundle` back as tasks (lesson 3, going further),
-  kept `task_ttl` seconds; cancelling one stops its work (a cancelled export leaves no bundle).
+  limited per client when `rate_limit` is set), lists and reads carry lesson 6's cache hints
+  (`desk_cache_hints()`, on 2026-07-28), and `observability.DeskTelemetry` runs inside the SDK's
+  span (its spans are the SDK's children); `/metrics` is served, behind the token when there is one.
+  A 2026-07-28 client that declares the tasks extension gets `index_documents` and `export_bundle`
+  back as tasks (lesson 3, going further), kept `task_ttl` seconds; cancelling one stops its work
+  (a cancelled export leaves no bundle).
 * The installed `research-desk-server` serves the whole desk over stdio to both eras with only
   JSON-RPC on stdout. `python -m research_desk.server` refuses an exposed configuration with exit
   code 2 (naming `RESEARCH_DESK_TOKEN`, nothing on stdout), and with `--transport http` serves on
@@ -105,6 +108,7 @@ from research_desk import (
     context,
     errors,
     middleware,
+    observability,
     progress,
     roots,
     sampling,
@@ -121,6 +125,7 @@ ENV_PREFIX = "RESEARCH_DESK_"
 TRANSPORTS = ("stdio", "http")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [request %(request_id)s trace %(trace_id)s] %(message)s"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://127.0.0.1:*", "http://localhost", "http://localhost:*")
 DEFAULT_MAX_BODY_BYTES = transport.DEFAULT_MAX_BODY_BYTES   # (a Settings field is called `transport`)
@@ -478,8 +483,12 @@ def configure_logging(level: str) -> None:
     """Send the desk's log records to stderr at `level` (never stdout: on stdio it is the wire).
 
     Uses lesson 3's handler for the `research_desk` loggers; third-party loggers keep their own.
+    Each line names the request it was logged for (`observability.RequestIdFilter`): `-` outside one.
     """
-    progress.configure_logging(level)
+    for handler in progress.configure_logging(level).handlers:
+        if not any(isinstance(f, observability.RequestIdFilter) for f in handler.filters):
+            handler.addFilter(observability.RequestIdFilter())
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
 
 
 # --- given: one lifespan for two apps, and the router between them ------------------------------
@@ -783,14 +792,17 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     auth and /health belong to the HTTP app, since a stdio server is spawned by its only client."""
     bus = make_bus(settings)
     # TODO(lesson-9): build the MCPServer under SERVER_NAME with the version, INSTRUCTIONS, the desk
-    #   lifespan, the log level, lesson 6's request-state policy from the state keys,
-    #   `bus` as its subscription bus, honest_capabilities as its middleware and
-    #   lesson 3's tasks extension for TASK_TOOLS (a store keeping tasks task_ttl
-    #   seconds), with lesson 7's RequestGuard (the rate limit per minute, if any)
-    #   outermost; over HTTP with a token, add lesson 5's bearer auth for the public
-    #   URL and the issuer (if any), or with a JWKS URL the issuer's JWT access tokens
-    #   (authorization.jwt_auth_options). Register every tool, then (over HTTP) lesson
-    #   5's /health route.
+    #   lifespan, the log level, lesson 6's request-state policy from the state keys
+    #   and cache hints (desk_cache_hints()), `bus` as its subscription bus,
+    #   honest_capabilities as its middleware and lesson 3's tasks extension for
+    #   TASK_TOOLS (a store keeping tasks task_ttl seconds), then a DeskTelemetry
+    #   (lesson 9's observability) innermost, with lesson 7's RequestGuard (the rate
+    #   limit per minute, if any) outermost; over HTTP with a token, add lesson 5's
+    #   bearer auth for the public URL and the issuer (if any), or with a JWKS URL the
+    #   issuer's JWT access tokens (authorization.jwt_auth_options). Register every
+    #   tool, then (over HTTP) lesson 5's /health route and the telemetry's /metrics
+    #   (behind the token; not served with JWT access tokens alone, where no static
+    #   token can guard it).
     raise NotImplementedError("TODO(lesson-9): write create_server")
 
 

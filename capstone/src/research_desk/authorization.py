@@ -187,14 +187,23 @@ def jwt_auth_options(*, jwks_url: str, issuer: str, resource_url: str,
     return {"token_verifier": verifier, "auth": auth}
 
 
-def protect_tools(app: Starlette, *, required: Mapping[str, Sequence[str]], resource_url: str,
-                  default: Sequence[str] = (), path: str = "/mcp") -> Starlette:
+def protect_tools(app: ASGIApp, *, required: Mapping[str, Sequence[str]], resource_url: str,
+                  default: Sequence[str] = (), path: str = "/mcp") -> ASGIApp:
     """Put a `ToolScopeGuard` around the MCP endpoint at `path` of an app built by `create_app`.
 
     The SDK authenticates in app-wide middleware and checks "is there a valid token" inside the
-    endpoint's route, so the guard goes exactly there: around the route's endpoint.
+    endpoint's route, so the guard goes exactly there: around the route's endpoint. `app` may be
+    the Starlette app itself or middleware wrapped around it (each keeping the next as `.app`, as
+    Starlette's own middleware classes do); the same `app` is returned, its endpoint guarded.
     """
-    for route in app.router.routes:
+    inner: Any = app
+    for _ in range(32):  # middleware around middleware around ... the Starlette app
+        if isinstance(inner, Starlette) or inner is None:
+            break
+        inner = getattr(inner, "app", None)
+    if not isinstance(inner, Starlette):
+        raise ValueError("no Starlette app inside this one (each middleware should keep the next as `.app`)")
+    for route in inner.router.routes:
         if isinstance(route, Route) and route.path == path:
             metadata = str(build_resource_metadata_url(AnyHttpUrl(resource_url)))
             route.app = ToolScopeGuard(route.app, required=required, default=default, resource_metadata=metadata)

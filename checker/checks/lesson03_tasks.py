@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mcp import MCPError
 from mcp_types import CallToolResult
 
 from checker.checks.kit.tasks_client import create_task, tasks_request, wait_settled
@@ -107,6 +108,32 @@ async def test_cancel_stops_the_work(target: Target, workspace: Path) -> None:
         again = await tasks_request(client.session, "tasks/get", taskId=finished)
         assert again.get("status") == done.get("status") == "completed" and again.get("result") == done.get("result"), (
             f"cancelling a task that already completed must change nothing; it was {done}, then {again}")
+
+
+@check("a job that ends in a protocol error is a failed task carrying that error", points=2,
+       hint="In _run, catch the MCPError that `await call_next(ctx)` raises and settle the task as failed with "
+            "error {'code': error.code, 'message': error.message} (a crash: INTERNAL_ERROR, its text kept out). "
+            "'completed' is for results, tool errors included.")
+async def test_protocol_error_fails_the_task(target: Target, workspace: Path) -> None:
+    server = task_server(target, workspace)
+    arguments = {"name": report_name(), "seconds": -round(random.uniform(0.5, 9), 2)}  # write_report: MCPError
+    async with tasks_client(target, server, asks=False) as plain:
+        with pytest.raises(MCPError) as raised:   # what the same call is answered without a task
+            await plain.call_tool("write_report", arguments)
+    async with tasks_client(target, server) as client:
+        task_id = await started(client, "write_report", arguments, "write_report")
+        try:
+            settled = await wait_settled(client.session, task_id, timeout=3)
+        except TimeoutError:
+            pytest.fail("the tool raised MCPError (seconds < 0), yet 3 s later its task was still not settled: "
+                        "catch the error in _run and settle the task as failed")
+    assert settled.get("status") == "failed" and "result" not in settled, (
+        f"a tool that raised MCPError (a protocol error) ended its task as {settled.get('status')!r}: it must be "
+        f"failed, with the error and no result; got {settled}")
+    expected = {"code": raised.value.code, "message": raised.value.message}
+    got = settled.get("error") or {}
+    assert {key: got.get(key) for key in expected} == expected, (
+        f"a failed task carries the protocol error the tool raised, {expected}, got error={got!r}")
 
 
 @check("unknown and expired task ids are refused with -32602", points=2,

@@ -30,6 +30,8 @@ What `course check 3` holds you to (the "going further" checks), in both protoco
   as if there were no tasks.
 * `tasks/get` says `working` until the work ends, then `completed` with the tool's own result
   inlined (a tool error too, with `isError`); the work's effects exist only once it completed.
+* A job whose tool raised `MCPError` (a protocol error) ends `failed`, carrying that error's code
+  and message, and no result.
 * `tasks/cancel` answers an empty result; a working task becomes `cancelled` and its work stops (a
   cancelled job leaves nothing behind); a task that already completed stays as it was.
 * An id the store does not hold, or one whose `ttlMs` has run out, gets -32602 (`INVALID_PARAMS`).
@@ -298,6 +300,8 @@ def create_server(root: Path | str, extension: TasksExtension, *, pace: float = 
         """Work for `seconds`, then write reports/<name>.md and say so. A stopped job writes nothing."""
         if not name.isalnum():
             raise ToolError(f"report names are letters and digits only, got {name!r}")
+        if seconds < 0:  # no model can mend a call like this: a protocol error, not a tool error
+            raise MCPError(code=INVALID_PARAMS, message=f"seconds must be 0 or more, got {seconds:g}")
         await anyio.sleep(seconds)
         folder = workspace / REPORTS
         folder.mkdir(exist_ok=True)

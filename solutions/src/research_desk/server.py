@@ -885,7 +885,7 @@ def create_server(settings: Settings, *, http: bool = True) -> MCPServer:
     register_tools(server, settings)
     if http:
         transport.add_health_route(server)
-        if settings.token or not settings.jwks_url:   # JWT mode has no static token to guard it with
+        if not settings.jwks_url:   # JWT access tokens come without a static token to guard it with
             observability.add_metrics_route(server, telemetry, token=settings.token)
     return server
     # END SOLUTION

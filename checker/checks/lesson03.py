@@ -151,6 +151,7 @@ PACE = 0.25
             "document, wait pace seconds (anyio.sleep) when pace is above 0. A parameter you accept must change "
             "what the code does.")
 async def test_pace_spaces_the_documents(target: Target, workspace: Workspace) -> None:
+    workspace = workspace.keep(3)  # two gaps say "after each document"; more would only add waiting
     progress = target.module("progress")
     original = target.attr("documents", "load_document")
     loaded_at: list[float] = []

@@ -21,6 +21,7 @@ from checker.checks.kit.text import text_of
 from checker.checks.support.lesson03_tasks import (
     INVALID_PARAMS,
     TASK_TOOLS,
+    StoreClock,
     refused,
     report_name,
     report_written,
@@ -64,7 +65,7 @@ async def test_task_only_when_asked(target: Target, workspace: Path) -> None:
             "in its result). Until then tasks/get must say working and carry no result.")
 async def test_get_follows_the_work(target: Target, workspace: Path) -> None:
     server = task_server(target, workspace)
-    name, seconds = report_name(), random.uniform(0.6, 0.9)
+    name, seconds = report_name(), random.uniform(0.4, 0.6)
     async with tasks_client(target, server) as client:
         task_id = await started(client, "write_report", {"name": name, "seconds": seconds}, "write_report")
         early = await tasks_request(client.session, "tasks/get", taskId=task_id)
@@ -90,13 +91,13 @@ async def test_get_follows_the_work(target: Target, workspace: Path) -> None:
             "cancel its asyncio work (so the job stops). settle must leave a terminal task untouched.")
 async def test_cancel_stops_the_work(target: Target, workspace: Path) -> None:
     server = task_server(target, workspace)
-    name, seconds = report_name(), random.uniform(0.5, 0.8)
+    name, seconds = report_name(), random.uniform(0.4, 0.6)
     async with tasks_client(target, server) as client:
         task_id = await started(client, "write_report", {"name": name, "seconds": seconds}, "write_report")
         await anyio.sleep(seconds / 4)
         ack = await tasks_request(client.session, "tasks/cancel", taskId=task_id)
         assert not {"taskId", "status", "result"} & set(ack), f"tasks/cancel answers an empty result, got {ack}"
-        await anyio.sleep(seconds + 0.3)
+        await anyio.sleep(seconds + 0.2)  # past the moment an uncancelled job would have written
         after = await tasks_request(client.session, "tasks/get", taskId=task_id)
         assert after.get("status") == "cancelled" and "result" not in after, (
             f"a task cancelled while working is cancelled, with no result; got {after}")
@@ -140,8 +141,8 @@ async def test_protocol_error_fails_the_task(target: Target, workspace: Path) ->
        hint="get (and so cancel) raises MCPError(INVALID_PARAMS) for an id the store does not hold. _expire forgets "
             "a task once ttl_ms has passed since it was created (on the store's clock): call it before looking up.")
 async def test_unknown_and_expired_ids(target: Target, workspace: Path) -> None:
-    ttl_ms = random.randint(700, 1000)
-    server = task_server(target, workspace, ttl_ms=ttl_ms)
+    ttl_ms, clock = random.randint(700, 1000), StoreClock()
+    server = task_server(target, workspace, ttl_ms=ttl_ms, clock=clock)
     async with tasks_client(target, server) as client:
         task_id = await started(client, "write_report", {"name": report_name(), "seconds": 0}, "write_report")
         stranger = task_id[::-1] + report_name()
@@ -150,6 +151,11 @@ async def test_unknown_and_expired_ids(target: Target, workspace: Path) -> None:
         kept = await tasks_request(client.session, "tasks/get", taskId=task_id)
         assert kept.get("taskId") == task_id, f"a task must stay pollable for its ttl ({ttl_ms} ms); got {kept}"
         assert kept.get("ttlMs") == ttl_ms, f"the task says ttlMs={kept.get('ttlMs')}, the store's ttl is {ttl_ms}"
-        await anyio.sleep(ttl_ms / 1000 + 0.25)
-        await refused(client.session, "tasks/get", INVALID_PARAMS, f"a task {ttl_ms} ms after its ttl ran out",
-                      taskId=task_id)
+        clock.advance(ttl_ms / 1000 - 0.1)
+        late = await tasks_request(client.session, "tasks/get", taskId=task_id)
+        assert late.get("taskId") == task_id, (
+            f"100 ms before its ttl of {ttl_ms} ms ran out (on the store's clock) the task was already gone: {late}")
+        clock.advance(0.35)
+        await refused(client.session, "tasks/get", INVALID_PARAMS, "a task 250 ms after its ttl ran out",
+                      advice=" (the check moved the store's clock past the ttl: judge expiry by self._clock, the "
+                             "clock the store was given, not by another one)", taskId=task_id)

@@ -18,6 +18,7 @@ from mcp_types import CallToolResult
 from checker.checks.kit.tasks_client import create_task, tasks_request, wait_settled
 from checker.checks.support.lesson03_tasks import (
     INVALID_PARAMS,
+    StoreClock,
     refused,
     report_name,
     report_written,
@@ -59,16 +60,16 @@ async def test_tasks_settle_with_their_own_results(target: Target, workspace: Pa
 @check("hidden: a cancelled task stays cancelled; an expired one is refused by tasks/cancel too", points=2,
        hint="Cancelling stops the work for good; expiry forgets a task for every tasks method.")
 async def test_cancelled_stays_and_expired_is_gone(target: Target, workspace: Path) -> None:
-    ttl_ms = random.randint(600, 1000)
-    server = task_server(target, workspace, ttl_ms=ttl_ms)
+    ttl_ms, clock = random.randint(600, 1000), StoreClock()
+    server = task_server(target, workspace, ttl_ms=ttl_ms, clock=clock)
     async with tasks_client(target, server) as client:
         name = report_name()
-        task_id = await started(client, "write_report", {"name": name, "seconds": 0.4}, "write_report")
+        task_id = await started(client, "write_report", {"name": name, "seconds": 0.3}, "write_report")
         await tasks_request(client.session, "tasks/cancel", taskId=task_id)
         await tasks_request(client.session, "tasks/cancel", taskId=task_id)
-        await anyio.sleep(0.5)
+        await anyio.sleep(0.45)  # past the moment an uncancelled job would have written
         after = await tasks_request(client.session, "tasks/get", taskId=task_id)
         assert after.get("status") == "cancelled", f"a cancelled task must stay cancelled, got {after}"
         assert not report_written(target, workspace, name), "the cancelled job still wrote its report"
-        await anyio.sleep(ttl_ms / 1000)
+        clock.advance(ttl_ms / 1000 + 0.25)
         await refused(client.session, "tasks/cancel", INVALID_PARAMS, "an expired task", taskId=task_id)

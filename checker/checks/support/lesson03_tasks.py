@@ -35,11 +35,26 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def task_server(target: Target, root: Path, ttl_ms: int = 60_000) -> Any:
-    """Lesson 3's task server over `root`, the student's extension making TASK_TOOLS tasks."""
+class StoreClock:
+    """The clock a check hands to the student's TaskStore (its `clock=`): time moves only when the
+    check moves it, so expiry is tested at once instead of by waiting out a ttl."""
+
+    def __init__(self) -> None:
+        self.now = random.uniform(1_000.0, 100_000.0)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def task_server(target: Target, root: Path, ttl_ms: int = 60_000, clock: StoreClock | None = None) -> Any:
+    """Lesson 3's task server over `root`, the student's extension making TASK_TOOLS tasks (their
+    store on `clock` when one is given)."""
     tasks = target.module("tasks")
-    extension = tasks.TasksExtension(list(TASK_TOOLS), tasks.TaskStore(ttl_ms=ttl_ms))
-    return tasks.create_server(str(root), extension)
+    store = tasks.TaskStore(ttl_ms=ttl_ms) if clock is None else tasks.TaskStore(ttl_ms=ttl_ms, clock=clock)
+    return tasks.create_server(str(root), tasks.TasksExtension(list(TASK_TOOLS), store))
 
 
 @asynccontextmanager
@@ -63,15 +78,15 @@ async def started(client: Any, tool: str, arguments: dict[str, Any], what: str) 
     return answer.task_id
 
 
-async def refused(session: Any, method: str, code: int, what: str, **params: Any) -> None:
-    """`method` must be answered with the JSON-RPC error `code`."""
+async def refused(session: Any, method: str, code: int, what: str, advice: str = "", **params: Any) -> None:
+    """`method` must be answered with the JSON-RPC error `code` (`advice` follows the complaint if not)."""
     try:
         answer = await tasks_request(session, method, **params)
     except MCPError as exc:
         assert exc.error.code == code, (
             f"{what}: {method} should fail with {code}, got {exc.error.code}: {exc.error.message}")
     else:
-        pytest.fail(f"{what}: {method} {params} should fail with {code}, but answered {answer}")
+        pytest.fail(f"{what}: {method} {params} should fail with {code}, but answered {answer}{advice}")
 
 
 def report_name() -> str:

@@ -37,6 +37,12 @@ def _key() -> RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+# Made once, when the runner imports this module, before it forks a process for each check: a
+# 2048-bit key costs ~30 ms of CPU, and three per check were most of what these checks spent.
+# Student code never sees them (only the published public keys); every run makes new ones.
+_KEYS = (_key(), _key(), _key())  # two published (a rotation), one never published
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -50,8 +56,8 @@ class Issuer:
 
     def __init__(self) -> None:
         self.kids = [f"k-{secrets.token_hex(4)}", f"k-{secrets.token_hex(4)}"]
-        self.keys = [_key(), _key()]
-        self.rogue = _key()
+        self.keys = list(_KEYS[:2])
+        self.rogue = _KEYS[2]
         self.url = ""
         self._http: ThreadingHTTPServer | None = None
 
@@ -124,7 +130,9 @@ class Issuer:
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        # A short poll interval: shutdown() waits for serve_forever to look up, 0.5 s by default,
+        # and every check's fork stops its own issuer.
+        threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def stop(self) -> None:
         if self._http is not None:

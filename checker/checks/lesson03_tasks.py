@@ -16,12 +16,12 @@ import pytest
 from mcp import MCPError
 from mcp_types import CallToolResult
 
+from checker.checks.kit.clock import CheckClock
 from checker.checks.kit.tasks_client import create_task, tasks_request, wait_settled
 from checker.checks.kit.text import text_of
 from checker.checks.support.lesson03_tasks import (
     INVALID_PARAMS,
     TASK_TOOLS,
-    StoreClock,
     refused,
     report_name,
     report_written,
@@ -141,7 +141,7 @@ async def test_protocol_error_fails_the_task(target: Target, workspace: Path) ->
        hint="get (and so cancel) raises MCPError(INVALID_PARAMS) for an id the store does not hold. _expire forgets "
             "a task once ttl_ms has passed since it was created (on the store's clock): call it before looking up.")
 async def test_unknown_and_expired_ids(target: Target, workspace: Path) -> None:
-    ttl_ms, clock = random.randint(700, 1000), StoreClock()
+    ttl_ms, clock = random.randint(700, 1000), CheckClock()
     server = task_server(target, workspace, ttl_ms=ttl_ms, clock=clock)
     async with tasks_client(target, server) as client:
         task_id = await started(client, "write_report", {"name": report_name(), "seconds": 0}, "write_report")

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import MCPError
 from mcp.types import INVALID_PARAMS
 
+from checker.checks.kit.clock import CheckClock
 from checker.checks.kit.eras import MODES, side_by_side
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07_middleware import (
@@ -168,16 +168,17 @@ async def test_connecting_is_never_limited(target: Target, workspace: dict[str, 
 
 
 @check("once the window has passed, a refused client is served again", points=2,
-       hint="Forget a client's requests older than `window` seconds before counting; retryAfter is when the "
-            "oldest one leaves the window.")
+       hint="Forget a client's requests older than `window` seconds before counting, by the guard's own clock "
+            "(now = self.clock(): the check moves it on); retryAfter is when the oldest one leaves the window.")
 async def test_served_again_after_window(target: Target, workspace: dict[str, str], tmp_path: Path) -> None:
     async def era_check(mode: str, era: str) -> None:
-        limit, window = random.randint(2, 4), random.uniform(0.6, 0.9)
-        _, _, server = guarded(target, tmp_path / "workspace", limit=limit, window=window)
+        limit, window, clock = random.randint(2, 4), random.uniform(0.6, 0.9), CheckClock()
+        _, _, server = guarded(target, tmp_path / "workspace", limit=limit, window=window, clock=clock)
         async with client(target, server, mode, word()) as session:
-            await burst(session, limit)     # a few milliseconds: well inside the window
+            await burst(session, limit)
+            clock.advance(window * 0.9)  # still inside the window
             await refused_next(session, window, f"[{era}] request {limit + 1} within {window:.2f} s")
-            await anyio.sleep(window + 0.15)
+            clock.advance(window * 0.1 + 0.15)
             await burst(session, limit)
 
     await side_by_side(era_check)

@@ -18,6 +18,7 @@ import pytest
 from mcp import MCPError
 from mcp.types import REQUEST_TIMEOUT
 
+from checker.checks.kit.clock import CheckClock
 from checker.checks.kit.eras import MODES, side_by_side
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson07 import (
@@ -213,7 +214,9 @@ async def test_export_refuses_linked_folder(target: Target, workspace: Workspace
 async def test_memory_is_bounded(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
     limit, kept = rng.randint(3, 6), rng.randint(2, 4)
-    errors, desk = await make_desk(target, workspace.root, max_notes=limit, receipt_seconds=1.0)
+    clock = CheckClock()
+    errors, desk = await make_desk(target, workspace.root, max_notes=limit, receipt_seconds=1.0,
+                                   clock=target.expose(clock, name="clock"))
     async with target.client(errors.create_server(desk)) as client:
         first_key = idempotency_key(rng)
         first = (
@@ -238,7 +241,7 @@ async def test_memory_is_bounded(target: Target, workspace: Workspace) -> None:
         )
         assert len(desk.notes) == limit, f"max_notes={limit}, yet the desk holds {len(desk.notes)} notes"
         await ok(client, "delete_note", {"note_id": first.get("note_id")})
-        await anyio.sleep(1.2)  # past receipt_seconds: the first key's receipt is forgotten
+        clock.advance(1.2)  # past receipt_seconds: the first key's receipt is forgotten
         try:
             reused = await client.call_tool(
                 "save_note", {"title": "first", "body": "a new note", "idempotency_key": first_key}

@@ -19,6 +19,7 @@ import socket
 from typing import Any
 
 from checker import wire
+from checker.host import warmstart
 
 
 def run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
@@ -34,7 +35,7 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
     if type(go) is not dict or not go.get("go"):
         return 2
     try:
-        pid = _start(argv, env, cwd, fds)
+        pid = _start(argv, env, cwd, fds, conn)
     except OSError as exc:  # said on the command's own stderr, as a shell would, with a shell's exit code
         os.write(fds[2], f"{argv[0]}: {exc.strerror or exc}\n".encode())
         conn.sendall(wire.frame({"exit": 127}))
@@ -52,8 +53,9 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
     return 0
 
 
-def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int]) -> int:
-    """fork + exec `argv` with the relay's stdio, in this spawner's process group."""
+def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int], conn: socket.socket) -> int:
+    """fork + exec `argv` with the relay's stdio, in this spawner's process group; a `python -m`
+    command runs in the fork itself, already warm, without the exec (`checker.host.warmstart`)."""
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -64,6 +66,12 @@ def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int]) -> in
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             os.chdir(cwd)
+            module = warmstart.module_argv(argv, env)
+            if module is not None:
+                conn.close()  # the command must not hold the spawner's line to the relay
+                for fd in {*fds, ready_w} - {0, 1, 2}:
+                    os.close(fd)  # ready_w closing says "started", as a successful exec does
+                warmstart.become(module, env)
             os.set_inheritable(ready_w, False)
             os.execvpe(argv[0], argv, env)
         except OSError as exc:

@@ -16,6 +16,8 @@ import json
 import os
 import random
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import time
@@ -175,7 +177,7 @@ class ForkPerCheck:
         deadline = self.started + self.request.lesson_timeout
         outcomes: dict[str, ChildOutcome] = {}
         if not self.broken:
-            with lesson_services(items, self.request):
+            with lesson_services(items, self.request), command_zygote(self.request, self._limits()):
                 outcomes = run_forked(((item.nodeid, functools.partial(self._run_one, item)) for item in queue),
                                       self._limits(), jobs=self.request.jobs, deadline=deadline,
                                       prepare=self._enter_sandbox, cleanup=self._clean_up)
@@ -249,10 +251,16 @@ def lesson_services(items: list[pytest.Item], request: Request) -> Iterator[None
 
 def _serves_http(request: Request) -> bool:
     """Whether the lesson's checks serve anything over HTTP (they, or their support module, call `target.http`)."""
+    return any(".http(" in text for text in _check_sources(request))
+
+
+def _check_sources(request: Request) -> Iterator[str]:
+    """The source of the lesson's checks modules and of their support modules."""
     main = Path(request.checks_file)
     support = sorted((main.parent / "support").glob(f"{main.stem}*.py"))
-    files = (main, *map(Path, request.extra_checks), *support)
-    return any(".http(" in path.read_text(encoding="utf-8") for path in files if path.is_file())
+    for path in (main, *map(Path, request.extra_checks), *support):
+        if path.is_file():
+            yield path.read_text(encoding="utf-8")
 
 
 def _reports(payload: dict[str, str]) -> list[BrokenModule]:
@@ -320,10 +328,56 @@ def grade(request: Request) -> LessonResult:
 def _grade(request: Request, basetemp: Path, started: float) -> LessonResult:
     os.environ["COURSE_EDITION"] = request.edition
     os.environ["COURSE_PACKAGE"] = request.package
-    if request.sandbox is None:  # a self-check: student code runs in each check's own fork
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [request.edition, os.environ.get("PYTHONPATH")]))
-        sys.path.insert(0, request.edition)
+    if request.sandbox is not None:
+        return _run_checks(request, basetemp, started)
+    # A self-check: student code runs in each check's own fork.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [request.edition, os.environ.get("PYTHONPATH")]))
+    sys.path.insert(0, request.edition)
     return _run_checks(request, basetemp, started)
+
+
+@contextlib.contextmanager
+def command_zygote(request: Request, limits: Limits) -> Iterator[None]:
+    """For a self-check whose checks run `python -m` commands of student code: a fork of this warm
+    process serves as the zygote that starts each of them (`checker.host.warmstart`), instead of
+    a new interpreter importing the SDK again for each (most of a CPU-second every time).
+
+    Grading needs none of this: the submission's own zygote, in its sandbox, starts its commands.
+    """
+    if request.sandbox is not None or not _runs_python_modules(request):
+        yield
+        return
+    folder = Path(tempfile.mkdtemp(prefix="course-commands-"))  # not under pytest's basetemp, which it empties
+    path = folder / "zygote.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(64)
+    pid = os.fork()
+    if pid == 0:  # the zygote: it ends when this process kills it, or dies
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)  # not the runner's result pipe; errors still go to stderr
+            from checker.host import zygote
+
+            zygote.serve(listener, limits)
+        finally:
+            os._exit(70)
+    listener.close()
+    os.environ["COURSE_COMMAND_ZYGOTE"] = str(path)
+    try:
+        yield
+    finally:
+        del os.environ["COURSE_COMMAND_ZYGOTE"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _runs_python_modules(request: Request) -> bool:
+    """Whether the lesson's checks start `python -m ...` commands (they, or their support modules)."""
+    return any('"-m"' in text for text in _check_sources(request))
 
 
 def _run_checks(request: Request, basetemp: Path, started: float) -> LessonResult:

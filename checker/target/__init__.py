@@ -47,10 +47,11 @@ class Target:
     """
 
     def __init__(self, edition: Path, package: str, zygote: str = "", scratch: str = "",
-                 procs_files: list[str] | None = None) -> None:
+                 procs_files: list[str] | None = None, command_zygote: str = "") -> None:
         self.edition = edition
         self.package = package
         self.zygote = zygote
+        self.command_zygote = zygote or command_zygote  # where commands start (warm); "" = exec here
         self.scratch = scratch
         self.procs_files = procs_files or []
         self._session: RemoteSession | None = None
@@ -63,7 +64,8 @@ class Target:
             pytest.fail("no edition selected: run checks through `course check`, not plain pytest")
         groups = [p for p in os.environ.get("COURSE_CHECK_CGROUP", "").split(os.pathsep) if p]
         return cls(Path(edition), os.environ.get("COURSE_PACKAGE", "research_desk"),
-                   os.environ.get("COURSE_HOST_ZYGOTE", ""), os.environ.get("COURSE_SCRATCH", ""), groups)
+                   os.environ.get("COURSE_HOST_ZYGOTE", ""), os.environ.get("COURSE_SCRATCH", ""), groups,
+                   os.environ.get("COURSE_COMMAND_ZYGOTE", ""))
 
     @property
     def isolated(self) -> bool:
@@ -222,13 +224,15 @@ class Target:
 
     # subprocesses ------------------------------------------------------------------------------
     def command(self, argv: list[str]) -> list[str]:
-        """`argv`, to run where student code runs: as it is for a self-check; through the relay
-        into the submission's sandbox when grading. Use it for every process that runs student
+        """`argv`, to run where student code runs: through the relay into the submission's sandbox
+        when grading; for a self-check, through the relay into the lesson's command zygote when the
+        runner started one, else as it is. Either zygote starts `python -m` commands warm, already
+        past the SDK's import (`checker.host.warmstart`). Use it for every process that runs student
         code or reads student files (its stdio, signals and exit status behave as usual)."""
-        if not self.isolated:
+        if not self.command_zygote:
             return list(argv)
-        return [sys.executable, "-I", "-S", str(RELAY), self.zygote, os.pathsep.join(self.procs_files) or "-",
-                "--", *argv]
+        return [sys.executable, "-I", "-S", str(RELAY), self.command_zygote,
+                os.pathsep.join(self.procs_files) or "-", "--", *argv]
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a subprocess that must import the edition under test."""

@@ -144,9 +144,9 @@ class RequestGuard:
         """Count a request against its client's allowance, or raise MCPError(RATE_LIMITED) saying
         when to retry. Notifications and `NEVER_LIMITED` requests pass uncounted."""
         # TODO(lesson-7): with no limit, or for a notification or a NEVER_LIMITED method, return;
-        #   when the client's `recent` requests already fill its `limit`, refuse with
-        #   RATE_LIMITED and data {"retryAfter": seconds until the oldest leaves the
-        #   window}; else count this one.
+        #   when the client's `recent` requests (now = self.clock()) already fill its
+        #   `limit`, refuse with RATE_LIMITED and data {"retryAfter": seconds until
+        #   the oldest leaves the window}; else count this one.
         raise NotImplementedError("TODO(lesson-7): write admit")
 
 

@@ -15,10 +15,10 @@ import anyio
 import pytest
 from mcp_types import CallToolResult
 
+from checker.checks.kit.clock import CheckClock
 from checker.checks.kit.tasks_client import create_task, tasks_request, wait_settled
 from checker.checks.support.lesson03_tasks import (
     INVALID_PARAMS,
-    StoreClock,
     refused,
     report_name,
     report_written,
@@ -60,7 +60,7 @@ async def test_tasks_settle_with_their_own_results(target: Target, workspace: Pa
 @check("hidden: a cancelled task stays cancelled; an expired one is refused by tasks/cancel too", points=2,
        hint="Cancelling stops the work for good; expiry forgets a task for every tasks method.")
 async def test_cancelled_stays_and_expired_is_gone(target: Target, workspace: Path) -> None:
-    ttl_ms, clock = random.randint(600, 1000), StoreClock()
+    ttl_ms, clock = random.randint(600, 1000), CheckClock()
     server = task_server(target, workspace, ttl_ms=ttl_ms, clock=clock)
     async with tasks_client(target, server) as client:
         name = report_name()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from mcp import MCPError
 
+from checker.checks.kit.clock import CheckClock
 from checker.checks.kit.tasks_client import CreatedTask, ask_tasks, create_task, tasks_request
 from checker.checks.kit.text import word
 from checker.target import Target
@@ -35,25 +36,12 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-class StoreClock:
-    """The clock a check hands to the student's TaskStore (its `clock=`): time moves only when the
-    check moves it, so expiry is tested at once instead of by waiting out a ttl."""
-
-    def __init__(self) -> None:
-        self.now = random.uniform(1_000.0, 100_000.0)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def task_server(target: Target, root: Path, ttl_ms: int = 60_000, clock: StoreClock | None = None) -> Any:
+def task_server(target: Target, root: Path, ttl_ms: int = 60_000, clock: CheckClock | None = None) -> Any:
     """Lesson 3's task server over `root`, the student's extension making TASK_TOOLS tasks (their
     store on `clock` when one is given)."""
     tasks = target.module("tasks")
-    store = tasks.TaskStore(ttl_ms=ttl_ms) if clock is None else tasks.TaskStore(ttl_ms=ttl_ms, clock=clock)
+    store = (tasks.TaskStore(ttl_ms=ttl_ms) if clock is None
+             else tasks.TaskStore(ttl_ms=ttl_ms, clock=target.expose(clock, name="clock")))
     return tasks.create_server(str(root), tasks.TasksExtension(list(TASK_TOOLS), store))
 
 

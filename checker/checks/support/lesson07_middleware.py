@@ -14,6 +14,7 @@ import pytest
 from mcp import MCPError
 from mcp.types import Implementation
 
+from checker.checks.kit.clock import CheckClock
 from checker.checks.kit.text import word
 from checker.target import Target
 
@@ -46,13 +47,15 @@ class SlowSearch:
 
 
 def guarded(target: Target, root: Path, limit: int | None, window: float = 30.0,
-            search: SlowSearch | None = None) -> tuple[Any, Any, Any]:
-    """(desk, guard, server): the student's RequestGuard around lesson 7's desk in `root`."""
+            search: SlowSearch | None = None, clock: CheckClock | None = None) -> tuple[Any, Any, Any]:
+    """(desk, guard, server): the student's RequestGuard around lesson 7's desk in `root`, on
+    `clock` when one is given (time then moves only when the check moves it)."""
     errors, middleware = target.module("errors"), target.module("middleware")
     desk = errors.ErrorDesk(root, step_seconds=0)
     if search is not None:
         desk.backend = target.expose(search, methods=["search"])
-    guard = middleware.RequestGuard(limit=limit, window=window)
+    timing = {} if clock is None else {"clock": target.expose(clock, name="clock")}
+    guard = middleware.RequestGuard(limit=limit, window=window, **timing)
     return desk, guard, middleware.create_server(desk, guard)
 
 

@@ -190,12 +190,15 @@ class ReceiptBook:
     """Idempotency receipts by key: each kept for `seconds`, and only the `limit` newest (given code).
 
     A retry after that is treated as a new request. Clients retry within seconds or minutes, so a
-    day is generous; without the bounds every key ever used would stay in memory for good.
+    day is generous; without the bounds every key ever used would stay in memory for good. `clock`
+    is any monotonic clock in seconds (a test can move time on instead of waiting).
     """
 
-    def __init__(self, seconds: float = RECEIPT_SECONDS, limit: int = MAX_RECEIPTS) -> None:
+    def __init__(self, seconds: float = RECEIPT_SECONDS, limit: int = MAX_RECEIPTS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
         self.limit = limit
+        self.clock = clock
         self._kept: OrderedDict[str, tuple[float, str, NoteReceipt]] = OrderedDict()  # oldest first
 
     def find(self, key: str) -> tuple[str, NoteReceipt] | None:
@@ -206,13 +209,13 @@ class ReceiptBook:
 
     def keep(self, key: str, fingerprint: str, receipt: NoteReceipt) -> None:
         """Store the receipt of the call that used `key`; the oldest beyond the limit are forgotten."""
-        self._kept[key] = (time.monotonic(), fingerprint, receipt)
+        self._kept[key] = (self.clock(), fingerprint, receipt)
         self._kept.move_to_end(key)
         while len(self._kept) > self.limit:
             self._kept.popitem(last=False)
 
     def _forget_expired(self) -> None:
-        horizon = time.monotonic() - self.seconds
+        horizon = self.clock() - self.seconds
         while self._kept and next(iter(self._kept.values()))[0] < horizon:
             self._kept.popitem(last=False)
 
@@ -245,6 +248,7 @@ class ErrorDesk:
     max_notes: int = MAX_NOTES
     receipt_seconds: float = RECEIPT_SECONDS
     max_receipts: int = MAX_RECEIPTS
+    clock: Callable[[], float] = time.monotonic  # the receipts' clock (seconds)
     notes: dict[str, Note] = field(default_factory=dict)
     receipts: ReceiptBook = field(init=False)   # idempotency key -> (fingerprint, receipt), bounded
     jobs: dict[str, Job] = field(default_factory=dict)
@@ -254,7 +258,7 @@ class ErrorDesk:
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.exports = Path(self.exports) if self.exports is not None else self.root / ".exports"
-        self.receipts = ReceiptBook(self.receipt_seconds, self.max_receipts)
+        self.receipts = ReceiptBook(self.receipt_seconds, self.max_receipts, self.clock)
 
     # -- given helpers -------------------------------------------------------------------------
 

@@ -161,9 +161,9 @@ class RequestGuard:
         """Count a request against its client's allowance, or raise MCPError(RATE_LIMITED) saying
         when to retry. Notifications and `NEVER_LIMITED` requests pass uncounted."""
         # BEGIN SOLUTION lesson-7: with no limit, or for a notification or a NEVER_LIMITED method,
-        #   return; when the client's `recent` requests already fill its `limit`, refuse with
-        #   RATE_LIMITED and data {"retryAfter": seconds until the oldest leaves the window};
-        #   else count this one.
+        #   return; when the client's `recent` requests (now = self.clock()) already fill its
+        #   `limit`, refuse with RATE_LIMITED and data {"retryAfter": seconds until the oldest
+        #   leaves the window}; else count this one.
         if self.limit is None or ctx.request_id is None or ctx.method in NEVER_LIMITED:
             return
         now = self.clock()

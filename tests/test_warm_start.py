@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from checker.target import Target
 from tests.conftest import COURSE, pristine_starter
 
 PROBE = '''
-import json, logging, os, signal, sys, threading, atexit, random
+import json, logging, os, signal, sys, sysconfig, threading, atexit, random
 
 def handler(number):
     found = signal.getsignal(number)
@@ -43,7 +44,8 @@ def described():
             pass
     stdlib = os.path.dirname(os.__file__)
     return {
-        "name": __name__, "argv": sys.argv, "main": sys.modules["__main__"].__dict__.get("__spec__").name,
+        "name": __name__, "argv": sys.argv, "main": getattr(sys.modules["__main__"].__spec__, "name", None),
+        "interpreter": [sys.executable, sys.prefix, sys.exec_prefix, sysconfig.get_paths()["purelib"]],
         "package": __package__, "path_head": sys.path[: sys.path.index(stdlib) if stdlib in sys.path else 3],
         "path_tail": [p for p in sys.path if "site-packages" in p or not p.startswith(sys.prefix)][-4:],
         "env": dict(os.environ), "cwd": os.getcwd(), "fds": len(fds),
@@ -72,6 +74,13 @@ elif mode == "late":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("probe").info("configured by the program")
     print("main done")
+elif mode == "import":
+    try:
+        module = __import__(sys.argv[2])
+    except ImportError as exc:
+        print(f"ImportError: {exc}")
+    else:
+        print(module.__file__)
 elif mode == "wait":
     print("waiting", flush=True)
     sys.stdin.read()
@@ -200,3 +209,45 @@ def test_a_lesson_without_python_commands_starts_no_zygote(tmp_path: Path) -> No
     request = build_request(COURSE, COURSE.lesson("lesson-1"), COURSE.solutions, "solutions", tmp_path / "out.json")
     with command_zygote(request, Limits(20, 2048, 16)):
         assert "COURSE_COMMAND_ZYGOTE" not in os.environ
+
+
+def _venv(folder: Path, *, course_packages: bool) -> Path:
+    """A virtual environment of this interpreter holding the probe and a console script for it, as
+    lesson 8's checks make one (`course_packages`: a .pth to this interpreter's site-packages)."""
+    subprocess.run(["uv", "venv", "--offline", "--quiet", "--python", sys.executable, str(folder)], check=True)
+    site = next(folder.glob("lib/python*/site-packages"))
+    (site / "warmprobe.py").write_text(textwrap.dedent(PROBE))
+    if course_packages:
+        (site / "_course.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n")
+    script = folder / "bin" / "warm-probe"
+    script.write_text(f"#!{folder / 'bin' / 'python'}\nimport runpy\nrunpy.run_module('warmprobe', run_name='__main__')\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("course_packages", [True, False])
+def test_a_console_script_sees_its_own_environment(zygote: Running, tmp_path: Path, course_packages: bool) -> None:
+    """A virtual environment's console script starts warm too, as its own interpreter would start
+    it; a package the environment does not have is not lent to it by the zygote."""
+    script = _venv(tmp_path / "venv", course_packages=course_packages)
+    target = Target(pristine_starter(), COURSE.package, zygote.socket, zygote.scratch)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    for args in (["describe"], ["import", "mcp"], ["exit", "4"]):
+        cold, warm = (subprocess.run(command, input="", capture_output=True, text=True, env=env, cwd=tmp_path,
+                                     timeout=30) for command in ([str(script), *args], target.command([str(script), *args])))
+        assert (warm.returncode, warm.stdout, warm.stderr) == (cold.returncode, cold.stdout, cold.stderr), args
+    found = cold.stdout if False else subprocess.run([str(script), "import", "mcp"], capture_output=True, text=True,
+                                                     env=env, timeout=30).stdout
+    assert ("ImportError" in found) is not course_packages
+
+
+def test_a_students_module_shadows_a_loaded_one_as_it_would_cold(zygote: Running, probe_home: Path,
+                                                                  tmp_path: Path) -> None:
+    """The zygote has anyio loaded; a student's own anyio.py earlier on the path wins, as cold."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "anyio.py").write_text("SHADOW = True\n")
+    env = {"PYTHONPATH": f"{shadow}{os.pathsep}{probe_home / 'lib'}"}
+    cold = _run(zygote, probe_home, "import", "anyio", warm=False, env=env)
+    warm = _run(zygote, probe_home, "import", "anyio", warm=True, env=env)
+    assert warm.stdout == cold.stdout == f"{shadow / 'anyio.py'}\n", (cold.stderr, warm.stderr)

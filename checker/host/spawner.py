@@ -55,7 +55,8 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
 
 def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int], conn: socket.socket) -> int:
     """fork + exec `argv` with the relay's stdio, in this spawner's process group; a `python -m`
-    command runs in the fork itself, already warm, without the exec (`checker.host.warmstart`)."""
+    command or a virtual environment's console script runs in the fork itself, already warm,
+    without the exec (`checker.host.warmstart`)."""
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -66,12 +67,12 @@ def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int], conn:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             os.chdir(cwd)
-            module = warmstart.module_argv(argv, env)
-            if module is not None:
+            warm = warmstart.plan(argv, env)
+            if warm is not None:
                 conn.close()  # the command must not hold the spawner's line to the relay
                 for fd in {*fds, ready_w} - {0, 1, 2}:
                     os.close(fd)  # ready_w closing says "started", as a successful exec does
-                warmstart.become(module, env)
+                warmstart.become(warm, env)
             os.set_inheritable(ready_w, False)
             os.execvpe(argv[0], argv, env)
         except OSError as exc:

@@ -26,11 +26,14 @@ import logging
 import os
 import runpy
 import signal
+import site
 import subprocess
 import sys
+import sysconfig
 import threading
 import types
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 # Settings a cold interpreter reads at start-up that a fork cannot take on afterwards.
 _HANDLED = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
@@ -49,26 +52,73 @@ def _interpreter_path() -> list[str]:
 _INTERPRETER_PATH = _interpreter_path()
 
 
-def module_argv(argv: list[str], env: dict[str, str]) -> list[str] | None:
-    """[MODULE, ARG, ...] when `argv` is `<this interpreter> -m MODULE ARG ...` and `env` asks for
-    nothing a fork cannot do; None when the command must be exec'd."""
-    if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m" or not argv[2] or argv[2].startswith("-"):
-        return None
+@dataclass(frozen=True)
+class Start:
+    """A command that can start warm: `main` is a module name (`python -m`) or a script's path (a
+    console script of a virtual environment made from this same interpreter)."""
+
+    main: str
+    args: list[str]
+    script: bool = False
+
+
+def plan(argv: list[str], env: dict[str, str]) -> Start | None:
+    """How `argv` can start warm, or None when it must be exec'd: anything but `<this interpreter>
+    -m MODULE ...` or `<venv script> ...`, or an environment asking for what a fork cannot do."""
     if any(name.startswith("PYTHON") and name not in _HANDLED for name in env):
         return None
-    return argv[2:]
+    if len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m" and argv[2] and not argv[2].startswith("-"):
+        return Start(argv[2], argv[3:])
+    if argv and _venv_interpreter(argv[0]) is not None:
+        return Start(argv[0], argv[1:], script=True)
+    return None
 
 
-def become(module_args: list[str], env: dict[str, str]) -> NoReturn:
-    """In a fresh fork whose fds 0-2 are the command's, whose working folder is set and which holds
-    no other descriptor: run the module as `python -m` would, then end as that interpreter would."""
-    _fresh_process_state(env)
-    module, args = module_args[0], module_args[1:]
-    sys.argv = [module, *args]  # runpy puts the module's file in argv[0], as -m does
+def _venv_interpreter(path: str) -> str | None:
+    """The interpreter of `path` when it is a script whose `#!` line names the python of a virtual
+    environment made from this interpreter (what `pip install` writes for a console script)."""
+    if not os.path.isabs(path) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(4096)
+    except OSError:
+        return None
+    interpreter = first[2:].strip().decode(errors="replace") if first.startswith(b"#!") else ""
+    if not interpreter or " " in interpreter or not os.path.isabs(interpreter):
+        return None
+    folder = os.path.dirname(os.path.dirname(interpreter))
+    if not os.path.isfile(os.path.join(folder, "pyvenv.cfg")):
+        return None
+    if os.path.realpath(interpreter) != os.path.realpath(sys.executable):
+        return None
+    return interpreter
+
+
+def become(start: Start, env: dict[str, str]) -> NoReturn:
+    """In a fresh fork whose fds 0-2 are the command's and whose working folder is set: run the
+    module as `python -m` would, or the script as its own interpreter would, then end as that
+    interpreter would have."""
+    if start.script:
+        interpreter = _venv_interpreter(start.main) or sys.executable
+        shown = _interpreter_state(interpreter, env)
+        path = [os.path.dirname(os.path.realpath(start.main)), *shown["path"]]
+    else:
+        pythonpath = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+        path = [os.getcwd(), *pythonpath, *_INTERPRETER_PATH]
+    _forget_modules_found_elsewhere(path)
+    _fresh_process_state(env, path)
+    sys.argv = [start.main, *start.args]  # for a module, runpy puts its file in argv[0], as -m does
+    if start.script:
+        sys.executable, sys.prefix, sys.exec_prefix = interpreter, shown["prefix"], shown["exec_prefix"]
+        _forget_cached_prefixes()
     sys.modules["__main__"] = types.ModuleType("__main__")
     code, interrupted = 0, False
     try:
-        runpy._run_module_as_main(module, alter_argv=True)  # type: ignore[attr-defined]  # noqa: SLF001 - what -m runs
+        if start.script:
+            runpy.run_path(start.main, run_name="__main__")
+        else:
+            runpy._run_module_as_main(start.main, alter_argv=True)  # type: ignore[attr-defined]  # noqa: SLF001 - what -m runs
     except SystemExit as exc:
         code = _exit_code(exc.code)
     except BaseException as exc:  # noqa: BLE001 - printed as the interpreter prints it, exit status 1
@@ -83,15 +133,67 @@ def become(module_args: list[str], env: dict[str, str]) -> NoReturn:
     os._exit(code)
 
 
-def _fresh_process_state(env: dict[str, str]) -> None:
-    """What a cold interpreter starts with: environment, path, descriptors, standard streams,
-    signals, logging."""
+def _forget_modules_found_elsewhere(path: list[str]) -> None:
+    """Unload every package this process has loaded that a cold start on `path` would not load
+    from the same place: its folder is not on `path` (the checker's own, a dependency a virtual
+    environment does not have), or something earlier on `path` has that name (a student's own
+    `anyio.py`, say). Importing it then does what a cold start does. What stays loaded (the SDK,
+    the standard library) is exactly what the program would have loaded from the same files."""
+    places = [os.path.realpath(entry or ".") for entry in path]
+    listings: dict[int, set[str]] = {}
+
+    def modules_in(index: int) -> set[str]:
+        if index not in listings:
+            try:
+                found = os.listdir(places[index])
+            except OSError:
+                found = []
+            listings[index] = {name.split(".")[0] for name in found if "." not in name or name.endswith((".py", ".so"))}
+        return listings[index]
+
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if "." in name or not isinstance(file, str):
+            continue  # submodules follow their package; built-in and frozen modules come with the interpreter
+        folder = os.path.dirname(os.path.realpath(file))
+        origin = os.path.dirname(folder) if os.path.basename(file).startswith("__init__.") else folder
+        where = places.index(origin) if origin in places else -1
+        if where >= 0 and not any(name in modules_in(index) for index in range(where)):
+            continue
+        for loaded in [key for key in sys.modules if key == name or key.startswith(f"{name}.")]:
+            del sys.modules[loaded]
+
+
+def _forget_cached_prefixes() -> None:
+    """What the standard library worked out from the zygote's prefixes, recomputed on next use
+    from the virtual environment's (sysconfig's paths, site's prefixes)."""
+    site.PREFIXES[:] = [sys.prefix, sys.exec_prefix]
+    sysconfig._PREFIX = os.path.normpath(sys.prefix)  # type: ignore[attr-defined]  # noqa: SLF001 - read at its import
+    sysconfig._EXEC_PREFIX = os.path.normpath(sys.exec_prefix)  # type: ignore[attr-defined]  # noqa: SLF001
+    sysconfig._CONFIG_VARS = None  # type: ignore[attr-defined]  # noqa: SLF001 - its cache, rebuilt on first use
+    if hasattr(sysconfig, "_CONFIG_VARS_INITIALIZED"):  # Python 3.12 and later
+        sysconfig._CONFIG_VARS_INITIALIZED = False  # noqa: SLF001
+
+
+def _interpreter_state(interpreter: str, env: dict[str, str]) -> dict[str, Any]:
+    """What `interpreter` starts with in `env` (its path after the script's folder, its prefixes):
+    one bare start of it, a few milliseconds, exact however its environment is set up."""
+    shown = subprocess.run(
+        [interpreter, "-c", "import json, sys; print(json.dumps({'path': sys.path[1:], 'prefix': sys.prefix, "
+                            "'exec_prefix': sys.exec_prefix}))"],
+        env=env, capture_output=True, text=True, check=True, timeout=60, stdin=subprocess.DEVNULL)
+    state: dict[str, Any] = json.loads(shown.stdout)
+    return state
+
+
+def _fresh_process_state(env: dict[str, str], path: list[str]) -> None:
+    """What a cold interpreter starts with: environment, import path, descriptors, standard
+    streams, signals, logging."""
     _release_inherited_descriptors()
     os.environ.clear()
     os.environ.update(env)
     sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
-    pythonpath = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    sys.path[:] = [os.getcwd(), *pythonpath, *_INTERPRETER_PATH]
+    sys.path[:] = path
     sys.path_importer_cache.clear()
     _fresh_streams()
     sys.excepthook, sys.unraisablehook = sys.__excepthook__, sys.__unraisablehook__

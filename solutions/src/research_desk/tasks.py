@@ -68,6 +68,7 @@ from mcp.server.mcpserver.server import require_client_extension
 from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
 from mcp_types import (
     HEADER_MISMATCH,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
     CallToolRequestParams,
     ClientCapabilities,
     InputRequiredResult,
@@ -84,7 +85,6 @@ log = logging.getLogger(__name__)
 TASKS = "io.modelcontextprotocol/tasks"
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
 TASKS_FULL = -32011
 """A store at `max_tasks` refuses new tasks with this code (the implementation range, beside lesson
 7's -32010 RATE_LIMITED)."""
@@ -312,6 +312,7 @@ class TasksExtension(Extension):
         async def call(ctx: ServerRequestContext[Any, Any]) -> HandlerResult:
             while True:
                 outcome = await call_next(ctx)
+                # A task's work is an asyncio task of its own (task.work): that is how we know we are in one.
                 task = self.store.doing(asyncio.current_task())
                 if task is None or not isinstance(outcome, InputRequiredResult):
                     return outcome

@@ -9,7 +9,9 @@ course did not write judge it, the way a host or an auditor would:
 2. the official **MCP conformance suite** runs its server scenarios against the running HTTP
    server at both wires: 2026-07-28 (the 0.2.0-alpha line, `--requirements 2026-07-28`) and
    2025-11-25 (0.1.16). Scenarios written for the suite's own fixture server are excluded in
-   `checker/conformance_expected.toml`, each with its reason; a stale entry fails the run.
+   `checker/conformance_expected.toml`, each with its reason; a stale entry fails the run. The
+   tasks scenarios run against `checker/verify_fixture.py` instead: the suite's tasks fixture
+   tools, every task made and kept by the judged edition's own `research_desk.tasks`.
 
 Both are Node programs needing Node >= 22.19, pinned in `JUDGES` and installed with npm into a
 cache folder (~/.cache/research-desk-judges, or $COURSE_JUDGES_DIR), never into the project.
@@ -48,10 +50,12 @@ TASKS_SCENARIOS = ("tasks-lifecycle", "tasks-capability-negotiation", "tasks-wir
                    "tasks-request-state-removal", "tasks-mrtr-input", "tasks-request-headers",
                    "tasks-dispatch-and-envelope", "tasks-status-notifications", "tasks-required-task-error",
                    "tasks-mrtr-composition")
-"""The suite's scenarios for the io.modelcontextprotocol/tasks extension (SEP-2663), which the desk
-serves (lesson 3's TasksExtension). They are extension scenarios, on no spec timeline, so they run
-with --force. Most of their checks call the suite's fixture tools (slow_compute, failing_job, ...):
-conformance_expected.toml excludes those and counts the rest."""
+"""The suite's scenarios for the io.modelcontextprotocol/tasks extension (SEP-2663), lesson 3's
+TasksExtension. They are extension scenarios, on no spec timeline, so they run with --force. Their
+checks call the suite's fixture tools (slow_compute, failing_job, ...), so they run against the
+conformance fixture server (checker/verify_fixture.py), whose every task goes through the judged
+edition's own TasksExtension and TaskStore; every other scenario runs against the desk."""
+FIXTURE_APP = "checker.verify_fixture:build_app"
 EXTRA_SCENARIOS = {"modern": ("http-header-validation", *TASKS_SCENARIOS)}
 """Scenarios of the 2026-07-28 wire that its frozen requirements list leaves out, run one by one and
 counted like the rest: http-header-validation judges the Mcp-Method/Mcp-Name routing headers that the
@@ -292,13 +296,24 @@ def start_http(
                 "RESEARCH_DESK_LOG_LEVEL": "WARNING", "RESEARCH_DESK_PUBLIC_URL": f"http://127.0.0.1:{port}/mcp"}
     if token:
         settings["RESEARCH_DESK_TOKEN"] = token
+    return _uvicorn(label, f"{package}.server:build_app", port, python_env(edition, settings), folder, token)
+
+
+def start_fixture(edition: Path, package: str, folder: Path) -> HttpServer:
+    """The conformance fixture server (checker/verify_fixture.py) over `edition`'s tasks module."""
+    env = python_env(edition, {"COURSE_FIXTURE_PACKAGE": package})
+    return _uvicorn("fixture", FIXTURE_APP, free_port(), env, folder, None)
+
+
+def _uvicorn(label: str, factory: str, port: int, env: dict[str, str], folder: Path, token: str | None) -> HttpServer:
+    """`python -m uvicorn --factory factory` on 127.0.0.1:port, its output in folder/server-<label>.log."""
     log = folder / f"server-{label}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", f"{package}.server:build_app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
              "--port", str(port), "--no-access-log", "--log-level", "warning"],
-            env=python_env(edition, settings), cwd=folder, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            env=env, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
     return HttpServer(label, port, process, log, token)
 
 
@@ -362,6 +377,7 @@ class Report:
     not_run: str = ""            # why the judges could not run (one line), if they could not
     versions: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    fixture_scenarios: list[str] = field(default_factory=list)  # judged on the fixture server, not the desk
 
     @property
     def failures(self) -> list[Finding]:
@@ -377,7 +393,8 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {"edition": self.edition, "ok": self.ok, "not_run": self.not_run, "versions": self.versions,
-                "seconds": round(self.seconds, 1), "findings": [asdict(f) for f in self.findings]}
+                "seconds": round(self.seconds, 1),
+                "fixture_scenarios": self.fixture_scenarios, "findings": [asdict(f) for f in self.findings]}
 
 
 # --- judge 1: the MCP Inspector CLI ---------------------------------------------------------------------
@@ -713,9 +730,11 @@ def score(wire: str, results: dict[str, ScenarioResult], scored: Sequence[str], 
 
 
 def judge_conformance(
-    judges: Judges, server: HttpServer, folder: Path, expected_path: Path = EXPECTED_FILE
+    judges: Judges, server: HttpServer, folder: Path, expected_path: Path = EXPECTED_FILE, *,
+    fixture: HttpServer | None = None,
 ) -> list[Finding]:
-    """Both wires of the suite against the running server, scored with the expected-failures file."""
+    """Both wires of the suite against the running server, scored with the expected-failures file;
+    the tasks scenarios against `fixture` when given (else against `server`)."""
     expected = load_expected(expected_path)
     env = judges.env(folder)
     findings: list[Finding] = []
@@ -735,8 +754,10 @@ def judge_conformance(
         extra = EXTRA_SCENARIOS.get(wire, ())
         for scenario in extra:
             try:
-                force = ["--force"] if scenario in TASKS_SCENARIOS else []
-                subprocess.run([str(binary), "server", "--url", server.url, "-o", str(out), "--scenario", scenario,
+                tasks = scenario in TASKS_SCENARIOS
+                force = ["--force"] if tasks else []
+                url = fixture.url if tasks and fixture is not None else server.url
+                subprocess.run([str(binary), "server", "--url", url, "-o", str(out), "--scenario", scenario,
                                 "--spec-version", ERAS[wire], "--timeout", "20000", *force],
                                check=False, capture_output=True, text=True, env=env, cwd=folder, timeout=300)
             except subprocess.TimeoutExpired:
@@ -774,15 +795,17 @@ def run_verify(edition: Path, package: str = "research_desk", *, judges: Judges,
     try:
         guarded = start_http("token", edition, package, workspace, folder, token=token)
         servers.append(guarded)
-        open_server = None
+        open_server = fixture = None
         if only in (None, "conformance"):
             # The suite cannot send a bearer token, so it gets a loopback-only twin without one.
             open_server = start_http("open", edition, package, workspace, folder, token=None)
-            servers.append(open_server)
+            fixture = start_fixture(edition, package, folder)
+            servers += [open_server, fixture]
         for server in servers:
             problem = wait_healthy(server)
             if problem:
-                report.findings.append(Finding("setup", f"http ({server.label})", "start the desk", "failed", problem))
+                what = "start the conformance fixture server" if server is fixture else "start the desk"
+                report.findings.append(Finding("setup", f"http ({server.label})", what, "failed", problem))
         if report.failures:
             return report
         if only in (None, "inspector"):
@@ -791,7 +814,8 @@ def run_verify(edition: Path, package: str = "research_desk", *, judges: Judges,
         if only in (None, "conformance") and open_server is not None:
             log(f"MCP conformance suite {JUDGES['conformance']} (2026-07-28) and {JUDGES['conformance-legacy']} "
                 f"(2025-11-25)")
-            report.findings += judge_conformance(judges, open_server, folder)
+            report.findings += judge_conformance(judges, open_server, folder, fixture=fixture)
+            report.fixture_scenarios = list(TASKS_SCENARIOS)
         return report
     finally:
         for server in servers:
@@ -819,6 +843,10 @@ def render(report: Report, print_line: Callable[[str], None]) -> None:
                 f"passed, {failed} failed or stale; {report.count(judge, 'excluded')} excluded and "
                 f"{report.count(judge, 'not-counted')} not counted (checker/conformance_expected.toml)"
             )
+            if report.fixture_scenarios:
+                print_line(f"judged on the conformance fixture server (the suite's tasks tools over this edition's "
+                           f"research_desk.tasks): {', '.join(report.fixture_scenarios)}; every other scenario "
+                           f"on the desk")
         else:
             print_line(f"MCP Inspector {JUDGES['inspector']}: {passed} passed, {failed} failed "
                        f"(tools/list and every tool, stdio and HTTP, both eras)")

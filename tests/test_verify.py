@@ -246,9 +246,50 @@ def test_conformance_suite_passes_what_applies(verified: verify.Report) -> None:
     modern = {f.item for f in verified.findings if f.judge == "conformance" and f.where == verify.ERAS["modern"]
               and f.outcome == "passed"}
     assert "http-header-validation" in modern, "the routing-header scenario must run and count (EXTRA_SCENARIOS)"
-    tasks = {"tasks-capability-negotiation", "tasks-dispatch-and-envelope", "tasks-request-headers"}
-    assert tasks <= modern, f"the tasks extension's fixture-free checks must run and count: {sorted(tasks - modern)}"
+    tasks = set(verify.TASKS_SCENARIOS) - {"tasks-status-notifications"}   # the suite only skips that one
+    assert tasks <= modern, f"the tasks scenarios must run (on the fixture server) and count: {sorted(tasks - modern)}"
+    assert verified.fixture_scenarios == list(verify.TASKS_SCENARIOS), "the report must say what the fixture judged"
     assert verified.ok
+
+
+def _judges_or_skip() -> verify.Judges:
+    try:
+        return verify.ensure_judges(install=True)
+    except verify.JudgesMissing as exc:
+        if os.environ.get("COURSE_REQUIRE_JUDGES") == "1":
+            pytest.fail(f"COURSE_REQUIRE_JUDGES=1 but the judges cannot run: {exc}")
+        pytest.skip(str(exc))
+
+
+def _tasks_scenarios_on_fixture(judges: verify.Judges, edition: Path, folder: Path) -> dict[str, ScenarioResult]:
+    """The tasks scenarios, run by the suite against the fixture server over `edition`'s tasks module."""
+    folder.mkdir(parents=True)
+    server = verify.start_fixture(edition, COURSE.package, folder)
+    try:
+        assert verify.wait_healthy(server) == "", f"the fixture server over {edition} did not start"
+        for scenario in ("tasks-lifecycle", "tasks-mrtr-input", "tasks-required-task-error"):
+            subprocess.run([str(judges.conformance), "server", "--url", server.url, "-o", str(folder / "out"),
+                            "--scenario", scenario, "--spec-version", verify.ERAS["modern"], "--timeout", "20000",
+                            "--force"], check=False, capture_output=True, env=judges.env(folder), cwd=folder,
+                           timeout=300)
+    finally:
+        verify.stop_process(server.process)
+    return verify.read_results(folder / "out")
+
+
+def test_fixture_server_judges_the_targets_own_tasks(tmp_path: Path) -> None:
+    """The fixture serves the suite's tools, but every task is the target's: the solutions' tasks module
+    passes the tasks scenarios, the starter's stub (no task is ever made) fails them."""
+    from tests.conftest import pristine_starter
+
+    judges = _judges_or_skip()
+    solved = _tasks_scenarios_on_fixture(judges, COURSE.solutions, tmp_path / "solutions")
+    for name in ("tasks-lifecycle", "tasks-mrtr-input", "tasks-required-task-error"):
+        assert name in solved and not solved[name].failing(), (name, solved.get(name))
+    stub = _tasks_scenarios_on_fixture(judges, pristine_starter(), tmp_path / "starter")
+    for name in ("tasks-lifecycle", "tasks-mrtr-input"):
+        assert name in stub and stub[name].failing(), (
+            f"{name} passed on the starter's tasks stub: the fixture answers for the target, the count is dishonest")
 
 
 # --- the deployment material -----------------------------------------------------------------------------

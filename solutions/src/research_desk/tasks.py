@@ -22,6 +22,14 @@ The wire, as the conformance suite judges it:
 * `tasks/cancel` answers an empty result, also for a task already finished (a terminal status
   never changes); an unknown (or expired) `taskId` is -32602 for every tasks method.
 * A task is kept `ttlMs` after it was created; after that it is forgotten (and its work stopped).
+* A tool that asks the client something (a `Resolve` that elicits) while it runs as a task parks
+  the task in `input_required`: `tasks/get` shows the questions as `inputRequests`, `tasks/update`
+  brings the answers (a few at a time if the client likes), and once every question is answered
+  the call runs again with them, as an ordinary 2026-07-28 retry would (given code).
+* A tool that cannot run without a task (`required`) refuses a client that did not declare the
+  extension with -32021, naming the extension in `data.requiredCapabilities` (given code).
+* Over HTTP, tasks/get, tasks/update and tasks/cancel name their task in the `Mcp-Name` header; a
+  header naming another task is refused with -32020 (header mismatch), as the SDK does for tools.
 
 What `course check 3` holds you to (the "going further" checks), in both protocol eras:
 
@@ -57,7 +65,16 @@ from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.server import require_client_extension
-from mcp_types import CallToolRequestParams, RequestParams
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
+from mcp_types import (
+    HEADER_MISMATCH,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    CallToolRequestParams,
+    ClientCapabilities,
+    InputRequiredResult,
+    MissingRequiredClientCapabilityErrorData,
+    RequestParams,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict
 
@@ -95,11 +112,17 @@ class Task:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     work: asyncio.Task[None] | None = field(default=None, repr=False)
+    input_requests: dict[str, Any] = field(default_factory=dict)   # questions still open, as the wire shows them
+    answers: dict[str, Any] = field(default_factory=dict)          # answers to this round's questions so far
+    answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def info(self) -> dict[str, Any]:
-        """The task as `tasks/get` shows it: the envelope, plus `result` or `error` once settled."""
+        """The task as `tasks/get` shows it: the envelope, plus `result` or `error` once settled, or
+        the open questions while it waits for input."""
         shown: dict[str, Any] = {"taskId": self.task_id, "status": self.status, "createdAt": self.created_at,
                                  "lastUpdatedAt": self.last_updated_at, "ttlMs": self.ttl_ms}
+        if self.status == "input_required":
+            shown["inputRequests"] = dict(self.input_requests)
         if self.result is not None:
             shown["result"] = self.result
         if self.error is not None:
@@ -181,6 +204,10 @@ class TaskStore:
                 task.work.cancel()
         # END SOLUTION
 
+    def doing(self, work: asyncio.Task[Any] | None) -> Task | None:
+        """The task whose work `work` is, if any (given code)."""
+        return next((task for task in self._tasks.values() if work is not None and task.work is work), None)
+
     def __len__(self) -> int:
         self._expire()
         return len(self._tasks)
@@ -219,8 +246,9 @@ class TasksExtension(Extension):
 
     identifier = TASKS
 
-    def __init__(self, tools: Iterable[str], store: TaskStore | None = None) -> None:
-        self.task_tools = frozenset(tools)
+    def __init__(self, tools: Iterable[str], store: TaskStore | None = None, *, required: Iterable[str] = ()) -> None:
+        self.required_tools = frozenset(required)
+        self.task_tools = frozenset(tools) | self.required_tools
         self.store = store if store is not None else TaskStore()
 
     def methods(self) -> list[MethodBinding]:
@@ -229,10 +257,15 @@ class TasksExtension(Extension):
                 MethodBinding("tasks/cancel", TaskIdParams, self._cancel, modern),
                 MethodBinding("tasks/update", TaskUpdateParams, self._update, modern)]
 
-    def _gate(self, ctx: ServerRequestContext[Any, Any], params: BaseModel) -> None:
-        """-32021 unless the client declared the extension: the tasks surface is theirs only."""
+    def _gate(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> None:
+        """-32021 unless the client declared the extension: the tasks surface is theirs only. Over
+        HTTP, an `Mcp-Name` header naming another task than the body is -32020."""
         if not client_asked_for_tasks(ctx, params):
             require_client_extension(ctx, TASKS)
+        headers = getattr(ctx.request, "headers", None)
+        named = decode_header_value(headers.get(MCP_NAME_HEADER)) if headers is not None else None
+        if named is not None and named != params.taskId:
+            raise MCPError(code=HEADER_MISMATCH, message=f"{MCP_NAME_HEADER} header does not match the taskId")
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> HandlerResult:
         self._gate(ctx, params)
@@ -244,14 +277,61 @@ class TasksExtension(Extension):
         return {}
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: TaskUpdateParams) -> HandlerResult:
-        """The desk's tasks never wait for input, so an update only confirms the task exists."""
+        """Take the answers to questions the task has open (others are ignored); once none is left
+        open, the task is `working` again and its call runs on with them (given code)."""
         self._gate(ctx, params)
-        self.store.get(params.taskId)
+        task = self.store.get(params.taskId)
+        if task.status == "input_required":
+            for key, answer in params.inputResponses.items():
+                if key in task.input_requests:
+                    del task.input_requests[key]
+                    task.answers[key] = answer
+            if not task.input_requests:
+                self.store.settle(task, "working")
+                task.answered.set()
         return {}
+
+    def _refuse_without_tasks(self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> None:
+        """-32021 for a `required` tool called by a client that did not declare tasks (given code):
+        it has no synchronous answer to give."""
+        if params.name in self.required_tools and not client_asked_for_tasks(ctx, params):
+            data = MissingRequiredClientCapabilityErrorData(
+                required_capabilities=ClientCapabilities(extensions={TASKS: {}}))
+            raise MCPError(code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+                           message=f"{params.name} runs only as a task: declare the {TASKS} extension",
+                           data=data.model_dump(by_alias=True, mode="json", exclude_none=True))
+
+    def _answering(self, params: CallToolRequestParams, call_next: CallNext) -> CallNext:
+        """`call_next` that, in a task's work, turns a round asking for input into `input_required`
+        (given code).
+
+        The call is asked again with the answers and the round's `requestState`, exactly as a client
+        retries a 2026-07-28 call; only here the retry waits inside the task for tasks/update. Outside
+        a task (a synchronous call) an input-required round goes back to the client unchanged."""
+
+        async def call(ctx: ServerRequestContext[Any, Any]) -> HandlerResult:
+            while True:
+                outcome = await call_next(ctx)
+                # A task's work is an asyncio task of its own (task.work): that is how we know we are in one.
+                task = self.store.doing(asyncio.current_task())
+                if task is None or not isinstance(outcome, InputRequiredResult):
+                    return outcome
+                shown = outcome.model_dump(by_alias=True, mode="json", exclude_none=True)
+                task.input_requests, task.answers = dict(shown.get("inputRequests") or {}), {}
+                task.answered.clear()
+                self.store.settle(task, "input_required")
+                await task.answered.wait()
+                retry = CallToolRequestParams.model_validate({"name": params.name, "inputResponses": task.answers})
+                # The handler reads the params this interceptor was given, so the answers go there.
+                params.input_responses, params.request_state = retry.input_responses, outcome.request_state
+
+        return call
 
     async def intercept_tool_call(self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any],
                                   call_next: CallNext) -> HandlerResult:
         """Answer a task for the listed tools when the client asked for tasks; run the rest as usual."""
+        self._refuse_without_tasks(ctx, params)
+        call_next = self._answering(params, call_next)
         # BEGIN SOLUTION lesson-3: unless the tool is one of task_tools and the client asked for
         #   tasks, answer as usual with `await call_next(ctx)`. Otherwise create a task, start
         #   self._run(...) as its asyncio work, and answer {"resultType": "task", **task.info()} at once.

@@ -8,6 +8,7 @@ compares what the program saw and how it ended.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -203,6 +204,25 @@ def test_a_self_checks_runner_starts_its_commands_warm(tmp_path: Path, probe_hom
     assert set(inherited) <= {os.devnull}, f"the runner's own descriptors reached the program: {inherited}"
     cold.pop("fd_kinds"), cold.pop("fds"), warm.pop("fds")
     assert warm == cold
+
+
+def test_the_runners_exit_handlers_stay_the_runners(tmp_path: Path, probe_home: Path) -> None:
+    """The runner forked into a zygote carries its own exit handlers (this test process: pytest's
+    clean-up of temporary folders); a program started from it must not run them when it exits."""
+    doomed = tmp_path / "kept-by-the-runner"
+    doomed.mkdir()
+    atexit.register(doomed.rmdir)
+    try:
+        request = build_request(COURSE, COURSE.lesson("lesson-3"), COURSE.solutions, "solutions", tmp_path / "out.json")
+        with command_zygote(request, Limits(20, 2048, 16)):
+            target = Target(pristine_starter(), COURSE.package, command_zygote=os.environ["COURSE_COMMAND_ZYGOTE"])
+            env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(probe_home / "lib")}
+            ended = subprocess.run(target.command([sys.executable, "-m", "warmprobe", "late"]), env=env,
+                                   capture_output=True, text=True, cwd=probe_home / "work", timeout=30)
+        assert ended.stdout.splitlines() == ["main done", "thread finished", "atexit ran"], ended.stderr
+        assert doomed.is_dir(), "the program ran an exit handler of the process it was forked from"
+    finally:
+        atexit.unregister(doomed.rmdir)
 
 
 def test_a_lesson_without_python_commands_starts_no_zygote(tmp_path: Path) -> None:

@@ -205,6 +205,11 @@ def _fresh_process_state(env: dict[str, str], path: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython sets them at start-up
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # Exit handlers the warm process registered are its own business (a test run's clean-up of its
+    # temporary folders, say): never the program's. Of those that importing a module registers,
+    # logging's is the one a program relies on (flushing its handlers), and logging is loaded.
+    atexit._clear()  # noqa: SLF001 - the interpreter's own list of exit handlers
+    atexit.register(logging.shutdown)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -346,6 +346,36 @@ def test_capabilities_advertise_only_what_the_desk_sends(tmp_path: Path) -> None
     assert answer.get("resources", {}).get("subscribe") is True, "desk://notes updates are really sent"
 
 
+FROZEN_AFTER_BUILD = """
+import gc, json, os
+from research_desk.server import build_app
+if os.environ.get("BUILD_FROM") == "mapping":
+    build_app({key: value for key, value in os.environ.items() if key.startswith("RESEARCH_DESK_")})
+else:
+    build_app()
+print(json.dumps({"frozen": gc.get_freeze_count(), "collecting": gc.isenabled()}))
+"""
+
+
+@pytest.mark.parametrize("build_from", ["environment", "mapping"])
+def test_only_the_serving_process_freezes_its_startup_heap(tmp_path: Path, build_from: str) -> None:
+    """The uvicorn factory's process exists to serve: what it built at start leaves the collector's
+    full passes (each one stalled every request ~35 ms under load). Built with settings in someone
+    else's process (a test, a notebook, a check), the app leaves that process's heap alone; and
+    the collector keeps running either way, for everything made after the start."""
+    root, _ = _workspace(tmp_path)
+    env = {"RESEARCH_DESK_ROOTS": str(root), "RESEARCH_DESK_LOG_LEVEL": "WARNING", "BUILD_FROM": build_from}
+    done = subprocess.run([sys.executable, "-c", FROZEN_AFTER_BUILD], env=verify.python_env(COURSE.solutions, env),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["collecting"] is True, seen
+    if build_from == "environment":
+        assert seen["frozen"] > 10_000, seen
+    else:
+        assert seen["frozen"] == 0, seen
+
+
 # --- lesson 7's middleware around every request -------------------------------------------------------
 
 

@@ -109,9 +109,14 @@ class RequestGuard:
         self.swept = clock()
 
     def record(self, entry: RequestRecord) -> None:
-        """Keep `entry` and log it as one line of JSON (given code)."""
+        """Keep `entry` and log it as one line of JSON (given code).
+
+        The JSON is built only when the line will be written: at WARNING, the usual production
+        level, `log.info` drops the line, but its arguments are computed before the call, and
+        turning a record into JSON costs more than the rest of the guard's work on a request."""
         self.records.append(entry)
-        log.info("request %s", json.dumps(asdict(entry)))
+        if log.isEnabledFor(logging.INFO):
+            log.info("request %s", json.dumps(asdict(entry)))
 
     def trail(self) -> list[dict[str, Any]]:
         """The kept records as plain dicts, oldest first: ready for a table or for JSON (given code)."""

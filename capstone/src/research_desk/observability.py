@@ -38,6 +38,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from contextvars import ContextVar
 from typing import Any
 
@@ -93,16 +94,35 @@ class DeskTelemetry:
                                 ["method", "outcome"], registry=self.registry)
         self.tool_seconds = Histogram("research_desk_tool_seconds", "How long each tool call took, by tool.",
                                       ["tool"], registry=self.registry)
+        # `.labels(...)` checks and converts its values and takes a lock on every call: each series'
+        # child is looked up once and kept here (as the metric itself keeps it, for its lifetime).
+        self._counts: dict[tuple[str, str], Any] = {}
+        self._timings: dict[str, Any] = {}
+
+    def count(self, method: str, outcome: str) -> None:
+        """One more message of `method` that ended `outcome` (given code)."""
+        child = self._counts.get((method, outcome))
+        if child is None:
+            child = self._counts[method, outcome] = self.requests.labels(method, outcome)
+        child.inc()
+
+    def observe(self, tool: str, seconds: float) -> None:
+        """One call of `tool` took `seconds` (given code)."""
+        child = self._timings.get(tool)
+        if child is None:
+            child = self._timings[tool] = self.tool_seconds.labels(tool)
+        child.observe(seconds)
 
     async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
         """Answer one message inside the desk's span (tool calls), with its id set for the logs."""
         # TODO(lesson-9): set the request id (str of ctx.request_id, None for a notification) for as
         #   long as the message is answered; for tools/call, open a span `tool <name>`
-        #   with the tool's name as TOOL; await call_next(ctx); decide the outcome
+        #   with the tool's name as TOOL (unless the SDK's span is not recorded: then
+        #   nobody would see ours either); await call_next(ctx); decide the outcome
         #   ("ok", "tool_error" or "error"), put it on the span as OUTCOME, set ERROR
         #   status unless ok (record an exception too, then re-raise it); log one INFO
-        #   line inside the span; count every message in `requests` by method and
-        #   outcome and observe each tool call's seconds in `tool_seconds`.
+        #   line inside the span; count every message (`count`) and time each tool
+        #   call (`observe`).
         return await call_next(ctx)  # no span, no request id, nothing counted
 
 

@@ -96,32 +96,39 @@ async def index_in_worker(root: Path, ctx: Context, *, report_every: float, pace
     every other client: under load, twenty small documents cost some forty turns where a call with
     one answer needs a handful, and a progress bar gains nothing from twenty redraws in a few
     milliseconds. So here the whole job is one trip to a worker thread, which reports progress
-    (absolute, as before) at most once per `report_every` seconds and always after the last
-    document, so the client still sees the count reach the total. `report_every=0` reports every
-    document. Between documents the job checks whether its caller has gone, and stops if so.
+    (absolute, as before) at most once per `report_every` seconds; the last document is always
+    reported, so the client still sees the count reach the total, but from the event loop once the
+    job is back: sent from the thread, it would hold the job for one more round trip through a busy
+    loop. `report_every=0` reports every document. Between documents the job checks whether its
+    caller has gone, and stops if so.
     """
 
-    def job() -> IndexSummary:
+    def job() -> tuple[IndexSummary, str]:
         paths = scan_documents(root)
         total = len(paths)
         titles: dict[str, str] = {}
         words = 0
+        last = ""
         reported = time.monotonic()
         for done, path in enumerate(paths, start=1):
             anyio.from_thread.check_cancelled()
             document = load_document(root, path)
             titles[document.name] = document.title
             words += document.words
+            last = document.name
             now = time.monotonic()
-            if done == total or now - reported >= report_every:
+            if done < total and now - reported >= report_every:
                 reported = now
                 anyio.from_thread.run(ctx.report_progress, done, total, f"indexed {document.name}")
             if pace > 0:
                 time.sleep(pace)
         log.info("indexed %d documents, %d words", total, words)
-        return IndexSummary(documents=total, words=words, titles=titles)
+        return IndexSummary(documents=total, words=words, titles=titles), last
 
-    return await anyio.to_thread.run_sync(job)
+    summary, last = await anyio.to_thread.run_sync(job)
+    if summary.documents:
+        await ctx.report_progress(summary.documents, summary.documents, f"indexed {last}")
+    return summary
 
 
 def register(server: MCPServer, *, root: Path | str, pace: float = 0.0, report_every: float | None = None) -> None:

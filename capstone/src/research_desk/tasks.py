@@ -288,7 +288,10 @@ class TasksExtension(Extension):
 
         The call is asked again with the answers and the round's `requestState`, exactly as a client
         retries a 2026-07-28 call; only here the retry waits inside the task for tasks/update. Outside
-        a task (a synchronous call) an input-required round goes back to the client unchanged."""
+        a task (a synchronous call) an input-required round goes back to the client unchanged, so
+        the calls of tools that never run as tasks go straight through."""
+        if params.name not in self.task_tools:
+            return call_next
 
         async def call(ctx: ServerRequestContext[Any, Any]) -> HandlerResult:
             while True:

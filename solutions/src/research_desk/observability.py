@@ -38,6 +38,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from contextvars import ContextVar
 from typing import Any
 
@@ -93,15 +94,34 @@ class DeskTelemetry:
                                 ["method", "outcome"], registry=self.registry)
         self.tool_seconds = Histogram("research_desk_tool_seconds", "How long each tool call took, by tool.",
                                       ["tool"], registry=self.registry)
+        # `.labels(...)` checks and converts its values and takes a lock on every call: each series'
+        # child is looked up once and kept here (as the metric itself keeps it, for its lifetime).
+        self._counts: dict[tuple[str, str], Any] = {}
+        self._timings: dict[str, Any] = {}
+
+    def count(self, method: str, outcome: str) -> None:
+        """One more message of `method` that ended `outcome` (given code)."""
+        child = self._counts.get((method, outcome))
+        if child is None:
+            child = self._counts[method, outcome] = self.requests.labels(method, outcome)
+        child.inc()
+
+    def observe(self, tool: str, seconds: float) -> None:
+        """One call of `tool` took `seconds` (given code)."""
+        child = self._timings.get(tool)
+        if child is None:
+            child = self._timings[tool] = self.tool_seconds.labels(tool)
+        child.observe(seconds)
 
     async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
         """Answer one message inside the desk's span (tool calls), with its id set for the logs."""
         # BEGIN SOLUTION lesson-9: set the request id (str of ctx.request_id, None for a notification)
         #   for as long as the message is answered; for tools/call, open a span `tool <name>` with
-        #   the tool's name as TOOL; await call_next(ctx); decide the outcome ("ok", "tool_error" or
-        #   "error"), put it on the span as OUTCOME, set ERROR status unless ok (record an exception
-        #   too, then re-raise it); log one INFO line inside the span; count every message in
-        #   `requests` by method and outcome and observe each tool call's seconds in `tool_seconds`.
+        #   the tool's name as TOOL (unless the SDK's span is not recorded: then nobody would see
+        #   ours either); await call_next(ctx); decide the outcome ("ok", "tool_error" or "error"),
+        #   put it on the span as OUTCOME, set ERROR status unless ok (record an exception too, then
+        #   re-raise it); log one INFO line inside the span; count every message (`count`) and time
+        #   each tool call (`observe`).
         token = _request_id.set(None if ctx.request_id is None else str(ctx.request_id))
         tool = (ctx.params or {}).get("name") if ctx.method == "tools/call" else None
         outcome = "error"
@@ -111,8 +131,12 @@ class DeskTelemetry:
                 result = await call_next(ctx)
                 outcome = "ok"
                 return result
-            with tracer.start_as_current_span(f"tool {tool}", attributes={TOOL: str(tool)},
-                                              record_exception=False, set_status_on_exception=False) as span:
+            # With no tracer provider installed (or the request not sampled) the SDK's span is not
+            # recorded, and a child of it would not be either: skip the span's bookkeeping then.
+            traced = trace.get_current_span().is_recording()
+            with (tracer.start_as_current_span(f"tool {tool}", attributes={TOOL: str(tool)}, record_exception=False,
+                                               set_status_on_exception=False)
+                  if traced else nullcontext(trace.INVALID_SPAN)) as span:
                 try:
                     result = await call_next(ctx)
                     outcome = "tool_error" if tool_failed(result) else "ok"
@@ -127,9 +151,9 @@ class DeskTelemetry:
                         span.set_status(StatusCode.ERROR, "the tool returned an error result")
                     log.info("tools/call %s: %s in %.3f s", tool, outcome, time.perf_counter() - started)
         finally:
-            self.requests.labels(ctx.method, outcome).inc()
+            self.count(ctx.method, outcome)
             if tool is not None:
-                self.tool_seconds.labels(str(tool)).observe(time.perf_counter() - started)
+                self.observe(str(tool), time.perf_counter() - started)
             _request_id.reset(token)
         # STUB
         # return await call_next(ctx)  # no span, no request id, nothing counted

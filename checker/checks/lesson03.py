@@ -315,7 +315,7 @@ async def test_progress_bar_draws_the_fraction(target: Target) -> None:
             f"cells, but the text is {text!r}")
         assert_in_order(text, [label, "█" if full else "░", f"{done:g}/{total:g}", message])
     width, total = rng.randint(10, 40), rng.randint(3, 40)
-    over = total + rng.randint(1, 20)
+    over = 2 * total + rng.randint(1, 20)  # far enough past the total that an unclamped bar overflows at any width
     _, text = draw_bar(target, progress_bar, "past", width, float(over), float(total), "overshoot")
     assert text.count("█") == width and "░" not in text and f"{over}/{total}" in text, (
         f"{over} of {total} (past the total) on a bar {width} cells wide should show all {width} cells full and "

@@ -520,3 +520,31 @@ def test_document_path_agrees_with_a_full_scan(desk_package: Any, tmp_path: Path
         assert (found is not None) == (name in scanned), f"document_path({name!r}) = {found}, scan says {name in scanned}"
         if found is not None:
             assert found == root / name
+
+
+METRICS_FLOOD = """
+import json
+from prometheus_client import generate_latest
+from research_desk.observability import MAX_SERIES, OTHER, DeskTelemetry
+
+telemetry = DeskTelemetry()
+for n in range(3 * MAX_SERIES):  # what a client calling made-up tools and methods would make
+    telemetry.observe(f"made-up-tool-{n}", 0.01)
+    telemetry.count(f"made/up-{n}", "error")
+text = generate_latest(telemetry.registry).decode()
+tools = {line.split('tool="')[1].split('"')[0] for line in text.splitlines() if 'tool="' in line}
+methods = {line.split('method="')[1].split('"')[0] for line in text.splitlines() if 'method="' in line}
+print(json.dumps({"limit": MAX_SERIES, "other": OTHER, "tools": sorted(tools), "methods": sorted(methods),
+                  "lines": len(text.splitlines())}))
+"""
+
+
+def test_made_up_names_cannot_grow_the_metrics_without_end(tmp_path: Path) -> None:
+    """Tool and method names label the metrics, and a client chooses them: three times the cap of
+    made-up names leave /metrics at the cap plus one series of "other", not growing with each."""
+    done = subprocess.run([sys.executable, "-c", METRICS_FLOOD], env=verify.python_env(COURSE.solutions, {}),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert len(seen["tools"]) == seen["limit"] + 1 and seen["other"] in seen["tools"], seen["tools"][-5:]
+    assert len(seen["methods"]) == seen["limit"] + 1 and seen["other"] in seen["methods"], seen["methods"][-5:]

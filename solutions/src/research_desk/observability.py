@@ -80,6 +80,27 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+MAX_SERIES = 200
+"""Label sets a metric keeps. Method and tool names come from clients, so without a bound any
+client could add series (memory, and lines of /metrics) without end; past it, a new name is
+counted under OTHER."""
+OTHER = "other"
+
+
+def _series(children: dict[tuple[str, ...], Any], metric: Any, labels: tuple[str, ...]) -> Any:
+    """`metric`'s child for `labels`, looked up once and kept in `children` (given code): `.labels()`
+    checks its values and takes a lock on every call. Past MAX_SERIES label sets, a new first label
+    becomes OTHER."""
+    child = children.get(labels)
+    if child is None:
+        if len(children) >= MAX_SERIES:
+            labels = (OTHER, *labels[1:])
+            child = children.get(labels)
+        if child is None:
+            child = children[labels] = metric.labels(*labels)
+    return child
+
+
 class DeskTelemetry:
     """Server middleware: the desk's span around each tool call, request ids for logs, and metrics.
 
@@ -94,24 +115,17 @@ class DeskTelemetry:
                                 ["method", "outcome"], registry=self.registry)
         self.tool_seconds = Histogram("research_desk_tool_seconds", "How long each tool call took, by tool.",
                                       ["tool"], registry=self.registry)
-        # `.labels(...)` checks and converts its values and takes a lock on every call: each series'
-        # child is looked up once and kept here (as the metric itself keeps it, for its lifetime).
-        self._counts: dict[tuple[str, str], Any] = {}
-        self._timings: dict[str, Any] = {}
+        # each series' child, looked up once (`_series`)
+        self._counts: dict[tuple[str, ...], Any] = {}
+        self._timings: dict[tuple[str, ...], Any] = {}
 
     def count(self, method: str, outcome: str) -> None:
         """One more message of `method` that ended `outcome` (given code)."""
-        child = self._counts.get((method, outcome))
-        if child is None:
-            child = self._counts[method, outcome] = self.requests.labels(method, outcome)
-        child.inc()
+        _series(self._counts, self.requests, (method, outcome)).inc()
 
     def observe(self, tool: str, seconds: float) -> None:
         """One call of `tool` took `seconds` (given code)."""
-        child = self._timings.get(tool)
-        if child is None:
-            child = self._timings[tool] = self.tool_seconds.labels(tool)
-        child.observe(seconds)
+        _series(self._timings, self.tool_seconds, (tool,)).observe(seconds)
 
     async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
         """Answer one message inside the desk's span (tool calls), with its id set for the logs."""

@@ -1,20 +1,22 @@
-"""`python -m MODULE ARGS`, started in a fork of a warm interpreter instead of a cold one.
+"""`python -m MODULE ARGS` (or a venv's console script), started in a fork of a warm interpreter.
 
 A check that runs student code as a command (a stdio server, `python -m research_desk`, uvicorn)
 would start a new interpreter each time, and importing the SDK there is most of a CPU-second: on
 two cores, a lesson with a few such commands spends more time starting interpreters than
 checking. The spawner (`checker.host.spawner`) forks from the zygote, which has the SDK imported
-and never imported student code; when the command is exactly this interpreter with `-m`, the fork
-becomes that program the way `python -m` starts one, and no exec happens.
+and never imported student code; when the command is exactly this interpreter with `-m`, or a
+console script of a virtual environment made from it, the fork becomes that program the way a cold
+start would, and no exec happens.
 
 What the program sees is what a cold start gives it, and tests/test_warm_start.py runs the same
 probe both ways and compares: `sys.argv`, `__main__`, the import path (the working folder, then
 PYTHONPATH, then the interpreter's own), exactly the given environment, fresh standard streams on
 file descriptors 0-2 and no other descriptor open, default signal handling, unconfigured
 logging, and the exit status (SystemExit, an uncaught exception, threads joined and atexit run
-first). Modules the zygote imported stay imported, as the same files would load in a cold start.
-Anything this cannot reproduce (another interpreter, a script, interpreter flags, PYTHON*
-settings other than PYTHONPATH and PYTHONDONTWRITEBYTECODE) is exec'd as before.
+first). Modules the zygote imported stay imported only where a cold start would load the same
+files; the others are unloaded first. Anything this cannot reproduce (another interpreter, any
+other script, interpreter flags, PYTHON* settings other than PYTHONPATH and
+PYTHONDONTWRITEBYTECODE) is exec'd as before.
 """
 
 from __future__ import annotations
@@ -39,17 +41,21 @@ from typing import Any, NoReturn
 _HANDLED = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
 
 
-def _interpreter_path() -> list[str]:
-    """The path a cold start of this interpreter builds before the working folder and PYTHONPATH
-    (standard library, site-packages, .pth entries), asked of one, once, when the zygote imports
-    this module: a few milliseconds, and exact however site-packages are set up."""
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    shown = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"], env=env,
-                           cwd="/", capture_output=True, text=True, check=True, timeout=60)
-    return [str(entry) for entry in json.loads(shown.stdout)]
+def _interpreter_state(interpreter: str, env: dict[str, str]) -> dict[str, Any]:
+    """What `interpreter` starts with in `env` (its path after the script's folder, its prefixes):
+    one bare start of it, a few milliseconds, exact however its environment is set up."""
+    shown = subprocess.run(
+        [interpreter, "-c", "import json, sys; print(json.dumps({'path': sys.path[1:], 'prefix': sys.prefix, "
+                            "'exec_prefix': sys.exec_prefix}))"],
+        env=env, capture_output=True, text=True, check=True, timeout=60, stdin=subprocess.DEVNULL)
+    state: dict[str, Any] = json.loads(shown.stdout)
+    return state
 
 
-_INTERPRETER_PATH = _interpreter_path()
+# The interpreter's own path (standard library, site-packages, .pth entries), as a cold start
+# builds it before the working folder and PYTHONPATH; asked once, when the zygote imports this.
+_INTERPRETER_PATH = _interpreter_state(
+    sys.executable, {name: value for name, value in os.environ.items() if name != "PYTHONPATH"})["path"]
 
 
 @dataclass(frozen=True)
@@ -173,17 +179,6 @@ def _forget_cached_prefixes() -> None:
     sysconfig._CONFIG_VARS = None  # type: ignore[attr-defined]  # noqa: SLF001 - its cache, rebuilt on first use
     if hasattr(sysconfig, "_CONFIG_VARS_INITIALIZED"):  # Python 3.12 and later
         sysconfig._CONFIG_VARS_INITIALIZED = False  # noqa: SLF001
-
-
-def _interpreter_state(interpreter: str, env: dict[str, str]) -> dict[str, Any]:
-    """What `interpreter` starts with in `env` (its path after the script's folder, its prefixes):
-    one bare start of it, a few milliseconds, exact however its environment is set up."""
-    shown = subprocess.run(
-        [interpreter, "-c", "import json, sys; print(json.dumps({'path': sys.path[1:], 'prefix': sys.prefix, "
-                            "'exec_prefix': sys.exec_prefix}))"],
-        env=env, capture_output=True, text=True, check=True, timeout=60, stdin=subprocess.DEVNULL)
-    state: dict[str, Any] = json.loads(shown.stdout)
-    return state
 
 
 def _fresh_process_state(env: dict[str, str], path: list[str]) -> None:

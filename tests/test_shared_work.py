@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,7 @@ def test_a_checks_replicas_end_with_its_connection_to_the_shared_zygote(tmp_path
         assert not _alive(first[1]), "the first check's replica outlived its connection"
         assert _alive(second[1]), "closing one check's connection stopped another check's replica"
         # the replica's import path starts with its working folder, as `python -m uvicorn` would have it
-        assert (tmp_path / "second.log").read_text().split() == [str(tmp_path), "second", "''"]
+        assert _written(tmp_path / "second.log").split() == [str(tmp_path), "second", "''"]
         second[0].close()
     finally:
         assert zygote.stdin is not None
@@ -147,9 +148,109 @@ def test_a_checks_replicas_end_with_its_connection_to_the_shared_zygote(tmp_path
     assert not _alive(checks["second"][1]), "the zygote's replicas outlived it"
 
 
+def _written(log: Path, seconds: float = 30) -> str:
+    """What a replica printed to its log, once it has printed (it starts beside the test, maybe slowly)."""
+    deadline = time.monotonic() + seconds
+    while not (log.is_file() and log.read_text().endswith("\n")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return log.read_text()
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_response_under_way_at_shutdown_still_completes() -> None:
+    """The served block ends while a slow response is being made: the client still gets all of it,
+    and the lifespan shuts down after it (uvicorn's graceful order, without its fixed waits)."""
+    out = _python("""
+        import anyio, httpx2
+        from contextlib import asynccontextmanager
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+        from checker.host.serving import serve_asgi
+        events = []
+
+        async def slow(request):
+            await anyio.sleep(0.3)
+            events.append("answered")
+            return PlainTextResponse("all of it")
+
+        @asynccontextmanager
+        async def lifespan(app):
+            yield
+            events.append("down")
+
+        async def main():
+            got = []
+            async with anyio.create_task_group() as tg:
+                async with serve_asgi(Starlette(routes=[Route("/slow", slow)], lifespan=lifespan), path="/slow") as url:
+                    async def ask():
+                        async with httpx2.AsyncClient() as http:
+                            got.append((await http.get(url)).text)
+                    tg.start_soon(ask)
+                    await anyio.sleep(0.1)  # the request is under way
+            print(" ".join(events), "|", got)
+
+        anyio.run(main)
+    """)
+    assert out.strip() == "answered down | ['all of it']"
+
+
+def _overlaps(tmp_path: Path, jobs: int, busy: dict[int, float] | None, tasks: int = 4) -> int:
+    """The most tasks of `run_forked` that ran at once; each sleeps 0.3 s and logs its start and end."""
+    from checker.sandbox.forking import run_forked
+    from checker.sandbox.limits import Limits
+
+    log = tmp_path / "log"
+
+    def task(index: int) -> dict[str, str]:
+        import time
+
+        with log.open("a") as handle:
+            handle.write(f"{time.monotonic()} +1\n")
+        time.sleep(0.3)
+        with log.open("a") as handle:
+            handle.write(f"{time.monotonic()} -1\n")
+        return {"outcome": "passed"}
+
+    outcomes = run_forked([(i, (lambda i=i: task(i))) for i in range(tasks)], Limits(30, 512, 16), jobs=jobs, busy=busy)
+    assert all(o.payload == {"outcome": "passed"} for o in outcomes.values())
+    at_once = most = 0
+    for _, change in sorted(line.split() for line in log.read_text().splitlines()):
+        at_once += int(change)
+        most = max(most, at_once)
+    log.unlink()
+    return most
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="checks fork")
+def test_checks_that_mostly_wait_run_beside_each_other(tmp_path: Path) -> None:
+    """`busy`, each check's CPU over wall time last run, lets idle ones share a job's place, within
+    a cap; without it, or for busy ones, `jobs` still means processes."""
+    from checker.sandbox.forking import MAX_WAITING
+
+    assert _overlaps(tmp_path, jobs=1, busy=None) == 1
+    assert _overlaps(tmp_path, jobs=1, busy=dict.fromkeys(range(4), 1.0)) == 1
+    assert _overlaps(tmp_path, jobs=1, busy=dict.fromkeys(range(4), 0.1)) == MAX_WAITING
+    assert _overlaps(tmp_path, jobs=2, busy={0: 0.1, 1: 0.1, 2: 1.0, 3: 1.0}) >= 3
+
+
+def test_past_timings_read_old_and_new_records(tmp_path: Path) -> None:
+    """Timings from before CPU was recorded count as busy; nonsense is dropped, not fatal."""
+    from checker.runner.lesson import TIMINGS, past_timings, save_timings
+    from checker.runner.results import CheckResult
+
+    (tmp_path / TIMINGS).write_text(json.dumps({"lesson-1": {"old": 0.5, "new": [2.0, 0.5], "odd": "x",
+                                                             "zero": [0, 0], "short": [1.0]}}))
+    assert past_timings(tmp_path, "lesson-1") == ({"old": 0.5, "new": 2.0}, {"old": 1.0, "new": 0.25})
+    assert past_timings(tmp_path, "lesson-2") == ({}, {})
+    save_timings(tmp_path, "lesson-2", [CheckResult("a", "A", 1, "passed", duration=0.4, cpu=0.1)])
+    assert past_timings(tmp_path, "lesson-2") == ({"a": 0.4}, {"a": 0.25})
+    (tmp_path / TIMINGS).write_text("{not json")
+    assert past_timings(tmp_path, "lesson-1") == ({}, {})

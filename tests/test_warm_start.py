@@ -26,7 +26,7 @@ from checker.runner.lesson import build_request
 from checker.runner.worker import command_zygote
 from checker.sandbox.limits import Limits
 from checker.sandbox.submission import Mode, Running, SandboxPlan, SubmissionSandbox
-from checker.target import Target
+from checker.target import CPU_LEDGER, Target
 from tests.conftest import COURSE, pristine_starter
 
 # The zygote, the relay and what they read (socket credentials, prctl, /proc) are Linux's; elsewhere
@@ -275,3 +275,20 @@ def test_a_students_module_shadows_a_loaded_one_as_it_would_cold(zygote: Running
     cold = _run(zygote, probe_home, "import", "anyio", warm=False, env=env)
     warm = _run(zygote, probe_home, "import", "anyio", warm=True, env=env)
     assert warm.stdout == cold.stdout == f"{shadow / 'anyio.py'}\n", (cold.stderr, warm.stderr)
+
+
+def test_a_relayed_commands_cpu_time_reaches_the_checks_ledger(zygote: Running, probe_home: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command runs in the zygote's process tree, not the check's: the relay writes its CPU
+    seconds to the ledger the runner keeps for the check (`COURSE_CPU_LEDGER`)."""
+    ledger = tmp_path / "ledger"
+    ledger.touch()
+    monkeypatch.setenv(CPU_LEDGER, str(ledger))
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    (probe_home / "lib" / "burner.py").write_text(burn)
+    target = Target(pristine_starter(), COURSE.package, zygote.socket, zygote.scratch)
+    done = subprocess.run(target.command([sys.executable, "-m", "burner"]), capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(probe_home / "lib")}, timeout=30)
+    assert done.returncode == 0, done.stderr
+    recorded = [float(line) for line in ledger.read_text().split()]
+    assert len(recorded) == 1 and 0.3 <= recorded[0] < 5, recorded

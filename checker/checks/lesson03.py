@@ -142,7 +142,7 @@ async def test_progress_is_live(target: Target, workspace: Workspace) -> None:
                         "document, as you go, not in a burst at the end")
 
 
-PACE = 0.25
+PACE = 0.1
 """Seconds of `pace` the check asks for: each gap between two documents' loads must be at least this."""
 
 
@@ -275,7 +275,8 @@ async def test_progress_over_stdio(target: Target, workspace: Workspace) -> None
 async def test_http_sse_and_json_response(target: Target, workspace: Workspace) -> None:
     progress = target.module("progress")
     found: dict[bool, tuple[Recorder, Any]] = {}
-    for json_response in (False, True):
+
+    async def index_over_http(json_response: bool) -> None:
         app = progress.create_server(workspace.root).streamable_http_app(json_response=json_response)
         recorder = Recorder()
         async with (
@@ -285,6 +286,10 @@ async def test_http_sse_and_json_response(target: Target, workspace: Workspace) 
             result = await client.call_tool("index_documents", {}, progress_callback=recorder)
             await anyio.sleep(0.05)
         found[json_response] = (recorder, result)
+
+    async with anyio.create_task_group() as both:  # two servers of their own, side by side
+        for json_response in (False, True):
+            both.start_soon(index_over_http, json_response)
     sse, plain = found[False], found[True]
     check_summary(summary_of(sse[1], "over HTTP (SSE)", target), workspace, "over HTTP (SSE)")
     assert_climbs_to_total(sse[0].updates, "over HTTP (SSE)")

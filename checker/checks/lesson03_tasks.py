@@ -9,6 +9,7 @@ seeded generator), what the same call answers without a task, and the store's dr
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import anyio
@@ -65,7 +66,7 @@ async def test_task_only_when_asked(target: Target, workspace: Path) -> None:
             "in its result). Until then tasks/get must say working and carry no result.")
 async def test_get_follows_the_work(target: Target, workspace: Path) -> None:
     server = task_server(target, workspace)
-    name, seconds = report_name(), random.uniform(0.4, 0.6)
+    name, seconds = report_name(), random.uniform(0.3, 0.4)
     async with tasks_client(target, server) as client:
         task_id = await started(client, "write_report", {"name": name, "seconds": seconds}, "write_report")
         early = await tasks_request(client.session, "tasks/get", taskId=task_id)
@@ -91,13 +92,16 @@ async def test_get_follows_the_work(target: Target, workspace: Path) -> None:
             "cancel its asyncio work (so the job stops). settle must leave a terminal task untouched.")
 async def test_cancel_stops_the_work(target: Target, workspace: Path) -> None:
     server = task_server(target, workspace)
-    name, seconds = report_name(), random.uniform(0.4, 0.6)
+    name, seconds = report_name(), random.uniform(0.3, 0.4)
     async with tasks_client(target, server) as client:
+        began = time.monotonic()
         task_id = await started(client, "write_report", {"name": name, "seconds": seconds}, "write_report")
-        await anyio.sleep(seconds / 4)
-        ack = await tasks_request(client.session, "tasks/cancel", taskId=task_id)
+        ack = await tasks_request(client.session, "tasks/cancel", taskId=task_id)  # while the job sleeps
         assert not {"taskId", "status", "result"} & set(ack), f"tasks/cancel answers an empty result, got {ack}"
-        await anyio.sleep(seconds + 0.2)  # past the moment an uncancelled job would have written
+        # Past the moment an uncancelled job would have written, with a margin that grows with how
+        # slow this machine answers just now (two requests took `answered` seconds).
+        answered = time.monotonic() - began
+        await anyio.sleep(began + seconds + 0.1 + 2 * answered - time.monotonic())
         after = await tasks_request(client.session, "tasks/get", taskId=task_id)
         assert after.get("status") == "cancelled" and "result" not in after, (
             f"a task cancelled while working is cancelled, with no result; got {after}")

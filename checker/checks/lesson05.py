@@ -12,9 +12,12 @@ may reach the endpoint (allowlists, the bearer token, the health probe, CORS).
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
+from typing import Any
 
+import anyio
 import pytest
 
 from checker.checks.kit.eras import LEGACY, MODERN, MODES
@@ -81,27 +84,32 @@ async def test_progress_streams_over_sse(target: Target) -> None:
     async with raw() as http, target.http(await make_app(target, dep)) as url:
         await dep.require_reachable(http, url, "create_app")
         discover = await dep.discover(http, url)
-        streamed = await http.post(
-            url,
-            json=modern_request("tools/call", call, id=2, progressToken=token),
-            headers=dep.modern_headers("tools/call", "count_to"),
-        )
-        plain = await http.post(
-            url, json=modern_request("tools/call", call, id=3), headers=dep.modern_headers("tools/call", "count_to")
-        )
+        answers: dict[int, Any] = {}
         got: dict[str, list[float]] = {}
-        for mode in MODES:
+
+        async def post(request_id: int, **progress: int) -> None:
+            answers[request_id] = await http.post(
+                url, json=modern_request("tools/call", call, id=request_id, **progress),
+                headers=dep.modern_headers("tools/call", "count_to"),
+            )
+
+        async def count_as(mode: str) -> None:
             steps: list[float] = []
 
-            async def on_progress(
-                progress: float, total: float | None, message: str | None, steps: list[float] = steps
-            ) -> None:
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
                 steps.append(progress)
 
             async with dep.client(url, mode) as client:
                 result = await client.call_tool("count_to", {"n": n}, progress_callback=on_progress)
                 assert not result.is_error, f"count_to failed over HTTP ({mode})"
             got[mode] = steps
+
+        async with anyio.create_task_group() as calls:  # each call counts on its own: they can overlap
+            calls.start_soon(functools.partial(post, 2, progressToken=token))
+            calls.start_soon(post, 3)
+            for mode in MODES:
+                calls.start_soon(count_as, mode)
+        streamed, plain = answers[2], answers[3]
     assert discover.headers.get("content-type", "").startswith("application/json"), (
         "a modern server/discover should be answered with one JSON body"
     )

@@ -228,7 +228,7 @@ async def test_outage_degrades_gracefully(target: Target, workspace: Workspace) 
     expected = workspace.title_matches(query, limit)
     assert len(workspace.title_matches(query, 1000)) > limit
     remote_hits = rng.sample(workspace.names, k=limit + 3)  # the service sends more than it was asked for
-    errors, desk = await make_desk(target, workspace.root, backend_timeout=0.3)
+    errors, desk = await make_desk(target, workspace.root, backend_timeout=0.15)
     service = Healthy(remote_hits)
     desk.backend = target.expose(service, methods=["search"])
     server = errors.create_server(desk)
@@ -258,7 +258,7 @@ async def test_outage_degrades_gracefully(target: Target, workspace: Workspace) 
             took = time.monotonic() - began
             assert result is not None, (
                 f"when the search service {what}, search_documents had not answered after 5 s although the desk's "
-                f"backend_timeout is 0.3 s: put a deadline on the call to the service"
+                f"backend_timeout is 0.15 s: put a deadline on the call to the service"
             )
             answer = result.structured_content or {}
             assert not result.is_error, (
@@ -276,7 +276,7 @@ async def test_outage_degrades_gracefully(target: Target, workspace: Workspace) 
             if kind == "hang":
                 assert took < 2.5, (
                     f"a hanging search service held the call for {took:.1f} s although the desk's "
-                    f"backend_timeout is 0.3 s: put a deadline on the call"
+                    f"backend_timeout is 0.15 s: put a deadline on the call"
                 )
 
 

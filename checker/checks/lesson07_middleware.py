@@ -90,7 +90,7 @@ async def test_every_message_is_audited(target: Target, workspace: dict[str, str
             "record written before the handler runs says every request took no time at all.")
 async def test_duration_spans_the_answer(target: Target, workspace: dict[str, str], tmp_path: Path) -> None:
     async def era_check(mode: str, era: str) -> None:
-        pause, query = random.uniform(0.25, 0.45), word(None, 2, 3)
+        pause, query = random.uniform(0.15, 0.25), word(None, 2, 3)
         search = SlowSearch(pause, sorted(workspace))
         _, guard, server = guarded(target, tmp_path / "workspace", limit=None, search=search)
         async with client(target, server, mode, word()) as session:

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.anyio
 )
 async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    errors, desk = await make_desk(target, workspace.root, write_seconds=0.15)
+    errors, desk = await make_desk(target, workspace.root, write_seconds=0.1)
     server = errors.create_server(desk)
     async with target.client(server) as client:
         args = {"title": word(rng).title(), "body": word(rng), "idempotency_key": idempotency_key(rng)}
@@ -74,7 +74,7 @@ async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
         with pytest.raises(MCPError) as timed_out:
             await client.call_tool("save_note", late, read_timeout_seconds=0.05)
         assert timed_out.value.code == REQUEST_TIMEOUT
-        await anyio.sleep(0.3)
+        await anyio.sleep(0.2)  # twice the write: the abandoned call has ended, one way or the other
         retried = (await ok(client, "save_note", late)).structured_content
         assert len(desk.notes) == 3, (
             f"after a timed-out call and its retry there should be exactly one new note, found {len(desk.notes) - 2}"
@@ -82,6 +82,17 @@ async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
         assert retried and retried.get("note_id") in desk.notes
         fresh = await ok(client, "save_note", {**late, "idempotency_key": idempotency_key(rng)})
         assert len(desk.notes) == 4 and fresh.structured_content != retried, "a new key must save a new note"
+
+
+ENDED = ("finished", "cancelled", "failed")  # how a Job's status ends (the given dataclass says so)
+
+
+async def until_settled(desk: Any, seconds: float = 2.0) -> None:
+    """Wait until the desk's one export job has ended one way or another (or `seconds` pass: the
+    assertions that follow then say what is wrong)."""
+    with anyio.move_on_after(seconds):
+        while not (len(desk.jobs) == 1 and next(iter(desk.jobs.values())).status in ENDED):
+            await anyio.sleep(0.02)
 
 
 @check(
@@ -101,22 +112,22 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace, t
         errors, desk = await make_desk(target, workspace.root, step_seconds=0.05, exports=exports)
         async with target.client(errors.create_server(desk), mode=mode) as client:
             try:
-                result = await client.call_tool("export_bundle", {"names": names}, read_timeout_seconds=0.3)
+                result = await client.call_tool("export_bundle", {"names": names}, read_timeout_seconds=0.2)
             except MCPError as exc:
                 assert exc.code == REQUEST_TIMEOUT, (
                     f"expected the client's timeout error, got {exc.code}: {exc.message}"
                 )
             else:
                 pytest.fail(
-                    f"[{mode}] the export of {len(names)} documents should outlast the 0.3 s timeout, but it "
+                    f"[{mode}] the export of {len(names)} documents should outlast the 0.2 s timeout, but it "
                     f"answered: {text_of(result)[:200]!r}{not_written(text_of(result), 'export_bundle')}"
                 )
-            await anyio.sleep(0.3)
+            await until_settled(desk)
             jobs = desk.jobs
             assert len(jobs) == 1, f"expected one export job in desk.jobs, found {len(jobs)}"
             job = next(iter(jobs.values()))
             done = job.done
-            await anyio.sleep(0.4)
+            await anyio.sleep(0.2)  # four of its steps: a job that went on would have done more
             assert job.done == done and done < len(names), (
                 f"[{mode}] the export kept working after the client gave up ({done} -> {job.done} documents): let "
                 f"the cancellation propagate instead of catching it"
@@ -157,7 +168,7 @@ async def test_failed_export_leaves_nothing(target: Target, workspace: Workspace
     async def era_check(mode: str, era: str) -> None:
         victim = victims[mode]
         batch = [rng.choice(others) for _ in range(rng.randint(10, 13))] + [victim]
-        errors, desk = await make_desk(target, workspace.root, step_seconds=0.04, exports=tmp_path / f"exports-{mode}")
+        errors, desk = await make_desk(target, workspace.root, step_seconds=0.02, exports=tmp_path / f"exports-{mode}")
         async with target.client(errors.create_server(desk), mode=mode) as client:
             # validated and under way: the last document vanishes before its step
             vanish = functools.partial(target.library("os").remove, str(workspace.root / victim))

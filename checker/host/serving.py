@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,13 +23,23 @@ def free_port() -> int:
 
 
 def _prompt_server(config: Any) -> Any:
-    """A uvicorn Server that starts shutting down as soon as it is asked to.
+    """A uvicorn Server that stops as soon as it is asked to and has nothing left to finish.
 
-    uvicorn looks at `should_exit` once per 0.1 s tick, so every served block ended up to 0.1 s
-    later than needed; checks serve dozens of apps per lesson. Here the wait between ticks is
-    cut short when a stop is asked for; ticks, and the graceful shutdown itself, are uvicorn's.
+    uvicorn looks at `should_exit` once per 0.1 s tick, and its shutdown then sleeps a fixed
+    0.1 s after asking open connections to close, and polls what is left every 0.1 s: every
+    served block ended 0.1-0.3 s later than needed, and checks serve dozens of apps per lesson.
+    Here the waits end when their condition does; what is waited for is uvicorn's graceful
+    shutdown, unchanged: open connections finish their responses, running tasks complete (up
+    to `timeout_graceful_shutdown`), then the app's lifespan shuts down.
     """
+    import asyncio
+
     import uvicorn
+
+    async def until(done: Any, seconds: float | None = None) -> None:
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not done() and (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(0.005)
 
     class PromptServer(uvicorn.Server):
         async def main_loop(self) -> None:
@@ -36,11 +47,30 @@ def _prompt_server(config: Any) -> Any:
             should_exit = await self.on_tick(counter)
             while not should_exit:
                 counter = (counter + 1) % 864000
-                for _ in range(10):
-                    await anyio.sleep(0.01)
-                    if self.should_exit:
-                        break
+                await until(lambda: self.should_exit, 0.1)
                 should_exit = await self.on_tick(counter)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in self.servers:
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            for connection in list(self.server_state.connections):
+                connection.shutdown()
+            await until(lambda: not self.server_state.connections, 0.1)  # uvicorn: a fixed 0.1 s
+            try:
+                await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=self.config.timeout_graceful_shutdown)
+            except TimeoutError:
+                for task in self.server_state.tasks:
+                    task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+            if not self.force_exit:
+                await self.lifespan.shutdown()
+
+        async def _wait_tasks_to_complete(self) -> None:
+            await until(lambda: self.force_exit or not self.server_state.connections)
+            await until(lambda: self.force_exit or not self.server_state.tasks)
+            for server in self.servers:
+                await server.wait_closed()
 
     return PromptServer(config)
 
@@ -49,8 +79,8 @@ def _prompt_server(config: Any) -> Any:
 async def serve_asgi(app: Any, *, path: str = "/mcp", graceful: bool = True) -> AsyncIterator[str]:
     """Yield the endpoint URL while uvicorn serves `app`.
 
-    On exit uvicorn shuts down gracefully (connections drained, the app's lifespan exited),
-    which takes uvicorn at least 0.1 s. With `graceful=False` the server just stops, as if its
+    On exit uvicorn shuts down gracefully (connections drained, the app's lifespan exited).
+    With `graceful=False` the server just stops, as if its
     process had been killed, for callers that do not test shutdown.
     """
     import uvicorn

@@ -42,13 +42,12 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
         return 0
     for fd in fds:
         os.close(fd)
-    status = _look_after(conn, pid)
-    if status is not None:
-        ended = (
-            {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
-        )
+    ended = _look_after(conn, pid)
+    if ended is not None:
+        status, cpu = ended
+        how = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
         with contextlib.suppress(OSError):
-            conn.sendall(wire.frame(ended))
+            conn.sendall(wire.frame(how | {"cpu": round(cpu, 3)}))
     os.killpg(0, signal.SIGKILL)  # what the command left behind, and this spawner with it
     return 0
 
@@ -88,13 +87,14 @@ def _start(argv: list[str], env: dict[str, str], cwd: str, fds: list[int], conn:
     return pid
 
 
-def _look_after(conn: socket.socket, pid: int) -> int | None:
-    """Pass on signals from the relay until the command ends (its status), or the relay goes away (None)."""
+def _look_after(conn: socket.socket, pid: int) -> tuple[int, float] | None:
+    """Pass on signals from the relay until the command ends (its status and CPU seconds), or the
+    relay goes away (None)."""
     while True:
         ready, _, _ = select.select([conn], [], [], 0.05)
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return status
+            return status, usage.ru_utime + usage.ru_stime
         if not ready:
             continue
         try:

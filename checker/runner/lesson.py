@@ -20,7 +20,7 @@ from pathlib import Path
 from checker.registry import Course, CourseError, Lesson
 from checker.runner.catalog import lesson_catalog
 from checker.runner.request import Request
-from checker.runner.results import LessonResult
+from checker.runner.results import CheckResult, LessonResult
 
 TIMINGS = "timings.json"
 
@@ -96,6 +96,7 @@ def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: s
     extra = [*course.checks_files(lesson)[1:]]
     if hidden:
         extra += course.hidden_checks_files(lesson)
+    seconds, busy = past_timings(course.state_dir, lesson.id)
     known = {c.id for c in lesson_catalog(course, lesson, hidden=hidden)}
     unknown = sorted(set(select or ()) - known)
     if unknown:
@@ -106,7 +107,7 @@ def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: s
         out=str(out), check_timeout=check_timeout or course.check_timeout,
         lesson_timeout=course.lesson_timeout, memory_mb=course.memory_limit_mb,
         output_mb=course.output_limit_mb, jobs=jobs or checks_at_once(), select=list(select or ()),
-        expected=load_timings(course.state_dir).get(lesson.id, {}),
+        expected=seconds, busy=busy,
         extra_checks=[str(path) for path in extra],
         owners={module: other.number for other in course.lessons for module in other.modules},
     )
@@ -177,7 +178,7 @@ class LessonRun:
         self._tmp.cleanup()
         result.duration = round(time.monotonic() - self.started, 3)
         if result.checks and not result.error:
-            save_timings(self.course.state_dir, self.lesson.id, {c.id: c.duration for c in result.checks})
+            save_timings(self.course.state_dir, self.lesson.id, result.checks)
         return result
 
 
@@ -188,7 +189,7 @@ def run_lesson(course: Course, lesson: Lesson, against: str = "starter",
     return LessonRun(course, lesson, against, select, jobs, check_timeout, hidden).wait()
 
 
-def load_timings(state_dir: Path) -> dict[str, dict[str, float]]:
+def load_timings(state_dir: Path) -> dict[str, dict[str, object]]:
     try:
         data = json.loads((state_dir / TIMINGS).read_text())
     except (OSError, ValueError):
@@ -196,12 +197,37 @@ def load_timings(state_dir: Path) -> dict[str, dict[str, float]]:
     return data if isinstance(data, dict) else {}
 
 
-def save_timings(state_dir: Path, lesson_id: str, durations: dict[str, float]) -> None:
-    """Remember how long each check took, so the next run can start the slowest first."""
+def past_timings(state_dir: Path, lesson_id: str) -> tuple[dict[str, float], dict[str, float]]:
+    """From the lesson's last run: each check's seconds, and its CPU seconds over those seconds.
+
+    A check recorded as bare seconds (an older record) or with nonsense in it counts as busy.
+    """
+    seconds: dict[str, float] = {}
+    busy: dict[str, float] = {}
+    recorded = load_timings(state_dir).get(lesson_id)
+    for check, value in (recorded.items() if isinstance(recorded, dict) else ()):
+        wall, cpu = _wall_and_cpu(value)
+        if wall > 0:
+            seconds[check] = wall
+            busy[check] = min(1.0, max(0.0, cpu / wall))
+    return seconds, busy
+
+
+def _wall_and_cpu(value: object) -> tuple[float, float]:
+    """A recorded `[seconds, cpu]`; bare seconds (an older record) count as all CPU; (0, 0) for nonsense."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value), float(value)
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        return float(value[0]), float(value[1])
+    return 0.0, 0.0
+
+
+def save_timings(state_dir: Path, lesson_id: str, checks: list[CheckResult]) -> None:
+    """Remember how long each check took and how much CPU it used: the next run starts the slowest
+    first, and runs the ones that mostly wait beside the others."""
     from checker.student.progress import write_atomically
 
     data = load_timings(state_dir)
-    data[lesson_id] = durations
+    data[lesson_id] = {c.id: [c.duration, c.cpu] for c in checks}
     with contextlib.suppress(OSError):  # a read-only course folder only costs the ordering hint
         write_atomically(state_dir / TIMINGS, json.dumps(data, indent=1, sort_keys=True))
-

@@ -25,6 +25,7 @@ class Request:
     jobs: int
     select: list[str]
     expected: dict[str, float]  # check id -> seconds it took last time; the longest start first
+    busy: dict[str, float] = field(default_factory=dict)  # check id -> its CPU time over its wall time, last time
     extra_checks: list[str] = field(default_factory=list)  # instructor-only (hidden) check files
     owners: dict[str, int] = field(default_factory=dict)  # module -> the lesson whose starter holds it
     # Grading: the submission's running sandbox (`checker.sandbox.submission.Running`, as a dict).

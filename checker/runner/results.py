@@ -22,6 +22,7 @@ class CheckResult:
     hint: str = ""
     duration: float = 0.0
     fraction: float | None = None  # partial credit in [0, 1] (e.g. a multiple-select question)
+    cpu: float = 0.0  # CPU seconds the check's process used: how busy it keeps a core (see run_forked)
 
     @property
     def passed(self) -> bool:

@@ -221,7 +221,7 @@ class WarmWorker:
                                       error=error or "the check runner produced no result")
         result.duration = round(time.monotonic() - started, 3)
         if result.checks and not result.error:
-            save_timings(self.course.state_dir, lesson.id, {c.id: c.duration for c in result.checks})
+            save_timings(self.course.state_dir, lesson.id, result.checks)
         return result
 
     def _reply(self, timeout: float) -> dict[str, Any]:

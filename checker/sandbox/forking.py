@@ -16,13 +16,15 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from checker.sandbox.limits import Limits, apply_limits
 
 OUTPUT_TAIL = 1200  # characters of a child's own output shown with its failure
+MIN_SHARE = 0.25  # the least share of a core a task is counted for, however idle it was last time
+MAX_WAITING = 2   # with `busy`, at most this many forks per job run at once (each holds memory)
 
 
 @dataclass
@@ -33,6 +35,7 @@ class ChildOutcome:
     problem: str  # "" when the child reported normally
     output: str   # the tail of what the child printed
     duration: float
+    cpu: float = 0.0  # CPU seconds of the child and of the processes it waited for
 
 
 @dataclass
@@ -108,11 +111,12 @@ def _tail(capture: Any) -> str:
     return text[-OUTPUT_TAIL:]
 
 
-def _reap(run: _Running) -> int:
+def _reap(run: _Running) -> tuple[int, float]:
+    """The child's exit status and the CPU seconds it used."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(run.pid, signal.SIGKILL)  # leftovers: servers or processes the check started
-    _, status = os.waitpid(run.pid, 0)
-    return status
+    _, status, usage = os.wait4(run.pid, 0)
+    return status, usage.ru_utime + usage.ru_stime
 
 
 def _describe_exit(status: int, wall: float, timed_out: bool) -> str:
@@ -132,15 +136,31 @@ def _describe_exit(status: int, wall: float, timed_out: bool) -> str:
 
 def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits: Limits,
                jobs: int = 1, deadline: float | None = None, prepare: Prepare | None = None,
-               cleanup: Callable[[int], None] | None = None) -> dict[Any, ChildOutcome]:
+               cleanup: Callable[[int], None] | None = None,
+               busy: Mapping[Any, float] | None = None) -> dict[Any, ChildOutcome]:
     """Run each `(key, fn)` in its own fork, at most `jobs` at a time; return outcomes by key.
 
+    `busy` maps a key to the share of a core its task keeps busy (its CPU time over its wall
+    time, as measured last time; 1 when unknown). With it, `jobs` counts cores' worth of work
+    rather than processes: a task that mostly waits (for a timeout it provokes, a job it
+    cancels) takes only its share, so others run beside it, up to `jobs` * `MAX_WAITING` forks.
     `deadline` (a `time.monotonic()` value) bounds the whole batch: tasks not started by then
     are reported as not run. In each child, `prepare(slot)` runs first (a sandbox to enter, a
     user to become); after a child is reaped, `cleanup(pid)` runs here (what it left to remove).
     """
     queue = list(tasks)
     running: dict[int, _Running] = {}
+    jobs = max(1, jobs)
+
+    def share(key: Any) -> float:
+        return 1.0 if busy is None else min(1.0, max(MIN_SHARE, busy.get(key, 1.0)))
+
+    def room_for(key: Any) -> bool:
+        if not running:
+            return True
+        if busy is None or len(running) >= jobs * MAX_WAITING:
+            return len(running) < jobs
+        return sum(share(r.key) for r in running.values()) + share(key) <= jobs + 1e-9
     # Move every object the parent already has out of the collector's sight: otherwise the first
     # collection in each child walks (and so copies, page by page) the whole warmed-up SDK.
     gc.collect()
@@ -149,7 +169,7 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
 
     def finish(run: _Running, timed_out: bool) -> None:
         os.close(run.pipe)
-        status = _reap(run)
+        status, cpu = _reap(run)
         if cleanup is not None:
             cleanup(run.pid)
         elapsed = time.monotonic() - run.started
@@ -162,21 +182,22 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
                 problem = "the check's process sent back an unreadable result"
         if payload is None and not problem:
             problem = _describe_exit(status, limits.wall_seconds, timed_out)
-        outcomes[run.key] = ChildOutcome(payload, problem, _tail(run.capture), elapsed)
+        outcomes[run.key] = ChildOutcome(payload, problem, _tail(run.capture), elapsed, cpu)
         run.capture.close()
         free_slots.append(run.slot)
+        free_slots.sort(reverse=True)  # the lowest free place first: slot numbers stay small
 
-    free_slots = list(range(max(1, jobs)))[::-1]
+    free_slots = list(range(jobs))[::-1]
     started_in: dict[int, int] = {}
     while queue or running:
-        while queue and len(running) < max(1, jobs):
+        while queue and room_for(queue[0][0]):
             key, fn = queue.pop(0)
             if deadline is not None and time.monotonic() >= deadline:
                 outcomes[key] = ChildOutcome(None, "not run: the lesson's time limit was reached", "", 0.0)
                 continue
             read_end, write_end = os.pipe()
             capture = tempfile.TemporaryFile()  # noqa: SIM115 - the child's output, closed when it is finished
-            slot = free_slots.pop()
+            slot = free_slots.pop() if free_slots else len(running)  # every lower place is taken
             serial = started_in.get(slot, 0)
             started_in[slot] = serial + 1
             pid = os.fork()

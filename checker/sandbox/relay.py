@@ -1,12 +1,14 @@
 """Run a command inside a submission's sandbox as if it were started right here.
 
-    python -I -S relay.py ZYGOTE_SOCKET PROCS_FILES -- COMMAND [ARG ...]
+    python -I -S relay.py ZYGOTE_SOCKET PROCS_FILES LEDGER -- COMMAND [ARG ...]
 
 A check starts this, not the command (`Target.command` builds the line), so every way of running
 a subprocess works unchanged: `subprocess.Popen`, `anyio.open_process`, the SDK's stdio client.
 The relay hands its stdin, stdout, stderr, environment and working folder to a spawner inside the
 sandbox, puts the spawner into the check's resource groups (PROCS_FILES, `-` for none) before
-the command starts, passes on the signals it receives, and exits as the command did.
+the command starts, passes on the signals it receives, and exits as the command did. The CPU
+seconds the command used are added to the LEDGER file (`-` for none), since the check's own usage
+does not include a process the zygote started.
 
 Standard library only, run isolated (-I -S): it starts in milliseconds and nothing on the import
 path can change what it does.
@@ -58,11 +60,18 @@ def _receive(sock: socket.socket) -> tuple[dict, int]:
     return (message if isinstance(message, dict) else {}), pid
 
 
+def _note_cpu(ledger: str, seconds: object) -> None:
+    """Add the command's CPU seconds to the check's ledger, if it keeps one."""
+    if ledger != "-" and isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        with contextlib.suppress(OSError), open(ledger, "a") as handle:
+            handle.write(f"{float(seconds)}\n")
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 4 or argv[2] != "--":
-        print("usage: relay.py ZYGOTE_SOCKET PROCS_FILES -- COMMAND [ARG ...]", file=sys.stderr)
+    if len(argv) < 5 or argv[3] != "--":
+        print("usage: relay.py ZYGOTE_SOCKET PROCS_FILES LEDGER -- COMMAND [ARG ...]", file=sys.stderr)
         return 2
-    path, groups, command = argv[0], argv[1], argv[3:]
+    path, groups, ledger, command = argv[0], argv[1], argv[2], argv[4:]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     try:
@@ -93,6 +102,7 @@ def main(argv: list[str]) -> int:
     try:
         while True:
             message, _ = _receive(sock)
+            _note_cpu(ledger, message.get("cpu"))
             if "error" in message:
                 return 127
             if "exit" in message:

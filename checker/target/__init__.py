@@ -31,6 +31,7 @@ from checker.runner.failures import describe_failure, leaf_exception
 from checker.target.remote import Mirrored, RaiseInHost, Remote, RemoteSession, mcp_over_tcp
 
 RELAY = Path(__file__).resolve().parent.parent / "sandbox" / "relay.py"
+CPU_LEDGER = "COURSE_CPU_LEDGER"  # set by the runner in a check's fork: where relayed commands add their CPU time
 
 warm_up()  # once, in the worker: every check's fork inherits the imported, warmed-up SDK
 
@@ -232,7 +233,7 @@ class Target:
         if not self.command_zygote:
             return list(argv)
         return [sys.executable, "-I", "-S", str(RELAY), self.command_zygote,
-                os.pathsep.join(self.procs_files) or "-", "--", *argv]
+                os.pathsep.join(self.procs_files) or "-", os.environ.get(CPU_LEDGER) or "-", "--", *argv]
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a subprocess that must import the edition under test."""

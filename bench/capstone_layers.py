@@ -14,6 +14,8 @@ process CPU time, so waiting for the machine does not count. Each variant leaves
   LoopbackOnly guards instead), and each server middleware (RequestGuard, DeskTelemetry,
   honest_capabilities);
 * all of them at once: what the desk's own layers cost together;
+* and, one at a time, the SDK features the desk switches on: lesson 3's tasks extension, lesson 6's
+  request-state security and cache hints;
 * beside them, a minimal `MCPServer` app with SDK defaults (the load test's baseline).
 
 Every app serves the same `echo` tool, so the tools' own work cancels out. Rounds alternate the
@@ -139,6 +141,14 @@ class Variant:
                 stack.enter_context(mock.patch.object(desk, "CancelOnDisconnect", lambda app: app))
             if "CORS" in self.leave_out:
                 stack.enter_context(mock.patch.object(desk.Settings, "origins", property(lambda settings: [])))
+            dropped = {argument for part, argument in SDK_OPTIONS.items() if part in self.leave_out}
+            if dropped:
+                sdk_server = desk.MCPServer
+
+                def server_without(*args: Any, **options: Any) -> Any:
+                    return sdk_server(*args, **{k: v for k, v in options.items() if k not in dropped})
+
+                stack.enter_context(mock.patch.object(desk, "MCPServer", server_without))
             yield
 
     def build(self, workspace: Path, token: str) -> tuple[Any, tuple[bytes, list[tuple[bytes, bytes]]]]:
@@ -156,6 +166,9 @@ class Variant:
 
 
 MIDDLEWARES = ("RequestGuard", "DeskTelemetry", "honest_capabilities")
+SDK_OPTIONS = {"the tasks extension": "extensions", "request-state security": "request_state_security",
+               "cache hints": "cache_hints"}
+"""SDK features the desk switches on (lessons 3 and 6), by the MCPServer argument that does it."""
 VARIANTS = [
     Variant("capstone, as served"),
     Variant("  without CancelOnDisconnect", leave_out=("CancelOnDisconnect",)),
@@ -164,6 +177,7 @@ VARIANTS = [
     *(Variant(f"  without {name}", leave_out=(name,)) for name in MIDDLEWARES),
     Variant("  without all three server middlewares", leave_out=MIDDLEWARES),
     Variant("  without all of the above", leave_out=(*MIDDLEWARES, "CancelOnDisconnect", "CORS"), token=False),
+    *(Variant(f"  without {name} (SDK)", leave_out=(name,)) for name in SDK_OPTIONS),
 ]
 
 

@@ -19,7 +19,9 @@ process CPU time, so waiting for the machine does not count. Each variant leaves
 * beside them, a minimal `MCPServer` app with SDK defaults (the load test's baseline).
 
 Every app serves the same `echo` tool, so the tools' own work cancels out. Rounds alternate the
-variants; the figures are medians. What an app costs is only part of what a served request costs:
+variants; the figures are medians. Process time is steadier than throughput, not immune: caches and cores
+shared with a busy machine still move it by some 10 µs, so on one a single layer's few microseconds
+are within the noise while the sum of them is not. What an app costs is only part of what a served request costs:
 uvicorn's HTTP parsing and the socket add roughly as much again, the same for both servers (compare
 the load test's server CPU per call), so a layer's share of the throughput is about half its share
 here.

@@ -597,6 +597,10 @@ async def main(args: argparse.Namespace) -> int:
         mixed_p99 = statistics.median(r.pct(0.99) for r in mixes)
         safe = "cancellation-safe" if not cancel_problem else "NOT cancellation-safe"
         print(f"\ncapstone ({safe}) / minimal throughput at c={args.clients}: {ratio:.2f}x   (target >= 1.20x)")
+        cpu = {label: statistics.median(r.server_cpu / max(r.calls, 1) * 1e6 for r in rows[f"compare {label} trivial"])
+               for label in ("capstone", "minimal")}
+        print(f"  server CPU per call: capstone {cpu['capstone']:.0f} us, minimal {cpu['minimal']:.0f} us "
+              f"({cpu['minimal'] / cpu['capstone']:.2f}x: what the ratio tends to when each server has a core to itself)")
         print(f"capstone p99 at c={args.latency_clients}: {p99:.2f} ms   (target <= 10 ms)")
         print(f"mixed set p99 at c={args.clients}: {mixed_p99:.2f} ms   (target <= 100 ms)")
         answers = statistics.median(pct([ms for tool, v in r.tool_ms.items() if tool not in JOBS for ms in v], 0.99)

@@ -11,12 +11,12 @@ start would, and no exec happens.
 What the program sees is what a cold start gives it, and tests/test_warm_start.py runs the same
 probe both ways and compares: `sys.argv`, `__main__`, the import path (the working folder, then
 PYTHONPATH, then the interpreter's own), exactly the given environment, fresh standard streams on
-file descriptors 0-2 and no other descriptor open, default signal handling, unconfigured
-logging, and the exit status (SystemExit, an uncaught exception, threads joined and atexit run
-first). Modules the zygote imported stay imported only where a cold start would load the same
-files; the others are unloaded first. Anything this cannot reproduce (another interpreter, any
-other script, interpreter flags, PYTHON* settings other than PYTHONPATH and
-PYTHONDONTWRITEBYTECODE) is exec'd as before.
+file descriptors 0-2 (unbuffered with PYTHONUNBUFFERED) and no other descriptor open, default
+signal handling, unconfigured logging, and the exit status (SystemExit, an uncaught exception,
+threads joined and atexit run first). Modules the zygote imported stay imported only where a cold
+start would load the same files; the others are unloaded first. Anything this cannot reproduce
+(another interpreter, any other script, interpreter flags, PYTHON* settings other than
+PYTHONPATH, PYTHONDONTWRITEBYTECODE and PYTHONUNBUFFERED) is exec'd as before.
 """
 
 from __future__ import annotations

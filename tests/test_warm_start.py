@@ -59,7 +59,8 @@ def described():
                                                   signal.SIGHUP, signal.SIGXFSZ)},
         "root_logger": [len(logging.getLogger().handlers), logging.getLogger().level],
         "streams": [sys.stdout.line_buffering, sys.stderr.line_buffering, sys.stdout.encoding, sys.stderr.errors,
-                    sys.stdin.isatty()],
+                    sys.stdin.isatty(), sys.stdout.write_through, sys.stderr.write_through,
+                    type(sys.stdout.buffer).__name__, type(sys.stderr.buffer).__name__],
         "bytecode": sys.dont_write_bytecode, "stdin": sys.stdin.read(),
         "hooks": [sys.excepthook is sys.__excepthook__, threading.excepthook is threading.__excepthook__],
     }
@@ -88,6 +89,9 @@ elif mode == "import":
         print(module.__file__)
 elif mode == "wait":
     print("waiting", flush=True)
+    sys.stdin.read()
+elif mode == "stray":
+    print("a stray line")
     sys.stdin.read()
 '''
 
@@ -131,6 +135,28 @@ def test_the_program_sees_what_a_cold_start_gives_it(zygote: Running, probe_home
     assert seen_warm == seen_cold
     assert seen_warm["stdin"] == "hello from stdin\n" and seen_warm["name"] == "__main__"
     assert seen_warm["path_head"][:2] == [str(probe_home / "work"), str(probe_home / "lib")]
+
+
+def test_pythonunbuffered_starts_warm_with_unbuffered_streams(zygote: Running, probe_home: Path) -> None:
+    """Checks set PYTHONUNBUFFERED so that a stray print() reaches the pipe while the program still
+    runs; started warm, the program gets the streams a cold start gives it."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    cold = _run(zygote, probe_home, "describe", warm=False, env=env)
+    warm = _run(zygote, probe_home, "describe", warm=True, env=env)
+    assert json.loads(warm.stdout) == json.loads(cold.stdout), (cold.stderr, warm.stderr)
+    assert json.loads(warm.stdout)["streams"][-4:] == [True, True, "FileIO", "FileIO"]
+    target = Target(pristine_starter(), COURSE.package, zygote.socket, zygote.scratch)
+    argv = [sys.executable, "-m", "warmprobe", "stray"]
+    process = subprocess.Popen(target.command(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               env={"PATH": os.environ["PATH"], "PYTHONPATH": str(probe_home / "lib"), **env},
+                               cwd=probe_home / "work")
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        assert process.stdout.readline() == b"a stray line\n"  # stdin still open: the program has not ended
+    finally:
+        process.stdin.close()
+        process.wait(timeout=20)
+        process.stdout.close()
 
 
 def test_the_program_holds_no_descriptor_of_the_checker(zygote: Running, probe_home: Path) -> None:

@@ -69,18 +69,18 @@ async def test_legacy_sessions_tagged(target: Target, desk: Desk) -> None:
         return record
 
     versions: dict[str, str] = {}
+    json_only = {"Host": desk.host, "Authorization": f"Bearer {desk.token}", "Accept": "application/json",
+                 "Content-Type": "application/json", "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call",
+                 "Mcp-Name": "replica_info"}
+    call = modern_request("replica_info", {})
     with own_errors():
         async with serve(target, desk_settings(target, desk)) as url:
             for mode in MODES:
                 async with desk_client(url, desk, mode, on_response=recorder(mode)) as client:
                     info = (await call_ok(client, "desk_info", {})).structured_content or {}
                     versions[mode] = str(info.get("protocol_version"))
-        json_only = {"Host": desk.host, "Authorization": f"Bearer {desk.token}", "Accept": "application/json",
-                     "Content-Type": "application/json", "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call",
-                     "Mcp-Name": "replica_info"}
-        call = modern_request("replica_info", {})
-        async with serve(target, desk_settings(target, desk)) as url, httpx2.AsyncClient(timeout=10) as http:
-            versions["routed"] = str((await http.post(url, json=call, headers=json_only)).status_code)
+            async with httpx2.AsyncClient(timeout=10) as http:
+                versions["routed"] = str((await http.post(url, json=call, headers=json_only)).status_code)
         async with serve(target, desk_settings(target, desk, stateless=True, stream_all=True)) as url:
             async with desk_client(url, desk, "legacy", on_response=recorder("stateless")) as client:
                 info = (await call_ok(client, "replica_info", {})).structured_content or {}

@@ -11,18 +11,19 @@ start would, and no exec happens.
 What the program sees is what a cold start gives it, and tests/test_warm_start.py runs the same
 probe both ways and compares: `sys.argv`, `__main__`, the import path (the working folder, then
 PYTHONPATH, then the interpreter's own), exactly the given environment, fresh standard streams on
-file descriptors 0-2 and no other descriptor open, default signal handling, unconfigured
-logging, and the exit status (SystemExit, an uncaught exception, threads joined and atexit run
-first). Modules the zygote imported stay imported only where a cold start would load the same
-files; the others are unloaded first. Anything this cannot reproduce (another interpreter, any
-other script, interpreter flags, PYTHON* settings other than PYTHONPATH and
-PYTHONDONTWRITEBYTECODE) is exec'd as before.
+file descriptors 0-2 (unbuffered with PYTHONUNBUFFERED) and no other descriptor open, default
+signal handling, unconfigured logging, and the exit status (SystemExit, an uncaught exception,
+threads joined and atexit run first). Modules the zygote imported stay imported only where a cold
+start would load the same files; the others are unloaded first. Anything this cannot reproduce
+(another interpreter, any other script, interpreter flags, PYTHON* settings other than
+PYTHONPATH, PYTHONDONTWRITEBYTECODE and PYTHONUNBUFFERED) is exec'd as before.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import json
 import logging
 import os
@@ -35,10 +36,12 @@ import sysconfig
 import threading
 import types
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
-# Settings a cold interpreter reads at start-up that a fork cannot take on afterwards.
-_HANDLED = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
+# The settings a cold interpreter reads at start-up that a fork takes on too (any other PYTHON*
+# setting means an exec). PYTHONUNBUFFERED is there because checks set it so that a stray print()
+# reaches the pipe at once; a fork cannot change sys.flags.unbuffered, only the streams it governs.
+_HANDLED = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
 
 
 def _interpreter_state(interpreter: str, env: dict[str, str]) -> dict[str, Any]:
@@ -190,7 +193,7 @@ def _fresh_process_state(env: dict[str, str], path: list[str]) -> None:
     sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
     sys.path[:] = path
     sys.path_importer_cache.clear()
-    _fresh_streams()
+    _fresh_streams(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
     sys.excepthook, sys.unraisablehook = sys.__excepthook__, sys.__unraisablehook__
     threading.excepthook = threading.__excepthook__
     signal.set_wakeup_fd(-1)
@@ -229,19 +232,28 @@ def _release_inherited_descriptors() -> None:
 _ABANDONED: list[object] = []  # the zygote's own stream objects: never flushed into the command's pipes
 
 
-def _fresh_streams() -> None:
+def _fresh_streams(*, unbuffered: bool) -> None:
     """New sys.stdin/stdout/stderr on fds 0-2, made as CPython makes them at start-up (buffered,
     line by line on a terminal; stderr always line by line, backslash-escaping what it cannot
-    encode; "\n" newlines). The zygote's own stream objects are kept alive, never flushed or closed:
-    whatever they still buffer must not reach the command's output."""
+    encode; "\n" newlines; with PYTHONUNBUFFERED, stdout and stderr write every text straight to
+    their descriptors instead). The zygote's own stream objects are kept alive, never flushed or
+    closed: whatever they still buffer must not reach the command's output."""
     old = (sys.stdin, sys.stdout, sys.stderr)
     _ABANDONED.extend((*old, sys.__stdin__, sys.__stdout__, sys.__stderr__))
     encoding = next((stream.encoding for stream in old if stream is not None), "utf-8")
     errors = next((stream.errors for stream in old[:2] if stream is not None), "strict")
     stdin = open(0, encoding=encoding, errors=errors, newline="\n", closefd=False)  # noqa: SIM115 - the process's own
-    stdout = open(1, "w", encoding=encoding, errors=errors, newline="\n", closefd=False)  # noqa: SIM115
-    stderr = open(2, "w", encoding=encoding, errors="backslashreplace", newline="\n", closefd=False)  # noqa: SIM115
-    stderr.reconfigure(line_buffering=True)
+    stdout: TextIO
+    stderr: TextIO
+    if unbuffered:  # as -u: no buffer under the text layer, which passes every write on at once
+        stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=encoding, errors=errors, newline="\n",
+                                  write_through=True)
+        stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=encoding, errors="backslashreplace",
+                                  newline="\n", write_through=True)
+    else:
+        stdout = open(1, "w", encoding=encoding, errors=errors, newline="\n", closefd=False)  # noqa: SIM115
+        stderr = open(2, "w", encoding=encoding, errors="backslashreplace", newline="\n", closefd=False)  # noqa: SIM115
+        stderr.reconfigure(line_buffering=True)
     for name, stream in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)  # what the interpreter started with, as code may look there

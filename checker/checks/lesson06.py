@@ -38,7 +38,6 @@ from checker.checks.support.lesson06 import (
     accept_filing,
     error_text,
     is_rejected_state,
-    lesson_services,
     listener,
     nginx,
     replica_names,
@@ -51,8 +50,6 @@ from checker.checks.support.lesson06 import (
 )
 from checker.marks import check, installed_or_skip
 from checker.target import Target, leaf_exception
-
-__all__ = ["lesson_services"]  # the runner enters it once around a self-check: one zygote for the lesson
 
 pytestmark = pytest.mark.anyio
 

@@ -305,7 +305,7 @@ async def test_session_ids_name_their_owner(target: Target, tmp_path: Path) -> N
             seen.append(response.headers["mcp-session-id"])
 
     app = scaling.build_app({"RESEARCH_DESK_REPLICA": name, "RESEARCH_DESK_ROOT": str(tmp_path)})
-    async with target.http(app) as url:
+    async with target.http(app, graceful=False) as url:  # nothing is asked of it once it stops
         async def raw_call(session_id: str) -> int:
             headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25",
                        "mcp-session-id": session_id}

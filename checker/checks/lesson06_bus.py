@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+import redis.asyncio as aioredis  # here, once per lesson run: the student's buses and replicas import it too
 from mcp import Client
 from mcp.shared.subscriptions import (
     PromptsListChanged,
@@ -134,8 +135,6 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
             events = [ResourceUpdated(uri=f"desk://{word()}"), ToolsListChanged(), ResourceUpdated(uri=NOTES)]
             for event in events:
                 await here.publish(event_there(target, event))
-            import redis.asyncio as aioredis
-
             raw = aioredis.Redis.from_url(url)
             try:
                 await raw.publish(channel, b"\x00 not an event")

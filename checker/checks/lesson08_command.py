@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from checker.checks.kit.eras import MODES
-from checker.checks.kit.processes import free_port, log_file, stop, wait_for_port
+from checker.checks.kit.processes import free_port, log_file, wait_for_port
 from checker.checks.kit.text import word
 from checker.checks.support.lesson08 import (
     SCRIPT,
@@ -357,7 +357,8 @@ async def test_http_transport(target: Target, workspace: tuple[Path, list[str]],
                 f"[{mode}] list_documents over HTTP returned {listed.structured_content}, expected {names}"
             )
     finally:
-        stop(process)
+        process.kill()  # nothing is asked of it once the clients are done: no graceful drain to wait out
+        process.wait()
         errlog.close()
 
 

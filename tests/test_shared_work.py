@@ -91,11 +91,3 @@ def test_a_served_app_still_shuts_down_gracefully() -> None:
         anyio.run(main)
     """)
     assert out.split() == ["up", "served", "down"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

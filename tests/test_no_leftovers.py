@@ -24,8 +24,7 @@ from tests.conftest import COURSE, pristine_starter
 
 pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 
-# lesson06_zygote: lesson 6's zygote, and the replicas it forks (which keep its command line)
-SERVICE_WORDS = ("nginx", "redis-server", "uvicorn", "research_desk", "lesson06_zygote")
+SERVICE_WORDS = ("nginx", "redis-server", "uvicorn", "research_desk")
 PR_SET_CHILD_SUBREAPER = 36
 
 

@@ -93,6 +93,9 @@ elif mode == "wait":
 elif mode == "stray":
     print("a stray line")
     sys.stdin.read()
+elif mode == "group":
+    print(os.getpid(), os.getpgid(0), os.getppid(), flush=True)
+    sys.stdin.read()
 '''
 
 
@@ -201,6 +204,34 @@ def test_a_signal_ends_the_program_as_it_would_cold(zygote: Running, probe_home:
         for stream in (process.stdin, process.stdout, process.stderr):
             stream.close()
     assert ended[1] == ended[0]
+
+
+def test_a_command_ends_with_its_relay(zygote: Running, probe_home: Path) -> None:
+    """A check may kill what it started outright (lesson 6 kills its replicas): the command must not
+    outlive its relay. It shares its spawner's process group, which goes when the relay does."""
+    target = Target(pristine_starter(), COURSE.package, zygote.socket, zygote.scratch)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(probe_home / "lib")}
+    process = subprocess.Popen(target.command([sys.executable, "-m", "warmprobe", "group"]), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, env=env, cwd=probe_home / "work")
+    assert process.stdout is not None and process.stdin is not None
+    pid, group, parent = map(int, process.stdout.readline().split())
+    assert group == parent, "the command is not in its spawner's process group, so killing that group misses it"
+    process.kill()
+    process.wait(timeout=20)
+    process.stdout.close()
+    process.stdin.close()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(pid), "the command outlived its relay"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_other_commands_are_still_executed(zygote: Running, probe_home: Path) -> None:

@@ -38,7 +38,6 @@ from checker.checks.support.lesson06 import (
     accept_filing,
     error_text,
     is_rejected_state,
-    lesson_services,
     listener,
     nginx,
     replica_names,
@@ -51,8 +50,6 @@ from checker.checks.support.lesson06 import (
 )
 from checker.marks import check, installed_or_skip
 from checker.target import Target, leaf_exception
-
-__all__ = ["lesson_services"]  # the runner enters it once around a self-check: one zygote for the lesson
 
 pytestmark = pytest.mark.anyio
 
@@ -308,7 +305,7 @@ async def test_session_ids_name_their_owner(target: Target, tmp_path: Path) -> N
             seen.append(response.headers["mcp-session-id"])
 
     app = scaling.build_app({"RESEARCH_DESK_REPLICA": name, "RESEARCH_DESK_ROOT": str(tmp_path)})
-    async with target.http(app) as url:
+    async with target.http(app, graceful=False) as url:  # nothing is asked of it once it stops
         async def raw_call(session_id: str) -> int:
             headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25",
                        "mcp-session-id": session_id}

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+import redis.asyncio as aioredis  # here, once per lesson run: the student's buses and replicas import it too
 from mcp import Client
 from mcp.shared.subscriptions import (
     PromptsListChanged,
@@ -28,6 +29,7 @@ from mcp.shared.subscriptions import (
     event_to_notification,
 )
 
+from checker.checks.kit.logs import plain_tracebacks
 from checker.checks.kit.services import redis_server
 from checker.checks.kit.text import word
 from checker.checks.support.lesson06 import (
@@ -38,16 +40,14 @@ from checker.checks.support.lesson06 import (
     event_here,
     event_there,
     exploding,
+    heard_all,
     kind,
-    lesson_services,
     listener,
     replica_names,
     replicas,
 )
 from checker.marks import check, installed_or_skip
 from checker.target import Target
-
-__all__ = ["lesson_services"]  # its replicas come from the lesson's one zygote, even when only these checks run
 
 pytestmark = pytest.mark.anyio
 
@@ -126,13 +126,15 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
         logs.getLogger().addHandler(handler)
         here.subscribe(listener(target, heard["here"]))
         stop_there = there.subscribe(listener(target, heard["there"]))
+        # Subscribed after the listener it watches, so it is called after it: once it has heard an
+        # event, the listener above has heard it too, if it is still subscribed.
+        witness: list[Any] = []
+        there.subscribe(listener(target, witness))
         elsewhere.subscribe(listener(target, heard["elsewhere"]))
-        async with here, there, elsewhere:
+        async with here, there, elsewhere, plain_tracebacks(target):
             events = [ResourceUpdated(uri=f"desk://{word()}"), ToolsListChanged(), ResourceUpdated(uri=NOTES)]
             for event in events:
                 await here.publish(event_there(target, event))
-            import redis.asyncio as aioredis
-
             raw = aioredis.Redis.from_url(url)
             try:
                 await raw.publish(channel, b"\x00 not an event")
@@ -140,14 +142,17 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
                 await raw.aclose()
             last = PromptsListChanged()
             await there.publish(event_there(target, last))
-            with anyio.move_on_after(3):
-                while len(heard["here"]) < 4 or len(heard["there"]) < 4:
-                    await anyio.sleep(0.02)
-            await anyio.sleep(0.3)
+            # Redis hands each subscriber a channel's messages in the order it took them: a bus that has
+            # heard `last` has heard everything published before it, a second copy of an event included.
+            await heard_all(lambda: last in heard["here"] and last in heard["there"])
             stop_there()
             stop_there()
             await here.publish(event_there(target, ResourcesListChanged()))
-            await anyio.sleep(0.3)
+            closing = ResourceUpdated(uri=f"desk://{word()}/{word()}")
+            await there.publish(event_there(target, closing))
+            aside = ResourceUpdated(uri=f"desk://{word()}/{word()}")
+            await elsewhere.publish(event_there(target, aside))  # after it, the other channel's bus has heard all
+            await heard_all(lambda: closing in heard["here"] and closing in witness and aside in heard["elsewhere"])
         logs.getLogger().removeHandler(handler)
         logged = [line for line in target.output().splitlines() if line.startswith(f"{token} ") and complaint in line]
     want = [*events, last]
@@ -156,10 +161,12 @@ async def test_redis_bus_fan_out(target: Target, tmp_path: Path) -> None:
     assert heard["here"][:4] == want, (
         f"the publishing bus's own listener heard {heard['here'][:4]}, expected {want}. (A raising listener "
         f"must not stop the others, and junk on the channel must be skipped.)")
-    assert heard["here"] == [*want, ResourcesListChanged()], (
+    assert heard["here"] == [*want, ResourcesListChanged(), closing], (
         f"the publishing bus's listener heard {heard['here']}: each event exactly once (not once locally and "
         f"again from Redis)")
-    assert not heard["elsewhere"], "a bus on another channel heard these events: subscribe to your own channel only"
+    assert heard["elsewhere"] == [aside], (
+        f"a bus on another channel heard {heard['elsewhere']}, expected only {aside!r}, published on that channel: "
+        "subscribe to your own channel only")
     assert logged, (
         f"a listener raised RuntimeError({complaint!r}) and nothing was logged at WARNING or above: catch it so the "
         "others still hear the event, but log it (logger.exception), or a broken listener fails silently forever")

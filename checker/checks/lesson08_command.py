@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from checker.checks.kit.eras import MODES
-from checker.checks.kit.processes import free_port, log_file, stop, wait_for_port
+from checker.checks.kit.processes import free_port, log_file, wait_for_port
 from checker.checks.kit.text import word
 from checker.checks.support.lesson08 import (
     SCRIPT,
@@ -33,7 +33,7 @@ from checker.checks.support.lesson08_process import (
     first_line,
     log_tail,
     logging_probe,
-    run_module,
+    run_modules,
     settings_outcome,
     stderr_tail,
 )
@@ -52,12 +52,11 @@ pytestmark = pytest.mark.anyio
 )
 async def test_help_and_version(target: Target, tmp_path: Path) -> None:
     version = edition_version(target)
-    shown = run_module(target, "--version", cwd=tmp_path)
+    shown, helped = run_modules(target, [["--version"], ["--help"]], cwd=tmp_path)
     assert shown.returncode == 0, f"--version exited with {shown.returncode}: {last_line(shown.stderr)}"
     assert shown.stdout.strip() == f"{SCRIPT} {version}", (
         f"--version should print `{SCRIPT} {version}`, it printed {shown.stdout.strip()!r}"
     )
-    helped = run_module(target, "--help", cwd=tmp_path)
     assert helped.returncode == 0, f"--help exited with {helped.returncode}: {last_line(helped.stderr)}"
     text = helped.stdout
     assert SCRIPT in first_line(text), (
@@ -358,7 +357,8 @@ async def test_http_transport(target: Target, workspace: tuple[Path, list[str]],
                 f"[{mode}] list_documents over HTTP returned {listed.structured_content}, expected {names}"
             )
     finally:
-        stop(process)
+        process.kill()  # nothing is asked of it once the clients are done: no graceful drain to wait out
+        process.wait()
         errlog.close()
 
 
@@ -378,8 +378,8 @@ async def test_bad_settings_exit_2(target: Target, tmp_path: Path) -> None:
         (["--root", str(tmp_path)], {"RESEARCH_DESK_PORT": bad_port}, "RESEARCH_DESK_PORT"),
         (["--root", str(tmp_path), "--transport", "carrier-pigeon"], {}, "--transport"),
     ]
-    for args, env, named in cases:
-        done = run_module(target, *args, env=env, cwd=tmp_path, timeout=10)
+    runs = run_modules(target, [args for args, _, _ in cases], envs=[env for _, env, _ in cases], cwd=tmp_path)
+    for (args, env, named), done in zip(cases, runs, strict=True):
         shown = " ".join(args + [f"{k}={v}" for k, v in env.items()])
         assert done.returncode == 2, (
             f"`research-desk {shown}` should stop with exit code 2 (a usage error), it exited with {done.returncode}"

@@ -59,6 +59,11 @@ def _child(conn: socket.socket, limits: Limits) -> None:
     """In the forked child: read the request, then be a host or a spawner. Never returns."""
     code = 0
     try:
+        # Its own group before it starts anything. The zygote sets it too, but only once it runs
+        # again after the fork: on a loaded machine a spawner could already have started its
+        # command in the zygote's group, where killing the spawner's group would miss it.
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
         _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # the zygote is private; the child is the check's
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         request, fds = read_request(conn)

@@ -7,5 +7,6 @@ drivers, shared by its visible and hidden checks).
 - `eras`: the two protocol revisions every client-facing check speaks.
 - `text`: random words and documents, and the text of a tool result.
 - `processes`: free ports, waiting for a port, stopping what a check started, and a file for its stderr.
+- `logs`: rich's traceback drawing off while a check provokes logged errors.
 - `services`: Redis and nginx for the student's servers, and waiting for a server's /health.
 """

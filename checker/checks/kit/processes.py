@@ -39,7 +39,7 @@ async def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = Non
             return True
         if process is not None and process.poll() is not None:
             return False
-        await anyio.sleep(0.05)
+        await anyio.sleep(0.02)
     return False
 
 

@@ -87,4 +87,4 @@ async def wait_for_health(port: int, ended: Callable[[], bool], timeout: float =
                         return True
                 except httpx2.HTTPError:
                     pass
-                await anyio.sleep(0.05)
+                await anyio.sleep(0.02)

@@ -1,35 +1,25 @@
 """Lesson 6's check plumbing: real replicas, split multi-round-trip calls, nginx, and events.
 
-Real replicas are separate `uvicorn --factory <package>.scaling:build_app` processes on loopback
-ports, forked by lesson 6's zygote (`lesson06_zygote.py`, beside this file) and stopped when the
-check's `async with replicas(...)` ends. For a self-check, one zygote serves the whole lesson run
-(`lesson_services`, entered by the runner before the checks fork), so the SDK is imported once,
-not once per check. When grading, each check starts its own through `target.command`, so it and
-its replicas run in the submission's sandbox, inside that check's limits: the check reads what
-they write with `target.read_text`, and stops them only through the zygote (its stdin, or
-killing it, which takes its process group along).
+Real replicas are separate `python -m uvicorn --factory <package>.scaling:build_app` processes on
+loopback ports, started where student code runs (`target.command`: in the submission's sandbox,
+inside the check's limits, when grading) and killed when the check's `async with replicas(...)`
+ends. Either way they start warm, forked past the SDK's import by the runner's command zygote or
+the submission's (`checker.host.warmstart`), so a replica costs its own work, not an interpreter.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
-import json
-import os
 import random
 import re
-import shutil
-import socket
 import string
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import httpx2
@@ -39,13 +29,12 @@ from mcp.client.caching import InMemoryResponseCacheStore
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
 from mcp.types import INVALID_PARAMS, ElicitResult, InputRequiredResult
 
-from checker.checks.kit.processes import free_port
+from checker.checks.kit.processes import free_port, log_file, log_text
 from checker.checks.kit.services import nginx_server, wait_for_health
 from checker.target import Target
 
 KEYS = "RESEARCH_DESK_STATE_KEYS"
 NOTES = "desk://notes"
-ZYGOTE = Path(__file__).with_name("lesson06_zygote.py")
 
 
 def replica_names(count: int) -> list[str]:
@@ -72,158 +61,63 @@ def error_text(result: Any) -> str:
 
 # --- real replicas ----------------------------------------------------------------------------
 
-_shared_zygote: str | None = None  # the lesson's zygote's socket, in a self-check (see lesson_services)
 
-
-def _passthrough() -> dict[str, str]:
-    return {k: os.environ[k] for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE") if k in os.environ}
-
-
-@contextlib.contextmanager
-def lesson_services() -> Iterator[None]:
-    """The runner enters this once around all of a self-check's checks: one zygote for the lesson.
-
-    The listening socket is made here, before the checks fork, so a check can connect at once;
-    the zygote accepts once it has imported the SDK. It ends when its stdin closes (here, or when
-    the runner exits). Its replicas are never older than the check that asked for them. Entered
-    again while running (another of the lesson's checks modules), it keeps the one zygote.
-    """
-    global _shared_zygote
-    if _shared_zygote is not None:
-        yield
-        return
-    target = Target.from_environment()
-    folder = Path(tempfile.mkdtemp(prefix="lesson06-zygote-"))
-    path = folder / "zygote.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(16)
-    zygote = subprocess.Popen([sys.executable, str(ZYGOTE), str(listener.fileno())], env=target.env(_passthrough()),
-                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              pass_fds=[listener.fileno()])
-    listener.close()
-    _shared_zygote = str(path)
-    try:
-        yield
-    finally:
-        _shared_zygote = None
-        assert zygote.stdin is not None
-        zygote.stdin.close()
-        try:
-            zygote.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            zygote.kill()
-            zygote.wait()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
+@dataclasses.dataclass
 class Replica:
-    """One replica the zygote forked: its name, its port, and the log its output goes to."""
+    """One replica: its name, its port, its process (the relay's when it runs elsewhere), and the
+    nameless file its output goes to."""
 
-    def __init__(self, target: Target, name: str, port: int, log: Path) -> None:
-        self.target, self.name, self.port, self.log = target, name, port, log
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: TextIO
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
-    def exit_code(self) -> int | None:
-        marker = written(self.target, Path(f"{self.log}.exit"))
-        if marker is None:
-            return None
-        try:
-            return int(marker)
-        except ValueError:
-            return 1
 
-
-def _startup_error(target: Target, log: Path) -> str:
-    lines = (written(target, log) or "").strip().splitlines()
+def _startup_error(output: str) -> str:
+    lines = output.strip().splitlines()
     errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b", line)]
     return (errors[-1] if errors else "\n".join(lines[-3:])) or "no output"
 
 
 async def _wait_healthy(replica: Replica) -> None:
-    if not await wait_for_health(replica.port, lambda: replica.exit_code() is not None):
-        pytest.fail(f"replica {replica.name} did not start: {_startup_error(replica.target, replica.log)}")
-
-
-class _OwnZygote:
-    """This check's own zygote (when grading): requests on its stdin, pids on its stdout."""
-
-    def __init__(self, target: Target, tmp: Path) -> None:
-        self.process = subprocess.Popen(target.command([sys.executable, str(ZYGOTE)]), env=target.env(_passthrough()),
-                                        cwd=tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL)
-
-    def ask(self, request: bytes) -> bytes:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(request)
-        self.process.stdin.flush()
-        return self.process.stdout.readline()
-
-    async def close(self) -> None:
-        with contextlib.suppress(OSError):
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-        deadline = time.monotonic() + 5
-        while self.process.poll() is None and time.monotonic() < deadline:
-            await anyio.sleep(0.02)
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-class _SharedZygote:
-    """A connection to the lesson's zygote (a self-check): it stops this check's replicas when closed."""
-
-    def __init__(self, path: str) -> None:
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.socket.connect(path)
-        self.reader = self.socket.makefile("rb")
-
-    def ask(self, request: bytes) -> bytes:
-        self.socket.sendall(request)
-        return self.reader.readline()
-
-    async def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.socket.shutdown(socket.SHUT_WR)  # "no more": the zygote stops this check's replicas
-            self.socket.settimeout(5)
-            await anyio.to_thread.run_sync(self.reader.read)  # ...and closes its side once they have gone
-        self.reader.close()
-        self.socket.close()
+    if not await wait_for_health(replica.port, lambda: replica.process.poll() is not None):
+        pytest.fail(f"replica {replica.name} did not start: {_startup_error(log_text(replica.log))}")
 
 
 @asynccontextmanager
 async def replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]]) -> AsyncIterator[list[Replica]]:
-    """One real uvicorn process per name, started in parallel, with only the given configuration."""
-    zygote: _OwnZygote | _SharedZygote
-    if _shared_zygote is not None and not target.isolated:
-        zygote = _SharedZygote(_shared_zygote)
-    else:
-        zygote = _OwnZygote(target, tmp)
+    """One real uvicorn process per name, started in parallel, with only the given configuration.
+
+    Each is `python -m uvicorn --factory <package>.scaling:build_app`, started where student code
+    runs (`target.command`), so it starts warm, past the SDK's import, yet sees what a cold start
+    would. They are killed when the block ends: nothing the check reads comes after that, and a
+    graceful stop would only wait out uvicorn's shutdown tick.
+    """
     started: list[Replica] = []
     try:
         for name, extra in specs.items():
             port = free_port()
-            log = tmp / f"replica-{name}.log"
-            env = target.env({**_passthrough(), "RESEARCH_DESK_REPLICA": name,
-                              "RESEARCH_DESK_ROOT": str(tmp / "workspace"), **extra})
-            argv = ["--factory", f"{target.package}.scaling:build_app", "--host", "127.0.0.1", "--port", str(port),
-                    "--log-level", "warning", "--no-access-log"]
-            request = json.dumps({"env": env, "argv": argv, "log": str(log), "cwd": str(tmp)}) + "\n"
-            line = await anyio.to_thread.run_sync(zygote.ask, request.encode())  # it forked the replica
-            if not line.strip():
-                pytest.fail("could not start the replicas (the helper process exited): is the SDK installed?")
-            started.append(Replica(target, name, port, log))
+            log = log_file(tmp)
+            env = target.env({"RESEARCH_DESK_REPLICA": name, "RESEARCH_DESK_ROOT": str(tmp / "workspace"), **extra})
+            argv = [sys.executable, "-m", "uvicorn", "--factory", f"{target.package}.scaling:build_app",
+                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+            process = subprocess.Popen(target.command(argv), env=env, cwd=tmp, stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=log)
+            started.append(Replica(name, port, process, log))
         async with anyio.create_task_group() as tg:
             for replica in started:
                 tg.start_soon(_wait_healthy, replica)
         yield started
     finally:
-        with anyio.CancelScope(shield=True):
-            await zygote.close()
+        for replica in started:
+            replica.process.kill()
+        for replica in started:
+            replica.process.wait()
+            replica.log.close()
 
 
 # --- multi-round-trip by hand ------------------------------------------------------------------
@@ -405,6 +299,14 @@ def event_there(target: Target, sdk_event: Any) -> Any:
 def listener(target: Target, heard: list[Any]) -> Any:
     """A listener of the check's for a bus: every event it hears goes into `heard`, as the SDK's event."""
     return target.expose(lambda obj: heard.append(event_here(target, obj)))
+
+
+async def heard_all(condition: Callable[[], bool], seconds: float = 3) -> None:
+    """Return once `condition()` holds (polled every 10 ms), or after `seconds`: the check's assertions
+    then say what is missing."""
+    with anyio.move_on_after(seconds):
+        while not condition():
+            await anyio.sleep(0.01)
 
 
 def exploding(complaint: str) -> Any:

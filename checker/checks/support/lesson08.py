@@ -29,6 +29,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,74 +166,78 @@ def _make_build(target: Target, uv: str, project: Path, home: Path) -> dict[str,
     (copy / strays[2]).parent.mkdir(parents=True, exist_ok=True)
     (copy / strays[2]).write_bytes(b"\x00stale bytecode")
     dist = home / "dist"
-    built = _run(
-        target,
-        [
-            uv,
-            "build",
-            "--offline",
-            "--no-build-isolation",
-            "--color",
-            "never",
-            "--python",
-            sys.executable,
-            "--out-dir",
-            str(dist),
-            str(copy),
-        ],
-        cwd=home,
-    )
-    log = (built.stdout + built.stderr).strip()
-    if built.returncode != 0:
-        return {
-            "ok": False,
-            "strays": strays,
-            "problem": "`uv build` failed on a copy of your project:\n" + log[-1500:],
-        }
-    made = sorted(p.name for p in dist.iterdir()) if dist.is_dir() and not dist.is_symlink() else []
-    wheels, sdists = [n for n in made if n.endswith(".whl")], [n for n in made if n.endswith(".tar.gz")]
-    if len(wheels) != 1 or len(sdists) != 1:
-        return {
-            "ok": False,
-            "strays": strays,
-            "problem": f"`uv build` should make one wheel and one sdist, it made {made}",
-        }
     venv = home / "venv"
-    created = _run(target, [uv, "venv", "--offline", "--quiet", "--python", sys.executable, str(venv)], cwd=home)
-    if created.returncode != 0:
-        return {
-            "ok": False,
-            "strays": strays,
-            "problem": "could not create a virtual environment to install your "
-            "wheel in: " + last_line(created.stdout + created.stderr)[:300],
-        }
-    site = next((p for p in venv.glob("lib/python*/site-packages") if not p.is_symlink()), None)
-    if site is None:
-        return {"ok": False, "strays": strays, "problem": f"`uv venv` made no site-packages folder in {venv}"}
-    course_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    _write_new(site / "_course_dependencies.pth", "".join(f"{p}\n" for p in sorted(course_site)))
-    installed = _run(
-        target,
-        [
-            uv,
-            "pip",
-            "install",
-            "--offline",
-            "--no-deps",
-            "--quiet",
-            "--python",
-            str(venv / "bin" / "python"),
-            str(dist / wheels[0]),
-        ],
-        cwd=home,
-    )
-    if installed.returncode != 0:
-        return {
-            "ok": False,
-            "strays": strays,
-            "problem": "installing your wheel failed: " + (installed.stdout + installed.stderr)[-1500:],
-        }
-    return {"ok": True, "problem": "", "strays": strays, "wheel": wheels[0], "sdist": sdists[0]}
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the environment needs nothing from the build: both at once
+        creating = pool.submit(
+            _run, target, [uv, "venv", "--offline", "--quiet", "--python", sys.executable, str(venv)], home
+        )
+        built = _run(
+            target,
+            [
+                uv,
+                "build",
+                "--offline",
+                "--no-build-isolation",
+                "--color",
+                "never",
+                "--python",
+                sys.executable,
+                "--out-dir",
+                str(dist),
+                str(copy),
+            ],
+            cwd=home,
+        )
+        log = (built.stdout + built.stderr).strip()
+        if built.returncode != 0:
+            return {
+                "ok": False,
+                "strays": strays,
+                "problem": "`uv build` failed on a copy of your project:\n" + log[-1500:],
+            }
+        made = sorted(p.name for p in dist.iterdir()) if dist.is_dir() and not dist.is_symlink() else []
+        wheels, sdists = [n for n in made if n.endswith(".whl")], [n for n in made if n.endswith(".tar.gz")]
+        if len(wheels) != 1 or len(sdists) != 1:
+            return {
+                "ok": False,
+                "strays": strays,
+                "problem": f"`uv build` should make one wheel and one sdist, it made {made}",
+            }
+        created = creating.result()
+        if created.returncode != 0:
+            return {
+                "ok": False,
+                "strays": strays,
+                "problem": "could not create a virtual environment to install your "
+                "wheel in: " + last_line(created.stdout + created.stderr)[:300],
+            }
+        site = next((p for p in venv.glob("lib/python*/site-packages") if not p.is_symlink()), None)
+        if site is None:
+            return {"ok": False, "strays": strays, "problem": f"`uv venv` made no site-packages folder in {venv}"}
+        course_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        _write_new(site / "_course_dependencies.pth", "".join(f"{p}\n" for p in sorted(course_site)))
+        installed = _run(
+            target,
+            [
+                uv,
+                "pip",
+                "install",
+                "--offline",
+                "--no-deps",
+                "--quiet",
+                "--python",
+                str(venv / "bin" / "python"),
+                str(dist / wheels[0]),
+            ],
+            cwd=home,
+        )
+        if installed.returncode != 0:
+            return {
+                "ok": False,
+                "strays": strays,
+                "problem": "installing your wheel failed: " + (installed.stdout + installed.stderr)[-1500:],
+            }
+        return {"ok": True, "problem": "", "strays": strays, "wheel": wheels[0], "sdist": sdists[0]}
 
 
 def _folder(path: Path) -> Path:

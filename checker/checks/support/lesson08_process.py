@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,6 +56,17 @@ def run_module(
             f"`python -m {target.package} {' '.join(args)}` did not exit within {timeout:g} s: it should "
             f"answer and exit without starting a server"
         )
+
+
+def run_modules(
+    target: Target, argvs: list[list[str]], *, envs: list[dict[str, str]] | None = None, cwd: Path
+) -> list[subprocess.CompletedProcess[str]]:
+    """`run_module` for each of `argvs` (with the matching `envs`), all at once: each is a process of
+    its own that answers and exits, so none waits for another. Results in the order given."""
+    with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
+        runs = [pool.submit(run_module, target, *argv, env=env, cwd=cwd)
+                for argv, env in zip(argvs, envs or [{}] * len(argvs), strict=True)]
+        return [run.result() for run in runs]
 
 
 def first_line(text: str) -> str:

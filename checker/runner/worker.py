@@ -190,7 +190,7 @@ class ForkPerCheck:
         deadline = self.started + self.request.lesson_timeout
         outcomes: dict[str, ChildOutcome] = {}
         if not self.broken:
-            with lesson_services(items, self.request), command_zygote(self.request, self._limits()):
+            with command_zygote(self.request, self._limits()):
                 outcomes = run_forked(((item.nodeid, functools.partial(self._run_one, item)) for item in queue),
                                       self._limits(), jobs=self.request.jobs, deadline=deadline,
                                       prepare=self._enter_sandbox, cleanup=self._clean_up, busy=self._busy(items))
@@ -275,24 +275,6 @@ def _float(text: str) -> float:
 
 def _seconds(payload: dict[str, str] | None, key: str) -> float:
     return _float((payload or {}).get(key, "0"))
-
-
-@contextlib.contextmanager
-def lesson_services(items: list[pytest.Item], request: Request) -> Iterator[None]:
-    """Enter each checks module's `lesson_services()` once, around all of a self-check's forks.
-
-    A module may start there what its checks can share without sharing state (lesson 6: one
-    zygote that forks every check's replicas, instead of one per check importing the SDK again).
-    Grading never shares: each check starts its own, inside the submission's sandbox and limits.
-    """
-    with contextlib.ExitStack() as stack:
-        if request.sandbox is None:
-            modules = dict.fromkeys(getattr(item, "module", None) for item in items)
-            for module in modules:
-                start = getattr(module, "lesson_services", None)
-                if callable(start):
-                    stack.enter_context(start())
-        yield
 
 
 def _serves_http(request: Request) -> bool:

@@ -75,7 +75,7 @@ async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
         with pytest.raises(MCPError) as timed_out:
             await client.call_tool("save_note", late, read_timeout_seconds=0.05)
         assert timed_out.value.code == REQUEST_TIMEOUT
-        await anyio.sleep(0.2)  # twice the write: the abandoned call has ended, one way or the other
+        await anyio.sleep(0.12)  # past the write: the abandoned call has ended, one way or the other
         retried = (await ok(client, "save_note", late)).structured_content
         assert len(desk.notes) == 3, (
             f"after a timed-out call and its retry there should be exactly one new note, found {len(desk.notes) - 2}"

@@ -12,7 +12,7 @@ import sys
 
 def main() -> None:
     if sys.argv[1:2] == ["check"]:
-        from checker.runner.lesson import prestart_worker  # light: no pytest, no SDK, no Typer
+        from checker.runner.prestart import prestart_worker  # standard library only
 
         prestart_worker()
     from checker.cli.app import app

@@ -6,7 +6,6 @@ check does can crash it. All it trusts is the JSON file the worker writes.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from checker.registry import Course, CourseError, Lesson
 from checker.runner.catalog import lesson_catalog
+from checker.runner.prestart import take_prestarted, worker_env
 from checker.runner.request import Request
 from checker.runner.results import CheckResult, LessonResult
 
@@ -38,41 +38,9 @@ def edition_path(course: Course, against: str) -> tuple[Path, str]:
     return path, name
 
 
-def worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"       # load only the plugins the checks need: faster
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-_prestarted: subprocess.Popen[bytes] | None = None
-
-
-def prestart_worker() -> None:
-    """Start a worker now, before the CLI has even parsed its arguments.
-
-    It imports pytest and the SDK (most of a check's cost) while the CLI imports Typer and
-    reads the registry; `LessonRun` then hands it the request on stdin. A worker that is never
-    given one (a usage error, say) sees end-of-file and exits, or is killed at exit.
-    """
-    global _prestarted
-    _prestarted = subprocess.Popen([sys.executable, "-m", "checker.runner.worker", "--request", "-"],
-                                   cwd=tempfile.gettempdir(), env=worker_env(), stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    atexit.register(_discard_prestarted)
-
-
-def _discard_prestarted() -> None:
-    if _prestarted is not None and _prestarted.poll() is None:
-        _prestarted.kill()
-        _prestarted.wait()
-
-
 def _start_worker(request_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
     """The pre-started worker if there is one, else a new one, working on `request_file`."""
-    global _prestarted
-    proc, _prestarted = _prestarted, None
+    proc = take_prestarted()
     if proc is not None and proc.poll() is None and proc.stdin is not None:
         proc.stdin.write(f"{request_file}\n".encode())
         proc.stdin.close()

@@ -48,7 +48,7 @@ pytestmark = pytest.mark.anyio
 )
 async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
     rng = random.Random()
-    errors, desk = await make_desk(target, workspace.root, write_seconds=0.1)
+    errors, desk = await make_desk(target, workspace.root, write_seconds=0.06)
     server = errors.create_server(desk)
     async with target.client(server) as client:
         args = {"title": word(rng).title(), "body": word(rng), "idempotency_key": idempotency_key(rng)}
@@ -73,9 +73,9 @@ async def test_retry_acts_once(target: Target, workspace: Workspace) -> None:
 
         late = {"title": word(rng).title(), "body": word(rng), "idempotency_key": idempotency_key(rng)}
         with pytest.raises(MCPError) as timed_out:
-            await client.call_tool("save_note", late, read_timeout_seconds=0.05)
+            await client.call_tool("save_note", late, read_timeout_seconds=0.03)
         assert timed_out.value.code == REQUEST_TIMEOUT
-        await anyio.sleep(0.12)  # past the write: the abandoned call has ended, one way or the other
+        await anyio.sleep(0.08)  # past the write: the abandoned call has ended, one way or the other
         retried = (await ok(client, "save_note", late)).structured_content
         assert len(desk.notes) == 3, (
             f"after a timed-out call and its retry there should be exactly one new note, found {len(desk.notes) - 2}"
@@ -132,7 +132,7 @@ async def test_cancelled_call_stops_work(target: Target, workspace: Workspace, t
             assert len(jobs) == 1, f"expected one export job in desk.jobs, found {len(jobs)}"
             job = next(iter(jobs.values()))
             done = job.done
-            await anyio.sleep(max(0.2, patience))  # four steps or more: a job that went on would have done more
+            await anyio.sleep(max(0.15, patience))  # three steps or more: a job that went on would have done more
             assert job.done == done and done < len(names), (
                 f"[{mode}] the export kept working after the client gave up ({done} -> {job.done} documents): let "
                 f"the cancellation propagate instead of catching it"

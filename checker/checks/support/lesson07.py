@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import pytest
 
+from checker.checks.kit.logs import plain_tracebacks
 from checker.checks.kit.text import text_of, word
 from checker.target import Target
 
@@ -168,20 +169,13 @@ async def server_logs(target: Target) -> AsyncIterator[list[dict[str, Any]]]:
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logs.Formatter(f"{token} {{levelno}} {{message!r}} {token} {{exc_info!r}}", style="{"))
     root = logs.getLogger()
-    # The SDK's own root handler (rich's, set up by MCPServer) draws every logged traceback with
-    # syntax highlighting: ~0.15 s of CPU each, and these checks provoke a dozen. They read the
-    # records above, not that drawing, so it prints them plainly for the while.
-    plain = [h for h in root.handlers if getattr(h, "rich_tracebacks", None) is True]
-    for rich_handler in plain:
-        rich_handler.rich_tracebacks = False
     root.addHandler(handler)
     seen: list[dict[str, Any]] = []
     try:
-        yield seen
+        async with plain_tracebacks(target):  # these checks provoke a dozen logged tracebacks
+            yield seen
     finally:
         root.removeHandler(handler)
-        for rich_handler in plain:
-            rich_handler.rich_tracebacks = True
         seen.extend(_records(target.output(), token))
 
 

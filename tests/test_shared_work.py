@@ -186,3 +186,13 @@ def test_past_timings_read_old_and_new_records(tmp_path: Path) -> None:
     assert past_timings(tmp_path, "lesson-2") == ({"a": 0.4}, {"a": 0.25})
     (tmp_path / TIMINGS).write_text("{not json")
     assert past_timings(tmp_path, "lesson-1") == ({}, {})
+
+
+def test_a_checks_reported_cpu_time_is_a_finite_number_or_nothing() -> None:
+    """The ledger's sum crosses from a process that ran student code: nonsense counts as 0."""
+    from checker.runner.worker import _seconds
+
+    assert _seconds({"commands_cpu": "0.25"}, "commands_cpu") == 0.25
+    for hostile in ("inf", "-inf", "nan", "-3", "1e999", "twelve", ""):
+        assert _seconds({"commands_cpu": hostile}, "commands_cpu") == 0.0, hostile
+    assert _seconds(None, "commands_cpu") == 0.0

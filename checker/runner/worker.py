@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import os
 import random
 import shutil
@@ -267,10 +268,13 @@ def cpu_of_commands() -> Iterator[list[float]]:
 
 
 def _float(text: str) -> float:
+    """A count of seconds a check's process reported: 0 for anything but a finite number (the
+    process ran student code, and an Infinity would end up in the results' JSON)."""
     try:
-        return max(0.0, float(text))
+        value = float(text)
     except ValueError:
         return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
 
 
 def _seconds(payload: dict[str, str] | None, key: str) -> float:

@@ -84,3 +84,12 @@ def lesson_run(lesson: Lesson, against: str) -> LessonResult:
         edition = str(pristine_starter()) if against == "starter" else against
         _runs[key] = run_lesson(COURSE, lesson, edition, hidden=True)
     return _runs[key]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a running process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"

@@ -23,7 +23,7 @@ from checker.sandbox.limits import Limits
 from checker.sandbox.submission import Mode, Running, SandboxPlan, SubmissionSandbox
 from checker.target import Target
 from checker.target.remote import HostEnded, Mirrored, Remote, RemoteSession, mirror_class
-from tests.conftest import COURSE, pristine_starter
+from tests.conftest import COURSE, pristine_starter, process_alive
 
 pytestmark = pytest.mark.full  # slow: the full suite only (tests/conftest.py)
 
@@ -295,17 +295,11 @@ def test_a_killed_relay_takes_its_command_along(sandbox: Running, tmp_path: Path
     process.kill()
     process.wait()
     deadline = time.monotonic() + 20
-    while _alive(command) and time.monotonic() < deadline:
+    while process_alive(command) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(command), "the command kept running after the check's relay was killed"
+    assert not process_alive(command), "the command kept running after the check's relay was killed"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def test_the_host_side_never_imports_pytest() -> None:

@@ -27,7 +27,7 @@ from checker.runner.worker import command_zygote
 from checker.sandbox.limits import Limits
 from checker.sandbox.submission import Mode, Running, SandboxPlan, SubmissionSandbox
 from checker.target import CPU_LEDGER, Target
-from tests.conftest import COURSE, pristine_starter
+from tests.conftest import COURSE, pristine_starter, process_alive
 
 # The zygote, the relay and what they read (socket credentials, prctl, /proc) are Linux's; elsewhere
 # a self-check starts its commands cold and grading runs in the Linux container.
@@ -221,17 +221,11 @@ def test_a_command_ends_with_its_relay(zygote: Running, probe_home: Path) -> Non
     process.stdout.close()
     process.stdin.close()
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not _alive(pid), "the command outlived its relay"
+    assert not process_alive(pid), "the command outlived its relay"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_other_commands_are_still_executed(zygote: Running, probe_home: Path) -> None:

@@ -33,7 +33,8 @@ from pathlib import Path
 import pytest
 
 from checker.registry import CourseError, Lesson
-from checker.runner.lesson import build_request, worker_env
+from checker.runner.lesson import build_request
+from checker.runner.prestart import worker_env
 from checker.runner.results import LessonResult
 from tests.conftest import COURSE
 

@@ -32,7 +32,8 @@ from checker.grading.store import GradeStore
 from checker.grading.submissions import Submission, locate_edition, unpack
 from checker.quiz.grading import ExamSetup
 from checker.registry import Course, CourseError, Lesson
-from checker.runner.lesson import build_request, worker_env
+from checker.runner.lesson import build_request
+from checker.runner.prestart import worker_env
 from checker.runner.request import Request
 from checker.runner.results import CheckResult, LessonResult
 from checker.sandbox.cgroups import Group, GroupsUnavailable, batch_groups

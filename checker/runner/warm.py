@@ -178,7 +178,7 @@ class WarmWorker:
 
     def start(self) -> None:
         """Start the worker and wait until it has imported and warmed everything."""
-        from checker.runner.lesson import worker_env
+        from checker.runner.prestart import worker_env
 
         self.close()
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the worker's stderr for its whole life; close() closes it

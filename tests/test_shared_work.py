@@ -5,7 +5,8 @@
 - a uvicorn served by `serve_asgi` stops gracefully (its lifespan's shutdown runs, a response
   under way completes) when asked;
 - checks that mostly waited last time run beside each other, within a cap, and the timings that
-  say so are read from old and new records alike.
+  say so are read from old and new records alike;
+- the import probe runs beside the first checks, and stops them once it finds a broken module.
 
 Timing is the business of `bench/`, never of a test: these pin behaviour only.
 """
@@ -171,6 +172,40 @@ def test_checks_that_mostly_wait_run_beside_each_other(tmp_path: Path) -> None:
     assert _overlaps(tmp_path, jobs=1, busy=dict.fromkeys(range(4), 1.0)) == 1
     assert _overlaps(tmp_path, jobs=1, busy=dict.fromkeys(range(4), 0.1)) == MAX_WAITING
     assert _overlaps(tmp_path, jobs=2, busy={0: 0.1, 1: 0.1, 2: 1.0, 3: 1.0}) >= 3
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="checks fork")
+def test_a_task_that_finds_the_rest_pointless_stops_the_batch(tmp_path: Path) -> None:
+    """The import probe runs beside the first checks; once it finds a broken module, the checks
+    still running are killed (with what they started) and the queued ones never start."""
+    from checker.sandbox.forking import run_forked
+    from checker.sandbox.limits import Limits
+    from tests.conftest import process_alive
+
+    def probe() -> dict[str, str]:
+        time.sleep(0.3)
+        return {"broken": "yes"}
+
+    def check(index: int) -> dict[str, str]:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        (tmp_path / f"started-{index}").write_text(str(child.pid))
+        time.sleep(30)
+        (tmp_path / f"finished-{index}").touch()
+        return {"outcome": "passed"}
+
+    tasks = [("probe", probe), *((i, (lambda i=i: check(i))) for i in range(5))]
+    started = time.monotonic()
+    outcomes = run_forked(tasks, Limits(60, 512, 16), jobs=3,
+                          stop_when=lambda key, outcome: key == "probe" and outcome.payload == {"broken": "yes"})
+    assert time.monotonic() - started < 20
+    assert list(outcomes) == ["probe"]
+    pids = [int(p.read_text()) for p in tmp_path.glob("started-*")]
+    assert len(pids) == 2, "two checks ran beside the probe; the other three never started"
+    assert not list(tmp_path.glob("finished-*"))
+    assert not any(process_alive(pid) for pid in pids), "what a stopped check started is gone too"
+    quiet = run_forked([("probe", lambda: {"broken": ""}), ("a", lambda: {"outcome": "passed"})], Limits(30, 512, 16),
+                       stop_when=lambda key, outcome: outcome.payload == {"broken": "yes"})
+    assert set(quiet) == {"probe", "a"}, "a probe that finds nothing stops nothing"
 
 
 def test_past_timings_read_old_and_new_records(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -41,6 +41,7 @@ from checker.sandbox.limits import Limits, drop_privileges
 from checker.target import CPU_LEDGER, Target
 
 SEED_VARIABLE = "COURSE_CHECK_SEED"  # set it to repeat a run's random inputs exactly
+PROBE = "import probe"  # the task that imports the lesson's modules (a check's node id has "::")
 PROCESSES_PER_CHECK = 128  # tasks (threads too) of the student's in one check's group: stops a fork bomb
 PROCESSES_PER_USER = 512   # without groups: all of one submission's user's tasks at once
 
@@ -93,17 +94,18 @@ class ForkPerCheck:
                 return {"outcome": "skipped", "message": reason.removeprefix("Skipped: ")}
         return {"outcome": "passed", "message": ""}
 
-    def _probe_imports(self) -> list[BrokenModule]:
-        """Import the lesson's modules once, in a fork, before any check runs.
+    def _import_probe(self) -> Callable[[], dict[str, str]] | None:
+        """A task that imports the lesson's modules once, in a fork, beside the first checks.
 
         A module that does not import would fail every check alike; it is reported once instead,
-        with its file, line and fix (`checker.runner.imports`). When grading, the host process in
-        the submission's sandbox does the importing and sends back its report as plain data.
+        with its file, line and fix (`checker.runner.imports`), and the checks started beside the
+        probe are stopped and not reported. When grading, the host process in the submission's
+        sandbox does the importing and sends back its report as plain data. None: no modules.
         """
         request = self.request
         modules = list(dict.fromkeys(request.modules))
         if not modules:
-            return []
+            return None
         timeout = max(1.0, request.check_timeout - 2)  # the fork's own limit is check_timeout
 
         def probe() -> dict[str, str]:
@@ -123,10 +125,12 @@ class ForkPerCheck:
             fields = {f"{i}.{key}": str(value) for i, report in enumerate(reports) for key, value in report.items()}
             return {"reports": str(len(reports)), **fields}  # never empty: an empty reply reads as a crash
 
-        outcome = run_forked([("probe", probe)], self._limits(), prepare=self._enter_sandbox,
-                             cleanup=self._clean_up)["probe"]
+        return probe
+
+    def _broken(self, outcome: ChildOutcome) -> list[BrokenModule]:
+        """The broken modules the import probe found (a probe that ended without a report: the first)."""
         if outcome.payload is None:
-            return [ended(request.package, modules[0], outcome.problem)]
+            return [ended(self.request.package, self.request.modules[0], outcome.problem)]
         return _unique(_reports(outcome.payload))
 
     def _busy(self, items: list[pytest.Item]) -> dict[str, float] | None:
@@ -183,18 +187,26 @@ class ForkPerCheck:
             items = [i for i in items if check_id(i.name) in self.request.select]
         # Longest first, so a slow check overlaps the quick ones instead of trailing after them.
         queue = sorted(items, key=lambda i: -self.request.expected.get(check_id(i.name), 1.0))
-        self.broken = self._probe_imports() if items else []
-        if items and not self.broken and self.request.sandbox is None and _serves_http(self.request):
+        if items and self.request.sandbox is None and _serves_http(self.request):
             from checker.runner.warm import warm_http
 
             warm_http()  # once here rather than in every check's fork (~0.07 s of CPU each)
         deadline = self.started + self.request.lesson_timeout
-        outcomes: dict[str, ChildOutcome] = {}
-        if not self.broken:
-            with command_zygote(self.request, self._limits()):
-                outcomes = run_forked(((item.nodeid, functools.partial(self._run_one, item)) for item in queue),
-                                      self._limits(), jobs=self.request.jobs, deadline=deadline,
-                                      prepare=self._enter_sandbox, cleanup=self._clean_up, busy=self._busy(items))
+        tasks: list[tuple[str, Callable[[], dict[str, str]]]] = [
+            (item.nodeid, functools.partial(self._run_one, item)) for item in queue]
+        probe = self._import_probe() if items else None
+        if probe is not None:
+            tasks.insert(0, (PROBE, probe))  # first, beside the checks rather than before them
+
+        def broken_found(key: str, outcome: ChildOutcome) -> bool:
+            if key == PROBE:
+                self.broken = self._broken(outcome)
+            return bool(self.broken)
+
+        with command_zygote(self.request, self._limits()):
+            outcomes = run_forked(tasks, self._limits(), jobs=self.request.jobs, deadline=deadline,
+                                  prepare=self._enter_sandbox, cleanup=self._clean_up, busy=self._busy(items),
+                                  stop_when=broken_found)
         for item in items:
             marker = item.get_closest_marker("check")
             meta = marker.kwargs if marker else {}

@@ -137,7 +137,8 @@ def _describe_exit(status: int, wall: float, timed_out: bool) -> str:
 def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits: Limits,
                jobs: int = 1, deadline: float | None = None, prepare: Prepare | None = None,
                cleanup: Callable[[int], None] | None = None,
-               busy: Mapping[Any, float] | None = None) -> dict[Any, ChildOutcome]:
+               busy: Mapping[Any, float] | None = None,
+               stop_when: Callable[[Any, ChildOutcome], bool] | None = None) -> dict[Any, ChildOutcome]:
     """Run each `(key, fn)` in its own fork, at most `jobs` at a time; return outcomes by key.
 
     `busy` maps a key to the share of a core its task keeps busy (its CPU time over its wall
@@ -147,6 +148,8 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
     `deadline` (a `time.monotonic()` value) bounds the whole batch: tasks not started by then
     are reported as not run. In each child, `prepare(slot)` runs first (a sandbox to enter, a
     user to become); after a child is reaped, `cleanup(pid)` runs here (what it left to remove).
+    `stop_when(key, outcome)` is asked as each task finishes: True ends the batch there (the
+    running children are killed, no other task starts, and only finished tasks are reported).
     """
     queue = list(tasks)
     running: dict[int, _Running] = {}
@@ -162,8 +165,9 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
             return len(running) < jobs
         return sum(share(r.key) for r in running.values()) + share(key) <= jobs + 1e-9
     # Move every object the parent already has out of the collector's sight: otherwise the first
-    # collection in each child walks (and so copies, page by page) the whole warmed-up SDK.
-    gc.collect()
+    # collection in each child walks (and so copies, page by page) the whole warmed-up SDK. No full
+    # collection first: it would walk that heap once more (~50 ms before the first fork of every
+    # run) to free the little garbage importing left, which then only lives as long as this process.
     gc.freeze()
     outcomes: dict[Any, ChildOutcome] = {}
 
@@ -211,14 +215,23 @@ def run_forked(tasks: Iterable[tuple[Any, Callable[[], dict[str, str]]]], limits
         now = time.monotonic()
         nearest = min(r.started + limits.wall_seconds for r in running.values())
         ready, _, _ = select.select(list(running), [], [], max(0.0, nearest - now))
+        ended = []
         for fd in ready:
             run = running[fd]
             chunk = os.read(fd, 65536)
             if chunk:
                 run.buffer.extend(chunk)
             else:
-                finish(running.pop(fd), timed_out=False)
+                ended.append((running.pop(fd), False))
         now = time.monotonic()
         for fd in [fd for fd, r in running.items() if now - r.started >= limits.wall_seconds]:
-            finish(running.pop(fd), timed_out=True)
+            ended.append((running.pop(fd), True))
+        for run, timed_out in ended:
+            finish(run, timed_out)
+        if stop_when is not None and any([stop_when(run.key, outcomes[run.key]) for run, _ in ended]):
+            for fd in list(running):
+                abandoned = running.pop(fd)
+                finish(abandoned, timed_out=False)  # killed, reaped and cleaned up like any other
+                del outcomes[abandoned.key]
+            return outcomes
     return outcomes

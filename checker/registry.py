@@ -27,7 +27,7 @@ class CourseError(Exception):
 
 # The keys a lesson's block may have besides the ones every lesson has; the quiz's own settings
 # (pass_mark, bank, ...) are kept in `Lesson.settings` for checker/quiz/bank.py to interpret.
-LESSON_KEYS = frozenset({"id", "title", "notebook", "modules", "checks", "status", "kind", "needs"})
+LESSON_KEYS = frozenset({"id", "title", "notebook", "modules", "checks", "status", "kind", "needs", "builds_package"})
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Lesson:
     kind: str = "code"  # "code": pytest checks on the package; "quiz": graded answers
     needs: tuple[str, ...] = ()  # programs its checks start: the preflight, CI and `course doctor` look for them
     checks_name: str = ""  # the checks file, when it breaks the lessonNN.py convention
+    builds_package: bool = False  # its checks build the student's project (lesson 8's build): started early
     # The rest of the lesson's block (the quiz's settings), read once here and interpreted by its owner.
     settings: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -207,5 +208,6 @@ def _lesson(entry: dict[str, Any], programs: Mapping[str, Program], path: Path) 
         kind=entry.get("kind", "code"),
         needs=tuple(entry.get("needs", ())),
         checks_name=entry.get("checks", ""),
+        builds_package=bool(entry.get("builds_package", False)),
         settings=MappingProxyType({key: value for key, value in entry.items() if key not in LESSON_KEYS}),
     )

@@ -21,12 +21,9 @@ import pytest
 from checker.checks.kit.eras import MODES
 from checker.checks.kit.processes import free_port, log_file, wait_for_port
 from checker.checks.kit.text import word
-from checker.checks.support.lesson08 import (
-    SCRIPT,
-    edition_version,
-    last_line,
-)
+from checker.checks.support.lesson08 import SCRIPT, edition_version
 from checker.checks.support.lesson08 import workspace as workspace  # the fixture, for pytest
+from checker.checks.support.lesson08_build import last_line
 from checker.checks.support.lesson08_process import (
     LEVELS,
     exchange_over_stdio,

@@ -46,7 +46,7 @@ def _start_worker(request_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
         proc.stdin.close()
         proc.stdin = None  # handed over: communicate() must not touch it again
         return proc
-    return subprocess.Popen([sys.executable, "-m", "checker.runner.worker", "--request", str(request_file)],
+    return subprocess.Popen([sys.executable, "-m", "checker.runner.start", "--request", str(request_file)],
                             cwd=cwd, env=worker_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 
@@ -78,6 +78,7 @@ def build_request(course: Course, lesson: Lesson, edition: Path, edition_name: s
         expected=seconds, busy=busy,
         extra_checks=[str(path) for path in extra],
         owners={module: other.number for other in course.lessons for module in other.modules},
+        builds_package=lesson.builds_package,
     )
 
 

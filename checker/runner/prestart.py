@@ -33,7 +33,7 @@ def prestart_worker() -> None:
     given one (a usage error, say) sees end-of-file and exits, or is killed at exit.
     """
     global _prestarted
-    _prestarted = subprocess.Popen([sys.executable, "-m", "checker.runner.worker", "--request", "-"],
+    _prestarted = subprocess.Popen([sys.executable, "-m", "checker.runner.start", "--request", "-"],
                                    cwd=tempfile.gettempdir(), env=worker_env(), stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     atexit.register(_discard_prestarted)

@@ -28,6 +28,7 @@ class Request:
     busy: dict[str, float] = field(default_factory=dict)  # check id -> its CPU time over its wall time, last time
     extra_checks: list[str] = field(default_factory=list)  # instructor-only (hidden) check files
     owners: dict[str, int] = field(default_factory=dict)  # module -> the lesson whose starter holds it
+    builds_package: bool = False  # the checks share one build of the project (`support/lesson08_build.py`)
     # Grading: the submission's running sandbox (`checker.sandbox.submission.Running`, as a dict).
     # Student code then runs only in it, in host processes, never in a check's own process.
     sandbox: dict[str, Any] | None = None

@@ -1,15 +1,15 @@
 """The check worker: a child process that grades one lesson and writes a JSON result.
 
-    python -m checker.runner.worker --request REQUEST.json
+    python -m checker.runner.start --request REQUEST.json
 
-pytest collects the lesson's checks here; this plugin replaces pytest's run loop so each
-check runs in its own fork (see `sandbox`). Student code is imported only inside those forks:
-this process, which assembles the score, never runs a line of it.
+(`checker.runner.start` is the process's entry: it imports this module.) pytest collects the
+lesson's checks here; this plugin replaces pytest's run loop so each check runs in its own fork
+(see `sandbox`). Student code is imported only inside those forks: this process, which
+assembles the score, never runs a line of it.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -459,8 +459,6 @@ def grade_and_write(request: Request) -> None:
     os.replace(tmp, out)
 
 
-
-
 def _undumpable() -> None:
     """No other process of this uid may ptrace this one or read its memory through /proc.
 
@@ -471,24 +469,3 @@ def _undumpable() -> None:
 
     pr_set_dumpable = 4
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--request", required=True, help="the request file ('-': read its path from stdin)")
-    args = parser.parse_args()
-    path = args.request
-    if path == "-":  # pre-started: warm up now (importing this did), then wait for the request's path
-        path = sys.stdin.readline().strip()
-        if not path:
-            return
-    grade_and_write(Request(**json.loads(Path(path).read_text())))
-
-
-if __name__ == "__main__":
-    main()
-    # The result is on disk and every check's process is reaped: the interpreter's teardown of the
-    # warmed-up heap (pytest, the SDK) would only make the student wait ~0.1 s longer for it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

@@ -10,15 +10,15 @@ the wheel into a fresh virtual environment. That environment borrows the course'
 already-installed dependencies (a `.pth` line), so nothing is downloaded; the package and its
 command come only from the wheel. One build serves every check of a lesson run (and lesson 9's
 stdio check): the first check to need it builds under a file lock in the run's own temporary
-folder, keyed by a hash of the project, and the others reuse it. The build backend runs code of
+folder, keyed by a hash of the project, and the others reuse it (`support/lesson08_build.py`;
+a self-check starts it early, while its worker imports the SDK). The build backend runs code of
 the student's project, so every step runs where student code runs (`target.command`), and what
 the build wrote is read back from there too.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
+import functools
 import io
 import json
 import os
@@ -26,34 +26,17 @@ import random
 import re
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from checker.checks.kit.text import word
+from checker.checks.support.lesson08_build import BUILDS_VARIABLE, RECORD, build_once
 from checker.target import Target
 
 SCRIPT = "research-desk"
-SKIPPED_DIRS = {
-    ".course",
-    ".git",
-    ".ipynb_checkpoints",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".venv",
-    "__pycache__",
-    "build",
-    "dist",
-    "venv",
-}
-COPY_IGNORE = shutil.ignore_patterns(*SKIPPED_DIRS, "*.pyc", "*.egg-info")
 
 
 def make_workspace(folder: Path, rng: random.Random) -> tuple[Path, list[str]]:
@@ -88,18 +71,6 @@ def edition_version(target: Target) -> str:
     if not match:
         pytest.fail(f'{target.package}/__init__.py has no __version__ = "..." line')
     return match.group(1)
-
-
-def _fingerprint(project: Path) -> str:
-    """A hash of what a build would copy (and of this Python), so a changed project is rebuilt."""
-    digest = hashlib.sha256(f"{sys.executable}\n".encode())
-    for folder, dirs, files in os.walk(project):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.endswith(".egg-info"))
-        for name in sorted(files):
-            if not name.endswith(".pyc"):
-                path = Path(folder) / name
-                digest.update(path.relative_to(project).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:24]
 
 
 @dataclass
@@ -148,98 +119,6 @@ def _run(target: Target, cmd: list[str], cwd: Path, timeout: float = 15) -> subp
         raise subprocess.TimeoutExpired(cmd, timeout) from None  # named as the step, not as its relay
 
 
-def _write_new(path: Path, text: str) -> None:
-    """Create `path` with `text`; never through a link planted there, never over an existing file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-
-
-def _make_build(target: Target, uv: str, project: Path, home: Path) -> dict[str, Any]:
-    """Copy, plant strays, build, install. Returns what `Build` needs, as JSON-able data."""
-    rng = random.Random()
-    copy = home / "project"
-    shutil.copytree(project, copy, ignore=COPY_IGNORE, symlinks=False)
-    strays = [".env", f"{word(rng)}-scratch.ipynb", f"src/research_desk/__pycache__/{word(rng)}.cpython-311.pyc"]
-    (copy / strays[0]).write_text(f"API_KEY={word(rng, 20, 30)}\n")
-    (copy / strays[1]).write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
-    (copy / strays[2]).parent.mkdir(parents=True, exist_ok=True)
-    (copy / strays[2]).write_bytes(b"\x00stale bytecode")
-    dist = home / "dist"
-    venv = home / "venv"
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the environment needs nothing from the build: both at once
-        creating = pool.submit(
-            _run, target, [uv, "venv", "--offline", "--quiet", "--python", sys.executable, str(venv)], home
-        )
-        built = _run(
-            target,
-            [
-                uv,
-                "build",
-                "--offline",
-                "--no-build-isolation",
-                "--color",
-                "never",
-                "--python",
-                sys.executable,
-                "--out-dir",
-                str(dist),
-                str(copy),
-            ],
-            cwd=home,
-        )
-        log = (built.stdout + built.stderr).strip()
-        if built.returncode != 0:
-            return {
-                "ok": False,
-                "strays": strays,
-                "problem": "`uv build` failed on a copy of your project:\n" + log[-1500:],
-            }
-        made = sorted(p.name for p in dist.iterdir()) if dist.is_dir() and not dist.is_symlink() else []
-        wheels, sdists = [n for n in made if n.endswith(".whl")], [n for n in made if n.endswith(".tar.gz")]
-        if len(wheels) != 1 or len(sdists) != 1:
-            return {
-                "ok": False,
-                "strays": strays,
-                "problem": f"`uv build` should make one wheel and one sdist, it made {made}",
-            }
-        created = creating.result()
-        if created.returncode != 0:
-            return {
-                "ok": False,
-                "strays": strays,
-                "problem": "could not create a virtual environment to install your "
-                "wheel in: " + last_line(created.stdout + created.stderr)[:300],
-            }
-        site = next((p for p in venv.glob("lib/python*/site-packages") if not p.is_symlink()), None)
-        if site is None:
-            return {"ok": False, "strays": strays, "problem": f"`uv venv` made no site-packages folder in {venv}"}
-        course_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-        _write_new(site / "_course_dependencies.pth", "".join(f"{p}\n" for p in sorted(course_site)))
-        installed = _run(
-            target,
-            [
-                uv,
-                "pip",
-                "install",
-                "--offline",
-                "--no-deps",
-                "--quiet",
-                "--python",
-                str(venv / "bin" / "python"),
-                str(dist / wheels[0]),
-            ],
-            cwd=home,
-        )
-        if installed.returncode != 0:
-            return {
-                "ok": False,
-                "strays": strays,
-                "problem": "installing your wheel failed: " + (installed.stdout + installed.stderr)[-1500:],
-            }
-        return {"ok": True, "problem": "", "strays": strays, "wheel": wheels[0], "sdist": sdists[0]}
-
-
 def _folder(path: Path) -> Path:
     """`path` as a real folder of this run (made if missing); a link in its place fails the check."""
     path.mkdir(exist_ok=True)
@@ -254,7 +133,7 @@ def _recorded(target: Target, home: Path) -> Build | None:
     The record lies where student code may write, so it is read where student code runs and
     trusted only for names: every path is rebuilt here, inside `home`.
     """
-    done = home / "build.json"
+    done = home / RECORD
     if not os.path.lexists(done):
         return None
     try:
@@ -281,8 +160,9 @@ def _recorded(target: Target, home: Path) -> Build | None:
 def build(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Build:
     """The one build of this project, made now or reused from an earlier check.
 
-    It lives in the lesson run's own temporary folder, or when grading in the submission's scratch
-    folder inside its sandbox (so lesson 9 reuses lesson 8's build), shared with nothing else.
+    It lives in the lesson run's own temporary folder (a self-check's early build: the folder
+    `BUILDS_VARIABLE` names), or when grading in the submission's scratch folder inside its
+    sandbox (so lesson 9 reuses lesson 8's build), shared with nothing else.
     """
     uv = shutil.which("uv")
     if uv is None:
@@ -296,31 +176,14 @@ def build(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Build:
             strays=[],
         )
     project = project_folder(target)
-    key = _fingerprint(project)
-    cache = _folder(Path(target.scratch or tmp_path_factory.getbasetemp()) / "lesson08-builds")
-    home = cache / key
-    lock = os.open(cache / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; a killed builder releases it
-        found = _recorded(target, home) if os.path.isdir(home) and not os.path.islink(home) else None
-        if found is None:  # never built, a builder died half-way, or its record is unusable
-            if os.path.islink(home):
-                os.unlink(home)
-            shutil.rmtree(home, ignore_errors=True)
-            _folder(home)
-            try:
-                data = _make_build(target, uv, project, home)
-            except subprocess.TimeoutExpired as exc:
-                data = {"ok": False, "problem": f"`uv {exc.cmd[1]}` took more than {exc.timeout:g} s"}
-            tmp = home / f"build.json.{os.getpid()}"
-            _write_new(tmp, json.dumps(data))
-            os.replace(tmp, home / "build.json")
-            found = _recorded(target, home)
-        if found is None:
-            pytest.fail("the build's record vanished or was changed while the checks ran")
-        return found
-    finally:
-        os.close(lock)
+    cache = _folder(Path(os.environ.get(BUILDS_VARIABLE) or target.scratch or tmp_path_factory.getbasetemp())
+                    / "lesson08-builds")
+    run = functools.partial(_run, target)
+    home = build_once(cache, project, uv, run, lambda home: _recorded(target, home) is not None)
+    found = _recorded(target, home)
+    if found is None:
+        pytest.fail("the build's record vanished or was changed while the checks ran")
+    return found
 
 
 def archive(target: Target, path: Path) -> io.BytesIO:
@@ -329,10 +192,6 @@ def archive(target: Target, path: Path) -> io.BytesIO:
         return io.BytesIO(target.read_bytes(path))
     except Exception as exc:  # noqa: BLE001 - gone, or replaced by something unreadable
         pytest.fail(f"{path.name}, which `uv build` made, could not be read back: {exc}")
-
-
-def last_line(text: str) -> str:
-    return next((line for line in reversed(text.splitlines()) if line.strip()), "")
 
 
 def mcp_requirement(project: Path) -> str | None:

@@ -54,18 +54,24 @@ def main() -> None:
     parser.add_argument("--request", required=True, help="the request file ('-': read its path from stdin)")
     args = parser.parse_args()
     arrived: list[tuple[Request, EarlyWork]] = []
+    failed: list[BaseException] = []
 
     def receive() -> None:
-        path = sys.stdin.readline().strip() if args.request == "-" else args.request
-        if path:
-            request = Request(**json.loads(Path(path).read_text()))
-            arrived.append((request, EarlyWork(request)))
+        try:
+            path = sys.stdin.readline().strip() if args.request == "-" else args.request
+            if path:
+                request = Request(**json.loads(Path(path).read_text()))
+                arrived.append((request, EarlyWork(request)))
+        except BaseException as exc:  # noqa: BLE001 - raised again below, where the runner sees it
+            failed.append(exc)
 
     reader = threading.Thread(target=receive, daemon=True)
     reader.start()
     from checker.runner.worker import grade_and_write  # pytest and the SDK: most of the start
 
     reader.join()
+    if failed:
+        raise failed[0]
     if not arrived:  # pre-started, then never given a request (a usage error, say)
         return
     request, early = arrived[0]

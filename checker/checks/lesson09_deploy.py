@@ -329,4 +329,5 @@ async def test_command_line_and_factory(target: Target, desk: Desk, tmp_path: Pa
     assert listed >= EXPECTED_TOOLS, f"the factory's server does not list {sorted(EXPECTED_TOOLS - listed)}"
     assert info["main"].get("replica") == main_replica, (
         f"`python -m {target.package}.server --transport http` answered as replica {info['main'].get('replica')!r}, "
-        f"expected {main_replica!r} from RESEARCH_DESK_REPLICA: serve create_http_app(settings)")
+        f"expected {main_replica!r} from RESEARCH_DESK_REPLICA: serve the app made from these settings "
+        "(build_app(settings))")

@@ -46,6 +46,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -638,6 +639,7 @@ async def main(args: argparse.Namespace) -> int:
         return 1 if failures else 0
     finally:
         stop(servers)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def loop_note() -> str:

@@ -75,7 +75,8 @@ class ForkPerCheck:
 
     def _run_one(self, item: pytest.Item) -> dict[str, str]:
         seed = seed_randomness(check_id(item.name))
-        with cpu_of_commands() as commands_cpu:
+        basetemp = item.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # noqa: SLF001
+        with cpu_of_commands(basetemp) as commands_cpu:
             reports = runtestprotocol(item, log=False, nextitem=None)
         return self._verdict(item, reports, seed) | {"commands_cpu": str(sum(commands_cpu))}
 
@@ -259,14 +260,15 @@ def seed_randomness(check: str) -> str:
 
 
 @contextlib.contextmanager
-def cpu_of_commands() -> Iterator[list[float]]:
+def cpu_of_commands(folder: Path) -> Iterator[list[float]]:
     """In a check's fork: a ledger where each command it runs through the relay adds its CPU seconds.
 
     Commands start in another process tree (a spawner of the zygote's), so the fork's own usage,
     which the runner reads when it reaps it, does not include theirs. The yielded list holds the
-    ledger's sum once the block has ended.
+    ledger's sum once the block has ended. The ledger lies in the run's `folder`, which the worker
+    removes at the end: a fork killed before it removed its own leaves nothing behind.
     """
-    handle, path = tempfile.mkstemp(prefix="course-cpu-")
+    handle, path = tempfile.mkstemp(prefix="course-cpu-", dir=folder)
     os.close(handle)
     os.environ[CPU_LEDGER] = path
     total: list[float] = []

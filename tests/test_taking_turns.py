@@ -27,6 +27,7 @@ SCENARIOS = textwrap.dedent('''
             self.release = {}
         async def __call__(self, scope, receive, send):
             name = scope["path"]
+            await receive()  # the whole body: only then does a call wait for its turn
             self.started.append(name)
             self.running += 1
             self.most = max(self.most, self.running)
@@ -40,8 +41,11 @@ SCENARIOS = textwrap.dedent('''
         for _ in range(20):
             await asyncio.sleep(0)
 
-    def call(app, name):
-        return asyncio.ensure_future(app({"type": "http", "path": name}, None, None))
+    async def whole_body():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    def call(app, name, receive=whole_body):
+        return asyncio.ensure_future(app({"type": "http", "path": name}, receive, None))
 
     async def in_order():
         calls = Calls(); app = TakeTurns(calls); app.turn = 60
@@ -94,6 +98,22 @@ SCENARIOS = textwrap.dedent('''
         return {"order": calls.started, "late_ran_at_once": ran_at_once, "left": len(app.holding),
                 "quitter_cancelled": quitter.cancelled()}
 
+    async def slow_senders_hold_no_place():
+        calls = Calls(); app = TakeTurns(calls); app.turn = 60
+        never = asyncio.Event()
+        async def body_still_coming():
+            await never.wait()
+        slow = [call(app, f"/slow-{i}", body_still_coming) for i in range(3)]
+        quick = call(app, "/quick")
+        await settle()
+        started = list(calls.started)
+        calls.release["/quick"].set()
+        await quick
+        for task in slow:
+            task.cancel()
+        await asyncio.gather(*slow, return_exceptions=True)
+        return {"started": started, "left": len(app.holding)}
+
     async def lifespan_passes():
         seen = []
         async def inner(scope, receive, send):
@@ -103,7 +123,7 @@ SCENARIOS = textwrap.dedent('''
 
     print(json.dumps({name: asyncio.run(scenario()) for name, scenario in [
         ("in_order", in_order), ("long", long_calls_step_aside), ("quitter", a_waiter_that_gives_up),
-        ("lifespan", lifespan_passes)]}))
+        ("slow", slow_senders_hold_no_place), ("lifespan", lifespan_passes)]}))
 ''')
 
 
@@ -127,4 +147,6 @@ def test_requests_take_turns_in_the_order_they_came() -> None:
     assert quitter["quitter_cancelled"] and "/quitter" not in quitter["order"], "a caller that gave up never runs"
     assert quitter["order"][:3] == ["/a", "/b", "/patient"]
     assert quitter["late_ran_at_once"] and quitter["left"] == 0, "and it keeps no place taken"
+    slow = results["slow"]
+    assert slow["started"] == ["/quick"] and slow["left"] == 0, "a body still arriving holds no place"
     assert results["lifespan"] == ["lifespan"]

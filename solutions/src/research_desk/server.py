@@ -757,7 +757,9 @@ class TakeTurns:
     loop switches between fewer calls, so it serves more of them (throughput up by a fifth or
     more). A call holds its place for at most `turn` seconds: one that runs
     longer (an export, a stream left open for notifications) goes on running but gives its place
-    to the next, so no call keeps the others waiting for more than that.
+    to the next, so no call keeps the others waiting for more than that. A call queues only once
+    its whole body has arrived (when the app reads its last part): a client that sends slowly,
+    on purpose or not, holds no place while it does, and a request without a body (a GET) none.
     """
 
     places = 2     # calls running their first `turn` at once: two, so one waiting on the disk idles nothing
@@ -779,21 +781,33 @@ class TakeTurns:
         loop = asyncio.get_running_loop()
         if loop is not self.loop:   # a new loop (a test's, say): places held on a loop now gone are void
             self.loop, self.holding, self.waiting, self.sweeper = loop, {}, collections.deque(), None
-        if len(self.holding) < self.places and not self.waiting:
-            ticket = self._take()
-        else:
-            turn = loop.create_future()
-            self.waiting.append(turn)
-            try:
-                ticket = await turn
-            except BaseException:   # cancelled while waiting (or just after being given a place)
-                if turn.done() and not turn.cancelled():
-                    self._leave(turn.result())
-                raise
+        ticket: int | None = None
+
+        async def receive_then_wait_for_a_turn() -> Any:
+            nonlocal ticket
+            message = await receive()
+            if ticket is None and message["type"] == "http.request" and not message.get("more_body", False):
+                ticket = await self._turn(loop)
+            return message
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive_then_wait_for_a_turn, send)
         finally:
-            self._leave(ticket)
+            if ticket is not None:
+                self._leave(ticket)
+
+    async def _turn(self, loop: asyncio.AbstractEventLoop) -> int:
+        """A place for this call: at once if one is free and nobody waits, else when its turn comes."""
+        if len(self.holding) < self.places and not self.waiting:
+            return self._take()
+        turn = loop.create_future()
+        self.waiting.append(turn)
+        try:
+            return await turn
+        except BaseException:   # cancelled while waiting (or just after being given a place)
+            if turn.done() and not turn.cancelled():
+                self._leave(turn.result())
+            raise
 
     def _take(self) -> int:
         assert self.loop is not None

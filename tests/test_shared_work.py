@@ -208,6 +208,20 @@ def test_a_task_that_finds_the_rest_pointless_stops_the_batch(tmp_path: Path) ->
     assert set(quiet) == {"probe", "a"}, "a probe that finds nothing stops nothing"
 
 
+def test_ports_chosen_together_are_different_and_free() -> None:
+    """Servers a check starts side by side get ports of their own (one answering for two hid a
+    replica that never started)."""
+    import socket
+
+    from checker.target import free_ports
+
+    ports = free_ports(32)
+    assert len(set(ports)) == 32
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
 def test_past_timings_read_old_and_new_records(tmp_path: Path) -> None:
     """Timings from before CPU was recorded count as busy; nonsense is dropped, not fatal."""
     from checker.runner.lesson import TIMINGS, past_timings, save_timings

@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from checker.checks.kit.eras import MODES
-from checker.checks.kit.processes import free_port, log_file, wait_for_port
+from checker.checks.kit.processes import free_ports, log_file, wait_for_port
 from checker.checks.kit.text import word
 from checker.checks.support.lesson08 import SCRIPT, edition_version
 from checker.checks.support.lesson08 import workspace as workspace  # the fixture, for pytest
@@ -322,7 +322,7 @@ async def test_http_transport(target: Target, workspace: tuple[Path, list[str]],
     from mcp import Client
 
     root, names = workspace
-    port, elsewhere = free_port(), free_port()
+    port, elsewhere = free_ports(2)
     # Settings from both places a host passes them: the transport and the roots in variables, the address in
     # flags, and a variable naming another port, which the flag overrides.
     args = ["--port", str(port), "--host", "127.0.0.1"]

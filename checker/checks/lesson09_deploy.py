@@ -26,7 +26,7 @@ from mcp.client.stdio import stdio_client
 from mcp.types import INVALID_PARAMS, CreateMessageResult, InputRequiredResult, TextContent
 
 from checker.checks.kit.eras import LEGACY, MODERN, MODES
-from checker.checks.kit.processes import free_port, log_file, log_text, stop
+from checker.checks.kit.processes import free_ports, log_file, log_text, stop
 from checker.checks.kit.services import redis_server, wait_for_health
 from checker.checks.kit.text import text_of, word
 from checker.checks.support.lesson06 import accept_filing  # lesson 6's file_note asks before filing
@@ -273,10 +273,10 @@ async def test_stdio_both_eras(target: Target, desk: Desk, tmp_path: Path,
             "win over variables). build_app() with no argument reads the process environment, which is how "
             "`uvicorn --factory research_desk.server:build_app` configures each replica.")
 async def test_command_line_and_factory(target: Target, desk: Desk, tmp_path: Path) -> None:
-    port, main_port, elsewhere = free_port(), free_port(), free_port()
+    port, main_port, elsewhere, refused_port = free_ports(4)
     main_replica = "m" + secrets.token_hex(3)
     logs = {name: log_file(tmp_path) for name in ("refused", "factory", "main")}
-    refused = spawn(target, ["-m", f"{target.package}.server", "--transport", "http", "--port", str(free_port())],
+    refused = spawn(target, ["-m", f"{target.package}.server", "--transport", "http", "--port", str(refused_port)],
                      target.env({"RESEARCH_DESK_ROOTS": str(desk.root),
                                  "RESEARCH_DESK_PUBLIC_URL": f"https://{desk.host}/mcp"}),
                      tmp_path, logs["refused"])

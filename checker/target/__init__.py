@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from checker.host.recording import recording_yields
-from checker.host.serving import ServerDidNotStart, free_port, serve_asgi
+from checker.host.serving import ServerDidNotStart, free_port, free_ports, serve_asgi
 from checker.host.toolcrash import last_tool_crash
 from checker.host.warmup import warm_up
 from checker.runner.failures import describe_failure, leaf_exception
@@ -36,7 +36,7 @@ CPU_LEDGER = "COURSE_CPU_LEDGER"  # set by the runner in a check's fork: where r
 warm_up()  # once, in the worker: every check's fork inherits the imported, warmed-up SDK
 
 
-__all__ = ["Target", "free_port", "last_tool_crash", "leaf_exception"]
+__all__ = ["Target", "free_port", "free_ports", "last_tool_crash", "leaf_exception"]
 
 
 class Target:

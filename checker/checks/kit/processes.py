@@ -19,9 +19,9 @@ from typing import IO, TextIO, cast
 
 import anyio
 
-from checker.target import free_port
+from checker.target import free_port, free_ports
 
-__all__ = ["free_port", "log_file", "log_text", "port_open", "stop", "stop_all", "wait_for_port"]
+__all__ = ["free_port", "free_ports", "log_file", "log_text", "port_open", "stop", "stop_all", "wait_for_port"]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -29,7 +29,7 @@ from mcp.client.caching import InMemoryResponseCacheStore
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
 from mcp.types import INVALID_PARAMS, ElicitResult, InputRequiredResult
 
-from checker.checks.kit.processes import free_port, log_file, log_text
+from checker.checks.kit.processes import free_port, free_ports, log_file, log_text
 from checker.checks.kit.services import nginx_server, wait_for_health
 from checker.target import Target
 
@@ -99,8 +99,7 @@ async def replicas(target: Target, tmp: Path, specs: dict[str, dict[str, str]]) 
     """
     started: list[Replica] = []
     try:
-        for name, extra in specs.items():
-            port = free_port()
+        for (name, extra), port in zip(specs.items(), free_ports(len(specs)), strict=True):
             log = log_file(tmp)
             env = target.env({"RESEARCH_DESK_REPLICA": name, "RESEARCH_DESK_ROOT": str(tmp / "workspace"), **extra})
             argv = [sys.executable, "-m", "uvicorn", "--factory", f"{target.package}.scaling:build_app",

@@ -54,6 +54,7 @@ class ForkPerCheck:
         self.collect_errors: list[str] = []
         self.results: list[CheckResult] = []
         self.broken: list[BrokenModule] = []
+        self.basetemp = Path(tempfile.gettempdir())  # pytest's, once the run loop starts
         self.started = time.monotonic()
 
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -75,8 +76,7 @@ class ForkPerCheck:
 
     def _run_one(self, item: pytest.Item) -> dict[str, str]:
         seed = seed_randomness(check_id(item.name))
-        basetemp = item.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # noqa: SLF001
-        with cpu_of_commands(basetemp) as commands_cpu:
+        with cpu_of_commands(self.basetemp) as commands_cpu:
             reports = runtestprotocol(item, log=False, nextitem=None)
         return self._verdict(item, reports, seed) | {"commands_cpu": str(sum(commands_cpu))}
 
@@ -180,7 +180,7 @@ class ForkPerCheck:
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         # Create the base temp folder once, here, so forks only add sub-folders to it. Private (0700,
         # from mkdtemp): when grading it belongs to the submission's user, who runs the checks.
-        basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # noqa: SLF001 - no public hook
+        basetemp = self.basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # noqa: SLF001 - no public hook
         if self.request.sandbox and self.request.sandbox["uid"] is not None:
             os.chown(basetemp, self.request.sandbox["uid"], self.request.sandbox["uid"])
         items = list(session.items)

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from checker.checks.kit.text import word
-from checker.checks.support.lesson08_build import BUILDS_VARIABLE, RECORD, build_once
+from checker.checks.support.lesson08_build import BUILDS_VARIABLE, RECORD, build_once, real_folder
 from checker.target import Target
 
 SCRIPT = "research-desk"
@@ -119,14 +119,6 @@ def _run(target: Target, cmd: list[str], cwd: Path, timeout: float = 15) -> subp
         raise subprocess.TimeoutExpired(cmd, timeout) from None  # named as the step, not as its relay
 
 
-def _folder(path: Path) -> Path:
-    """`path` as a real folder of this run (made if missing); a link in its place fails the check."""
-    path.mkdir(exist_ok=True)
-    if path.is_symlink() or not path.is_dir():
-        pytest.fail(f"{path} is no longer a folder: something replaced the checks' build folder with a link")
-    return path
-
-
 def _recorded(target: Target, home: Path) -> Build | None:
     """The finished build recorded in `home`, if its record is sound and its files are still there.
 
@@ -176,10 +168,13 @@ def build(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Build:
             strays=[],
         )
     project = project_folder(target)
-    cache = _folder(Path(os.environ.get(BUILDS_VARIABLE) or target.scratch or tmp_path_factory.getbasetemp())
-                    / "lesson08-builds")
+    base = Path(os.environ.get(BUILDS_VARIABLE) or target.scratch or tmp_path_factory.getbasetemp())
     run = functools.partial(_run, target)
-    home = build_once(cache, project, uv, run, lambda home: _recorded(target, home) is not None)
+    try:
+        home = build_once(real_folder(base / "lesson08-builds"), project, uv, run,
+                          lambda home: _recorded(target, home) is not None)
+    except NotADirectoryError as exc:  # a link planted where the build lives
+        pytest.fail(str(exc))
     found = _recorded(target, home)
     if found is None:
         pytest.fail("the build's record vanished or was changed while the checks ran")

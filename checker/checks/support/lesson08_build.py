@@ -79,7 +79,8 @@ def real_folder(path: Path) -> Path:
     """`path` as a real folder (made if missing); a link or a file in its place is refused."""
     path.mkdir(exist_ok=True)
     if path.is_symlink() or not path.is_dir():
-        raise NotADirectoryError(f"{path} is no longer a folder: something replaced the checks' build folder")
+        raise NotADirectoryError(f"{path} is no longer a folder: something replaced the checks' build folder "
+                                 "with a link")
     return path
 
 

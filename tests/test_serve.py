@@ -53,6 +53,18 @@ def test_a_dead_worker_is_replaced_on_the_next_run() -> None:
         assert worker._proc is not None and worker._proc.pid != dead
 
 
+def test_closing_after_a_request_the_dead_worker_never_read_raises_nothing() -> None:
+    """The request written to a dead worker stays in the pipe's buffer; closing must not flush it."""
+    worker = WarmWorker(COURSE)
+    worker.start()
+    assert worker._proc is not None and worker._proc.stdin is not None
+    os.kill(worker._proc.pid, 9)
+    worker._proc.wait()
+    worker._proc.stdin.write(b"x" * 100)  # buffered, unflushed: close() would flush it into a broken pipe
+    worker.close()
+    assert worker._proc is None
+
+
 def test_close_leaves_no_process_behind() -> None:
     worker = WarmWorker(COURSE)
     worker.start()

@@ -259,8 +259,11 @@ class WarmWorker:
                         kill(target, signal.SIGKILL)
             self._proc.wait()
             for stream in (self._proc.stdin, self._proc.stdout):
+                # A request left in the buffer of a dead worker's pipe cannot be flushed; the
+                # stream is closed all the same (BufferedWriter closes even when flush fails).
                 if stream is not None:
-                    stream.close()
+                    with contextlib.suppress(BrokenPipeError):
+                        stream.close()
             self._proc = None
         if self._log is not None:
             self._log.close()

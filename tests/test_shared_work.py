@@ -210,7 +210,7 @@ def test_a_task_that_finds_the_rest_pointless_stops_the_batch(tmp_path: Path) ->
 
 def test_ports_chosen_together_are_different_and_free() -> None:
     """Servers a check starts side by side get ports of their own (one answering for two hid a
-    replica that never started)."""
+    replica that never started), and a server binding as uvicorn does can listen on each."""
     import socket
 
     from checker.target import free_ports
@@ -218,8 +218,37 @@ def test_ports_chosen_together_are_different_and_free() -> None:
     ports = free_ports(32)
     assert len(set(ports)) == 32
     for port in ports:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", port))
+        with socket.socket() as server:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(("127.0.0.1", port))
+            server.listen()
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass
+
+
+def test_a_chosen_port_goes_to_no_one_else_before_its_server_binds() -> None:
+    """Between the choice and the server's bind, a sibling fork choosing ports, or any outgoing
+    connection, must not get the port (a race that let another server answer for a replica)."""
+    import socket
+
+    from checker.target import free_ports
+
+    held = set(free_ports(16))
+    script = (
+        "import socket, sys\n"
+        "seen = set()\n"
+        "listener = socket.create_server(('127.0.0.1', 0))\n"
+        "for _ in range(3000):\n"
+        "    with socket.socket() as s:\n"
+        "        s.bind(('127.0.0.1', 0)); seen.add(s.getsockname()[1])\n"
+        "    with socket.create_connection(listener.getsockname()) as c:\n"
+        "        seen.add(c.getsockname()[1]); listener.accept()[0].close()\n"
+        "print(' '.join(map(str, seen)))\n"
+    )
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert held.isdisjoint(int(port) for port in other.stdout.split())
+    with socket.socket() as plain, pytest.raises(OSError):  # refused while the port is held
+        plain.bind(("127.0.0.1", next(iter(held))))
 
 
 def test_past_timings_read_old_and_new_records(tmp_path: Path) -> None:

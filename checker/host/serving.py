@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -16,25 +16,36 @@ class ServerDidNotStart(Exception):
     """uvicorn stopped before it was listening: the app's startup (its lifespan) failed."""
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_HOLD_AT_MOST = 64
+_held: collections.deque[socket.socket] = collections.deque()
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` different loopback TCP ports that were free a moment ago.
+    """`count` different loopback TCP ports, each kept from everyone but the server it is for.
 
-    Chosen while all are held: `free_port()` called again before the first port is bound can
-    give the same port twice, and then one server answers for two (a replica that could not
-    bind, unnoticed, because its sibling answers its health check).
+    A port that was merely free a moment ago can be taken before the server binds it: by a sibling
+    check's choice in another fork, or as the ephemeral port of any outgoing connection. The server
+    then cannot bind, and whatever took the port may answer in its place (a replica that never
+    started, unnoticed, because another one answered its health check). So each port stays bound
+    here, with SO_REUSEADDR and never listening, until this process ends or 64 newer ones are held:
+    the kernel gives it to no other bind or connection, while a server that binds with
+    SO_REUSEADDR, as uvicorn, nginx, Redis and Node all do, still takes it and listens.
     """
-    with contextlib.ExitStack() as held:
-        socks = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
+    ports = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        _held.append(sock)
+        ports.append(int(sock.getsockname()[1]))
+    while len(_held) > max(_HOLD_AT_MOST, count):
+        _held.popleft().close()
+    return ports
+
+
+def free_port() -> int:
+    """One loopback TCP port, kept for the server it is for (see `free_ports`)."""
+    return free_ports(1)[0]
 
 
 def _prompt_server(config: Any) -> Any:

@@ -39,6 +39,8 @@ from typing import Annotated, Any
 
 import typer
 
+from checker.host.environment import plain_environment
+
 JUDGES = {
     "node": "22.23.3",                       # node-<os>-<arch> from the npm registry
     "inspector": "2.12.0",                    # @modelcontextprotocol/inspector (needs Node >= 22.19)
@@ -87,7 +89,7 @@ class Judges:
 
     def env(self, home: Path | None = None) -> dict[str, str]:
         """A child environment whose `node` is Node 22 (the npm launchers use `#!/usr/bin/env node`)."""
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR", "SSL_CERT_FILE", "HOME")}
+        env = plain_environment()
         env["PATH"] = f"{self.node.parent}{os.pathsep}{env.get('PATH', '')}"
         if home is not None:
             env["HOME"] = str(home)   # the Inspector keeps a catalog under ~/.mcp-inspector: keep it private
@@ -281,10 +283,8 @@ class HttpServer:
 
 
 def python_env(edition: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE")}
-    env["PYTHONPATH"] = str(edition)
-    env.update(extra)
-    return env
+    """What a Python process serving `edition` gets: the plain environment, the edition, `extra`."""
+    return plain_environment({"PYTHONPATH": str(edition), **extra})
 
 
 def start_http(

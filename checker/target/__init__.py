@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from checker.host.environment import plain_environment
 from checker.host.recording import recording_yields
 from checker.host.serving import ServerDidNotStart, free_port, free_ports, serve_asgi
 from checker.host.toolcrash import last_tool_crash
@@ -237,7 +238,7 @@ class Target:
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a subprocess that must import the edition under test."""
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE")}
+        env = plain_environment()
         if self.isolated and self.scratch:
             env.update(HOME=self.scratch, TMPDIR=self.scratch)  # where the sandbox can write
         env["PYTHONPATH"] = str(self.edition)

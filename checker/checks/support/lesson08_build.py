@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from checker.checks.kit.text import word
+from checker.host.environment import plain_environment
 
 SKIPPED_DIRS = {
     ".course",
@@ -154,11 +155,6 @@ def make_build(run: Run, uv: str, project: Path, home: Path) -> dict[str, Any]:
         if installed.returncode != 0:
             return failed("installing your wheel failed: " + (installed.stdout + installed.stderr)[-1500:])
         return {"ok": True, "problem": "", "strays": strays, "wheel": wheels[0], "sdist": sdists[0]}
-
-
-def plain_environment() -> dict[str, str]:
-    """What a build step gets in a self-check: the few variables a check's command gets, no PYTHONPATH."""
-    return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE")}
 
 
 def run_here(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:

@@ -40,7 +40,8 @@ def test_notebook_is_clean_and_valid(lesson) -> None:
 @pytest.mark.parametrize("lesson", NOTEBOOK_LESSONS, ids=[l.id for l in NOTEBOOK_LESSONS])
 def test_notebook_runs_against_solutions(lesson, tmp_path) -> None:
     env = dict(os.environ, PYTHONPATH=str(COURSE.solutions), COURSE_NOTEBOOK_STRICT="1",
-               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", COURSE_ROOT=str(COURSE.root))
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", COURSE_ROOT=str(COURSE.root),
+               TMPDIR=str(tmp_path))  # the folders the lesson's demos make go where pytest cleans up
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "nbval", "--nbval-lax", "--nbval-cell-timeout=120",
          "-p", "no:cacheprovider", "-q", str(COURSE.root / lesson.notebook)],
@@ -56,11 +57,11 @@ NEEDS_LINE = re.compile(r"This cell needs your code: TODO\(lesson-\d+\) in \S+(?
 
 @pytest.mark.full
 @pytest.mark.parametrize("lesson", NOTEBOOK_LESSONS, ids=[l.id for l in NOTEBOOK_LESSONS])
-def test_notebook_on_the_starter_stops_only_with_one_line(lesson) -> None:
+def test_notebook_on_the_starter_stops_only_with_one_line(lesson, tmp_path) -> None:
     """Top to bottom on the untouched starter: every failing cell says, in one line, which TODO it
     needs; no traceback, no NameError from an earlier failed cell, no exception group on stderr."""
     nb = nbformat.read(COURSE.root / lesson.notebook, as_version=4)
-    env = dict(os.environ, PYTHONPATH=str(pristine_starter()), COURSE_ROOT=str(COURSE.root))
+    env = dict(os.environ, PYTHONPATH=str(pristine_starter()), COURSE_ROOT=str(COURSE.root), TMPDIR=str(tmp_path))
     env.pop("COURSE_NOTEBOOK_STRICT", None)
     client = NotebookClient(nb, timeout=180, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str((COURSE.root / lesson.notebook).parent)}})

@@ -8,17 +8,17 @@ Each test puts a `uv` first on PATH that notes every `uv build` in a log, then r
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from checker.host.programs import find_program
 from checker.runner.lesson import run_lesson
 from tests.conftest import COURSE, process_alive
 
-UV = shutil.which("uv")
+UV = find_program("uv")
 pytestmark = pytest.mark.skipif(UV is None or os.name != "posix", reason="needs uv, and fork (Linux or macOS)")
 LESSON = COURSE.lesson("lesson-8")
 
@@ -27,8 +27,9 @@ def _uv_that_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "bin"
     folder.mkdir()
     log = tmp_path / "uv.log"
+    (folder / "real-uv").symlink_to(UV)  # named beside it, so the wrapper reads like no version manager's shim
     wrapper = folder / "uv"
-    wrapper.write_text(f'#!/bin/sh\n[ "$1" = build ] && echo "$$" >> {log}\nexec {UV} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = build ] && echo "$$" >> {log}\nexec "$(dirname "$0")/real-uv" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
     return log

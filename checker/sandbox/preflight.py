@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import checker
+from checker.host.programs import find_program
 from checker.registry import Course, Lesson
 from checker.sandbox import bwrap
 from checker.sandbox.cgroups import GroupsUnavailable, batch_groups
 from checker.sandbox.submission import Mode
 
-SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 PROBE_SECONDS = 60
 
 
@@ -49,35 +49,6 @@ class Preflight:
 
     def lacks(self, program: str) -> bool:
         return program in self.missing
-
-
-def find_program(name: str) -> str | None:
-    """The real executable for `name`: on PATH or in the sbin folders, past version-manager shims."""
-    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
-    if found and _is_shim(found):
-        beside = Path(sys.base_prefix) / "bin" / name  # `pip install uv` into the interpreter pyenv manages
-        found = str(beside) if beside.is_file() else _through_pyenv(name) or found
-    return found
-
-
-def _is_shim(path: str) -> bool:
-    """A pyenv or asdf shim: a script that finds the real program, useless inside a sandbox."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-    except OSError:
-        return False
-    return head.startswith(b"#!") and (b"pyenv" in head or b"asdf" in head or b"shim" in head)
-
-
-def _through_pyenv(name: str) -> str | None:
-    try:
-        done = subprocess.run(["pyenv", "which", name], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:
-        return None
-    return done.stdout.strip() or None
 
 
 def runtime_paths(uv: str | None) -> list[str]:

@@ -24,7 +24,6 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import tomllib
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import pytest
 
 from checker.checks.kit.text import word
 from checker.checks.support.lesson08_build import BUILDS_VARIABLE, RECORD, build_once, real_folder
+from checker.host.programs import find_program
 from checker.target import Target
 
 SCRIPT = "research-desk"
@@ -156,7 +156,7 @@ def build(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Build:
     `BUILDS_VARIABLE` names), or when grading in the submission's scratch folder inside its
     sandbox (so lesson 9 reuses lesson 8's build), shared with nothing else.
     """
-    uv = shutil.which("uv")
+    uv = find_program("uv")
     if uv is None:
         return Build(
             ok=False,

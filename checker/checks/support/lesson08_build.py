@@ -29,6 +29,7 @@ from typing import Any
 
 from checker.checks.kit.text import word
 from checker.host.environment import plain_environment
+from checker.host.programs import find_program
 
 SKIPPED_DIRS = {
     ".course",
@@ -166,7 +167,7 @@ def run_here(argv: list[str], cwd: Path, timeout: float) -> subprocess.Completed
 def start_early(builds: Path, project: Path) -> subprocess.Popen[bytes] | None:
     """Start this project's build in `builds`, in its own process group (None: nothing to build it
     with). Checks then find it there when `BUILDS_VARIABLE` names that folder."""
-    if shutil.which("uv") is None or not (project / "pyproject.toml").is_file():
+    if find_program("uv") is None or not (project / "pyproject.toml").is_file():
         return None  # the checks say why, each in its own words
     return subprocess.Popen([sys.executable, "-m", __name__, str(builds), str(project)], start_new_session=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -174,7 +175,7 @@ def start_early(builds: Path, project: Path) -> subprocess.Popen[bytes] | None:
 
 def main(argv: list[str]) -> None:
     builds, project = Path(argv[0]), Path(argv[1])
-    uv = shutil.which("uv")
+    uv = find_program("uv")
     if uv is not None:
         build_once(real_folder(builds), project, uv, run_here, lambda home: (home / RECORD).is_file())
 

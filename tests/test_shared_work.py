@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -274,3 +275,23 @@ def test_a_checks_reported_cpu_time_is_a_finite_number_or_nothing() -> None:
     for hostile in ("inf", "-inf", "nan", "-3", "1e999", "twelve", ""):
         assert _seconds({"commands_cpu": hostile}, "commands_cpu") == 0.0, hostile
     assert _seconds(None, "commands_cpu") == 0.0
+
+
+def test_student_code_runs_with_the_garbage_collector_on(tmp_path: Path) -> None:
+    """The worker starts with the collector off (its imports only make objects that live on); every
+    check's fork, where student code runs, must have it on again."""
+    from checker.runner.lesson import run_lesson
+    from tests.conftest import COURSE
+
+    edition = tmp_path / "src"
+    shutil.copytree(COURSE.solutions, edition, ignore=shutil.ignore_patterns("__pycache__"))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    module = edition / COURSE.package / "context.py"
+    future = "from __future__ import annotations\n"
+    spy = f"import gc as _gc, os as _os\nopen({str(marks)!r} + f'/{{_os.getpid()}}-{{_gc.isenabled()}}', 'w').close()\n"
+    module.write_text(module.read_text().replace(future, future + spy, 1))
+    result = run_lesson(COURSE, COURSE.lesson("1"), str(edition))
+    assert result.ok, result.error or [c.message for c in result.checks if c.message]
+    seen = {name.split("-")[1] for name in os.listdir(marks)}
+    assert seen == {"True"}, f"student code ran with the collector off in {sorted(os.listdir(marks))}"

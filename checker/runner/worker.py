@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import math
 import os
@@ -204,6 +205,11 @@ class ForkPerCheck:
                 self.broken = self._broken(outcome)
             return bool(self.broken)
 
+        # The collector was off while this process started (`checker.runner.start`): what it made
+        # then is frozen, never to be walked here or in any fork, and the collector is on again,
+        # as student code in every fork expects.
+        gc.freeze()
+        gc.enable()
         with command_zygote(self.request, self._limits()):
             outcomes = run_forked(tasks, self._limits(), jobs=self.request.jobs, deadline=deadline,
                                   prepare=self._enter_sandbox, cleanup=self._clean_up, busy=self._busy(items),

@@ -86,6 +86,17 @@ def lesson_run(lesson: Lesson, against: str) -> LessonResult:
     return _runs[key]
 
 
+def solutions_with_spy(folder: Path, spy: str) -> Path:
+    """A copy of the solutions edition in `folder`/src whose lesson 1 module runs `spy` (Python
+    lines) when imported: where, and how, student code gets imported and run."""
+    edition = folder / "src"
+    shutil.copytree(COURSE.solutions, edition, ignore=shutil.ignore_patterns("__pycache__"))
+    module = edition / COURSE.package / "context.py"
+    future = "from __future__ import annotations\n"
+    module.write_text(module.read_text().replace(future, future + spy, 1))
+    return edition
+
+
 def process_alive(pid: int) -> bool:
     """Whether `pid` is a running process (not gone, not a zombie waiting to be reaped)."""
     try:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from checker.runner.catalog import lesson_catalog
 from checker.runner.warm import WarmWorker, descendants
-from tests.conftest import COURSE, pristine_starter
+from tests.conftest import COURSE, pristine_starter, solutions_with_spy
 
 LESSON = COURSE.lesson("1")
 
@@ -23,14 +22,9 @@ def test_warm_results_match_cold_ones(tmp_path: Path) -> None:
 
 def test_student_code_never_runs_in_the_warm_process(tmp_path: Path) -> None:
     """A module that records the pid importing it: only per-check forks may appear."""
-    edition = tmp_path / "src"
-    shutil.copytree(COURSE.solutions, edition, ignore=shutil.ignore_patterns("__pycache__"))
     marks = tmp_path / "importers"
     marks.mkdir()
-    module = edition / COURSE.package / "context.py"
-    future = "from __future__ import annotations\n"
-    spy = f"import os as _os\nopen({str(marks)!r} + '/' + str(_os.getpid()), 'w').close()\n"
-    module.write_text(module.read_text().replace(future, future + spy, 1))
+    edition = solutions_with_spy(tmp_path, f"import os as _os\nopen({str(marks)!r} + '/' + str(_os.getpid()), 'w').close()\n")
     with WarmWorker(COURSE) as worker:
         first = worker.check(LESSON, str(edition))
         assert worker._proc is not None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -281,16 +280,12 @@ def test_student_code_runs_with_the_garbage_collector_on(tmp_path: Path) -> None
     """The worker starts with the collector off (its imports only make objects that live on); every
     check's fork, where student code runs, must have it on again."""
     from checker.runner.lesson import run_lesson
-    from tests.conftest import COURSE
+    from tests.conftest import COURSE, solutions_with_spy
 
-    edition = tmp_path / "src"
-    shutil.copytree(COURSE.solutions, edition, ignore=shutil.ignore_patterns("__pycache__"))
     marks = tmp_path / "marks"
     marks.mkdir()
-    module = edition / COURSE.package / "context.py"
-    future = "from __future__ import annotations\n"
     spy = f"import gc as _gc, os as _os\nopen({str(marks)!r} + f'/{{_os.getpid()}}-{{_gc.isenabled()}}', 'w').close()\n"
-    module.write_text(module.read_text().replace(future, future + spy, 1))
+    edition = solutions_with_spy(tmp_path, spy)
     result = run_lesson(COURSE, COURSE.lesson("1"), str(edition))
     assert result.ok, result.error or [c.message for c in result.checks if c.message]
     seen = {name.split("-")[1] for name in os.listdir(marks)}

@@ -63,6 +63,8 @@ from typing import Any
 import httpx2
 import psutil
 
+from checker.host.serving import free_port
+
 MODERN = "2026-07-28"
 ACCEPT = "application/json, text/event-stream"
 PUBLIC_HOST = "desk.bench.example"
@@ -83,12 +85,6 @@ MINIMAL_SERVER = textwrap.dedent('''
 
 
 # --- servers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
